@@ -1,0 +1,271 @@
+// Package analytics is zenklav's ClickHouse store: migrations, ticket event inserts, and the
+// queries reports are built on.
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// Config says where ClickHouse is.
+type Config struct {
+	Addr     string // host:port of the native protocol
+	Database string
+	User     string
+	Password string
+}
+
+// Store reads and writes zenklav's tables in one ClickHouse database.
+type Store struct {
+	conn   driver.Conn
+	db     string
+	logger *slog.Logger
+}
+
+// Open connects to ClickHouse and creates the database when it is missing. It does not
+// migrate: call Migrate.
+func Open(ctx context.Context, logger *slog.Logger, cfg Config) (*Store, error) {
+	if cfg.Addr == "" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "no ClickHouse address: set ZENKLAV_CLICKHOUSE_ADDR=host:9000")
+	}
+	if !validName(cfg.Database) {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "ClickHouse database name %q must be letters, digits and _", cfg.Database)
+	}
+	opts := func(db string) *clickhouse.Options {
+		return &clickhouse.Options{
+			Addr:        []string{cfg.Addr},
+			Auth:        clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
+			DialTimeout: 5 * time.Second,
+			ReadTimeout: 60 * time.Second,
+			// Two connections per core is plenty: inserts are few and large.
+			MaxOpenConns: 8,
+			MaxIdleConns: 4,
+		}
+	}
+	boot, err := clickhouse.Open(opts("default"))
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "connect to ClickHouse at %s", cfg.Addr)
+	}
+	defer boot.Close()
+	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database); err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "create database %s on %s", cfg.Database, cfg.Addr)
+	}
+	conn, err := clickhouse.Open(opts(cfg.Database))
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "connect to ClickHouse at %s", cfg.Addr)
+	}
+	return &Store{conn: conn, db: cfg.Database, logger: logger}, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error { return s.conn.Close() }
+
+// Ping checks that ClickHouse answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "ping ClickHouse")
+	}
+	return nil
+}
+
+// Migrate applies the numbered migrations of schemas that are not applied yet, in order, and
+// records each in schema_migrations. Migrations are never edited once applied; every one is
+// written to be harmless if two processes run it at once (IF NOT EXISTS).
+func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
+	const ddl = `CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime)
+ENGINE = ReplacingMergeTree() ORDER BY version`
+	if err := s.conn.Exec(ctx, ddl); err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "create schema_migrations")
+	}
+	done := map[uint32]bool{}
+	rows, err := s.conn.Query(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read schema_migrations")
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan schema_migrations: %w", err)
+		}
+		done[v] = true
+	}
+	rows.Close()
+
+	files, err := fs.Glob(schemas.Migrations(), "*.sql")
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(files)
+	for _, name := range files {
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.ParseUint(num, 10, 32)
+		if !ok || err != nil {
+			return applied, fmt.Errorf("migration %s is not named NNNN_name.sql", name)
+		}
+		if done[uint32(v)] {
+			continue
+		}
+		sql, err := fs.ReadFile(schemas.Migrations(), name)
+		if err != nil {
+			return applied, err
+		}
+		for _, stmt := range statements(string(sql)) {
+			if err := s.conn.Exec(ctx, stmt); err != nil {
+				return applied, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "apply migration %s", name)
+			}
+		}
+		if err := s.conn.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+			uint32(v), name, time.Now().UTC()); err != nil {
+			return applied, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "record migration %s", name)
+		}
+		s.logger.Info("applied migration", "name", name, "database", s.db)
+		applied = append(applied, name)
+	}
+	return applied, nil
+}
+
+// statements splits a migration into statements on semicolons at line ends, dropping
+// comment lines (ClickHouse runs one statement per request).
+func statements(sql string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(sql, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(t, ";") {
+			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if t := strings.TrimSpace(cur.String()); t != "" {
+		out = append(out, t)
+	}
+	return out
+}
+
+const insertTicketEvents = `INSERT INTO ticket_events (event_id, tenant, account_subdomain, account_id, brand_id,
+event_type, zendesk_type, source, occurred_at, received_at, ticket_id, subject, status, previous_status,
+priority, ticket_type, tags, channel, via, requester_id, requester_email, requester_phone, assignee_id,
+group_id, custom_field_ids, custom_field_values)`
+
+// InsertTicketEvents inserts events in one batch. Inserting the same events again is harmless:
+// rows with the same event id collapse (see migrations/0001_ticket_events.sql).
+func (s *Store) InsertTicketEvents(ctx context.Context, events []schemas.TicketEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, insertTicketEvents)
+	if err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "prepare insert of %d ticket events", len(events))
+	}
+	defer batch.Abort() //nolint:errcheck // no-op after Send
+	for i := range events {
+		e := &events[i]
+		t := &e.Ticket
+		ids := make([]int64, len(t.CustomFields))
+		vals := make([]string, len(t.CustomFields))
+		for j, f := range t.CustomFields {
+			ids[j], vals[j] = f.ID, fieldValue(f.Value)
+		}
+		tags := t.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		if err := batch.Append(e.EventID, e.Tenant, e.Account.Subdomain, e.Account.ID, e.BrandID,
+			e.Type, e.ZendeskType, e.Source, e.OccurredAt, e.ReceivedAt, t.ID, t.Subject, t.Status, t.PreviousStatus,
+			t.Priority, t.Type, tags, t.Channel, t.Via, t.Requester.ID, t.Requester.Email, t.Requester.Phone, t.AssigneeID,
+			t.GroupID, ids, vals); err != nil {
+			return zenklav.Wrap(zenklav.EINVALID, err, "append ticket event %s", e.EventID)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert %d ticket events", len(events))
+	}
+	return nil
+}
+
+// fieldValue renders a custom field value as text: strings as they are, anything else as JSON.
+func fieldValue(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// EventFilter selects ticket events for counting.
+type EventFilter struct {
+	Tenant string
+	Type   string    // empty = all types
+	From   time.Time // occurred_at >= From, when set
+	To     time.Time // occurred_at < To, when set
+}
+
+// CountTicketEvents counts distinct ticket events, as every report does: FINAL collapses
+// duplicates that background merges have not removed yet, so the count is exact at any moment.
+func (s *Store) CountTicketEvents(ctx context.Context, f EventFilter) (uint64, error) {
+	q := "SELECT count() FROM ticket_events FINAL WHERE tenant = ?"
+	args := []any{f.Tenant}
+	if f.Type != "" {
+		q += " AND event_type = ?"
+		args = append(args, f.Type)
+	}
+	if !f.From.IsZero() {
+		q += " AND occurred_at >= ?"
+		args = append(args, f.From.UTC())
+	}
+	if !f.To.IsZero() {
+		q += " AND occurred_at < ?"
+		args = append(args, f.To.UTC())
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		return 0, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "count ticket events")
+	}
+	return n, nil
+}
+
+// CountTicketEventRows counts stored rows, duplicates included: for tests and operators who
+// want to see how much deduplication is still pending.
+func (s *Store) CountTicketEventRows(ctx context.Context, tenant string) (uint64, error) {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM ticket_events WHERE tenant = ?", tenant).Scan(&n); err != nil {
+		return 0, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "count ticket event rows")
+	}
+	return n, nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,191 @@
+// Package backend is zenklav's HTTP side (Gin): webhooks in, health and metrics, and later
+// the sidebar and reports APIs. Handlers decode and validate, make one service call, and
+// encode; errors go through c.Error and one middleware renders them.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/pipeline"
+)
+
+// Options are the Server's dependencies.
+type Options struct {
+	Connections *config.Connections
+	Publisher   pipeline.Publisher
+	// Ready lists the dependencies /readyz checks, by name.
+	Ready    map[string]func(context.Context) error
+	Registry *prometheus.Registry
+	Now      func() time.Time // the clock webhook timestamps are checked against
+}
+
+// Server is zenklav's HTTP server.
+type Server struct {
+	logger  *slog.Logger
+	opts    Options
+	engine  *gin.Engine
+	metrics serverMetrics
+}
+
+type serverMetrics struct {
+	requests *prometheus.HistogramVec
+	webhooks *prometheus.CounterVec
+}
+
+// New returns a Server.
+func New(logger *slog.Logger, opts Options) (*Server, error) {
+	if opts.Connections == nil || opts.Publisher == nil || opts.Registry == nil {
+		return nil, errors.New("backend needs connections, a publisher and a metrics registry")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{logger: logger, opts: opts}
+	s.metrics = serverMetrics{
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "zenklav_http_request_seconds",
+			Help:    "HTTP requests by route and status.",
+			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "status"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zenklav_webhooks_total",
+			Help: "Webhooks by source and result (accepted, ignored, or the error kind).",
+		}, []string{"source", "result"}),
+	}
+	for _, c := range []prometheus.Collector{s.metrics.requests, s.metrics.webhooks} {
+		if err := opts.Registry.Register(c); err != nil {
+			return nil, err
+		}
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(s.observe, gin.CustomRecovery(s.recovered), s.renderErrors)
+	e.HandleMethodNotAllowed = true
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
+	e.POST("/webhooks/zendesk/:subdomain", s.zendeskWebhook)
+	s.engine = e
+	return s, nil
+}
+
+// Handler returns the http.Handler to serve.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Serve serves on ln until ctx ends, then lets requests in flight finish for up to 10 s, so
+// a webhook that Kafka already acknowledged still gets its answer.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	return nil
+}
+
+// observe records every request's latency by route and status.
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	s.metrics.requests.WithLabelValues(route, strconv.Itoa(c.Writer.Status())).Observe(time.Since(start).Seconds())
+}
+
+func (s *Server) recovered(c *gin.Context, v any) {
+	s.logger.Error("panic in handler", "route", c.FullPath(), "panic", v)
+	c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody(zenklav.EINTERNAL, "internal error"))
+}
+
+// statusOf is the one place an error kind becomes an HTTP status.
+var statusOf = map[string]int{
+	zenklav.EINVALID:      http.StatusBadRequest,
+	zenklav.EUNAUTHORIZED: http.StatusUnauthorized,
+	zenklav.EFORBIDDEN:    http.StatusForbidden,
+	zenklav.ENOTFOUND:     http.StatusNotFound,
+	zenklav.ECONFLICT:     http.StatusConflict,
+	zenklav.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	zenklav.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	zenklav.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// renderErrors answers a request whose handler called c.Error: the first error decides the
+// status; internal details go to the log, never to the caller.
+func (s *Server) renderErrors(c *gin.Context) {
+	c.Next()
+	if len(c.Errors) == 0 || c.Writer.Written() {
+		return
+	}
+	err := c.Errors[0].Err
+	code := zenklav.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	switch code {
+	case zenklav.EUNAVAILABLE:
+		// Zendesk retries a 503; Retry-After tells well-behaved senders when.
+		c.Header("Retry-After", "5")
+		s.logger.Warn("dependency unavailable", "route", c.FullPath(), "err", err)
+	case zenklav.EINTERNAL:
+		s.logger.Error("internal error", "route", c.FullPath(), "err", err)
+	default:
+		s.logger.Debug("request refused", "route", c.FullPath(), "status", status, "err", err)
+	}
+	c.AbortWithStatusJSON(status, errorBody(code, zenklav.ErrorMessage(err)))
+}
+
+func errorBody(code, message string) gin.H {
+	return gin.H{"error": gin.H{"code": code, "message": message}}
+}
+
+// readyz reports whether every dependency answers; 503 names the ones that do not.
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+	defer cancel()
+	checks := gin.H{}
+	ready := true
+	for name, check := range s.opts.Ready {
+		if err := check(ctx); err != nil {
+			checks[name] = zenklav.ErrorMessage(err)
+			ready = false
+			continue
+		}
+		checks[name] = "ok"
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	c.JSON(status, gin.H{"ready": ready, "checks": checks})
+}

@@ -1,0 +1,135 @@
+// Package config reads zenklav's configuration: settings from the environment and the
+// connections file that joins Zendesk accounts to Klaviyo accounts.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Secret is a string that never prints: not in logs, not in errors, not in JSON.
+type Secret string
+
+// Reveal returns the secret itself, for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string { return redacted(s) }
+
+// GoString keeps %#v from printing the secret too.
+func (s Secret) GoString() string { return redacted(s) }
+
+// LogValue keeps slog from printing the secret.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted(s)) }
+
+// MarshalText keeps encoders from writing the secret.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted(s)), nil }
+
+// UnmarshalText reads the secret from a config file.
+func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
+
+func redacted(s Secret) string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// Config is what the environment says. Each role reads the part it needs.
+type Config struct {
+	HTTPAddr           string        // ZENKLAV_HTTP_ADDR
+	KafkaBrokers       []string      // ZENKLAV_KAFKA_BROKERS, comma separated; empty = embedded broker
+	ClickHouseAddr     string        // ZENKLAV_CLICKHOUSE_ADDR, host:port of the native protocol
+	ClickHouseDatabase string        // ZENKLAV_CLICKHOUSE_DATABASE
+	ClickHouseUser     string        // ZENKLAV_CLICKHOUSE_USER
+	ClickHousePassword Secret        // ZENKLAV_CLICKHOUSE_PASSWORD
+	KlaviyoBaseURL     string        // ZENKLAV_KLAVIYO_BASE_URL
+	ZendeskBaseURL     string        // ZENKLAV_ZENDESK_BASE_URL, may contain {subdomain}
+	ConnectionsFile    string        // ZENKLAV_CONNECTIONS_FILE; empty = sandbox mode
+	JWTSigningKey      Secret        // ZENKLAV_JWT_SIGNING_KEY
+	SinkBatchSize      int           // ZENKLAV_SINK_BATCH_SIZE
+	SinkBatchWait      time.Duration // ZENKLAV_SINK_BATCH_WAIT
+	TopicPartitions    int           // ZENKLAV_TOPIC_PARTITIONS, used when zenklav creates its topics
+}
+
+// FromEnv reads the configuration through getenv, with defaults for what is unset.
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		HTTPAddr:           or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"),
+		ClickHouseAddr:     getenv("ZENKLAV_CLICKHOUSE_ADDR"),
+		ClickHouseDatabase: or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
+		ClickHouseUser:     or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
+		ClickHousePassword: Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
+		KlaviyoBaseURL:     or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
+		ZendeskBaseURL:     or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
+		ConnectionsFile:    getenv("ZENKLAV_CONNECTIONS_FILE"),
+		JWTSigningKey:      Secret(getenv("ZENKLAV_JWT_SIGNING_KEY")),
+		SinkBatchSize:      50_000,
+		SinkBatchWait:      time.Second,
+		TopicPartitions:    12,
+	}
+	for _, b := range strings.Split(getenv("ZENKLAV_KAFKA_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.KafkaBrokers = append(c.KafkaBrokers, b)
+		}
+	}
+	if err := intEnv(getenv, "ZENKLAV_SINK_BATCH_SIZE", &c.SinkBatchSize); err != nil {
+		return c, err
+	}
+	if err := intEnv(getenv, "ZENKLAV_TOPIC_PARTITIONS", &c.TopicPartitions); err != nil {
+		return c, err
+	}
+	if v := getenv("ZENKLAV_SINK_BATCH_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT=%q is not a duration such as 500ms", v)
+		}
+		c.SinkBatchWait = d
+	}
+	return c, c.Validate()
+}
+
+// Validate fails fast, with a message that names the setting, on a value that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.HTTPAddr == "":
+		return fmt.Errorf("ZENKLAV_HTTP_ADDR is empty")
+	case c.SinkBatchSize < 1 || c.SinkBatchSize > 1_000_000:
+		return fmt.Errorf("ZENKLAV_SINK_BATCH_SIZE=%d is outside 1..1000000", c.SinkBatchSize)
+	case c.SinkBatchWait <= 0:
+		return fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT must be positive")
+	case c.TopicPartitions < 1 || c.TopicPartitions > 1000:
+		return fmt.Errorf("ZENKLAV_TOPIC_PARTITIONS=%d is outside 1..1000", c.TopicPartitions)
+	case !strings.HasPrefix(c.KlaviyoBaseURL, "http://") && !strings.HasPrefix(c.KlaviyoBaseURL, "https://"):
+		return fmt.Errorf("ZENKLAV_KLAVIYO_BASE_URL=%q is not an http(s) URL", c.KlaviyoBaseURL)
+	case !strings.HasPrefix(c.ZendeskBaseURL, "http://") && !strings.HasPrefix(c.ZendeskBaseURL, "https://"):
+		return fmt.Errorf("ZENKLAV_ZENDESK_BASE_URL=%q is not an http(s) URL", c.ZendeskBaseURL)
+	}
+	return nil
+}
+
+// ZendeskURL is the API base URL of one Zendesk account.
+func (c Config) ZendeskURL(subdomain string) string {
+	return strings.ReplaceAll(c.ZendeskBaseURL, "{subdomain}", subdomain)
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func intEnv(getenv func(string) string, name string, dst *int) error {
+	v := getenv(name)
+	if v == "" {
+		return nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || fmt.Sprint(n) != v {
+		return fmt.Errorf("%s=%q is not a whole number", name, v)
+	}
+	*dst = n
+	return nil
+}

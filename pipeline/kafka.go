@@ -1,0 +1,140 @@
+// Package pipeline is zenklav's Kafka plumbing and the consumers built on it: a producer
+// that answers only after the brokers acknowledged, a batching consumer loop that commits
+// only what was handled, and the roles that run on them (sink; emitter and sms later).
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav"
+)
+
+// Message is one record to produce.
+type Message struct {
+	Topic   string
+	Key     []byte
+	Value   []byte
+	Headers map[string]string
+}
+
+// Producer writes to Kafka with acks=all and returns only once every message is acknowledged.
+type Producer struct {
+	w *kafka.Writer
+}
+
+// NewProducer returns a producer for brokers. It batches concurrent writes for a few
+// milliseconds, which is what makes one Kafka round trip serve many webhooks.
+func NewProducer(logger *slog.Logger, brokers []string) *Producer {
+	return &Producer{w: &kafka.Writer{
+		Addr: kafka.TCP(brokers...),
+		// Murmur2 is what Java clients use, so a key lands on the same partition whoever
+		// writes it.
+		Balancer: &kafka.Murmur2Balancer{},
+		// A Writer{} literal defaults to acks=none: say all explicitly.
+		RequiredAcks: kafka.RequireAll,
+		// The default 1 s would add a second to every webhook.
+		BatchTimeout: 2 * time.Millisecond,
+		BatchSize:    1000,
+		BatchBytes:   16 << 20,
+		MaxAttempts:  3,
+		WriteTimeout: 5 * time.Second,
+		ReadTimeout:  5 * time.Second,
+		ErrorLogger:  kafkaLogger(logger.With("kafka", "writer")),
+	}}
+}
+
+// Publish writes msgs and waits for the brokers' acknowledgement. A failure is EUNAVAILABLE:
+// nothing acknowledged, the caller retries.
+func (p *Producer) Publish(ctx context.Context, msgs ...Message) error {
+	km := make([]kafka.Message, len(msgs))
+	for i, m := range msgs {
+		km[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
+		for k, v := range m.Headers {
+			km[i].Headers = append(km[i].Headers, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	if err := p.w.WriteMessages(ctx, km...); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka did not acknowledge the write")
+	}
+	return nil
+}
+
+// Close flushes and closes the producer.
+func (p *Producer) Close() error { return p.w.Close() }
+
+// Topic is a topic zenklav creates when it is missing.
+type Topic struct {
+	Name       string
+	Partitions int
+}
+
+// EnsureTopics creates the topics that do not exist yet, with the broker's default
+// replication factor (the cluster's own setting decides durability, not zenklav).
+func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1})
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "create topics")
+	}
+	var errs []error
+	for name, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("create topic %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks that a broker answers a metadata request.
+func Ping(ctx context.Context, brokers []string) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 3 * time.Second}
+	if _, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}}); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka metadata")
+	}
+	return nil
+}
+
+// WaitForBrokers retries Ping until a broker answers or ctx ends, so roles can start in any
+// order with Kafka.
+func WaitForBrokers(ctx context.Context, logger *slog.Logger, brokers []string) error {
+	b := Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+	for attempt := 0; ; attempt++ {
+		err := Ping(ctx, brokers)
+		if err == nil {
+			return nil
+		}
+		if attempt%5 == 4 {
+			logger.Warn("waiting for kafka", "brokers", strings.Join(brokers, ","), "err", err)
+		}
+		if err := b.Sleep(ctx, attempt); err != nil {
+			return fmt.Errorf("wait for kafka at %s: %w", strings.Join(brokers, ","), errors.Join(err, context.Cause(ctx)))
+		}
+	}
+}
+
+// kafkaLogger adapts slog to kafka-go's logger, dropping the connection-refused noise that a
+// broker restart causes (the caller reports the failure that matters).
+func kafkaLogger(l *slog.Logger) kafka.LoggerFunc {
+	return func(msg string, args ...any) {
+		text := fmt.Sprintf(msg, args...)
+		var opErr *net.OpError
+		for _, a := range args {
+			if e, ok := a.(error); ok && errors.As(e, &opErr) {
+				l.Debug(text)
+				return
+			}
+		}
+		l.Warn(text)
+	}
+}

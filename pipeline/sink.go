@@ -1,0 +1,165 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// EventStore is where the sink writes ticket events (analytics.Store). Inserting the same
+// events twice must be harmless.
+type EventStore interface {
+	InsertTicketEvents(ctx context.Context, events []schemas.TicketEvent) error
+}
+
+// Publisher produces messages and waits for the acknowledgement (Producer).
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...Message) error
+}
+
+// Sink is the sink role: it copies ticket-events.v1 into ClickHouse in large batches.
+type Sink struct {
+	logger   *slog.Logger
+	consumer *Consumer
+	store    EventStore
+	dlq      Publisher
+	metrics  sinkMetrics
+}
+
+type sinkMetrics struct {
+	events      prometheus.Counter
+	deadLetters prometheus.Counter
+	batchTime   prometheus.Histogram
+}
+
+// SinkGroup is the sink's consumer group.
+const SinkGroup = "zenklav-sink"
+
+// NewSink returns a sink reading cfg.Topic in cfg.Group. Messages that are not ticket events
+// go to dlq with the reason, so one bad record never blocks the partition.
+func NewSink(logger *slog.Logger, reg prometheus.Registerer, cfg ConsumerConfig, store EventStore, dlq Publisher) (*Sink, error) {
+	c, err := NewConsumer(logger, cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := sinkMetrics{
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zenklav_sink_events_total", Help: "Ticket events inserted into ClickHouse (re-inserts included).",
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zenklav_sink_dead_letters_total", Help: "Messages the sink could not decode and sent to the dead-letter topic.",
+		}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "zenklav_sink_batch_seconds", Help: "Time to decode and insert one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.deadLetters, m.batchTime} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register sink metrics: %w", err)
+		}
+	}
+	return &Sink{logger: logger, consumer: c, store: store, dlq: dlq, metrics: m}, nil
+}
+
+// Run consumes until ctx ends.
+func (s *Sink) Run(ctx context.Context) error {
+	s.logger.Info("sink started")
+	return s.consumer.Run(ctx, s.handle)
+}
+
+func (s *Sink) handle(ctx context.Context, msgs []kafka.Message) error {
+	start := time.Now()
+	events, bad := decodeEvents(msgs)
+	if len(bad) > 0 {
+		if err := s.deadLetter(ctx, bad); err != nil {
+			return err
+		}
+	}
+	if err := s.store.InsertTicketEvents(ctx, events); err != nil {
+		// Whatever ClickHouse said, the events are fine (they were validated when produced):
+		// retry until it takes them.
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert batch")
+	}
+	s.metrics.events.Add(float64(len(events)))
+	s.metrics.batchTime.Observe(time.Since(start).Seconds())
+	s.logger.Debug("batch inserted", "events", len(events), "to", position(msgs[len(msgs)-1]), "took", time.Since(start))
+	return nil
+}
+
+type badMessage struct {
+	msg    kafka.Message
+	reason string
+}
+
+// decodeEvents decodes msgs on every core: JSON decoding is the sink's main cost.
+func decodeEvents(msgs []kafka.Message) ([]schemas.TicketEvent, []badMessage) {
+	events := make([]schemas.TicketEvent, len(msgs))
+	errs := make([]error, len(msgs))
+	workers := min(runtime.GOMAXPROCS(0), (len(msgs)+999)/1000)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(msgs); i += workers {
+				errs[i] = decodeEvent(msgs[i].Value, &events[i])
+			}
+		})
+	}
+	wg.Wait()
+	var bad []badMessage
+	out := events[:0]
+	for i := range events {
+		if errs[i] != nil {
+			bad = append(bad, badMessage{msgs[i], errs[i].Error()})
+			continue
+		}
+		out = append(out, events[i])
+	}
+	return out, bad
+}
+
+func decodeEvent(data []byte, e *schemas.TicketEvent) error {
+	if err := json.Unmarshal(data, e); err != nil {
+		return fmt.Errorf("not a ticket_event.v1: %w", err)
+	}
+	if e.EventID == "" || e.Tenant == "" || e.Ticket.ID <= 0 {
+		return errors.New("ticket event lacks event_id, tenant or ticket.id")
+	}
+	return nil
+}
+
+func (s *Sink) deadLetter(ctx context.Context, bad []badMessage) error {
+	out := make([]Message, len(bad))
+	for i, b := range bad {
+		out[i] = Message{
+			Topic: schemas.TicketEventsDLQTopic,
+			Key:   b.msg.Key,
+			Value: b.msg.Value,
+			Headers: map[string]string{
+				"zenklav-role":         "sink",
+				"zenklav-reason":       b.reason,
+				"zenklav-origin":       position(b.msg),
+				"zenklav-origin-topic": b.msg.Topic,
+				"zenklav-failed-at":    time.Now().UTC().Format(time.RFC3339),
+				"zenklav-attempts":     strconv.Itoa(1),
+			},
+		}
+		s.logger.Warn("dead-lettering message", "at", position(b.msg), "reason", b.reason)
+	}
+	if err := s.dlq.Publish(ctx, out...); err != nil {
+		return err // EUNAVAILABLE: the batch is retried, nothing is committed meanwhile
+	}
+	s.metrics.deadLetters.Add(float64(len(bad)))
+	return nil
+}

@@ -1,0 +1,93 @@
+// Package schemas holds zenklav's wire contracts: the JSON Schemas of what it writes to Kafka,
+// their Go types and validation, and the ClickHouse migrations.
+//
+// Versioning rule: a change that only adds optional fields keeps the version (v1) and its
+// topic; readers ignore fields they do not know. Anything else (a removed or renamed field, a
+// changed type or meaning, a new required field) is a new schema version with its own topic
+// (ticket-events.v2), and producers write both until every consumer has moved.
+package schemas
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Topics that carry the contracts of this package.
+const (
+	TicketEventsTopic    = "ticket-events.v1"
+	TicketEventsDLQTopic = "ticket-events.dlq.v1"
+)
+
+//go:embed *.v1.json
+var schemaFiles embed.FS
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations returns the numbered ClickHouse migrations (0001_name.sql, ...).
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the directory
+	}
+	return sub
+}
+
+var compiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	const name = "ticket_event.v1.json"
+	raw, err := schemaFiles.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", name, err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(name, doc); err != nil {
+		return nil, err
+	}
+	return c.Compile(name)
+})
+
+// TicketEventSchema returns the JSON Schema document of ticket_event.v1.
+func TicketEventSchema() []byte {
+	raw, _ := schemaFiles.ReadFile("ticket_event.v1.json")
+	return raw
+}
+
+// ValidateTicketEventJSON checks an encoded ticket event against ticket_event.v1.
+func ValidateTicketEventJSON(data []byte) error {
+	s, err := compiled()
+	if err != nil {
+		return fmt.Errorf("compile ticket_event.v1: %w", err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("decode ticket event: %w", err)
+	}
+	if err := s.Validate(doc); err != nil {
+		return fmt.Errorf("ticket event does not match ticket_event.v1: %w", err)
+	}
+	return nil
+}
+
+// Marshal encodes e and validates the result against ticket_event.v1, so nothing that breaks
+// the contract is ever produced.
+func (e *TicketEvent) Marshal() ([]byte, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode ticket event: %w", err)
+	}
+	if err := ValidateTicketEventJSON(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}

@@ -1,0 +1,446 @@
+// Package zendesk talks to Zendesk: its webhooks (signature and payloads) and its REST API.
+package zendesk
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// MaxWebhookBody is the largest webhook body zenklav reads; Zendesk's own payloads are far
+// smaller, so anything bigger is not Zendesk.
+const MaxWebhookBody = 1 << 20
+
+// MaxClockSkew is how far a webhook's signature timestamp may be from our clock. It bounds
+// how long a captured request can be replayed.
+const MaxClockSkew = 5 * time.Minute
+
+// VerifySignature checks Zendesk's webhook signature against each of secrets (during a
+// rotation two are active) and the timestamp against now.
+func VerifySignature(secrets []string, signature, timestamp string, body []byte, now time.Time) error {
+	if signature == "" || timestamp == "" {
+		return zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing %s or %s header", HeaderSignature, HeaderSignatureTimestamp)
+	}
+	ts, err := time.Parse(time.RFC3339, timestamp)
+	if err != nil {
+		return zenklav.Errorf(zenklav.EUNAUTHORIZED, "%s is not an ISO-8601 time", HeaderSignatureTimestamp)
+	}
+	if d := now.Sub(ts); d > MaxClockSkew || d < -MaxClockSkew {
+		return zenklav.Errorf(zenklav.EUNAUTHORIZED, "signature timestamp is more than %s away from now", MaxClockSkew)
+	}
+	got := []byte(signature)
+	for _, s := range secrets {
+		if hmac.Equal(got, []byte(Sign(s, timestamp, body))) {
+			return nil
+		}
+	}
+	return zenklav.Errorf(zenklav.EUNAUTHORIZED, "webhook signature does not match")
+}
+
+// WebhookTarget says whose webhook is being parsed.
+type WebhookTarget struct {
+	Tenant     string // connection id
+	Subdomain  string
+	ReceivedAt time.Time
+}
+
+// ParseWebhook turns a Zendesk webhook body into a ticket event. It accepts Zendesk's
+// event-subscribed payloads (zen:event-type:ticket.*) and trigger-connected payloads built
+// from zenklav's body template (docs/zendesk-webhooks.md). A well-formed payload of an event
+// type zenklav does not use returns (nil, nil): acknowledge it and move on.
+func ParseWebhook(body []byte, target WebhookTarget) (*schemas.TicketEvent, error) {
+	var probe struct {
+		Type    *string         `json:"type"`
+		Zenklav *string         `json:"zenklav"`
+		Detail  json.RawMessage `json:"detail"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "malformed JSON: %v", err)
+	}
+	switch {
+	case probe.Zenklav != nil:
+		return parseTrigger(body, target)
+	case probe.Type != nil && strings.HasPrefix(*probe.Type, eventTypePrefix+"ticket."):
+		return parseEvent(body, target)
+	case probe.Type != nil && strings.HasPrefix(*probe.Type, eventTypePrefix):
+		return nil, nil // a user, organization or other event: not ours
+	default:
+		return nil, zenklav.Errorf(zenklav.EINVALID, "not a Zendesk event webhook (no zen:event-type) nor a zenklav trigger body (no \"zenklav\" key)")
+	}
+}
+
+const eventTypePrefix = "zen:event-type:"
+
+// flexInt reads an id that Zendesk sends as a number, a string, "" or null.
+type flexInt int64
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		*f = 0
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		b = []byte(strings.TrimSpace(s))
+		if len(b) == 0 {
+			*f = 0
+			return nil
+		}
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("id %s is not a non-negative integer", b)
+	}
+	*f = flexInt(n)
+	return nil
+}
+
+type eventPayload struct {
+	Type      string  `json:"type"`
+	AccountID flexInt `json:"account_id"`
+	ID        string  `json:"id"`
+	Time      string  `json:"time"`
+	Detail    struct {
+		ID          flexInt  `json:"id"`
+		Subject     string   `json:"subject"`
+		Description string   `json:"description"`
+		Status      string   `json:"status"`
+		Priority    string   `json:"priority"`
+		Type        string   `json:"type"`
+		Tags        []string `json:"tags"`
+		BrandID     flexInt  `json:"brand_id"`
+		RequesterID flexInt  `json:"requester_id"`
+		AssigneeID  flexInt  `json:"assignee_id"`
+		GroupID     flexInt  `json:"group_id"`
+		Via         struct {
+			Channel string `json:"channel"`
+		} `json:"via"`
+		UpdatedAt string `json:"updated_at"`
+	} `json:"detail"`
+	Event json.RawMessage `json:"event"`
+}
+
+type statusChange struct {
+	Current  string `json:"current"`
+	Previous string `json:"previous"`
+}
+
+type commentAdded struct {
+	Comment struct {
+		ID       flexInt `json:"id"`
+		Body     string  `json:"body"`
+		IsPublic bool    `json:"is_public"`
+		Author   struct {
+			ID flexInt `json:"id"`
+		} `json:"author"`
+	} `json:"comment"`
+}
+
+func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error) {
+	var p eventPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "malformed Zendesk event: %v", err)
+	}
+	if !validEventID(p.ID) {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "Zendesk event has no usable id")
+	}
+	if p.Detail.ID == 0 {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "Zendesk event has no ticket id in detail.id")
+	}
+	occurred, err := parseTime(p.Time)
+	if err != nil {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "Zendesk event time: %v", err)
+	}
+	status, err := normalizeStatus(p.Detail.Status)
+	if err != nil {
+		return nil, err
+	}
+	e := &schemas.TicketEvent{
+		EventID:     "zd:" + p.ID,
+		Tenant:      target.Tenant,
+		Account:     schemas.Account{Subdomain: target.Subdomain, ID: int64(p.AccountID)},
+		BrandID:     int64(p.Detail.BrandID),
+		ZendeskType: p.Type,
+		Source:      schemas.SourceEvent,
+		OccurredAt:  occurred,
+		ReceivedAt:  target.ReceivedAt.UTC(),
+		Ticket: schemas.Ticket{
+			ID:          int64(p.Detail.ID),
+			URL:         AgentURL(target.Subdomain, int64(p.Detail.ID)),
+			Subject:     p.Detail.Subject,
+			Description: p.Detail.Description,
+			Status:      status,
+			Priority:    normalizeEnum(p.Detail.Priority, "low", "normal", "high", "urgent"),
+			Type:        normalizeEnum(p.Detail.Type, "problem", "incident", "question", "task"),
+			Tags:        p.Detail.Tags,
+			Channel:     strings.ToLower(p.Detail.Via.Channel),
+			Via:         strings.ToLower(p.Detail.Via.Channel),
+			Requester:   schemas.Requester{ID: int64(p.Detail.RequesterID)},
+			AssigneeID:  int64(p.Detail.AssigneeID),
+			GroupID:     int64(p.Detail.GroupID),
+		},
+	}
+	switch strings.TrimPrefix(p.Type, eventTypePrefix) {
+	case "ticket.created":
+		e.Type = schemas.TicketCreated
+	case "ticket.status_changed":
+		e.Type = schemas.TicketStatusChanged
+		var sc statusChange
+		if err := json.Unmarshal(p.Event, &sc); err != nil {
+			return nil, zenklav.Errorf(zenklav.EINVALID, "malformed status change in event: %v", err)
+		}
+		if e.Ticket.Status, err = normalizeStatus(sc.Current); err != nil {
+			return nil, err
+		}
+		if e.Ticket.PreviousStatus, err = normalizeStatus(sc.Previous); err != nil {
+			return nil, err
+		}
+		if e.Ticket.Status == "" {
+			return nil, zenklav.Errorf(zenklav.EINVALID, "status change without a current status")
+		}
+	case "ticket.comment_added":
+		e.Type = schemas.TicketCommentAdded
+		var ca commentAdded
+		if err := json.Unmarshal(p.Event, &ca); err != nil {
+			return nil, zenklav.Errorf(zenklav.EINVALID, "malformed comment in event: %v", err)
+		}
+		e.Comment = &schemas.Comment{
+			ID:       int64(ca.Comment.ID),
+			Body:     ca.Comment.Body,
+			Public:   ca.Comment.IsPublic,
+			AuthorID: int64(ca.Comment.Author.ID),
+		}
+	default:
+		e.Type = schemas.TicketFieldsChanged
+	}
+	return e, nil
+}
+
+// triggerPayload is zenklav's trigger body template (docs/zendesk-webhooks.md). Every value
+// is a string because Zendesk placeholders render as text.
+type triggerPayload struct {
+	Zenklav    string `json:"zenklav"`
+	Event      string `json:"event"`
+	OccurredAt string `json:"occurred_at"`
+	BrandID    string `json:"brand_id"`
+	Ticket     struct {
+		ID             string `json:"id"`
+		Subject        string `json:"subject"`
+		Description    string `json:"description"`
+		Status         string `json:"status"`
+		PreviousStatus string `json:"previous_status"`
+		Priority       string `json:"priority"`
+		Type           string `json:"type"`
+		Tags           string `json:"tags"`
+		Via            string `json:"via"`
+		Requester      struct {
+			ID    string `json:"id"`
+			Email string `json:"email"`
+			Phone string `json:"phone"`
+			Name  string `json:"name"`
+		} `json:"requester"`
+		AssigneeID   string            `json:"assignee_id"`
+		GroupID      string            `json:"group_id"`
+		CustomFields map[string]string `json:"custom_fields"`
+	} `json:"ticket"`
+}
+
+// triggerEvents maps the template's "event" values to event types.
+var triggerEvents = map[string]string{
+	"created":        schemas.TicketCreated,
+	"status_changed": schemas.TicketStatusChanged,
+	"comment_added":  schemas.TicketCommentAdded,
+	"fields_changed": schemas.TicketFieldsChanged,
+}
+
+func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, error) {
+	var p triggerPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "malformed zenklav trigger body: %v", err)
+	}
+	if p.Zenklav != "ticket_event.v1" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body says zenklav %q; this version reads \"ticket_event.v1\"", p.Zenklav)
+	}
+	typ, ok := triggerEvents[strings.ToLower(strings.TrimSpace(p.Event))]
+	if !ok {
+		return nil, nil
+	}
+	ids := map[string]int64{}
+	for name, s := range map[string]string{
+		"ticket.id": p.Ticket.ID, "brand_id": p.BrandID, "ticket.requester.id": p.Ticket.Requester.ID,
+		"ticket.assignee_id": p.Ticket.AssigneeID, "ticket.group_id": p.Ticket.GroupID,
+	} {
+		var f flexInt
+		if err := f.UnmarshalJSON([]byte(strconv.Quote(s))); err != nil {
+			return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body %s: %v", name, err)
+		}
+		ids[name] = int64(f)
+	}
+	if ids["ticket.id"] == 0 {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body has no ticket.id")
+	}
+	occurred, err := parseTime(p.OccurredAt)
+	if err != nil {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body occurred_at: %v", err)
+	}
+	status, err := normalizeStatus(p.Ticket.Status)
+	if err != nil {
+		return nil, err
+	}
+	previous, err := normalizeStatus(p.Ticket.PreviousStatus)
+	if err != nil {
+		return nil, err
+	}
+	fields, err := triggerFields(p.Ticket.CustomFields)
+	if err != nil {
+		return nil, err
+	}
+	via := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(p.Ticket.Via)), " ", "_")
+	e := &schemas.TicketEvent{
+		EventID:     "zt:" + triggerEventID(target.Tenant, ids["ticket.id"], typ, occurred, status),
+		Tenant:      target.Tenant,
+		Account:     schemas.Account{Subdomain: target.Subdomain},
+		BrandID:     ids["brand_id"],
+		Type:        typ,
+		ZendeskType: "trigger:" + p.Event,
+		Source:      schemas.SourceTrigger,
+		OccurredAt:  occurred,
+		ReceivedAt:  target.ReceivedAt.UTC(),
+		Ticket: schemas.Ticket{
+			ID:             ids["ticket.id"],
+			URL:            AgentURL(target.Subdomain, ids["ticket.id"]),
+			Subject:        p.Ticket.Subject,
+			Description:    p.Ticket.Description,
+			Status:         status,
+			PreviousStatus: previous,
+			Priority:       normalizeEnum(p.Ticket.Priority, "low", "normal", "high", "urgent"),
+			Type:           normalizeEnum(p.Ticket.Type, "problem", "incident", "question", "task"),
+			Tags:           strings.Fields(p.Ticket.Tags),
+			Channel:        triggerChannel(via),
+			Via:            via,
+			Requester: schemas.Requester{
+				ID:    ids["ticket.requester.id"],
+				Email: strings.TrimSpace(p.Ticket.Requester.Email),
+				Phone: strings.TrimSpace(p.Ticket.Requester.Phone),
+				Name:  strings.TrimSpace(p.Ticket.Requester.Name),
+			},
+			AssigneeID:   ids["ticket.assignee_id"],
+			GroupID:      ids["ticket.group_id"],
+			CustomFields: fields,
+		},
+	}
+	return e, nil
+}
+
+// triggerEventID derives an event id for a trigger-connected webhook, which carries none:
+// the same change delivered twice hashes to the same id.
+func triggerEventID(tenant string, ticket int64, typ string, occurred time.Time, status string) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s\x00%d\x00%s", tenant, ticket, typ, occurred.UnixNano(), status))
+	return hex.EncodeToString(h[:16])
+}
+
+// triggerChannel maps the {{ticket.via}} text to via.channel's vocabulary where they differ.
+func triggerChannel(via string) string {
+	switch via {
+	case "mail", "email":
+		return "email"
+	case "web_form", "web":
+		return "web"
+	case "text", "sms":
+		return "sms"
+	case "web_service", "api":
+		return "api"
+	}
+	return via
+}
+
+func triggerFields(m map[string]string) ([]schemas.CustomField, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := make([]schemas.CustomField, 0, len(m))
+	for k, v := range m {
+		id, err := strconv.ParseInt(k, 10, 64)
+		if err != nil || id <= 0 {
+			return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body custom_fields key %q is not a field id", k)
+		}
+		out = append(out, schemas.CustomField{ID: id, Value: v})
+	}
+	// Map order is random; a stable order keeps the event deterministic.
+	slices.SortFunc(out, func(a, b schemas.CustomField) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func validEventID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+var statuses = map[string]string{
+	"new": schemas.StatusNew, "open": schemas.StatusOpen, "pending": schemas.StatusPending,
+	"hold": schemas.StatusHold, "on-hold": schemas.StatusHold, "on_hold": schemas.StatusHold,
+	"solved": schemas.StatusSolved, "closed": schemas.StatusClosed, "deleted": schemas.StatusDeleted,
+}
+
+// normalizeStatus lowercases a status whatever casing Zendesk used ("OPEN", "Open", "open").
+func normalizeStatus(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		return "", nil
+	}
+	if v, ok := statuses[s]; ok {
+		return v, nil
+	}
+	return "", zenklav.Errorf(zenklav.EINVALID, "unknown ticket status %q", s)
+}
+
+// normalizeEnum lowercases s and keeps it when it is one of allowed; Zendesk sends "-" or ""
+// for an unset priority or type.
+func normalizeEnum(s string, allowed ...string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for _, a := range allowed {
+		if s == a {
+			return s
+		}
+	}
+	return ""
+}
+
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05 MST", "2006-01-02T15:04:05-0700"}
+
+func parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not an ISO-8601 time", s)
+}
+
+// AgentURL is the ticket's page in the Zendesk agent interface.
+func AgentURL(subdomain string, ticket int64) string {
+	return "https://" + subdomain + ".zendesk.com/agent/tickets/" + strconv.FormatInt(ticket, 10)
+}
