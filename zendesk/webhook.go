@@ -188,7 +188,7 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 			Priority:    normalizeEnum(p.Detail.Priority, "low", "normal", "high", "urgent"),
 			Type:        normalizeEnum(p.Detail.Type, "problem", "incident", "question", "task"),
 			Tags:        p.Detail.Tags,
-			Channel:     strings.ToLower(p.Detail.Via.Channel),
+			Channel:     channelOf(strings.ToLower(p.Detail.Via.Channel)),
 			Via:         strings.ToLower(p.Detail.Via.Channel),
 			Requester:   schemas.Requester{ID: int64(p.Detail.RequesterID)},
 			AssigneeID:  int64(p.Detail.AssigneeID),
@@ -331,7 +331,7 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 			Priority:       normalizeEnum(p.Ticket.Priority, "low", "normal", "high", "urgent"),
 			Type:           normalizeEnum(p.Ticket.Type, "problem", "incident", "question", "task"),
 			Tags:           strings.Fields(p.Ticket.Tags),
-			Channel:        triggerChannel(via),
+			Channel:        channelOf(via),
 			Via:            via,
 			Requester: schemas.Requester{
 				ID:    ids["ticket.requester.id"],
@@ -354,8 +354,9 @@ func triggerEventID(tenant string, ticket int64, typ string, occurred time.Time,
 	return hex.EncodeToString(h[:16])
 }
 
-// triggerChannel maps the {{ticket.via}} text to via.channel's vocabulary where they differ.
-func triggerChannel(via string) string {
+// channelOf maps Zendesk's via names (event webhooks say web_form and web_service, the
+// {{ticket.via}} placeholder says Web Form, Mail, Text) to the channel marketers filter on.
+func channelOf(via string) string {
 	switch via {
 	case "mail", "email":
 		return "email"
