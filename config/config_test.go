@@ -1,0 +1,118 @@
+package config_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/zenklav/zenklav/config"
+)
+
+func TestLoadConnectionsYAML(t *testing.T) {
+	c, err := config.LoadConnections("testdata/connections.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := c.BySubdomain("acme")
+	if acme == nil || acme.ID != "acme" || !acme.Zendesk.Brands.All {
+		t.Fatalf("acme = %+v", acme)
+	}
+	globex := c.BySubdomain("globex")
+	if globex == nil || globex.ID != "globex-eu" {
+		t.Fatalf("globex = %+v", globex)
+	}
+	if got := globex.WebhookSecrets(); len(got) != 2 || got[1] != "globex-signing-secret-old1" {
+		t.Errorf("secrets = %v", got)
+	}
+	if !globex.Zendesk.Brands.Includes(360002) || globex.Zendesk.Brands.Includes(1) {
+		t.Errorf("brand filter %v", globex.Zendesk.Brands)
+	}
+	if c.BySubdomain("initech") != nil {
+		t.Error("unknown subdomain found")
+	}
+}
+
+func TestParseConnectionsRejects(t *testing.T) {
+	valid := `{"id":"acme","zendesk":{"subdomain":"acme","email":"a@b.c","api_token":"t","webhook_secrets":["0123456789abcdef"],"brands":"all"},"klaviyo":{"private_key":"pk_x"}}`
+	for _, tc := range []struct{ name, doc, want string }{
+		{"empty", `{"connections":[]}`, "no connections"},
+		{"unknown key", `{"connections":[` + strings.Replace(valid, `"sms"`, `"smss"`, 1) + `],"extra":1}`, "unknown field"},
+		{"bad id", `{"connections":[` + strings.Replace(valid, `"id":"acme"`, `"id":"Acme Inc"`, 1) + `]}`, "id must be"},
+		{"bad subdomain", `{"connections":[` + strings.Replace(valid, `"subdomain":"acme"`, `"subdomain":"acme.zendesk.com"`, 1) + `]}`, "not a Zendesk subdomain"},
+		{"no secret", `{"connections":[` + strings.Replace(valid, `["0123456789abcdef"]`, `[]`, 1) + `]}`, "webhook_secrets must hold"},
+		{"three secrets", `{"connections":[` + strings.Replace(valid, `["0123456789abcdef"]`, `["0123456789abcdef","0123456789abcdeg","0123456789abcdeh"]`, 1) + `]}`, "webhook_secrets must hold"},
+		{"short secret", `{"connections":[` + strings.Replace(valid, `0123456789abcdef`, `short`, 1) + `]}`, "shorter than 16"},
+		{"brands word", `{"connections":[` + strings.Replace(valid, `"all"`, `"some"`, 1) + `]}`, "brands must be"},
+		{"empty brands", `{"connections":[` + strings.Replace(valid, `"all"`, `[]`, 1) + `]}`, "non-empty list"},
+		{"public klaviyo key", `{"connections":[` + strings.Replace(valid, `pk_x`, `AbC123`, 1) + `]}`, "private API key"},
+		{"token without email", `{"connections":[` + strings.Replace(valid, `"a@b.c"`, `""`, 1) + `]}`, "zendesk.email"},
+		{"duplicate id", `{"connections":[` + valid + `,` + strings.Replace(valid, `"subdomain":"acme"`, `"subdomain":"other"`, 1) + `]}`, "used twice"},
+		{"duplicate subdomain", `{"connections":[` + valid + `,` + strings.Replace(valid, `"id":"acme"`, `"id":"other"`, 1) + `]}`, "used twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.ParseConnections([]byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "0123456789abcdef") || strings.Contains(err.Error(), "pk_x") {
+				t.Errorf("error shows a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	const secret = "super-secret-value-123"
+	c, err := config.ParseConnections([]byte(`{"connections":[{"id":"acme","zendesk":{"subdomain":"acme","email":"a@b.c","api_token":"` + secret +
+		`","webhook_secrets":["` + secret + `"],"brands":"all"},"klaviyo":{"private_key":"pk_` + secret + `"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := c.Connections[0]
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("loaded", "conn", conn, "token", conn.Zendesk.APIToken)
+	js, _ := json.Marshal(conn)
+	for name, out := range map[string]string{
+		"%v": fmt.Sprintf("%v", conn), "%+v": fmt.Sprintf("%+v", conn), "%#v": fmt.Sprintf("%#v", conn),
+		"json": string(js), "slog": logs.String(),
+	} {
+		if strings.Contains(out, secret) {
+			t.Errorf("%s shows the secret: %s", name, out)
+		}
+	}
+	if conn.Zendesk.APIToken.Reveal() != secret {
+		t.Error("Reveal does not return the secret")
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	c, err := config.FromEnv(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:8080" || len(c.KafkaBrokers) != 0 || c.KlaviyoBaseURL != "https://a.klaviyo.com" {
+		t.Errorf("defaults = %+v", c)
+	}
+	if got := c.ZendeskURL("acme"); got != "https://acme.zendesk.com" {
+		t.Errorf("ZendeskURL = %s", got)
+	}
+	c, err = config.FromEnv(env(map[string]string{"ZENKLAV_KAFKA_BROKERS": " a:9092, b:9092 ,", "ZENKLAV_SINK_BATCH_WAIT": "250ms"}))
+	if err != nil || len(c.KafkaBrokers) != 2 || c.KafkaBrokers[1] != "b:9092" || c.SinkBatchWait.Milliseconds() != 250 {
+		t.Errorf("FromEnv = %+v, %v", c, err)
+	}
+	for name, m := range map[string]map[string]string{
+		"batch size word":  {"ZENKLAV_SINK_BATCH_SIZE": "lots"},
+		"batch size zero":  {"ZENKLAV_SINK_BATCH_SIZE": "0"},
+		"wait no unit":     {"ZENKLAV_SINK_BATCH_WAIT": "5"},
+		"klaviyo not http": {"ZENKLAV_KLAVIYO_BASE_URL": "a.klaviyo.com"},
+		"partitions":       {"ZENKLAV_TOPIC_PARTITIONS": "-1"},
+	} {
+		if _, err := config.FromEnv(env(m)); err == nil {
+			t.Errorf("%s: accepted %v", name, m)
+		}
+	}
+}
