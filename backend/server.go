@@ -23,6 +23,8 @@ import (
 
 // Options are the Server's dependencies.
 type Options struct {
+	// Connections and Publisher enable the webhook endpoints; without them the server
+	// answers health and metrics only.
 	Connections *config.Connections
 	Publisher   pipeline.Publisher
 	// Ready lists the dependencies /readyz checks, by name.
@@ -46,8 +48,11 @@ type serverMetrics struct {
 
 // New returns a Server.
 func New(logger *slog.Logger, opts Options) (*Server, error) {
-	if opts.Connections == nil || opts.Publisher == nil || opts.Registry == nil {
-		return nil, errors.New("backend needs connections, a publisher and a metrics registry")
+	if opts.Registry == nil {
+		return nil, errors.New("backend needs a metrics registry")
+	}
+	if (opts.Connections == nil) != (opts.Publisher == nil) {
+		return nil, errors.New("backend takes webhooks with both connections and a publisher, or neither")
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -77,7 +82,10 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
-	e.POST("/webhooks/zendesk/:subdomain", s.zendeskWebhook)
+	if opts.Connections != nil {
+		// Roles other than api serve only health and metrics.
+		e.POST("/webhooks/zendesk/:subdomain", s.zendeskWebhook)
+	}
 	s.engine = e
 	return s, nil
 }

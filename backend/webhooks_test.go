@@ -1,0 +1,174 @@
+package backend_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/backend"
+	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/zendesk"
+)
+
+const (
+	secret    = "acme-signing-secret-0001"
+	oldSecret = "acme-signing-secret-0000"
+)
+
+var now = time.Date(2025, 1, 8, 10, 12, 9, 0, time.UTC)
+
+// recorder is a Publisher that keeps what it was given, or fails when told to.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []pipeline.Message
+	err  error
+}
+
+func (r *recorder) Publish(_ context.Context, msgs ...pipeline.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+func newServer(t *testing.T, pub pipeline.Publisher) http.Handler {
+	t.Helper()
+	conns, err := config.NewConnections(config.Connection{
+		ID: "acme",
+		Zendesk: config.Zendesk{
+			Subdomain: "acme", WebhookSecrets: []config.Secret{secret, oldSecret}, Brands: config.Brands{All: true},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
+		Connections: conns, Publisher: pub, Registry: prometheus.NewRegistry(),
+		Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.Handler()
+}
+
+const created = `{"type":"zen:event-type:ticket.created","account_id":22129848,"id":"8a1f6a52-5a2e-4a5e-9b0e-3c1d2e4f5a6b","time":"2025-01-08T10:12:07Z","subject":"zen:ticket:5158","detail":{"id":"5158","status":"NEW","requester_id":"8447388090494","brand_id":"8447346621310","subject":"Where is my order?"},"event":{}}`
+
+type request struct {
+	path      string
+	body      string
+	secret    string // signs with it unless empty
+	timestamp time.Time
+	headers   map[string]string
+}
+
+func (r request) do(h http.Handler) *httptest.ResponseRecorder {
+	if r.path == "" {
+		r.path = "/webhooks/zendesk/acme"
+	}
+	if r.timestamp.IsZero() {
+		r.timestamp = now
+	}
+	req := httptest.NewRequest(http.MethodPost, r.path, strings.NewReader(r.body))
+	req.Header.Set("Content-Type", "application/json")
+	if r.secret != "" {
+		ts := zendesk.Timestamp(r.timestamp)
+		req.Header.Set(zendesk.HeaderSignatureTimestamp, ts)
+		req.Header.Set(zendesk.HeaderSignature, zendesk.Sign(r.secret, ts, []byte(r.body)))
+	}
+	for k, v := range r.headers {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestZendeskWebhook(t *testing.T) {
+	huge := `{"type":"zen:event-type:ticket.created","pad":"` + strings.Repeat("x", zendesk.MaxWebhookBody) + `"}`
+	for _, tc := range []struct {
+		name     string
+		req      request
+		status   int
+		code     string // error kind in the body, for refusals
+		produced int
+	}{
+		{"signed event", request{body: created, secret: secret}, http.StatusAccepted, "", 1},
+		{"signed with the older secret of a rotation", request{body: created, secret: oldSecret}, http.StatusAccepted, "", 1},
+		{"other event type is acknowledged", request{body: `{"type":"zen:event-type:user.created","id":"u-1","detail":{}}`, secret: secret}, http.StatusOK, "", 0},
+		{"missing signature", request{body: created}, http.StatusUnauthorized, zenklav.EUNAUTHORIZED, 0},
+		{"wrong signature", request{body: created, secret: "not-the-acme-secret-000"}, http.StatusUnauthorized, zenklav.EUNAUTHORIZED, 0},
+		{"signature of another body", request{body: created, secret: secret, headers: map[string]string{zendesk.HeaderSignature: zendesk.Sign(secret, zendesk.Timestamp(now), []byte("{}"))}}, http.StatusUnauthorized, zenklav.EUNAUTHORIZED, 0},
+		{"stale timestamp", request{body: created, secret: secret, timestamp: now.Add(-6 * time.Minute)}, http.StatusUnauthorized, zenklav.EUNAUTHORIZED, 0},
+		{"future timestamp", request{body: created, secret: secret, timestamp: now.Add(6 * time.Minute)}, http.StatusUnauthorized, zenklav.EUNAUTHORIZED, 0},
+		{"body over 1 MiB", request{body: huge, secret: secret}, http.StatusRequestEntityTooLarge, zenklav.ETOOLARGE, 0},
+		{"malformed JSON", request{body: `{"type":"zen:event-type:ticket.created",`, secret: secret}, http.StatusBadRequest, zenklav.EINVALID, 0},
+		{"not a ticket payload", request{body: `{"hello":"world"}`, secret: secret}, http.StatusBadRequest, zenklav.EINVALID, 0},
+		{"unknown subdomain", request{path: "/webhooks/zendesk/initech", body: created, secret: secret}, http.StatusNotFound, zenklav.ENOTFOUND, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub := &recorder{}
+			w := tc.req.do(newServer(t, pub))
+			if w.Code != tc.status {
+				t.Fatalf("status = %d, want %d; body %s", w.Code, tc.status, w.Body)
+			}
+			if tc.code != "" {
+				var body struct{ Error struct{ Code, Message string } }
+				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error.Code != tc.code || body.Error.Message == "" {
+					t.Errorf("body = %s, want error code %s with a message", w.Body, tc.code)
+				}
+			}
+			if len(pub.msgs) != tc.produced {
+				t.Fatalf("produced %d messages, want %d", len(pub.msgs), tc.produced)
+			}
+			if tc.produced == 1 {
+				m := pub.msgs[0]
+				if m.Topic != schemas.TicketEventsTopic || string(m.Key) != "acme/5158" {
+					t.Errorf("produced to %s with key %s", m.Topic, m.Key)
+				}
+				if err := schemas.ValidateTicketEventJSON(m.Value); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+func TestZendeskWebhookKafkaDown(t *testing.T) {
+	pub := &recorder{err: zenklav.Errorf(zenklav.EUNAVAILABLE, "kafka did not acknowledge the write")}
+	w := request{body: created, secret: secret}.do(newServer(t, pub))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	h := newServer(t, &recorder{})
+	request{body: created, secret: secret}.do(h)
+	for path, want := range map[string]string{
+		"/healthz": `"ok"`,
+		"/metrics": `zenklav_webhooks_total{result="accepted",source="zendesk"} 1`,
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		body, _ := io.ReadAll(w.Body)
+		if w.Code != http.StatusOK || !bytes.Contains(body, []byte(want)) {
+			t.Errorf("GET %s = %d, body lacks %s", path, w.Code, want)
+		}
+	}
+}
