@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Fetches and runs a real Apache Kafka 4.x broker (single KRaft node) on loopback for the tests.
+#
+#   build/kafka.sh jars                              fetch the jars of build/kafka/pom.xml (cached)
+#   build/kafka.sh start DIR PORT CONTROLLER_PORT    format DIR if new, start, wait until ready
+#   build/kafka.sh stop DIR                          stop the broker started in DIR
+#   build/kafka.sh status DIR                        exit 0 when the broker in DIR is running
+#
+# The jars come from Maven Central through Maven and land in .cache/kafka/lib; a stamp holding
+# the pom's checksum makes a second `jars` a no-op. The broker is combined broker+controller,
+# node id 1, listening on 127.0.0.1 only, with its config, data and logs under DIR.
+#
+# Environment: KAFKA_LIB (default .cache/kafka/lib), KAFKA_HEAP_OPTS (default -Xms256m -Xmx768m),
+# KAFKA_START_TIMEOUT (seconds, default 120), KAFKA_STOP_TIMEOUT (seconds, default 30).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+POM="$ROOT/build/kafka/pom.xml"
+LIB=${KAFKA_LIB:-"$ROOT/.cache/kafka/lib"}
+STAMP="$LIB.pom.sha256"
+
+log() { printf 'kafka: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# elapsed START_MS prints the seconds since START_MS, e.g. 4.21s.
+elapsed() {
+	local ms=$(($(now_ms) - $1))
+	printf '%d.%02ds' $((ms / 1000)) $((ms % 1000 / 10))
+}
+
+# need CMD PACKAGE installs Debian's PACKAGE when CMD is missing and apt-get can.
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	command -v apt-get >/dev/null 2>&1 || die "$1 is missing: install $2 (Java 17 and Maven are needed for the test Kafka)"
+	local sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "$1 is missing and installing $2 needs root"
+		sudo=(sudo)
+	fi
+	log "installing Debian's $2 for $1"
+	"${sudo[@]}" apt-get update -q
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2"
+}
+
+cmd_jars() {
+	local sum
+	sum=$(sha256sum "$POM" | cut -d' ' -f1)
+	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ] && compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null; then
+		log "jars cached in $LIB"
+		return 0
+	fi
+	need java openjdk-17-jre-headless
+	need mvn maven
+	log "fetching Kafka jars into $LIB"
+	rm -rf "$LIB" "$STAMP"
+	mkdir -p "$LIB"
+	local start
+	start=$(now_ms)
+	# Debian's Maven 3.8 prints stray colour codes even in batch mode: strip them.
+	mvn -B -q -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" 2>&1 |
+		sed 's/\x1b\[[0-9;]*m//g' >&2
+	compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null || die "maven ran but left no kafka_2.13 jar in $LIB"
+	echo "$sum" >"$STAMP"
+	log "fetched $(find "$LIB" -name '*.jar' | wc -l) jars in $(elapsed "$start")"
+}
+
+port_open() {
+	(exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+read_pid() {
+	if [ -f "$1/kafka.pid" ]; then cat "$1/kafka.pid"; fi
+}
+
+pid_alive() {
+	local pid=$1 cmdline
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+	# Guard against a recycled pid: the process must be our broker.
+	cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	[[ $cmdline == *"kafka.Kafka $2/server.properties"* ]]
+}
+
+# cluster_id prints a random Kafka cluster id: 16 random bytes, URL-safe base64 without padding,
+# never starting with '-' (as Kafka's own Uuid.randomUuid), without starting a JVM for it.
+cluster_id() {
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+		[ "${id:0:1}" != "-" ] && break
+	done
+	echo "$id"
+}
+
+write_config() {
+	local dir=$1 port=$2 cport=$3
+	cat >"$dir/server.properties" <<EOF
+# Written by build/kafka.sh: a single-node KRaft broker+controller on loopback, for tests.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+log.dirs=$dir/data
+num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+delete.topic.enable=true
+EOF
+	cat >"$dir/log4j2.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by build/kafka.sh: everything to $dir/kafka.log, nothing to the console. -->
+<Configuration status="warn" shutdownHook="disable">
+  <Appenders>
+    <File name="file" fileName="$dir/kafka.log" append="true">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Root level="info"><AppenderRef ref="file"/></Root>
+    <Logger name="kafka.request.logger" level="warn"/>
+    <Logger name="org.apache.kafka.clients" level="warn"/>
+  </Loggers>
+</Configuration>
+EOF
+}
+
+log_tail() {
+	local dir=$1 f
+	for f in "$dir/kafka.out" "$dir/kafka.log"; do
+		[ -s "$f" ] || continue
+		log "--- last lines of $f"
+		tail -n 40 "$f" >&2
+	done
+}
+
+cmd_start() {
+	[ $# -eq 3 ] || die "usage: $0 start DIR PORT CONTROLLER_PORT"
+	local dir port=$2 cport=$3 pid p
+	for p in "$port" "$cport"; do
+		if ! [[ $p =~ ^[0-9]+$ ]] || [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then die "bad port: $p"; fi
+	done
+	mkdir -p "$1"
+	dir=$(cd "$1" && pwd -P)
+	compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null || die "no Kafka jars in $LIB: run '$0 jars' first"
+	need java openjdk-17-jre-headless
+
+	pid=$(read_pid "$dir")
+	if pid_alive "$pid" "$dir"; then
+		if port_open 127.0.0.1 "$port"; then
+			log "already running in $dir (pid $pid) on 127.0.0.1:$port"
+			return 0
+		fi
+		die "a broker from $dir is running (pid $pid) but not on port $port: run '$0 stop $dir' first"
+	fi
+	rm -f "$dir/kafka.pid"
+	for p in "$port" "$cport"; do
+		port_open 127.0.0.1 "$p" && die "port $p on 127.0.0.1 is already in use; choose other ports"
+	done
+
+	local start timeout=${KAFKA_START_TIMEOUT:-120}
+	start=$(now_ms)
+	write_config "$dir" "$port" "$cport"
+	# The previous log goes aside, so that readiness is read from this start's log only.
+	[ -f "$dir/kafka.log" ] && mv -f "$dir/kafka.log" "$dir/kafka.log.1"
+	: >"$dir/kafka.out"
+
+	# shellcheck disable=SC2206 # KAFKA_HEAP_OPTS is a list of flags, split on spaces
+	local java_opts=(
+		${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
+		-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+		-XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+		"-Dlog4j2.configurationFile=$dir/log4j2.xml" "-Dkafka.logs.dir=$dir"
+	)
+	if [ ! -f "$dir/data/meta.properties" ]; then
+		java "${java_opts[@]}" -cp "$LIB/*" kafka.tools.StorageTool format \
+			--cluster-id "$(cluster_id)" --config "$dir/server.properties" >>"$dir/kafka.out" 2>&1 ||
+			{ log "formatting the storage in $dir/data failed"; log_tail "$dir"; exit 1; }
+	fi
+
+	# setsid: the broker gets its own session, so a Ctrl-C meant for `make` reaches the
+	# caller's trap, which then stops the broker cleanly.
+	setsid java "${java_opts[@]}" -cp "$LIB/*" kafka.Kafka "$dir/server.properties" \
+		</dev/null >>"$dir/kafka.out" 2>&1 &
+	pid=$!
+	echo "$pid" >"$dir/kafka.pid"
+
+	# Ready means: the broker port accepts connections and the server logged that it started
+	# (in KRaft that comes after the broker registered with the controller and was unfenced).
+	until port_open 127.0.0.1 "$port" && grep -qF 'Kafka Server started' "$dir/kafka.log" 2>/dev/null; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "the broker exited during start-up"
+			log_tail "$dir"
+			rm -f "$dir/kafka.pid"
+			exit 1
+		fi
+		if [ $(($(now_ms) - start)) -ge $((timeout * 1000)) ]; then
+			log "the broker was not ready on 127.0.0.1:$port within ${timeout}s"
+			log_tail "$dir"
+			cmd_stop "$dir" || true
+			exit 1
+		fi
+		sleep 0.2
+	done
+	log "started in $(elapsed "$start"): broker 127.0.0.1:$port, controller 127.0.0.1:$cport, pid $pid, data $dir"
+}
+
+cmd_stop() {
+	[ $# -eq 1 ] || die "usage: $0 stop DIR"
+	[ -d "$1" ] || return 0
+	local dir pid i start timeout=${KAFKA_STOP_TIMEOUT:-30}
+	dir=$(cd "$1" && pwd -P)
+	pid=$(read_pid "$dir")
+	if ! pid_alive "$pid" "$dir"; then
+		rm -f "$dir/kafka.pid"
+		return 0
+	fi
+	start=$(now_ms)
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < timeout * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "pid $pid still running after ${timeout}s: killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+	fi
+	rm -f "$dir/kafka.pid"
+	log "stopped in $(elapsed "$start") (pid $pid, data $dir)"
+}
+
+cmd_status() {
+	[ $# -eq 1 ] || die "usage: $0 status DIR"
+	[ -d "$1" ] || return 1
+	local dir
+	dir=$(cd "$1" && pwd -P)
+	pid_alive "$(read_pid "$dir")" "$dir"
+}
+
+case "${1:-}" in
+jars) shift; cmd_jars "$@" ;;
+start) shift; cmd_start "$@" ;;
+stop) shift; cmd_stop "$@" ;;
+status) shift; cmd_status "$@" ;;
+*) die "usage: $0 jars | start DIR PORT CONTROLLER_PORT | stop DIR | status DIR" ;;
+esac
