@@ -1,0 +1,113 @@
+package analytics_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// openStore opens a store on a database of the test's own on the real ClickHouse.
+func openStore(t *testing.T) *analytics.Store {
+	t.Helper()
+	addr := testenv.ClickHouse(t)
+	db := fmt.Sprintf("test_%d_%d", time.Now().UnixNano(), rand.N(1000))
+	ctx := context.Background()
+	s, err := analytics.Open(ctx, slog.New(slog.DiscardHandler), analytics.Config{Addr: addr, Database: db, User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+		s.Close()
+	})
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func event(tenant string, ticket int64, id string, typ string, at time.Time) schemas.TicketEvent {
+	return schemas.TicketEvent{
+		EventID: id, Tenant: tenant, Account: schemas.Account{Subdomain: tenant, ID: 7},
+		BrandID: 360001, Type: typ, ZendeskType: "zen:event-type:ticket." + typ, Source: schemas.SourceEvent,
+		OccurredAt: at, ReceivedAt: at.Add(time.Second),
+		Ticket: schemas.Ticket{
+			ID: ticket, Subject: "Where is my order?", Status: schemas.StatusOpen, Priority: "high",
+			Tags: []string{"order", "vip"}, Channel: "email", Via: "email",
+			Requester: schemas.Requester{ID: 5, Email: "ana@example.com"},
+			CustomFields: []schemas.CustomField{{ID: 1, Value: "x"}, {ID: 2, Value: 3.5}, {ID: 3, Value: nil}},
+		},
+	}
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	s := openStore(t)
+	applied, err := s.Migrate(context.Background())
+	if err != nil || len(applied) != 0 {
+		t.Fatalf("second Migrate applied %v, %v; want nothing", applied, err)
+	}
+}
+
+// TestDuplicatesCountOnce is the exactness mechanism on the real server: the same events
+// inserted twice (a redelivery, or a batch re-inserted after a crash) count once.
+func TestDuplicatesCountOnce(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	at := time.Date(2025, 1, 8, 10, 0, 0, 0, time.UTC)
+	var batch []schemas.TicketEvent
+	for i := range 100 {
+		typ := schemas.TicketCreated
+		if i%4 == 0 {
+			typ = schemas.TicketStatusChanged
+		}
+		batch = append(batch, event("acme", int64(1000+i%30), fmt.Sprintf("zd:e-%d", i), typ, at.Add(time.Duration(i)*time.Hour*24)))
+	}
+	batch = append(batch, event("globex", 1, "zd:g-1", schemas.TicketCreated, at))
+	for range 3 {
+		if err := s.InsertTicketEvents(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.CountTicketEventRows(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows < 100 {
+		t.Fatalf("%d rows stored for 100 events", rows)
+	}
+	for _, tc := range []struct {
+		name string
+		f    analytics.EventFilter
+		want uint64
+	}{
+		{"all of a tenant", analytics.EventFilter{Tenant: "acme"}, 100},
+		{"one type", analytics.EventFilter{Tenant: "acme", Type: schemas.TicketStatusChanged}, 25},
+		{"a time range", analytics.EventFilter{Tenant: "acme", From: at, To: at.Add(10 * 24 * time.Hour)}, 10},
+		{"another tenant", analytics.EventFilter{Tenant: "globex"}, 1},
+		{"unknown tenant", analytics.EventFilter{Tenant: "initech"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.CountTicketEvents(ctx, tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("count = %d, want %d (rows stored: %d)", got, tc.want, rows)
+			}
+		})
+	}
+}
+
+func TestOpenRejectsBadDatabaseName(t *testing.T) {
+	_, err := analytics.Open(context.Background(), slog.New(slog.DiscardHandler), analytics.Config{Addr: "127.0.0.1:1", Database: "x; DROP TABLE y"})
+	if err == nil {
+		t.Fatal("accepted a database name with SQL in it")
+	}
+}

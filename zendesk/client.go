@@ -1,0 +1,399 @@
+package zendesk
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zenklav/zenklav"
+)
+
+// DefaultTimeout bounds one HTTP call when ClientConfig.Timeout is zero. Zendesk answers
+// reads in well under a second; ten seconds leaves room for a slow moment without letting a
+// stuck connection hold a pipeline worker.
+const DefaultTimeout = 10 * time.Second
+
+// maxIDsPerCall is Zendesk's limit for show_many endpoints.
+const maxIDsPerCall = 100
+
+// maxPages bounds pagination so a server that keeps sending next links cannot loop a caller
+// forever; an account has far fewer than 100 pages of 100 brands.
+const maxPages = 100
+
+// maxBody bounds what the client reads from one answer.
+const maxBody = 16 << 20
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// BaseURL is the account's address, e.g. "https://acme.zendesk.com", or a simulator's.
+	BaseURL string
+	// Email and APIToken authenticate as "{email}/token" with the API token as password.
+	Email    string
+	APIToken string
+	// HTTPClient sends the requests; a new client on http.DefaultTransport when nil.
+	HTTPClient *http.Client
+	// Timeout bounds each HTTP call (each page of a paginated list); DefaultTimeout when 0.
+	Timeout time.Duration
+}
+
+// String keeps the API token out of anything that prints a config with %v.
+func (c ClientConfig) String() string {
+	return fmt.Sprintf("{BaseURL:%s Email:%s APIToken:[redacted] Timeout:%s}", c.BaseURL, c.Email, c.Timeout)
+}
+
+// LogValue keeps the API token out of logs.
+func (c ClientConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("base_url", c.BaseURL),
+		slog.String("email", c.Email),
+		slog.String("api_token", "[redacted]"),
+		slog.Duration("timeout", c.Timeout),
+	)
+}
+
+// Client calls the Zendesk Support API of one account. It is safe for concurrent use.
+type Client struct {
+	logger  *slog.Logger
+	base    *url.URL
+	user    string // "{email}/token"
+	token   string
+	http    *http.Client
+	timeout time.Duration
+}
+
+// NewClient returns a client for the account at cfg.BaseURL.
+func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
+	if logger == nil {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: logger is nil")
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new zendesk client: parse base url")
+	}
+	if base.Scheme != "https" && base.Scheme != "http" || base.Host == "" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: base url %q must be an http(s) URL with a host", cfg.BaseURL)
+	}
+	// Credentials in the URL would end up in error messages and logs, which quote URLs.
+	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: base url must not carry credentials, a query or a fragment")
+	}
+	if cfg.Email == "" || cfg.APIToken == "" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: email and api token are required")
+	}
+	if cfg.Timeout < 0 {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: timeout %s is negative", cfg.Timeout)
+	}
+	c := &Client{
+		logger:  logger,
+		base:    base,
+		user:    cfg.Email + "/token",
+		token:   cfg.APIToken,
+		http:    cfg.HTTPClient,
+		timeout: cfg.Timeout,
+	}
+	if c.http == nil {
+		c.http = &http.Client{}
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
+	return c, nil
+}
+
+// Ticket returns the ticket with the given id.
+func (c *Client) Ticket(ctx context.Context, id int64) (Ticket, error) {
+	var body struct {
+		Ticket *Ticket `json:"ticket"`
+	}
+	op := fmt.Sprintf("get ticket %d", id)
+	if err := c.get(ctx, op, c.endpoint("/api/v2/tickets/"+strconv.FormatInt(id, 10), nil), &body); err != nil {
+		return Ticket{}, err
+	}
+	if body.Ticket == nil {
+		return Ticket{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer has no ticket", op)
+	}
+	return *body.Ticket, nil
+}
+
+// User returns the user with the given id.
+func (c *Client) User(ctx context.Context, id int64) (User, error) {
+	var body struct {
+		User *User `json:"user"`
+	}
+	op := fmt.Sprintf("get user %d", id)
+	if err := c.get(ctx, op, c.endpoint("/api/v2/users/"+strconv.FormatInt(id, 10), nil), &body); err != nil {
+		return User{}, err
+	}
+	if body.User == nil {
+		return User{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer has no user", op)
+	}
+	return *body.User, nil
+}
+
+// UsersMany returns the users with the given ids, in as few calls as Zendesk's limit of 100
+// ids per call allows. Like Zendesk, it leaves out ids that match no user rather than
+// failing, so callers compare what they asked for with what came back.
+func (c *Client) UsersMany(ctx context.Context, ids []int64) ([]User, error) {
+	var users []User
+	for start := 0; start < len(ids); start += maxIDsPerCall {
+		chunk := ids[start:min(start+maxIDsPerCall, len(ids))]
+		s := make([]string, len(chunk))
+		for i, id := range chunk {
+			s[i] = strconv.FormatInt(id, 10)
+		}
+		var body struct {
+			Users []User `json:"users"`
+		}
+		q := url.Values{"ids": {strings.Join(s, ",")}}
+		if err := c.get(ctx, fmt.Sprintf("get %d users", len(chunk)), c.endpoint("/api/v2/users/show_many", q), &body); err != nil {
+			return nil, err
+		}
+		users = append(users, body.Users...)
+	}
+	return users, nil
+}
+
+// Group returns the group with the given id.
+func (c *Client) Group(ctx context.Context, id int64) (Group, error) {
+	var body struct {
+		Group *Group `json:"group"`
+	}
+	op := fmt.Sprintf("get group %d", id)
+	if err := c.get(ctx, op, c.endpoint("/api/v2/groups/"+strconv.FormatInt(id, 10), nil), &body); err != nil {
+		return Group{}, err
+	}
+	if body.Group == nil {
+		return Group{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer has no group", op)
+	}
+	return *body.Group, nil
+}
+
+// Brands returns every brand of the account, following Zendesk's pagination links.
+func (c *Client) Brands(ctx context.Context) ([]Brand, error) {
+	const path = "/api/v2/brands"
+	// Cursor pagination is the one Zendesk recommends; offset links are still followed in
+	// case an account or proxy answers with them.
+	next := c.endpoint(path, url.Values{"page[size]": {strconv.Itoa(maxIDsPerCall)}})
+	seen := map[string]bool{}
+	var brands []Brand
+	for page := 1; next != ""; page++ {
+		if page > maxPages || seen[next] {
+			return nil, zenklav.Errorf(zenklav.EUNAVAILABLE, "list brands: pagination does not end after %d pages", page-1)
+		}
+		seen[next] = true
+		var body struct {
+			Brands []Brand `json:"brands"`
+			Meta   *struct {
+				HasMore bool `json:"has_more"`
+			} `json:"meta"`
+			Links struct {
+				Next string `json:"next"`
+			} `json:"links"`
+			NextPage string `json:"next_page"`
+		}
+		op := fmt.Sprintf("list brands page %d", page)
+		if err := c.get(ctx, op, next, &body); err != nil {
+			return nil, err
+		}
+		brands = append(brands, body.Brands...)
+		link := body.NextPage
+		if body.Meta != nil {
+			// In cursor mode links.next is set even on the last page; has_more decides.
+			link = ""
+			if body.Meta.HasMore {
+				link = body.Links.Next
+			}
+		}
+		var err error
+		if next, err = c.follow(path, link); err != nil {
+			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: next link", op)
+		}
+	}
+	return brands, nil
+}
+
+// endpoint returns the URL of path (and query) on the account.
+func (c *Client) endpoint(path string, q url.Values) string {
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawPath = ""
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// follow turns a pagination link into a URL on the configured base. Only the link's query
+// (the cursor or page) is kept: the credentials go to the configured host and nowhere else,
+// and a base URL that points at a proxy keeps working although Zendesk's links name the
+// account's own host.
+func (c *Client) follow(path, link string) (string, error) {
+	if link == "" {
+		return "", nil
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasSuffix(u.Path, path) && !strings.HasSuffix(u.Path, path+".json") {
+		return "", fmt.Errorf("link %q leaves %s", link, path)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return "", err
+	}
+	return c.endpoint(path, q), nil
+}
+
+// get sends an authenticated GET to rawURL and decodes a 2xx JSON answer into out. op names
+// the call in errors ("get ticket 42").
+func (c *Client) get(ctx context.Context, op, rawURL string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
+	}
+	req.SetBasicAuth(c.user, c.token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "zenklav")
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// Network failures, timeouts and a cancelled ctx are all worth another try later;
+		// errors.Is still finds context.Canceled and DeadlineExceeded in the chain.
+		c.logger.DebugContext(ctx, "zendesk call failed", "op", op, "err", err)
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	c.logger.DebugContext(ctx, "zendesk call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
+	if err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer", op)
+	}
+	if len(body) > maxBody {
+		return zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer larger than %d bytes", op, maxBody)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		apiErr := newAPIError(resp, body)
+		return zenklav.Wrap(kindOf(resp.StatusCode), apiErr, "%s", op)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		// A 2xx that is not our JSON comes from something in between (a proxy's error
+		// page) more often than from Zendesk itself, so it is worth a retry.
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: decode answer", op)
+	}
+	return nil
+}
+
+// kindOf maps a Zendesk status to the error kind that decides what zenklav does next.
+func kindOf(status int) string {
+	switch {
+	case status == http.StatusNotFound:
+		return zenklav.ENOTFOUND
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		// For an integration both mean the connection's credentials need fixing: 403 is
+		// a token whose user may not read the resource, not a caller of zenklav
+		// overstepping.
+		return zenklav.EUNAUTHORIZED
+	case status == http.StatusTooManyRequests || status >= 500:
+		return zenklav.EUNAVAILABLE
+	default:
+		return zenklav.EINVALID
+	}
+}
+
+// APIError is an answer from Zendesk other than 2xx. The client returns it wrapped in a
+// *zenklav.Error whose kind follows the status; reach it with errors.As, or use
+// RetryAfter for the wait Zendesk asked for.
+type APIError struct {
+	StatusCode  int
+	Code        string        // Zendesk's error code or title, e.g. "RecordNotFound"
+	Description string        // Zendesk's explanation, when it gave one
+	RetryAfter  time.Duration // from the Retry-After header; 0 when absent
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "zendesk answered %d", e.StatusCode)
+	if e.Code != "" {
+		b.WriteString(" " + e.Code)
+	}
+	if e.Description != "" {
+		b.WriteString(": " + e.Description)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// RetryAfter returns how long Zendesk asked the caller to wait (the Retry-After of a 429 or
+// 503) if err carries such an answer, and 0 otherwise.
+func RetryAfter(err error) time.Duration {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+func newAPIError(resp *http.Response, body []byte) *APIError {
+	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	// Zendesk uses several error shapes: {"error":"RecordNotFound","description":"Not
+	// found"}, {"error":{"title":…,"message":…}} and {"errors":[{"code":…,"title":…}]}.
+	var shape struct {
+		Error       json.RawMessage `json:"error"`
+		Description string          `json:"description"`
+		Errors      []struct {
+			Code   string `json:"code"`
+			Title  string `json:"title"`
+			Detail string `json:"detail"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &shape) != nil {
+		return e
+	}
+	e.Description = shape.Description
+	var title string
+	var obj struct {
+		Title   string `json:"title"`
+		Message string `json:"message"`
+	}
+	switch {
+	case json.Unmarshal(shape.Error, &title) == nil && title != "":
+		e.Code = title
+	case json.Unmarshal(shape.Error, &obj) == nil && obj.Title != "":
+		e.Code, e.Description = obj.Title, cmp.Or(e.Description, obj.Message)
+	case len(shape.Errors) > 0:
+		first := shape.Errors[0]
+		e.Code = cmp.Or(first.Code, first.Title)
+		e.Description = cmp.Or(e.Description, first.Detail, first.Title)
+	}
+	return e
+}
+
+// parseRetryAfter reads a Retry-After value: seconds, as Zendesk sends it, or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now).Round(time.Second)
+	}
+	return 0
+}

@@ -1,0 +1,380 @@
+// Package zendesktest is a Zendesk simulator in the way of net/http/httptest: an in-memory
+// account (tickets, users, groups, brands) served over HTTP with the Support API's paths,
+// auth and JSON, plus Zendesk's signed event webhooks.
+//
+// Every request is validated against Zendesk's official OpenAPI document (oas.yaml), and
+// so is every answer the simulator gives. A request that does not conform is answered 400
+// and recorded; tests read the record with Violations or fail on it with
+// AssertNoViolations, so a test that passes against the simulator sends requests the real
+// API accepts. Like Zendesk it checks Basic auth ("{email}/token" and the API token) and
+// enforces a per-minute rate limit with 429 and Retry-After.
+//
+// Tests use NewServer; zenklav's sandbox mode uses New and serves the *Server (an
+// http.Handler) on its own listener. Paths under /sandbox/ are the simulator's own, not
+// Zendesk's, and are not validated.
+package zendesktest
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+
+	"github.com/zenklav/zenklav/zendesk"
+)
+
+// Credentials a new Server accepts until SetCredentials changes them.
+const (
+	DefaultEmail    = "integration@example.com"
+	DefaultAPIToken = "zendesktest-api-token"
+)
+
+// DefaultRateLimit is the requests per minute a new Server allows: the limit Zendesk's
+// rate-limit documentation shows in its X-Rate-Limit example (the Enterprise plan's).
+const DefaultRateLimit = 700
+
+// DefaultAccountID is the account_id of the webhooks a new Server builds.
+const DefaultAccountID int64 = 22129848
+
+// WebhookID is the X-Zendesk-Webhook-Id the simulator sends, shaped like Zendesk's ids.
+const WebhookID = "01HZS1MULAT0RWEBH00KZENDSK"
+
+// Server is a simulated Zendesk account. It is safe for concurrent use.
+type Server struct {
+	// URL is the base URL of the API, e.g. "http://127.0.0.1:54321"; set by NewServer,
+	// empty for a Server from New until the caller serves it somewhere.
+	URL string
+
+	logger  *slog.Logger
+	router  routers.Router
+	ts      *httptest.Server
+	webhook *http.Client
+	created time.Time // created_at of users, groups and brands
+
+	mu         sync.Mutex
+	email      string
+	token      string
+	now        func() time.Time
+	accountID  int64
+	limit      int
+	window     time.Time // start of the current rate-limit minute
+	used       int       // requests counted in the current minute
+	violations []Violation
+	target     string // webhook target of the sandbox endpoint
+	secret     string
+	tickets    map[int64]zendesk.Ticket
+	users      map[int64]zendesk.User
+	groups     map[int64]zendesk.Group
+	brands     map[int64]zendesk.Brand
+	lastTicket int64
+	lastID     int64
+	samples    int
+}
+
+// New returns a simulator that is not listening anywhere: serve it as an http.Handler
+// (sandbox mode does, on its own loopback listener). The logger gets spec violations at
+// warn level and sandbox deliveries at info level; nil discards them. New fails only if
+// the embedded OpenAPI document cannot be loaded.
+func New(logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	_, router, err := loadSpec()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		logger: logger,
+		router: router,
+		// Zendesk gives a webhook endpoint ten seconds to answer.
+		webhook:   &http.Client{Timeout: 10 * time.Second},
+		created:   time.Now().UTC().Truncate(time.Second),
+		email:     DefaultEmail,
+		token:     DefaultAPIToken,
+		now:       time.Now,
+		accountID: DefaultAccountID,
+		limit:     DefaultRateLimit,
+		tickets:   map[int64]zendesk.Ticket{},
+		users:     map[int64]zendesk.User{},
+		groups:    map[int64]zendesk.Group{},
+		brands:    map[int64]zendesk.Brand{},
+		// Zendesk's user, group and brand ids are past 2^32 on most accounts; starting
+		// there catches code that squeezes them into 32 bits.
+		lastID: 360000000000,
+	}, nil
+}
+
+// NewServer starts a simulator on a loopback port. Close it when done. Like
+// httptest.NewServer it panics if it cannot start.
+func NewServer() *Server {
+	s, err := New(nil)
+	if err != nil {
+		panic("zendesktest: " + err.Error())
+	}
+	s.ts = httptest.NewServer(s)
+	s.URL = s.ts.URL
+	return s
+}
+
+// Close shuts down a server started by NewServer and waits for its requests to finish.
+func (s *Server) Close() {
+	if s.ts != nil {
+		s.ts.Close()
+	}
+}
+
+// SetCredentials sets the email and API token the server accepts.
+func (s *Server) SetCredentials(email, apiToken string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.email, s.token = email, apiToken
+}
+
+// SetRateLimit sets how many API requests per minute the server answers before 429.
+func (s *Server) SetRateLimit(perMinute int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limit = perMinute
+}
+
+// SetAccountID sets the account_id of the webhooks the server builds.
+func (s *Server) SetAccountID(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accountID = id
+}
+
+// SetClock replaces time.Now for the server: default timestamps of new records and
+// events, webhook signature timestamps, and the rate-limit window.
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+func (s *Server) clock() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now()
+}
+
+// A Violation is a request that does not conform to Zendesk's OpenAPI document, or an
+// answer of the simulator's own that does not (a bug in the simulator or in what a test
+// stored, such as a custom field value that is not a string).
+type Violation struct {
+	Method   string
+	Path     string // path and query of the request
+	Response bool   // the simulator's answer, not the request, broke the spec
+	Err      string
+}
+
+func (v Violation) String() string {
+	what := "request"
+	if v.Response {
+		what = "response"
+	}
+	return fmt.Sprintf("%s %s: %s violates Zendesk's OpenAPI spec: %s", v.Method, v.Path, what, v.Err)
+}
+
+// Violations returns what the server has recorded so far, oldest first.
+func (s *Server) Violations() []Violation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.violations)
+}
+
+// AssertNoViolations fails t for each violation the server recorded.
+func (s *Server) AssertNoViolations(t testing.TB) {
+	t.Helper()
+	for _, v := range s.Violations() {
+		t.Errorf("zendesktest: %s", v)
+	}
+}
+
+func (s *Server) record(r *http.Request, response bool, err error) {
+	v := Violation{Method: r.Method, Path: r.URL.RequestURI(), Response: response, Err: err.Error()}
+	s.mu.Lock()
+	s.violations = append(s.violations, v)
+	s.mu.Unlock()
+	s.logger.Warn("zendesk simulator: spec violation", "method", v.Method, "path", r.URL.Path, "response", response, "err", v.Err)
+}
+
+// ServeHTTP answers the Zendesk API and, under /sandbox/, the simulator's own endpoints.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/sandbox/") {
+		s.serveSandbox(w, r)
+		return
+	}
+	s.serveAPI(w, r)
+}
+
+// errNoCredentials and errBadCredentials tell a request the spec forbids (no Basic auth
+// at all) from one it allows but the account refuses (wrong email or token).
+var (
+	errNoCredentials  = errors.New("no HTTP Basic credentials")
+	errBadCredentials = errors.New("wrong email or API token")
+)
+
+// authenticate is the openapi3filter hook for the spec's security schemes. oas.yaml
+// declares one, basicAuth (http basic), required on every operation.
+func (s *Server) authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	scheme := in.SecurityScheme
+	if scheme.Type != "http" || !strings.EqualFold(scheme.Scheme, "basic") {
+		return fmt.Errorf("security scheme %q (%s %s) is not simulated", in.SecuritySchemeName, scheme.Type, scheme.Scheme)
+	}
+	user, password, ok := in.RequestValidationInput.Request.BasicAuth()
+	if !ok {
+		return fmt.Errorf("%w, which security scheme %q requires", errNoCredentials, in.SecuritySchemeName)
+	}
+	s.mu.Lock()
+	wantUser, wantToken := s.email+"/token", s.token
+	s.mu.Unlock()
+	// Zendesk compares emails case-insensitively; the token must match exactly.
+	userOK := subtle.ConstantTimeCompare([]byte(strings.ToLower(user)), []byte(strings.ToLower(wantUser))) == 1
+	tokenOK := subtle.ConstantTimeCompare([]byte(password), []byte(wantToken)) == 1
+	if !userOK || !tokenOK {
+		return errBadCredentials
+	}
+	return nil
+}
+
+// call is one API request that passed validation.
+type call struct {
+	r      *http.Request
+	params map[string]string // path parameters
+	base   string            // scheme and host the client used, for the url fields
+}
+
+// handler answers one operation of the spec with a status and a JSON body.
+type handler func(s *Server, c *call) (int, any)
+
+// handlers are the operations the simulator serves, by operationId. Any other operation
+// of the spec is validated and then answered 501.
+var handlers = map[string]handler{
+	"ShowTicket":    (*Server).showTicket,
+	"ShowUser":      (*Server).showUser,
+	"ShowManyUsers": (*Server).showManyUsers,
+	"ShowGroupById": (*Server).showGroup,
+	"ListBrands":    (*Server).listBrands,
+}
+
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	route, params, err := s.router.FindRoute(r)
+	if err != nil {
+		s.record(r, false, err)
+		writeJSON(w, http.StatusBadRequest, errorBody("InvalidEndpoint", fmt.Sprintf("%s %s is not an operation of Zendesk's OpenAPI spec: %v", r.Method, r.URL.Path, err)))
+		return
+	}
+	input := &openapi3filter.RequestValidationInput{
+		Request:    r,
+		PathParams: params,
+		Route:      route,
+		Options: &openapi3filter.Options{
+			AuthenticationFunc: s.authenticate,
+			// Without this every schema error carries the schema and value as indented
+			// JSON, which buries the one line that says what is wrong.
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+		},
+	}
+	if err := openapi3filter.ValidateRequest(r.Context(), input); err != nil {
+		var authErr *openapi3filter.SecurityRequirementsError
+		if errors.As(err, &authErr) {
+			if !errors.Is(err, errBadCredentials) {
+				s.record(r, false, err)
+			}
+			// Zendesk's answer to a request it cannot authenticate.
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Couldn't authenticate you"})
+			return
+		}
+		s.record(r, false, err)
+		writeJSON(w, http.StatusBadRequest, errorBody("InvalidRequest", fmt.Sprintf("request does not conform to Zendesk's OpenAPI spec (operation %s): %v", route.Operation.OperationID, err)))
+		return
+	}
+
+	rec := httptest.NewRecorder()
+	if !s.allow(rec) {
+		writeJSON(rec, http.StatusTooManyRequests, errorBody("TooManyRequests", "Rate limit exceeded; retry after the number of seconds in Retry-After"))
+	} else if h, ok := handlers[route.Operation.OperationID]; ok {
+		status, body := h(s, &call{r: r, params: params, base: baseURL(r)})
+		writeJSON(rec, status, body)
+	} else {
+		writeJSON(rec, http.StatusNotImplemented, errorBody("NotImplemented", fmt.Sprintf("zendesktest does not simulate %s (%s %s)", route.Operation.OperationID, r.Method, route.Path)))
+	}
+
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: input,
+		Status:                 rec.Code,
+		Header:                 rec.Header(),
+		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
+		Options:                input.Options,
+	}
+	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
+		s.record(r, true, err)
+		writeJSON(w, http.StatusInternalServerError, errorBody("SimulatorError", fmt.Sprintf("zendesktest built an answer that does not conform to Zendesk's OpenAPI spec: %v", err)))
+		return
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// allow counts a request against the per-minute limit and sets Zendesk's rate-limit
+// headers; when the limit is used up it sets Retry-After and returns false.
+func (s *Server) allow(w http.ResponseWriter) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if now.Sub(s.window) >= time.Minute || now.Before(s.window) {
+		s.window, s.used = now, 0
+	}
+	w.Header().Set("X-Rate-Limit", fmt.Sprint(s.limit))
+	if s.used >= s.limit {
+		w.Header().Set("X-Rate-Limit-Remaining", "0")
+		wait := s.window.Add(time.Minute).Sub(now)
+		w.Header().Set("Retry-After", fmt.Sprint(max(1, int((wait+time.Second-1)/time.Second))))
+		return false
+	}
+	s.used++
+	w.Header().Set("X-Rate-Limit-Remaining", fmt.Sprint(s.limit-s.used))
+	return true
+}
+
+func baseURL(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
+
+// errorBody is the error shape Zendesk uses for most failures.
+func errorBody(code, description string) map[string]string {
+	return map[string]string{"error": code, "description": description}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body, _ = json.Marshal(errorBody("SimulatorError", "encode answer: "+err.Error()))
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(body)
+}
