@@ -138,3 +138,58 @@ func kafkaLogger(l *slog.Logger) kafka.LoggerFunc {
 		l.Warn(text)
 	}
 }
+
+// Progress is how far a consumer group got through a topic, summed over its partitions.
+type Progress struct {
+	Committed int64 // messages before the group's committed offsets
+	End       int64 // messages in the topic (end offsets; the topic is never compacted)
+}
+
+// Lag is how many messages the group has yet to commit.
+func (p Progress) Lag() int64 { return p.End - p.Committed }
+
+// GroupProgress reads a group's committed offsets and the topic's end offsets. With an empty
+// group it reads only the end offsets.
+func GroupProgress(ctx context.Context, brokers []string, topic, group string) (Progress, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka metadata")
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return Progress{}, zenklav.Errorf(zenklav.ENOTFOUND, "topic %s not found", topic)
+	}
+	var offsets []kafka.OffsetRequest
+	var parts []int
+	for _, p := range meta.Topics[0].Partitions {
+		offsets = append(offsets, kafka.LastOffsetOf(p.ID))
+		parts = append(parts, p.ID)
+	}
+	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: offsets}})
+	if err != nil {
+		return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "list offsets of %s", topic)
+	}
+	var p Progress
+	for _, po := range ends.Topics[topic] {
+		if po.Error != nil {
+			return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, po.Error, "list offsets of %s/%d", topic, po.Partition)
+		}
+		p.End += po.LastOffset
+	}
+	if group == "" {
+		return p, nil
+	}
+	fetched, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "fetch offsets of group %s", group)
+	}
+	if fetched.Error != nil {
+		return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, fetched.Error, "fetch offsets of group %s", group)
+	}
+	for _, po := range fetched.Topics[topic] {
+		if po.CommittedOffset > 0 {
+			p.Committed += po.CommittedOffset
+		}
+	}
+	return p, nil
+}

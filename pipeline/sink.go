@@ -82,15 +82,17 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) handle(ctx context.Context, msgs []kafka.Message) error {
 	start := time.Now()
 	events, bad := decodeEvents(msgs)
-	if len(bad) > 0 {
-		if err := s.deadLetter(ctx, bad); err != nil {
-			return err
-		}
-	}
 	if err := s.store.InsertTicketEvents(ctx, events); err != nil {
 		// Whatever ClickHouse said, the events are fine (they were validated when produced):
 		// retry until it takes them.
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert batch")
+	}
+	// Dead letters go after the insert, so a batch retried for ClickHouse's sake does not
+	// dead-letter its bad messages again.
+	if len(bad) > 0 {
+		if err := s.deadLetter(ctx, bad); err != nil {
+			return err
+		}
 	}
 	s.metrics.events.Add(float64(len(events)))
 	s.metrics.batchTime.Observe(time.Since(start).Seconds())

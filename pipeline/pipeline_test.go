@@ -1,0 +1,157 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/pipeline"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// newTopic creates a topic of the test's own on the real Kafka.
+func newTopic(t *testing.T, partitions int) (brokers []string, topic string) {
+	t.Helper()
+	brokers = []string{testenv.Kafka(t)}
+	topic = fmt.Sprintf("test-%s-%d", t.Name(), rand.N(1_000_000))
+	topic = strings.NewReplacer("/", "_", " ", "_", "#", "_").Replace(topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pipeline.EnsureTopics(ctx, brokers, pipeline.Topic{Name: topic, Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	return brokers, topic
+}
+
+func produce(t *testing.T, p *pipeline.Producer, topic string, n int) {
+	t.Helper()
+	msgs := make([]pipeline.Message, n)
+	for i := range msgs {
+		msgs[i] = pipeline.Message{Topic: topic, Key: fmt.Appendf(nil, "acme/%d", i%17), Value: fmt.Appendf(nil, "%d", i)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// collector is a BatchHandler that records every message value it handled and calls stop
+// once it has seen want distinct values.
+type collector struct {
+	mu     sync.Mutex
+	seen   map[string]int
+	want   int
+	stop   context.CancelFunc
+	before func(batch int) error // runs before a batch is accepted; an error refuses it
+	calls  int
+}
+
+func (c *collector) handle(_ context.Context, msgs []kafka.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	if c.before != nil {
+		if err := c.before(c.calls); err != nil {
+			return err
+		}
+	}
+	for _, m := range msgs {
+		c.seen[string(m.Value)]++
+	}
+	if len(c.seen) >= c.want {
+		c.stop()
+	}
+	return nil
+}
+
+func consume(t *testing.T, brokers []string, topic, group string, c *collector) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stop, cancelStop := context.WithCancel(ctx)
+	c.stop = cancelStop
+	cons, err := pipeline.NewConsumer(discard, pipeline.ConsumerConfig{
+		Brokers: brokers, Topic: topic, Group: group, BatchSize: 100, BatchWait: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Run(stop, c.handle); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("consumer saw %d of %d messages before the deadline", len(c.seen), c.want)
+	}
+}
+
+func TestConsumerRetriesTransientFailures(t *testing.T) {
+	brokers, topic := newTopic(t, 3)
+	p := pipeline.NewProducer(discard, brokers)
+	defer p.Close()
+	produce(t, p, topic, 1000)
+	c := &collector{seen: map[string]int{}, want: 1000, before: func(call int) error {
+		if call <= 2 {
+			return zenklav.Errorf(zenklav.EUNAVAILABLE, "clickhouse is down")
+		}
+		return nil
+	}}
+	consume(t, brokers, topic, "g1", c)
+	if len(c.seen) != 1000 {
+		t.Fatalf("handled %d distinct messages, want 1000", len(c.seen))
+	}
+}
+
+// TestConsumerGivesBackUncommittedBatch stops a consumer while it holds a batch it has not
+// handled: the next member of the group must get those messages, and nothing is lost.
+func TestConsumerGivesBackUncommittedBatch(t *testing.T) {
+	brokers, topic := newTopic(t, 2)
+	p := pipeline.NewProducer(discard, brokers)
+	defer p.Close()
+	produce(t, p, topic, 500)
+
+	first := &collector{seen: map[string]int{}, want: 1 << 30}
+	first.before = func(call int) error {
+		if call == 3 {
+			first.stop() // "killed" while handling the third batch: it is never accepted
+			return zenklav.Errorf(zenklav.EUNAVAILABLE, "killed")
+		}
+		return nil
+	}
+	consume(t, brokers, topic, "g2", first)
+	if len(first.seen) == 0 || len(first.seen) >= 500 {
+		t.Fatalf("first consumer handled %d messages; the test needs a partial run", len(first.seen))
+	}
+
+	second := &collector{seen: map[string]int{}, want: 500 - len(first.seen)}
+	consume(t, brokers, topic, "g2", second)
+	for v := range first.seen {
+		if second.seen[v] > 0 {
+			t.Errorf("message %s was committed by the first consumer yet handled again", v)
+			break
+		}
+	}
+	if total := len(first.seen) + len(second.seen); total != 500 {
+		t.Fatalf("handled %d distinct messages in all, want 500", total)
+	}
+}
+
+func TestProducerUnavailable(t *testing.T) {
+	p := pipeline.NewProducer(discard, []string{"127.0.0.1:1"})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := p.Publish(ctx, pipeline.Message{Topic: "nowhere", Value: []byte("x")})
+	if !zenklav.Transient(err) {
+		t.Fatalf("Publish to a dead broker = %v, want an unavailable error", err)
+	}
+}
