@@ -1,0 +1,38 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// banner is what zenklav tells a person at start: what runs, where, and how to try it.
+type banner struct {
+	role       string
+	http       string
+	kafka      string
+	clickhouse string
+	zendesk    string
+	sandbox    *sandbox
+}
+
+func (b banner) print(w io.Writer) {
+	var s strings.Builder
+	fmt.Fprintf(&s, "\nzenklav %s is running\n", b.role)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&s, "  %-11s %s\n", k, v)
+		}
+	}
+	row("http", b.http+"  (POST /webhooks/zendesk/{subdomain}, GET /healthz /readyz /metrics)")
+	row("kafka", b.kafka)
+	row("clickhouse", b.clickhouse)
+	row("zendesk", b.zendesk)
+	if sb := b.sandbox; sb != nil {
+		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)
+		fmt.Fprintf(&s, "\nSend a correctly signed test webhook (a new ticket):\n\n  %s\n", sb.curlCommand())
+		fmt.Fprintf(&s, "\nOr have the simulator send one exactly as Zendesk does:\n\n  curl -sS -X POST '%s/sandbox/webhooks?event=ticket.created'\n", sb.url)
+	}
+	s.WriteString("\nStop with Ctrl-C.\n\n")
+	io.WriteString(w, s.String())
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/backend"
+	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// env is what every role is built from.
+type env struct {
+	cfg      config.Config
+	logger   *slog.Logger
+	stdout   io.Writer
+	registry *prometheus.Registry
+	getenv   func(string) string
+}
+
+func newEnv(getenv func(string) string, stdout io.Writer) (*env, error) {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	level := slog.LevelInfo
+	if err := level.UnmarshalText([]byte(strings.ToUpper(or(getenv("ZENKLAV_LOG_LEVEL"), "info")))); err != nil {
+		return nil, fmt.Errorf("ZENKLAV_LOG_LEVEL: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &env{
+		cfg:      cfg,
+		logger:   slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level})),
+		stdout:   stdout,
+		registry: reg,
+		getenv:   getenv,
+	}, nil
+}
+
+// runRoles runs role ("all", "api" or "sink") until ctx ends or a part fails.
+func runRoles(ctx context.Context, role string, getenv func(string) string, stdout io.Writer) error {
+	e, err := newEnv(getenv, stdout)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b := banner{role: role}
+
+	brokers := e.cfg.KafkaBrokers
+	if len(brokers) == 0 {
+		if role != "all" {
+			return errors.New("ZENKLAV_KAFKA_BROKERS is empty: only `zenklav all` runs an embedded broker; point the other roles at Kafka")
+		}
+		cluster, addr, err := e.embeddedKafka()
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		brokers = []string{addr}
+		b.kafka = fmt.Sprintf("embedded broker at %s, data in %s (set ZENKLAV_KAFKA_BROKERS for a real cluster)", addr, e.dataDir("kafka"))
+	} else {
+		b.kafka = strings.Join(brokers, ",")
+	}
+	if err := pipeline.WaitForBrokers(ctx, e.logger, brokers); err != nil {
+		return err
+	}
+	if err := pipeline.EnsureTopics(ctx, brokers,
+		pipeline.Topic{Name: schemas.TicketEventsTopic, Partitions: e.cfg.TopicPartitions},
+		pipeline.Topic{Name: schemas.TicketEventsDLQTopic, Partitions: e.cfg.TopicPartitions},
+	); err != nil {
+		return err
+	}
+	producer := pipeline.NewProducer(e.logger, brokers)
+	defer producer.Close()
+	ready := map[string]func(context.Context) error{
+		"kafka": func(ctx context.Context) error { return pipeline.Ping(ctx, brokers) },
+	}
+
+	var wg sync.WaitGroup
+	start := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil {
+				e.logger.Error("role stopped", "role", name, "err", err)
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		})
+	}
+	defer wg.Wait()
+
+	if role == "all" || role == "sink" {
+		store, err := e.openStore(ctx)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		ready["clickhouse"] = store.Ping
+		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
+		sink, err := pipeline.NewSink(e.logger.With("role", "sink"), e.registry, pipeline.ConsumerConfig{
+			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.SinkGroup,
+			BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait,
+		}, store, producer)
+		if err != nil {
+			return err
+		}
+		start("sink", sink.Run)
+	}
+
+	opts := backend.Options{Registry: e.registry, Ready: ready}
+	if role == "all" || role == "api" {
+		conns, sandbox, err := e.connections(ctx, role, &b)
+		if err != nil {
+			return err
+		}
+		if sandbox != nil {
+			defer sandbox.Close()
+		}
+		opts.Connections, opts.Publisher = conns, producer
+	}
+	srv, err := backend.New(e.logger.With("role", "api"), opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", e.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on ZENKLAV_HTTP_ADDR=%s: %w", e.cfg.HTTPAddr, err)
+	}
+	b.http = "http://" + ln.Addr().String()
+	b.sandbox.finish(b.http)
+	start("http", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+
+	b.print(e.stdout)
+	e.logger.Info("zenklav started", "role", role, "http", b.http)
+	<-ctx.Done()
+	e.logger.Info("zenklav stopping", "role", role)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// connections reads the connections file, or starts sandbox mode when there is none.
+func (e *env) connections(ctx context.Context, role string, b *banner) (*config.Connections, *sandbox, error) {
+	if e.cfg.ConnectionsFile != "" {
+		conns, err := config.LoadConnections(e.cfg.ConnectionsFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		b.zendesk = fmt.Sprintf("%d connection(s) from %s", len(conns.Connections), e.cfg.ConnectionsFile)
+		return conns, nil, nil
+	}
+	if role != "all" {
+		return nil, nil, errors.New("ZENKLAV_CONNECTIONS_FILE is empty: only `zenklav all` runs in sandbox mode; give the api role a connections file")
+	}
+	sb, err := startSandbox(ctx, e.logger.With("role", "sandbox"))
+	if err != nil {
+		return nil, nil, err
+	}
+	b.sandbox = sb
+	e.cfg.ZendeskBaseURL = sb.url
+	return sb.conns, sb, nil
+}
+
+func (e *env) openStore(ctx context.Context) (*analytics.Store, error) {
+	if e.cfg.ClickHouseAddr == "" {
+		return nil, errors.New("ZENKLAV_CLICKHOUSE_ADDR is empty: `make run` starts a local ClickHouse for you; " +
+			"otherwise point zenklav at an existing server with ZENKLAV_CLICKHOUSE_ADDR=host:9000 (native protocol)")
+	}
+	store, err := analytics.Open(ctx, e.logger, analytics.Config{
+		Addr: e.cfg.ClickHouseAddr, Database: e.cfg.ClickHouseDatabase,
+		User: e.cfg.ClickHouseUser, Password: e.cfg.ClickHousePassword.Reveal(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Migrate(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
+// migrate is `zenklav migrate`.
+func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	e, err := newEnv(getenv, stdout)
+	if err != nil {
+		return err
+	}
+	store, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	return store.Close()
+}
+
+func (e *env) dataDir(name string) string {
+	return filepath.Join(or(e.getenv("ZENKLAV_DATA_DIR"), ".data/run"), name)
+}
+
+// embeddedKafka starts the in-process Kafka-protocol broker that `zenklav all` uses when no
+// brokers are configured. It keeps its log on disk, so a restart loses nothing.
+func (e *env) embeddedKafka() (*kfake.Cluster, string, error) {
+	dir := e.dataDir("kafka")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", fmt.Errorf("embedded kafka data dir: %w", err)
+	}
+	port := 0
+	if p := e.getenv("ZENKLAV_EMBEDDED_KAFKA_PORT"); p != "" {
+		if _, err := fmt.Sscanf(p, "%d", &port); err != nil {
+			return nil, "", fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%q is not a port", p)
+		}
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir),
+		kfake.DefaultNumPartitions(e.cfg.TopicPartitions))
+	if err != nil {
+		return nil, "", fmt.Errorf("start embedded kafka: %w", err)
+	}
+	return c, c.ListenAddrs()[0], nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
