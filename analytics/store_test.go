@@ -41,7 +41,7 @@ func event(tenant string, ticket int64, id string, typ string, at time.Time) sch
 		Ticket: schemas.Ticket{
 			ID: ticket, Subject: "Where is my order?", Status: schemas.StatusOpen, Priority: "high",
 			Tags: []string{"order", "vip"}, Channel: "email", Via: "email",
-			Requester: schemas.Requester{ID: 5, Email: "ana@example.com"},
+			Requester:    schemas.Requester{ID: 5, Email: "ana@example.com"},
 			CustomFields: []schemas.CustomField{{ID: 1, Value: "x"}, {ID: 2, Value: 3.5}, {ID: 3, Value: nil}},
 		},
 	}

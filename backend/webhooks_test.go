@@ -128,7 +128,9 @@ func TestZendeskWebhook(t *testing.T) {
 				t.Fatalf("status = %d, want %d; body %s", w.Code, tc.status, w.Body)
 			}
 			if tc.code != "" {
-				var body struct{ Error struct{ Code, Message string } }
+				var body struct {
+					Error struct{ Code, Message string }
+				}
 				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error.Code != tc.code || body.Error.Message == "" {
 					t.Errorf("body = %s, want error code %s with a message", w.Body, tc.code)
 				}
