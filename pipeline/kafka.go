@@ -93,7 +93,45 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 			errs = append(errs, fmt.Errorf("create topic %s: %w", name, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return waitForLeaders(ctx, client, topics)
+}
+
+// waitForLeaders waits until every partition of topics has a leader: a topic is usable only
+// then, and readers that start earlier log a burst of "not leader" errors.
+func waitForLeaders(ctx context.Context, client *kafka.Client, topics []Topic) error {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b := Backoff{Initial: 20 * time.Millisecond, Max: time.Second}
+	for attempt := 0; ; attempt++ {
+		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil && allLed(meta) {
+			return nil
+		}
+		if err := b.Sleep(ctx, attempt); err != nil {
+			return zenklav.Errorf(zenklav.EUNAVAILABLE, "topics %s have no leader yet", strings.Join(names, ", "))
+		}
+	}
+}
+
+func allLed(meta *kafka.MetadataResponse) bool {
+	for _, t := range meta.Topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Error != nil || p.Leader.Host == "" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Ping checks that a broker answers a metadata request.

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/zendesk"
+	"github.com/zenklav/zenklav/zendesk/zendesktest"
+)
+
+// syncBuffer is zenklav's stdout in the test: written by zenklav, read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startZenklav runs `zenklav all` in the test against the real Kafka and ClickHouse and
+// returns its base URL once it says it started.
+func startZenklav(t *testing.T, env map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"all"}, func(k string) string { return env[k] }, out) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("zenklav all: %v", err)
+		}
+	})
+	deadline := time.After(60 * time.Second)
+	for {
+		sc := bufio.NewScanner(strings.NewReader(out.String()))
+		for sc.Scan() {
+			var line struct{ Msg, HTTP string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "zenklav started" {
+				return line.HTTP
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("zenklav all stopped at start: %v\n%s", err, out)
+		case <-deadline:
+			t.Fatalf("zenklav all did not start within a minute:\n%s", out)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+const acmeSecret = "acme-webhook-signing-secret-1"
+
+// TestEndToEnd sends a ticket's life as signed Zendesk webhooks, with a duplicate and an
+// out-of-order delivery, through the whole process, and checks that ClickHouse counts each
+// event exactly once.
+func TestEndToEnd(t *testing.T) {
+	kafka, ch := testenv.Kafka(t), testenv.ClickHouse(t)
+	db := fmt.Sprintf("e2e_%d_%d", time.Now().UnixNano(), rand.N(1000))
+	dir := t.TempDir()
+	conns := filepath.Join(dir, "connections.json")
+	if err := os.WriteFile(conns, fmt.Appendf(nil, `{"connections":[{"id":"acme","zendesk":{"subdomain":"acme",
+		"webhook_secrets":[%q],"brands":"all"},"klaviyo":{},"sms":{"enabled":false}}]}`, acmeSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := startZenklav(t, map[string]string{
+		"ZENKLAV_HTTP_ADDR":           "127.0.0.1:0",
+		"ZENKLAV_KAFKA_BROKERS":       kafka,
+		"ZENKLAV_CLICKHOUSE_ADDR":     ch,
+		"ZENKLAV_CLICKHOUSE_DATABASE": db,
+		"ZENKLAV_CONNECTIONS_FILE":    conns,
+		"ZENKLAV_SINK_BATCH_WAIT":     "100ms",
+		"ZENKLAV_DATA_DIR":            dir,
+	})
+
+	zd := zendesktest.NewServer()
+	defer zd.Close()
+	sample := zd.Seed()
+	ticket := sample.Tickets[0].ID
+	url := base + "/webhooks/zendesk/acme"
+	ctx := context.Background()
+	send := func(body []byte, want int) {
+		t.Helper()
+		resp, err := zd.SendWebhook(ctx, url, acmeSecret, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("webhook answered %d %s, want %d", resp.StatusCode, b, want)
+		}
+	}
+	at := time.Now().UTC().Truncate(time.Second)
+	meta := func(i int) zendesktest.EventMeta {
+		return zendesktest.EventMeta{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Time: at.Add(time.Duration(i) * time.Minute)}
+	}
+	var bodies [][]byte
+	add := func(b []byte, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	add(zd.TicketCreated(ticket, meta(0)))
+	previous := "new"
+	for i, status := range []string{"open", "pending", "solved", "closed"} {
+		if _, err := zd.UpdateTicket(ticket, func(tk *zendesk.Ticket) { tk.Status = status }); err != nil {
+			t.Fatal(err)
+		}
+		add(zd.TicketStatusChanged(ticket, previous, meta(i+1)))
+		previous = status
+	}
+	add(zd.TicketCommentAdded(ticket, zendesktest.Comment{Body: "Thanks!", Public: true}, meta(5)))
+
+	// Delivered out of order (closed before solved), and the created event twice.
+	for _, i := range []int{0, 1, 2, 4, 3, 5, 0} {
+		send(bodies[i], http.StatusAccepted)
+	}
+	send([]byte(`{"type":"zen:event-type:user.created","id":"u-1","detail":{}}`), http.StatusOK)
+
+	store, err := analytics.Open(ctx, slog.New(slog.DiscardHandler), analytics.Config{Addr: ch, Database: db, User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// The sink writes within a batch wait; poll for the events to arrive, then check counts.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rows, err := store.CountTicketEventRows(ctx, "acme")
+		if err == nil && rows >= 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ClickHouse holds %d rows of 7 deliveries after a minute (%v)", rows, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for typ, want := range map[string]uint64{
+		"": 6, schemas.TicketCreated: 1, schemas.TicketStatusChanged: 4, schemas.TicketCommentAdded: 1,
+	} {
+		got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: "acme", Type: typ})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("count of %q events = %d, want %d", typ, got, want)
+		}
+	}
+	zd.AssertNoViolations(t)
+}
+
+func TestRunRejectsUnknownCommand(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out)
+	if err == nil || !strings.Contains(err.Error(), "frobnicate") || !strings.Contains(out.String(), "Usage") {
+		t.Fatalf("run frobnicate = %v, printed %q", err, out.String())
+	}
+}
+
+func TestRoleNeedsKafkaOutsideAll(t *testing.T) {
+	err := run(context.Background(), []string{"api"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "ZENKLAV_KAFKA_BROKERS") {
+		t.Fatalf("api without brokers = %v", err)
+	}
+}
