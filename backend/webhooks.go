@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/zenklav/zenklav"
@@ -12,6 +13,9 @@ import (
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 )
+
+// publishTimeout bounds the wait for Kafka's acknowledgement of a webhook.
+const publishTimeout = 8 * time.Second
 
 // zendeskWebhook accepts a Zendesk webhook: it answers 2xx only once Kafka acknowledged the
 // event, so Zendesk's retries cover every failure before that point.
@@ -60,6 +64,9 @@ func (s *Server) ingestZendesk(ctx context.Context, subdomain string, h http.Hea
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EINVALID, err, "webhook does not make a valid ticket event")
 	}
+	// Zendesk gives up on a webhook after 10 s; answer 503 before that so its retry is sure.
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
 	err = s.opts.Publisher.Publish(ctx, pipeline.Message{
 		Topic: schemas.TicketEventsTopic,
 		Key:   []byte(ev.Key()),
