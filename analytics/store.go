@@ -188,29 +188,53 @@ func (s *Store) InsertTicketEvents(ctx context.Context, events []schemas.TicketE
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "prepare insert of %d ticket events", len(events))
 	}
 	defer batch.Abort() //nolint:errcheck // no-op after Send
-	for i := range events {
-		e := &events[i]
-		t := &e.Ticket
-		ids := make([]int64, len(t.CustomFields))
-		vals := make([]string, len(t.CustomFields))
-		for j, f := range t.CustomFields {
-			ids[j], vals[j] = f.ID, fieldValue(f.Value)
-		}
-		tags := t.Tags
-		if tags == nil {
-			tags = []string{}
-		}
-		if err := batch.Append(e.EventID, e.Tenant, e.Account.Subdomain, e.Account.ID, e.BrandID,
-			e.Type, e.ZendeskType, e.Source, e.OccurredAt, e.ReceivedAt, t.ID, t.Subject, t.Status, t.PreviousStatus,
-			t.Priority, t.Type, tags, t.Channel, t.Via, t.Requester.ID, t.Requester.Email, t.Requester.Phone, t.AssigneeID,
-			t.GroupID, ids, vals); err != nil {
-			return zenklav.Wrap(zenklav.EINVALID, err, "append ticket event %s", e.EventID)
+	// Whole columns at once: appending row by row costs a reflection call per value, which
+	// was the sink's largest cost after JSON decoding.
+	for i, col := range ticketEventColumns(events) {
+		if err := batch.Column(i).Append(col); err != nil {
+			return zenklav.Wrap(zenklav.EINVALID, err, "append column %d of %d ticket events", i, len(events))
 		}
 	}
 	if err := batch.Send(); err != nil {
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert %d ticket events", len(events))
 	}
 	return nil
+}
+
+// ticketEventColumns lays events out as the columns of insertTicketEvents, in its order.
+func ticketEventColumns(events []schemas.TicketEvent) []any {
+	n := len(events)
+	var (
+		eventID, tenant, subdomain, typ, zendeskType, source = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		subject, status, previous, priority, ticketType      = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		channel, via, email, phone                           = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		accountID, brandID, ticketID, requesterID            = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		assigneeID, groupID                                  = make([]int64, n), make([]int64, n)
+		occurred, received                                   = make([]time.Time, n), make([]time.Time, n)
+		tags, fieldValues                                    = make([][]string, n), make([][]string, n)
+		fieldIDs                                             = make([][]int64, n)
+	)
+	for i := range events {
+		e := &events[i]
+		t := &e.Ticket
+		eventID[i], tenant[i], subdomain[i], typ[i], zendeskType[i], source[i] = e.EventID, e.Tenant, e.Account.Subdomain, e.Type, e.ZendeskType, e.Source
+		subject[i], status[i], previous[i], priority[i], ticketType[i] = t.Subject, t.Status, t.PreviousStatus, t.Priority, t.Type
+		channel[i], via[i], email[i], phone[i] = t.Channel, t.Via, t.Requester.Email, t.Requester.Phone
+		accountID[i], brandID[i], ticketID[i], requesterID[i] = e.Account.ID, e.BrandID, t.ID, t.Requester.ID
+		assigneeID[i], groupID[i] = t.AssigneeID, t.GroupID
+		occurred[i], received[i] = e.OccurredAt, e.ReceivedAt
+		tags[i] = t.Tags
+		if tags[i] == nil {
+			tags[i] = []string{}
+		}
+		fieldIDs[i], fieldValues[i] = make([]int64, len(t.CustomFields)), make([]string, len(t.CustomFields))
+		for j, f := range t.CustomFields {
+			fieldIDs[i][j], fieldValues[i][j] = f.ID, fieldValue(f.Value)
+		}
+	}
+	return []any{eventID, tenant, subdomain, accountID, brandID, typ, zendeskType, source, occurred, received,
+		ticketID, subject, status, previous, priority, ticketType, tags, channel, via, requesterID, email, phone,
+		assigneeID, groupID, fieldIDs, fieldValues}
 }
 
 // fieldValue renders a custom field value as text: strings as they are, anything else as JSON.

@@ -64,35 +64,52 @@ func NewConsumer(logger *slog.Logger, cfg ConsumerConfig) (*Consumer, error) {
 	}, nil
 }
 
-// Run consumes until ctx ends or the handler fails permanently. On the way out it gives the
-// in-flight batch back (uncommitted) and closes the reader, which leaves the group so another
-// member takes the partitions over at once.
+// Run consumes until ctx ends or the handler fails permanently. It fetches the next batch
+// while the handler works on the current one (at most one batch is handled at a time, so
+// batches are handled and committed in order); that overlap is what keeps both the broker and
+// the store busy. On the way out it lets the batch in flight finish or give up, commits
+// what was handled, and closes the reader, which leaves the group so another member takes
+// the partitions over at once.
 func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
 	defer func() {
 		if err := c.reader.Close(); err != nil {
 			c.logger.Warn("close kafka reader", "err", err)
 		}
 	}()
-	batch := make([]kafka.Message, 0, c.cfg.BatchSize)
+	var inflight chan error // the result of the batch being handled, nil when none is
+	wait := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-inflight
+		inflight = nil
+		return err
+	}
 	for {
-		batch = batch[:0]
-		if err := c.fill(ctx, &batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		batch := make([]kafka.Message, 0, c.cfg.BatchSize)
+		ferr := c.fill(ctx, &batch)
+		herr := wait()
+		if ctx.Err() != nil {
+			return nil // an unhandled batch goes, uncommitted, to the next owner of its partitions
+		}
+		if herr != nil {
+			return herr
+		}
+		if ferr != nil {
+			return fmt.Errorf("fetch from %s: %w", c.cfg.Topic, ferr)
+		}
+		inflight = make(chan error, 1)
+		go func() {
+			err := c.handle(ctx, handle, batch)
+			if err == nil {
+				if cerr := c.commit(ctx, batch); cerr != nil {
+					// The batch is handled; the next batch's commit covers these offsets
+					// too, and handlers are idempotent, so carry on and report.
+					c.logger.Error("commit failed", "err", cerr)
+				}
 			}
-			return fmt.Errorf("fetch from %s: %w", c.cfg.Topic, err)
-		}
-		if err := c.handle(ctx, handle, batch); err != nil {
-			if ctx.Err() != nil {
-				return nil // the uncommitted batch goes to the next owner of its partitions
-			}
-			return err
-		}
-		if err := c.commit(ctx, batch); err != nil {
-			// The batch is handled; the next batch's commit covers these offsets too, and
-			// handlers are idempotent, so carry on and report.
-			c.logger.Error("commit failed", "err", err)
-		}
+			inflight <- err
+		}()
 	}
 }
 

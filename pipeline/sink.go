@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
+	json "github.com/goccy/go-json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,7 +82,7 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) handle(ctx context.Context, msgs []kafka.Message) error {
 	start := time.Now()
 	events, bad := decodeEvents(msgs)
-	if err := s.store.InsertTicketEvents(ctx, events); err != nil {
+	if err := s.insert(ctx, events); err != nil {
 		// Whatever ClickHouse said, the events are fine (they were validated when produced):
 		// retry until it takes them.
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert batch")
@@ -98,6 +98,21 @@ func (s *Sink) handle(ctx context.Context, msgs []kafka.Message) error {
 	s.metrics.batchTime.Observe(time.Since(start).Seconds())
 	s.logger.Debug("batch inserted", "events", len(events), "to", position(msgs[len(msgs)-1]), "took", time.Since(start))
 	return nil
+}
+
+// insert writes events in a few large inserts side by side: one insert keeps only one of
+// ClickHouse's cores busy parsing and sorting the block.
+func (s *Sink) insert(ctx context.Context, events []schemas.TicketEvent) error {
+	const minPart = 20_000 // ClickHouse wants big blocks: never split below this
+	parts := min(runtime.GOMAXPROCS(0), max(1, len(events)/minPart))
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(events)/parts, (p+1)*len(events)/parts
+		wg.Go(func() { errs[p] = s.store.InsertTicketEvents(ctx, events[lo:hi]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 type badMessage struct {

@@ -1,0 +1,288 @@
+// Command loadgen measures zenklav for `make bench` on loopback only:
+//
+//	loadgen ingest -url http://127.0.0.1:18090/webhooks/zendesk/bench -secret S -n 100000 -c 64 [-pid PID]
+//	    signed Zendesk webhooks per second and latency percentiles; with -pid, the peak RSS
+//	    of that process (VmHWM)
+//	loadgen sink -brokers 127.0.0.1:19092 -clickhouse 127.0.0.1:19000 -n 1000000
+//	    ticket events per second from Kafka into ClickHouse through the sink
+//
+// It prints one Markdown table row per measurement, for docs/benchmarks.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/zendesk"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "ingest":
+		err = ingest(os.Args[2:])
+	case "sink":
+		err = sink(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown measurement %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func ingest(args []string) error {
+	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
+	url := fs.String("url", "", "zenklav's webhook URL")
+	secret := fs.String("secret", "", "the connection's signing secret")
+	n := fs.Int("n", 100_000, "webhooks to send")
+	c := fs.Int("c", 64, "concurrent senders")
+	pid := fs.Int("pid", 0, "zenklav's pid, to report its peak memory")
+	fs.Parse(args)
+	if *url == "" || *secret == "" {
+		return fmt.Errorf("ingest needs -url and -secret")
+	}
+	client := &http.Client{
+		Transport: &http.Transport{MaxIdleConnsPerHost: *c, MaxConnsPerHost: *c},
+		Timeout:   15 * time.Second,
+	}
+	// Warm up connections and the broker's partitions before measuring.
+	if err := sendRange(client, *url, *secret, 0, 2000, *c, nil); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	lat := make([]time.Duration, *n)
+	start := time.Now()
+	if err := sendRange(client, *url, *secret, 2000, *n, *c, lat); err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
+	fmt.Printf("| ingest: signed webhooks, acks=all | %d webhooks, %d senders | %.0f/s | p50 %s, p99 %s, max %s |\n",
+		*n, *c, float64(*n)/elapsed.Seconds(), ms(pct(.50)), ms(pct(.99)), ms(lat[len(lat)-1]))
+	if *pid != 0 {
+		hwm, err := peakRSS(*pid)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| peak memory of zenklav all (VmHWM) | after the ingest run | %s | |\n", hwm)
+	}
+	return nil
+}
+
+// sendRange sends webhooks for tickets [from, from+n) from c goroutines, recording each
+// latency in lat when it is not nil.
+func sendRange(client *http.Client, url, secret string, from, n, c int, lat []time.Duration) error {
+	var next atomic.Int64
+	var failed atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range c {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				body := fmt.Appendf(nil, `{"type":"zen:event-type:ticket.created","account_id":1,"id":"bench-%d-%d","time":"%s",`+
+					`"zendesk_event_version":"2022-11-06","subject":"zen:ticket:%d","detail":{"id":"%d","status":"NEW",`+
+					`"subject":"Where is my order?","requester_id":"%d","brand_id":"1","tags":["order"],"via":{"channel":"email"}},"event":{}}`,
+					from, i, time.Now().UTC().Format(time.RFC3339), from+i+1, from+i+1, 1000+i%5000)
+				ts := zendesk.Timestamp(time.Now())
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(zendesk.HeaderSignatureTimestamp, ts)
+				req.Header.Set(zendesk.HeaderSignature, zendesk.Sign(secret, ts, body))
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				d := time.Since(t0)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					once.Do(func() { firstErr = err })
+				}
+				if lat != nil {
+					lat[i] = d
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d of %d webhooks failed, first: %v", f, n, firstErr)
+	}
+	return nil
+}
+
+func sink(args []string) error {
+	fs := flag.NewFlagSet("sink", flag.ExitOnError)
+	brokers := fs.String("brokers", "", "Kafka brokers")
+	ch := fs.String("clickhouse", "", "ClickHouse native address")
+	n := fs.Int("n", 1_000_000, "events")
+	batch := fs.Int("batch", 100_000, "sink batch size")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the sink run to this file")
+	fs.Parse(args)
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	bs := strings.Split(*brokers, ",")
+	stamp := time.Now().UnixNano()
+	topic := fmt.Sprintf("bench-sink-%d", stamp)
+	if err := pipeline.EnsureTopics(ctx, bs, pipeline.Topic{Name: topic, Partitions: 12}); err != nil {
+		return err
+	}
+	store, err := analytics.Open(ctx, logger, analytics.Config{Addr: *ch, Database: fmt.Sprintf("bench_%d", stamp), User: "default"})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if _, err := store.Migrate(ctx); err != nil {
+		return err
+	}
+
+	// Load the topic first, so the measurement is the sink alone.
+	p := pipeline.NewProducer(logger, bs)
+	defer p.Close()
+	base := time.Now().UTC().Add(-time.Duration(*n) * time.Second)
+	const chunk = 10_000
+	for off := 0; off < *n; off += chunk {
+		msgs := make([]pipeline.Message, 0, chunk)
+		for i := off; i < min(off+chunk, *n); i++ {
+			e := schemas.TicketEvent{
+				EventID: fmt.Sprintf("zd:bench-%d", i), Tenant: "bench", Account: schemas.Account{Subdomain: "bench", ID: 1},
+				BrandID: 1, Type: schemas.TicketCreated, ZendeskType: "zen:event-type:ticket.created", Source: schemas.SourceEvent,
+				OccurredAt: base.Add(time.Duration(i) * time.Second), ReceivedAt: base.Add(time.Duration(i) * time.Second),
+				Ticket: schemas.Ticket{ID: int64(i + 1), Subject: "Where is my order?", Status: schemas.StatusNew, Priority: "normal",
+					Tags: []string{"order"}, Channel: "email", Via: "email", Requester: schemas.Requester{ID: int64(1000 + i%5000)}},
+			}
+			v, err := e.Marshal()
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, pipeline.Message{Topic: topic, Key: []byte(e.Key()), Value: v})
+		}
+		if err := p.Publish(ctx, msgs...); err != nil {
+			return err
+		}
+	}
+
+	timed := &timedStore{EventStore: store}
+	s, err := pipeline.NewSink(logger, prometheus.NewRegistry(), pipeline.ConsumerConfig{
+		Brokers: bs, Topic: topic, Group: "bench-sink", BatchSize: *batch, BatchWait: time.Second,
+	}, timed, p)
+	if err != nil {
+		return err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	go func() { done <- s.Run(rctx) }()
+	for {
+		prog, err := pipeline.GroupProgress(ctx, bs, topic, "bench-sink")
+		if err == nil && prog.Committed >= int64(*n) {
+			break
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("sink stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	stop()
+	<-done
+	steady := elapsed - timed.first.Sub(start) // from the first insert: the group join is not the sink's work
+	got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: "bench"})
+	if err != nil {
+		return err
+	}
+	if got != uint64(*n) {
+		return fmt.Errorf("ClickHouse counts %d events, want %d", got, *n)
+	}
+	_ = store.Exec(ctx, "DROP DATABASE IF EXISTS "+fmt.Sprintf("bench_%d", stamp))
+	fmt.Printf("| sink: Kafka → ClickHouse | %d events, batches of %d, 12 partitions | %.0f events/s | %s in all (%.0f events/s counting the consumer-group join); %d inserts took %s (summed; they run two at a time) |\n",
+		*n, *batch, float64(*n)/steady.Seconds(), elapsed.Round(time.Millisecond), float64(*n)/elapsed.Seconds(),
+		timed.calls, timed.total.Round(time.Millisecond))
+	return nil
+}
+
+func peakRSS(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", fmt.Errorf("read peak memory: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return fmt.Sprintf("%.0f MB", float64(kb)/1024), nil
+		}
+	}
+	return "", fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// timedStore measures the sink's inserts, and when the first batch reached the store: the
+// time before it is the consumer group's join, not the sink's work.
+type timedStore struct {
+	pipeline.EventStore
+	mu    sync.Mutex // the sink inserts from several goroutines
+	first time.Time
+	calls int
+	total time.Duration
+}
+
+func (t *timedStore) InsertTicketEvents(ctx context.Context, events []schemas.TicketEvent) error {
+	start := time.Now()
+	t.mu.Lock()
+	if t.first.IsZero() {
+		t.first = start
+	}
+	t.mu.Unlock()
+	err := t.EventStore.InsertTicketEvents(ctx, events)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	t.total += time.Since(start)
+	return err
+}
