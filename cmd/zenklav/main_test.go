@@ -83,10 +83,13 @@ const acmeSecret = "acme-webhook-signing-secret-1"
 func TestEndToEnd(t *testing.T) {
 	kafka, ch := testenv.Kafka(t), testenv.ClickHouse(t)
 	db := fmt.Sprintf("e2e_%d_%d", time.Now().UnixNano(), rand.N(1000))
+	// Other tests write to ticket-events.v1 on the same broker: a tenant of our own keeps
+	// their events out of our counts.
+	tenant := fmt.Sprintf("e2e-%d", rand.N(1_000_000))
 	dir := t.TempDir()
 	conns := filepath.Join(dir, "connections.json")
-	if err := os.WriteFile(conns, fmt.Appendf(nil, `{"connections":[{"id":"acme","zendesk":{"subdomain":"acme",
-		"webhook_secrets":[%q],"brands":"all"},"klaviyo":{},"sms":{"enabled":false}}]}`, acmeSecret), 0o600); err != nil {
+	if err := os.WriteFile(conns, fmt.Appendf(nil, `{"connections":[{"id":%q,"zendesk":{"subdomain":%q,
+		"webhook_secrets":[%q],"brands":"all"},"klaviyo":{},"sms":{"enabled":false}}]}`, tenant, tenant, acmeSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base := startZenklav(t, map[string]string{
@@ -103,7 +106,7 @@ func TestEndToEnd(t *testing.T) {
 	defer zd.Close()
 	sample := zd.Seed()
 	ticket := sample.Tickets[0].ID
-	url := base + "/webhooks/zendesk/acme"
+	url := base + "/webhooks/zendesk/" + tenant
 	ctx := context.Background()
 	send := func(body []byte, want int) {
 		t.Helper()
@@ -154,7 +157,7 @@ func TestEndToEnd(t *testing.T) {
 	// The sink writes within a batch wait; poll for the events to arrive, then check counts.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		rows, err := store.CountTicketEventRows(ctx, "acme")
+		rows, err := store.CountTicketEventRows(ctx, tenant)
 		if err == nil && rows >= 7 {
 			break
 		}
@@ -166,7 +169,7 @@ func TestEndToEnd(t *testing.T) {
 	for typ, want := range map[string]uint64{
 		"": 6, schemas.TicketCreated: 1, schemas.TicketStatusChanged: 4, schemas.TicketCommentAdded: 1,
 	} {
-		got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: "acme", Type: typ})
+		got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: tenant, Type: typ})
 		if err != nil {
 			t.Fatal(err)
 		}
