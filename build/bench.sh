@@ -1,8 +1,47 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmarks, run against the real Kafka and ClickHouse that `make bench`
-# starts (ZENKLAV_TEST_KAFKA_BROKERS, ZENKLAV_TEST_CLICKHOUSE_ADDR are exported).
+# `make bench`: the measurements of docs/benchmarks.md, against the real Kafka and ClickHouse
+# that `make bench` starts (ZENKLAV_TEST_KAFKA_BROKERS, ZENKLAV_TEST_CLICKHOUSE_ADDR exported).
+# Loopback only. Prints Markdown table rows.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+: "${ZENKLAV_TEST_KAFKA_BROKERS:?run through make bench}" "${ZENKLAV_TEST_CLICKHOUSE_ADDR:?run through make bench}"
+BENCH_WEBHOOKS=${BENCH_WEBHOOKS:-100000}
+BENCH_SENDERS=${BENCH_SENDERS:-32}
+BENCH_SINK_EVENTS=${BENCH_SINK_EVENTS:-1000000}
+BENCH_HTTP=${BENCH_HTTP:-127.0.0.1:18090}
 
+echo "== Go micro-benchmarks"
 go test -run='^$' -bench=. -benchmem -count=1 ./...
+
+go build -o bin/zenklav ./cmd/zenklav
+go build -o bin/loadgen ./build/loadgen
+work=$(mktemp -d)
+secret="bench-webhook-signing-secret"
+cat > "$work/connections.json" <<JSON
+{"connections":[{"id":"bench","zendesk":{"subdomain":"bench","webhook_secrets":["$secret"],"brands":"all"}}]}
+JSON
+
+ZENKLAV_HTTP_ADDR=$BENCH_HTTP \
+ZENKLAV_KAFKA_BROKERS=$ZENKLAV_TEST_KAFKA_BROKERS \
+ZENKLAV_CLICKHOUSE_ADDR=$ZENKLAV_TEST_CLICKHOUSE_ADDR \
+ZENKLAV_CLICKHOUSE_DATABASE=bench_all \
+ZENKLAV_CONNECTIONS_FILE=$work/connections.json \
+ZENKLAV_DATA_DIR=$work \
+ZENKLAV_LOG_LEVEL=warn \
+	bin/zenklav all > "$work/zenklav.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 300); do
+	curl -fsS "http://$BENCH_HTTP/readyz" > /dev/null 2>&1 && break
+	kill -0 $pid 2>/dev/null || { cat "$work/zenklav.log"; exit 1; }
+	sleep 0.2
+done
+
+echo
+echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "| measurement | load | rate | latency / notes |"
+echo "|---|---|---|---|"
+bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" \
+	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -pid "$pid"
+bin/loadgen sink -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -n "$BENCH_SINK_EVENTS"

@@ -10,11 +10,11 @@ package schemas
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
-	"fmt"
+		"fmt"
 	"io/fs"
 	"sync"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -69,8 +69,10 @@ func ValidateTicketEventJSON(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("compile ticket_event.v1: %w", err)
 	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
+	// Every produced event passes through here, so decode with the faster decoder; numbers
+	// become float64, which is exact for every id below 2^53 and still integral above it.
+	var doc any
+	if err := gojson.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("decode ticket event: %w", err)
 	}
 	if err := s.Validate(doc); err != nil {
@@ -82,7 +84,7 @@ func ValidateTicketEventJSON(data []byte) error {
 // Marshal encodes e and validates the result against ticket_event.v1, so nothing that breaks
 // the contract is ever produced.
 func (e *TicketEvent) Marshal() ([]byte, error) {
-	data, err := json.Marshal(e)
+	data, err := gojson.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode ticket event: %w", err)
 	}

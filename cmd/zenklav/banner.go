@@ -13,6 +13,7 @@ type banner struct {
 	kafka      string
 	clickhouse string
 	zendesk    string
+	pprof      string
 	sandbox    *sandbox
 }
 
@@ -28,6 +29,7 @@ func (b banner) print(w io.Writer) {
 	row("kafka", b.kafka)
 	row("clickhouse", b.clickhouse)
 	row("zendesk", b.zendesk)
+	row("pprof", b.pprof)
 	if sb := b.sandbox; sb != nil {
 		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)
 		fmt.Fprintf(&s, "\nSend a correctly signed test webhook (a new ticket):\n\n  %s\n", sb.curlCommand())

@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -143,6 +146,16 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	b.sandbox.finish(b.http)
 	start("http", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 
+	if addr := e.getenv("ZENKLAV_PPROF_ADDR"); addr != "" {
+		// Profiling is an operator's tool: off unless asked for, on its own listener so it is
+		// never exposed with the webhooks.
+		pln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on ZENKLAV_PPROF_ADDR=%s: %w", addr, err)
+		}
+		b.pprof = "http://" + pln.Addr().String() + "/debug/pprof/"
+		start("pprof", func(ctx context.Context) error { return servePprof(ctx, pln) })
+	}
 	b.print(e.stdout)
 	e.logger.Info("zenklav started", "role", role, "http", b.http)
 	<-ctx.Done()
@@ -238,4 +251,20 @@ func or(v, def string) string {
 		return def
 	}
 	return v
+}
+
+func servePprof(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
