@@ -2,9 +2,9 @@ package pipeline
 
 import (
 	"context"
-	json "github.com/goccy/go-json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"log/slog"
 	"runtime"
 	"strconv"

@@ -10,7 +10,7 @@ package schemas
 import (
 	"bytes"
 	"embed"
-		"fmt"
+	"fmt"
 	"io/fs"
 	"sync"
 
