@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -51,23 +52,35 @@ type Config struct {
 	SinkBatchSize      int           // ZENKLAV_SINK_BATCH_SIZE
 	SinkBatchWait      time.Duration // ZENKLAV_SINK_BATCH_WAIT
 	TopicPartitions    int           // ZENKLAV_TOPIC_PARTITIONS, used when zenklav creates its topics
+	DataDir            string        // ZENKLAV_DATA_DIR, where the embedded broker keeps its log
+	EmbeddedKafkaPort  int           // ZENKLAV_EMBEDDED_KAFKA_PORT; 0 = any free port
+	LogLevel           slog.Level    // ZENKLAV_LOG_LEVEL
+	PprofAddr          string        // ZENKLAV_PPROF_ADDR; empty = no profiler
 }
 
 // FromEnv reads the configuration through getenv, with defaults for what is unset.
 func FromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
-		HTTPAddr:           or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"),
+		HTTPAddr:           cmp.Or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"),
 		ClickHouseAddr:     getenv("ZENKLAV_CLICKHOUSE_ADDR"),
-		ClickHouseDatabase: or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
-		ClickHouseUser:     or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
+		ClickHouseDatabase: cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
+		ClickHouseUser:     cmp.Or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
 		ClickHousePassword: Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
-		KlaviyoBaseURL:     or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
-		ZendeskBaseURL:     or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
+		KlaviyoBaseURL:     cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
+		ZendeskBaseURL:     cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
 		ConnectionsFile:    getenv("ZENKLAV_CONNECTIONS_FILE"),
 		JWTSigningKey:      Secret(getenv("ZENKLAV_JWT_SIGNING_KEY")),
 		SinkBatchSize:      50_000,
 		SinkBatchWait:      time.Second,
 		TopicPartitions:    12,
+		DataDir:            cmp.Or(getenv("ZENKLAV_DATA_DIR"), ".data/run"),
+		PprofAddr:          getenv("ZENKLAV_PPROF_ADDR"),
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("ZENKLAV_LOG_LEVEL"), "info"))); err != nil {
+		return c, fmt.Errorf("ZENKLAV_LOG_LEVEL: %w", err)
+	}
+	if err := intEnv(getenv, "ZENKLAV_EMBEDDED_KAFKA_PORT", &c.EmbeddedKafkaPort); err != nil {
+		return c, err
 	}
 	for _, b := range strings.Split(getenv("ZENKLAV_KAFKA_BROKERS"), ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -99,6 +112,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ZENKLAV_SINK_BATCH_SIZE=%d is outside 1..1000000", c.SinkBatchSize)
 	case c.SinkBatchWait <= 0:
 		return fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT must be positive")
+	case c.EmbeddedKafkaPort < 0 || c.EmbeddedKafkaPort > 65535:
+		return fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%d is not a port", c.EmbeddedKafkaPort)
 	case c.TopicPartitions < 1 || c.TopicPartitions > 1000:
 		return fmt.Errorf("ZENKLAV_TOPIC_PARTITIONS=%d is outside 1..1000", c.TopicPartitions)
 	case !strings.HasPrefix(c.KlaviyoBaseURL, "http://") && !strings.HasPrefix(c.KlaviyoBaseURL, "https://"):
@@ -112,13 +127,6 @@ func (c Config) Validate() error {
 // ZendeskURL is the API base URL of one Zendesk account.
 func (c Config) ZendeskURL(subdomain string) string {
 	return strings.ReplaceAll(c.ZendeskBaseURL, "{subdomain}", subdomain)
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 func intEnv(getenv func(string) string, name string, dst *int) error {

@@ -31,7 +31,6 @@ type env struct {
 	logger   *slog.Logger
 	stdout   io.Writer
 	registry *prometheus.Registry
-	getenv   func(string) string
 }
 
 func newEnv(getenv func(string) string, stdout io.Writer) (*env, error) {
@@ -39,18 +38,13 @@ func newEnv(getenv func(string) string, stdout io.Writer) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	level := slog.LevelInfo
-	if err := level.UnmarshalText([]byte(strings.ToUpper(or(getenv("ZENKLAV_LOG_LEVEL"), "info")))); err != nil {
-		return nil, fmt.Errorf("ZENKLAV_LOG_LEVEL: %w", err)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &env{
 		cfg:      cfg,
-		logger:   slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level})),
+		logger:   slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})),
 		stdout:   stdout,
 		registry: reg,
-		getenv:   getenv,
 	}, nil
 }
 
@@ -146,7 +140,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	b.sandbox.finish(b.http)
 	start("http", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 
-	if addr := e.getenv("ZENKLAV_PPROF_ADDR"); addr != "" {
+	if addr := e.cfg.PprofAddr; addr != "" {
 		// Profiling is an operator's tool: off unless asked for, on its own listener so it is
 		// never exposed with the webhooks.
 		pln, err := net.Listen("tcp", addr)
@@ -222,7 +216,7 @@ func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) 
 }
 
 func (e *env) dataDir(name string) string {
-	return filepath.Join(or(e.getenv("ZENKLAV_DATA_DIR"), ".data/run"), name)
+	return filepath.Join(e.cfg.DataDir, name)
 }
 
 // embeddedKafka starts the in-process Kafka-protocol broker that `zenklav all` uses when no
@@ -232,25 +226,12 @@ func (e *env) embeddedKafka() (*kfake.Cluster, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", fmt.Errorf("embedded kafka data dir: %w", err)
 	}
-	port := 0
-	if p := e.getenv("ZENKLAV_EMBEDDED_KAFKA_PORT"); p != "" {
-		if _, err := fmt.Sscanf(p, "%d", &port); err != nil {
-			return nil, "", fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%q is not a port", p)
-		}
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir),
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(e.cfg.EmbeddedKafkaPort), kfake.DataDir(dir),
 		kfake.DefaultNumPartitions(e.cfg.TopicPartitions))
 	if err != nil {
 		return nil, "", fmt.Errorf("start embedded kafka: %w", err)
 	}
 	return c, c.ListenAddrs()[0], nil
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 func servePprof(ctx context.Context, ln net.Listener) error {
