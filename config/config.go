@@ -124,11 +124,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// ZendeskURL is the API base URL of one Zendesk account.
-func (c Config) ZendeskURL(subdomain string) string {
-	return strings.ReplaceAll(c.ZendeskBaseURL, "{subdomain}", subdomain)
-}
-
 func intEnv(getenv func(string) string, name string, dst *int) error {
 	v := getenv(name)
 	if v == "" {

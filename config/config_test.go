@@ -97,9 +97,6 @@ func TestFromEnv(t *testing.T) {
 	if c.HTTPAddr != "127.0.0.1:8080" || len(c.KafkaBrokers) != 0 || c.KlaviyoBaseURL != "https://a.klaviyo.com" {
 		t.Errorf("defaults = %+v", c)
 	}
-	if got := c.ZendeskURL("acme"); got != "https://acme.zendesk.com" {
-		t.Errorf("ZendeskURL = %s", got)
-	}
 	c, err = config.FromEnv(env(map[string]string{"ZENKLAV_KAFKA_BROKERS": " a:9092, b:9092 ,", "ZENKLAV_SINK_BATCH_WAIT": "250ms"}))
 	if err != nil || len(c.KafkaBrokers) != 2 || c.KafkaBrokers[1] != "b:9092" || c.SinkBatchWait.Milliseconds() != 250 {
 		t.Errorf("FromEnv = %+v, %v", c, err)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -46,8 +47,13 @@ func (s *syncBuffer) String() string {
 // returns its base URL once it says it started.
 func startZenklav(t *testing.T, env map[string]string) string {
 	t.Helper()
+	return startZenklavOut(t, env, &syncBuffer{})
+}
+
+// startZenklavOut is startZenklav writing zenklav's output to out.
+func startZenklavOut(t *testing.T, env map[string]string, out *syncBuffer) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"all"}, func(k string) string { return env[k] }, out) }()
 	t.Cleanup(func() {
@@ -178,6 +184,83 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	zd.AssertNoViolations(t)
+}
+
+// TestSandboxMode is `make run`'s path: no brokers and no connections file, so `zenklav all`
+// runs the embedded broker and the Zendesk simulator; a webhook the simulator sends reaches
+// ClickHouse.
+func TestSandboxMode(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	db := fmt.Sprintf("sandbox_%d_%d", time.Now().UnixNano(), rand.N(1000))
+	out := &syncBuffer{}
+	base := startZenklavOut(t, map[string]string{
+		"ZENKLAV_HTTP_ADDR":           "127.0.0.1:0",
+		"ZENKLAV_CLICKHOUSE_ADDR":     ch,
+		"ZENKLAV_CLICKHOUSE_DATABASE": db,
+		"ZENKLAV_SINK_BATCH_WAIT":     "100ms",
+		"ZENKLAV_DATA_DIR":            t.TempDir(),
+	}, out)
+	banner := out.String()
+	for _, want := range []string{"SANDBOX MODE", "embedded broker", "openssl dgst -sha256 -hmac", base + "/webhooks/zendesk/sandbox"} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("the start-up banner lacks %q:\n%s", want, banner)
+		}
+	}
+	sim := regexp.MustCompile(`curl -sS -X POST '(http://127\.0\.0\.1:\d+/sandbox/webhooks)\?event=ticket\.created'`).FindStringSubmatch(banner)
+	if sim == nil {
+		t.Fatalf("the banner shows no simulator command:\n%s", banner)
+	}
+	resp, err := http.Post(sim[1]+"?event=ticket.created", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent struct {
+		TargetStatus int `json:"target_status"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&sent)
+	resp.Body.Close()
+	if err != nil || sent.TargetStatus != http.StatusAccepted {
+		t.Fatalf("the simulator's webhook got %d from zenklav (%v)", sent.TargetStatus, err)
+	}
+	store, err := analytics.Open(context.Background(), slog.New(slog.DiscardHandler), analytics.Config{Addr: ch, Database: db, User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Tenant: "sandbox"})
+		if err == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ClickHouse counts %d sandbox events after 30 s (%v), want 1", n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestStartupFailureReturns: a bad connections file must end `zenklav all` with its error,
+// not leave the already-built parts running.
+func TestStartupFailureReturns(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	bad := filepath.Join(t.TempDir(), "connections.json")
+	if err := os.WriteFile(bad, []byte(`{"connections":[{"id":"Bad Id"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	env := map[string]string{
+		"ZENKLAV_HTTP_ADDR": "127.0.0.1:0", "ZENKLAV_CLICKHOUSE_ADDR": ch, "ZENKLAV_DATA_DIR": t.TempDir(),
+		"ZENKLAV_CLICKHOUSE_DATABASE": fmt.Sprintf("fail_%d", rand.N(1_000_000)), "ZENKLAV_CONNECTIONS_FILE": bad,
+	}
+	err := run(ctx, []string{"all"}, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "id must be") {
+		t.Fatalf("run = %v, want the connections file's error", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("run returned only at the deadline: a part kept running")
+	}
 }
 
 func TestRunRejectsUnknownCommand(t *testing.T) {

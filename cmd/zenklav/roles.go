@@ -88,17 +88,9 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		"kafka": func(ctx context.Context) error { return pipeline.Ping(ctx, brokers) },
 	}
 
-	var wg sync.WaitGroup
-	start := func(name string, f func(context.Context) error) {
-		wg.Go(func() {
-			if err := f(ctx); err != nil {
-				e.logger.Error("role stopped", "role", name, "err", err)
-				cancel(fmt.Errorf("%s: %w", name, err))
-			}
-		})
-	}
-	defer wg.Wait()
-
+	// Build every part first; start them only when nothing can fail any more, so a start-up
+	// error never leaves a running part behind.
+	var sink *pipeline.Sink
 	if role == "all" || role == "sink" {
 		store, err := e.openStore(ctx)
 		if err != nil {
@@ -107,14 +99,13 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		defer store.Close()
 		ready["clickhouse"] = store.Ping
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
-		sink, err := pipeline.NewSink(e.logger.With("role", "sink"), e.registry, pipeline.ConsumerConfig{
+		sink, err = pipeline.NewSink(e.logger.With("role", "sink"), e.registry, pipeline.ConsumerConfig{
 			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.SinkGroup,
 			BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait,
 		}, store, producer)
 		if err != nil {
 			return err
 		}
-		start("sink", sink.Run)
 	}
 
 	opts := backend.Options{Registry: e.registry, Ready: ready}
@@ -136,18 +127,39 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	if err != nil {
 		return fmt.Errorf("listen on ZENKLAV_HTTP_ADDR=%s: %w", e.cfg.HTTPAddr, err)
 	}
+	defer ln.Close()
 	b.http = "http://" + ln.Addr().String()
 	b.sandbox.finish(b.http)
-	start("http", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
-
+	var pln net.Listener
 	if addr := e.cfg.PprofAddr; addr != "" {
 		// Profiling is an operator's tool: off unless asked for, on its own listener so it is
 		// never exposed with the webhooks.
-		pln, err := net.Listen("tcp", addr)
-		if err != nil {
+		if pln, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("listen on ZENKLAV_PPROF_ADDR=%s: %w", addr, err)
 		}
+		defer pln.Close()
 		b.pprof = "http://" + pln.Addr().String() + "/debug/pprof/"
+	}
+
+	// Start. The parts stop, and are waited for, before the deferred closes above run.
+	var wg sync.WaitGroup
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+	}()
+	start := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil {
+				e.logger.Error("role stopped", "role", name, "err", err)
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		})
+	}
+	if sink != nil {
+		start("sink", sink.Run)
+	}
+	start("http", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+	if pln != nil {
 		start("pprof", func(ctx context.Context) error { return servePprof(ctx, pln) })
 	}
 	b.print(e.stdout)
@@ -179,7 +191,6 @@ func (e *env) connections(ctx context.Context, role string, b *banner) (*config.
 		return nil, nil, err
 	}
 	b.sandbox = sb
-	e.cfg.ZendeskBaseURL = sb.url
 	return sb.conns, sb, nil
 }
 
