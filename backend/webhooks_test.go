@@ -75,6 +75,7 @@ type request struct {
 	secret    string // signs with it unless empty
 	timestamp time.Time
 	headers   map[string]string
+	chunked   bool // send without Content-Length, as a streaming client would
 }
 
 func (r request) do(h http.Handler) *httptest.ResponseRecorder {
@@ -93,6 +94,9 @@ func (r request) do(h http.Handler) *httptest.ResponseRecorder {
 	}
 	for k, v := range r.headers {
 		req.Header.Set(k, v)
+	}
+	if r.chunked {
+		req.ContentLength = -1
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
@@ -117,6 +121,8 @@ func TestZendeskWebhook(t *testing.T) {
 		{"stale timestamp", request{body: created, secret: secret, timestamp: now.Add(-6 * time.Minute)}, http.StatusUnauthorized, zenklav.EUNAUTHORIZED, 0},
 		{"future timestamp", request{body: created, secret: secret, timestamp: now.Add(6 * time.Minute)}, http.StatusUnauthorized, zenklav.EUNAUTHORIZED, 0},
 		{"body over 1 MiB", request{body: huge, secret: secret}, http.StatusRequestEntityTooLarge, zenklav.ETOOLARGE, 0},
+		{"body over 1 MiB without Content-Length", request{body: huge, secret: secret, chunked: true}, http.StatusRequestEntityTooLarge, zenklav.ETOOLARGE, 0},
+		{"event over Kafka's message limit", request{body: strings.Replace(created, `"subject":"Where`, `"description":"`+strings.Repeat("<b>", 100_000)+`","subject":"Where`, 1), secret: secret}, http.StatusRequestEntityTooLarge, zenklav.ETOOLARGE, 0},
 		{"malformed JSON", request{body: `{"type":"zen:event-type:ticket.created",`, secret: secret}, http.StatusBadRequest, zenklav.EINVALID, 0},
 		{"not a ticket payload", request{body: `{"hello":"world"}`, secret: secret}, http.StatusBadRequest, zenklav.EINVALID, 0},
 		{"unknown subdomain", request{path: "/webhooks/zendesk/initech", body: created, secret: secret}, http.StatusNotFound, zenklav.ENOTFOUND, 0},

@@ -24,6 +24,10 @@ type Message struct {
 	Headers map[string]string
 }
 
+// MaxMessageBytes is the largest record batch zenklav produces, and so the largest message:
+// Kafka's default message.max.bytes is 1 MiB plus a little.
+const MaxMessageBytes = 1 << 20
+
 // Producer writes to Kafka with acks=all and returns only once every message is acknowledged.
 type Producer struct {
 	w *kafka.Writer
@@ -42,7 +46,8 @@ func NewProducer(logger *slog.Logger, brokers []string) *Producer {
 		// The default 1 s would add a second to every webhook.
 		BatchTimeout: 2 * time.Millisecond,
 		BatchSize:    1000,
-		BatchBytes:   16 << 20,
+		// One record batch must fit the broker's message.max.bytes (1 MiB by default).
+		BatchBytes:   MaxMessageBytes,
 		MaxAttempts:  3,
 		WriteTimeout: 5 * time.Second,
 		ReadTimeout:  5 * time.Second,
@@ -182,9 +187,6 @@ type Progress struct {
 	Committed int64 // messages before the group's committed offsets
 	End       int64 // messages in the topic (end offsets; the topic is never compacted)
 }
-
-// Lag is how many messages the group has yet to commit.
-func (p Progress) Lag() int64 { return p.End - p.Committed }
 
 // GroupProgress reads a group's committed offsets and the topic's end offsets. With an empty
 // group it reads only the end offsets.

@@ -7,7 +7,6 @@ import (
 	json "github.com/goccy/go-json"
 	"log/slog"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -169,7 +168,6 @@ func (s *Sink) deadLetter(ctx context.Context, bad []badMessage) error {
 				"zenklav-origin":       position(b.msg),
 				"zenklav-origin-topic": b.msg.Topic,
 				"zenklav-failed-at":    time.Now().UTC().Format(time.RFC3339),
-				"zenklav-attempts":     strconv.Itoa(1),
 			},
 		}
 		s.logger.Warn("dead-lettering message", "at", position(b.msg), "reason", b.reason)

@@ -57,12 +57,6 @@ var compiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
 	return c.Compile(name)
 })
 
-// TicketEventSchema returns the JSON Schema document of ticket_event.v1.
-func TicketEventSchema() []byte {
-	raw, _ := schemaFiles.ReadFile("ticket_event.v1.json")
-	return raw
-}
-
 // ValidateTicketEventJSON checks an encoded ticket event against ticket_event.v1.
 func ValidateTicketEventJSON(data []byte) error {
 	s, err := compiled()

@@ -185,8 +185,8 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 			Subject:     p.Detail.Subject,
 			Description: p.Detail.Description,
 			Status:      status,
-			Priority:    normalizeEnum(p.Detail.Priority, "low", "normal", "high", "urgent"),
-			Type:        normalizeEnum(p.Detail.Type, "problem", "incident", "question", "task"),
+			Priority:    normalizeEnum(p.Detail.Priority, priorities),
+			Type:        normalizeEnum(p.Detail.Type, ticketTypes),
 			Tags:        p.Detail.Tags,
 			Channel:     channelOf(strings.ToLower(p.Detail.Via.Channel)),
 			Via:         strings.ToLower(p.Detail.Via.Channel),
@@ -312,7 +312,7 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 	}
 	via := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(p.Ticket.Via)), " ", "_")
 	e := &schemas.TicketEvent{
-		EventID:     "zt:" + triggerEventID(target.Tenant, ids["ticket.id"], typ, occurred, status),
+		EventID:     "zt:" + triggerEventID(target.Tenant, body),
 		Tenant:      target.Tenant,
 		Account:     schemas.Account{Subdomain: target.Subdomain},
 		BrandID:     ids["brand_id"],
@@ -328,8 +328,8 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 			Description:    p.Ticket.Description,
 			Status:         status,
 			PreviousStatus: previous,
-			Priority:       normalizeEnum(p.Ticket.Priority, "low", "normal", "high", "urgent"),
-			Type:           normalizeEnum(p.Ticket.Type, "problem", "incident", "question", "task"),
+			Priority:       normalizeEnum(p.Ticket.Priority, priorities),
+			Type:           normalizeEnum(p.Ticket.Type, ticketTypes),
 			Tags:           strings.Fields(p.Ticket.Tags),
 			Channel:        channelOf(via),
 			Via:            via,
@@ -347,11 +347,15 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 	return e, nil
 }
 
-// triggerEventID derives an event id for a trigger-connected webhook, which carries none:
-// the same change delivered twice hashes to the same id.
-func triggerEventID(tenant string, ticket int64, typ string, occurred time.Time, status string) string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s\x00%d\x00%s", tenant, ticket, typ, occurred.UnixNano(), status))
-	return hex.EncodeToString(h[:16])
+// triggerEventID derives an event id for a trigger-connected webhook, which carries none.
+// Zendesk redelivers the very same body, so a hash of it names the notification: a retry
+// keeps its id, and two notifications that differ in anything get two.
+func triggerEventID(tenant string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // channelOf maps Zendesk's via names (event webhooks say web_form and web_service, the
@@ -417,24 +421,38 @@ func normalizeStatus(s string) (string, error) {
 	return "", zenklav.Errorf(zenklav.EINVALID, "unknown ticket status %q", s)
 }
 
+// The values of ticket_event.v1's priority and type.
+var (
+	priorities  = []string{"low", "normal", "high", "urgent"}
+	ticketTypes = []string{"problem", "incident", "question", "task"}
+)
+
 // normalizeEnum lowercases s and keeps it when it is one of allowed; Zendesk sends "-" or ""
 // for an unset priority or type.
-func normalizeEnum(s string, allowed ...string) string {
+func normalizeEnum(s string, allowed []string) string {
 	s = strings.ToLower(strings.TrimSpace(s))
-	for _, a := range allowed {
-		if s == a {
-			return s
-		}
+	if slices.Contains(allowed, s) {
+		return s
 	}
 	return ""
 }
 
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05 MST", "2006-01-02T15:04:05-0700"}
 
+// The range of ClickHouse's DateTime, where every event lands: a time outside it would be
+// stored wrapped around, in the wrong month.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Unix(1<<32-1, 0)
+)
+
 func parseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
+			if t.Before(minTime) || t.After(maxTime) {
+				return time.Time{}, fmt.Errorf("%q is outside 1970–2106", s)
+			}
 			return t.UTC(), nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,6 +93,21 @@ func TestParseWebhookDuplicateKeepsEventID(t *testing.T) {
 	}
 }
 
+func TestTriggerNotificationsOfOneSecondStayApart(t *testing.T) {
+	body := `{"zenklav":"ticket_event.v1","event":"comment_added","occurred_at":"2025-01-08T10:12:07Z","ticket":{"id":"1","description":"%s"}}`
+	a, err := zendesk.ParseWebhook(fmt.Appendf(nil, body, "first"), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := zendesk.ParseWebhook(fmt.Appendf(nil, body, "second"), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.EventID == b.EventID {
+		t.Errorf("two different notifications in the same second share the id %s", a.EventID)
+	}
+}
+
 func TestParseWebhookIgnoresOtherEvents(t *testing.T) {
 	for name, body := range map[string]string{
 		"user event":         `{"type":"zen:event-type:user.created","account_id":1,"id":"a-1","time":"2025-01-08T10:12:07Z","detail":{"id":"5"},"event":{}}`,
@@ -119,6 +135,8 @@ func TestParseWebhookRejects(t *testing.T) {
 		{"ticket id not a number", strings.Replace(created, `"id":"5"`, `"id":"five"`, 1), "malformed Zendesk event"},
 		{"negative ticket id", strings.Replace(created, `"id":"5"`, `"id":-5`, 1), "malformed Zendesk event"},
 		{"bad time", strings.Replace(created, `2025-01-08T10:12:07Z`, `yesterday`, 1), "event time"},
+		{"time before 1970", strings.Replace(created, `2025-01-08T10:12:07Z`, `1969-12-31T23:59:59Z`, 1), "outside 1970"},
+		{"time after 2106", strings.Replace(created, `2025-01-08T10:12:07Z`, `2107-01-01T00:00:00Z`, 1), "outside 1970"},
 		{"unknown status", strings.Replace(created, `"NEW"`, `"ARCHIVED"`, 1), "unknown ticket status"},
 		{"status change without current", `{"type":"zen:event-type:ticket.status_changed","id":"e-2","time":"2025-01-08T10:12:07Z","detail":{"id":"5"},"event":{"previous":"OPEN"}}`, "without a current status"},
 		{"trigger of another version", `{"zenklav":"ticket_event.v9","event":"created","ticket":{"id":"1"}}`, "this version reads"},
