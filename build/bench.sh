@@ -42,6 +42,10 @@ echo
 echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "| measurement | load | rate | latency / notes |"
 echo "|---|---|---|---|"
+# Twice: Kafka's JVM keeps compiling its hot paths well past the first warm-up, so the first
+# round shows a fresh broker and the second a broker that has been running for a while.
 bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" \
-	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -pid "$pid"
+	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -label ", fresh broker"
+bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" \
+	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -label ", second round" -pid "$pid"
 bin/loadgen sink -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -n "$BENCH_SINK_EVENTS"

@@ -111,32 +111,36 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 
 // Ticket returns the ticket with the given id.
 func (c *Client) Ticket(ctx context.Context, id int64) (Ticket, error) {
-	var body struct {
-		Ticket *Ticket `json:"ticket"`
-	}
-	op := fmt.Sprintf("get ticket %d", id)
-	if err := c.get(ctx, op, c.endpoint("/api/v2/tickets/"+strconv.FormatInt(id, 10), nil), &body); err != nil {
-		return Ticket{}, err
-	}
-	if body.Ticket == nil {
-		return Ticket{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer has no ticket", op)
-	}
-	return *body.Ticket, nil
+	return getOne[Ticket](ctx, c, "ticket", "/api/v2/tickets/", id)
 }
 
 // User returns the user with the given id.
 func (c *Client) User(ctx context.Context, id int64) (User, error) {
-	var body struct {
-		User *User `json:"user"`
+	return getOne[User](ctx, c, "user", "/api/v2/users/", id)
+}
+
+// Group returns the group with the given id.
+func (c *Client) Group(ctx context.Context, id int64) (Group, error) {
+	return getOne[Group](ctx, c, "group", "/api/v2/groups/", id)
+}
+
+// getOne fetches one object by id; Zendesk wraps it under its kind: {"ticket": {…}}.
+func getOne[T any](ctx context.Context, c *Client, kind, path string, id int64) (T, error) {
+	var zero T
+	var body map[string]json.RawMessage
+	op := fmt.Sprintf("get %s %d", kind, id)
+	if err := c.get(ctx, op, c.endpoint(path+strconv.FormatInt(id, 10), nil), &body); err != nil {
+		return zero, err
 	}
-	op := fmt.Sprintf("get user %d", id)
-	if err := c.get(ctx, op, c.endpoint("/api/v2/users/"+strconv.FormatInt(id, 10), nil), &body); err != nil {
-		return User{}, err
+	raw, ok := body[kind]
+	if !ok || string(raw) == "null" {
+		return zero, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer has no %s", op, kind)
 	}
-	if body.User == nil {
-		return User{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer has no user", op)
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return zero, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: decode answer", op)
 	}
-	return *body.User, nil
+	return v, nil
 }
 
 // UsersMany returns the users with the given ids, in as few calls as Zendesk's limit of 100
@@ -160,21 +164,6 @@ func (c *Client) UsersMany(ctx context.Context, ids []int64) ([]User, error) {
 		users = append(users, body.Users...)
 	}
 	return users, nil
-}
-
-// Group returns the group with the given id.
-func (c *Client) Group(ctx context.Context, id int64) (Group, error) {
-	var body struct {
-		Group *Group `json:"group"`
-	}
-	op := fmt.Sprintf("get group %d", id)
-	if err := c.get(ctx, op, c.endpoint("/api/v2/groups/"+strconv.FormatInt(id, 10), nil), &body); err != nil {
-		return Group{}, err
-	}
-	if body.Group == nil {
-		return Group{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer has no group", op)
-	}
-	return *body.Group, nil
 }
 
 // Brands returns every brand of the account, following Zendesk's pagination links.

@@ -58,6 +58,7 @@ func ingest(args []string) error {
 	n := fs.Int("n", 100_000, "webhooks to send")
 	c := fs.Int("c", 32, "concurrent senders")
 	pid := fs.Int("pid", 0, "zenklav's pid, to report its peak memory")
+	label := fs.String("label", "", "what to call this run in the table")
 	warmup := fs.Int("warmup", 60_000, "webhooks sent before measuring: a fresh Kafka broker's JVM needs them to compile its hot paths")
 	fs.Parse(args)
 	if *url == "" || *secret == "" {
@@ -78,8 +79,8 @@ func ingest(args []string) error {
 	elapsed := time.Since(start)
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
-	fmt.Printf("| ingest: signed webhooks, acks=all | %d webhooks, %d senders | %.0f/s | p50 %s, p99 %s, max %s |\n",
-		*n, *c, float64(*n)/elapsed.Seconds(), ms(pct(.50)), ms(pct(.99)), ms(lat[len(lat)-1]))
+	fmt.Printf("| ingest: signed webhooks, acks=all%s | %d webhooks, %d senders | %.0f/s | p50 %s, p99 %s, max %s |\n",
+		*label, *n, *c, float64(*n)/elapsed.Seconds(), ms(pct(.50)), ms(pct(.99)), ms(lat[len(lat)-1]))
 	if *pid != 0 {
 		hwm, err := peakRSS(*pid)
 		if err != nil {
