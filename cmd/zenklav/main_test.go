@@ -277,3 +277,23 @@ func TestRoleNeedsKafkaOutsideAll(t *testing.T) {
 		t.Fatalf("api without brokers = %v", err)
 	}
 }
+
+func TestMigrateCommand(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	db := fmt.Sprintf("migrate_%d", rand.N(1_000_000))
+	env := map[string]string{"ZENKLAV_CLICKHOUSE_ADDR": ch, "ZENKLAV_CLICKHOUSE_DATABASE": db}
+	for range 2 { // the second run finds nothing to do
+		if err := run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := analytics.Open(context.Background(), slog.New(slog.DiscardHandler), analytics.Config{Addr: ch, Database: db, User: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	defer store.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+	if n, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Tenant: "x"}); err != nil || n != 0 {
+		t.Fatalf("after migrate, counting ticket events = %d, %v", n, err)
+	}
+}

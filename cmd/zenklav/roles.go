@@ -223,7 +223,9 @@ func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	return store.Close()
+	defer store.Close()
+	fmt.Fprintf(stdout, "ClickHouse database %s at %s is up to date\n", e.cfg.ClickHouseDatabase, e.cfg.ClickHouseAddr)
+	return nil
 }
 
 func (e *env) dataDir(name string) string {
