@@ -16,26 +16,24 @@ set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
 
-log() { printf 'clickhouse: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SERVICE=clickhouse
+LOGS=(log/stdout.log log/clickhouse-server.err.log)
+STOP_TIMEOUT=${CLICKHOUSE_STOP_TIMEOUT:-30}
 
-# server_cmd prints the command that runs the server: Debian's package ships
-# /usr/sbin/clickhouse-server (18.16); ClickHouse's own packages ship one `clickhouse` binary.
-server_cmd() {
-	if command -v clickhouse-server >/dev/null 2>&1; then
-		command -v clickhouse-server
-	elif command -v clickhouse >/dev/null 2>&1; then
-		printf '%s server\n' "$(command -v clickhouse)"
-	else
-		return 1
-	fi
-}
+# cmdline_mark DIR: to guard against a recycled pid, the process must be a ClickHouse server
+# using our config.
+cmdline_mark() { printf '%s' "--config-file=$1/etc/config.xml"; }
 
-client_cmd() {
-	if command -v clickhouse-client >/dev/null 2>&1; then
-		command -v clickhouse-client
+# ch_cmd server|client prints the command that runs the server or the client: Debian's packages
+# ship /usr/sbin/clickhouse-server and /usr/bin/clickhouse-client (18.16); ClickHouse's own
+# packages ship one `clickhouse` binary.
+ch_cmd() {
+	if command -v "clickhouse-$1" >/dev/null 2>&1; then
+		command -v "clickhouse-$1"
 	elif command -v clickhouse >/dev/null 2>&1; then
-		printf '%s client\n' "$(command -v clickhouse)"
+		printf '%s %s\n' "$(command -v clickhouse)" "$1"
 	else
 		return 1
 	fi
@@ -51,52 +49,21 @@ EOF
 }
 
 cmd_install() {
-	if server_cmd >/dev/null; then
+	if ch_cmd server >/dev/null; then
 		return 0
 	fi
 	command -v apt-get >/dev/null 2>&1 || not_installable
-	local sudo=()
-	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || die "installing clickhouse-server needs root: run 'apt-get install clickhouse-server clickhouse-client' as root, or set ZENKLAV_CLICKHOUSE_ADDR=host:9000"
-		sudo=(sudo)
-	fi
-	log "installing Debian's clickhouse-server and clickhouse-client"
-	"${sudo[@]}" apt-get update -q
 	# zenklav never uses the package's system service (port 9000): it runs its own server
 	# per data folder, on its own ports.
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clickhouse-server clickhouse-client
-	server_cmd >/dev/null || die "apt-get installed clickhouse-server but no clickhouse-server binary was found"
-}
-
-# port_open HOST PORT succeeds when something accepts TCP connections there.
-port_open() {
-	(exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
-}
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# elapsed START_MS prints the seconds since START_MS, e.g. 0.43s.
-elapsed() {
-	local ms=$(($(now_ms) - $1))
-	printf '%d.%02ds' $((ms / 1000)) $((ms % 1000 / 10))
-}
-
-pid_alive() {
-	local pid=$1 cmdline
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-	# Guard against a recycled pid: the process must be a ClickHouse server using our config.
-	cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-	[[ $cmdline == *"--config-file=$2/etc/config.xml"* ]]
-}
-
-read_pid() {
-	if [ -f "$1/clickhouse.pid" ]; then cat "$1/clickhouse.pid"; fi
+	apt_install "installing clickhouse-server needs root: run 'apt-get install clickhouse-server clickhouse-client' as root, or set ZENKLAV_CLICKHOUSE_ADDR=host:9000" \
+		"installing Debian's clickhouse-server and clickhouse-client" clickhouse-server clickhouse-client
+	ch_cmd server >/dev/null || die "apt-get installed clickhouse-server but no clickhouse-server binary was found"
 }
 
 # ping asks the server for SELECT 1 over the native protocol (what zenklav uses), or HTTP.
 ping() {
 	local tcp=$1 http=$2 client
-	if client=$(client_cmd); then
+	if client=$(ch_cmd client); then
 		[ "$($client --host 127.0.0.1 --port "$tcp" --query 'SELECT 1' 2>/dev/null)" = "1" ]
 	elif command -v curl >/dev/null 2>&1; then
 		[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$http/ping" 2>/dev/null)" = "Ok." ]
@@ -181,99 +148,29 @@ EOF
 	printf '<?xml version="1.0"?>\n<yandex></yandex>\n' >"$dir/etc/metrika.xml"
 }
 
-log_tail() {
-	local dir=$1 f
-	for f in "$dir/log/stdout.log" "$dir/log/clickhouse-server.err.log"; do
-		[ -s "$f" ] || continue
-		log "--- last lines of $f"
-		tail -n 40 "$f" >&2
-	done
-}
-
 cmd_start() {
 	[ $# -eq 3 ] || die "usage: $0 start DIR TCP_PORT HTTP_PORT"
-	local dir tcp=$2 http=$3 server pid p
-	for p in "$tcp" "$http"; do
-		if ! [[ $p =~ ^[0-9]+$ ]] || [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then die "bad port: $p"; fi
-	done
+	local dir tcp=$2 http=$3 server pid
+	check_ports "$tcp" "$http"
 	mkdir -p "$1"
 	dir=$(cd "$1" && pwd -P)
-	server=$(server_cmd) || die "clickhouse-server is not installed: run '$0 install' (or make run / make test)"
+	server=$(ch_cmd server) || die "clickhouse-server is not installed: run '$0 install' (or make run / make test)"
 
-	pid=$(read_pid "$dir")
-	if pid_alive "$pid" "$dir"; then
-		if ping "$tcp" "$http"; then
-			log "already running in $dir (pid $pid) on 127.0.0.1:$tcp"
-			return 0
-		fi
-		die "a server from $dir is running (pid $pid) but does not answer on port $tcp: run '$0 stop $dir' first"
-	fi
-	rm -f "$dir/clickhouse.pid"
-	for p in "$tcp" "$http"; do
-		port_open 127.0.0.1 "$p" && die "port $p on 127.0.0.1 is already in use; choose other ports"
-	done
+	already_running "$dir" "$tcp" server "does not answer on port $tcp" ping "$tcp" "$http" && return 0
+	ports_free "$tcp" "$http"
 
 	write_config "$dir" "$tcp" "$http"
 	: >"$dir/log/stdout.log"
 	: >"$dir/log/clickhouse-server.err.log" # so a failure shows this start's errors only
 	local start timeout=${CLICKHOUSE_START_TIMEOUT:-60}
 	start=$(now_ms)
-	# setsid: the server gets its own session, so a Ctrl-C meant for `make` reaches the
-	# caller's trap, which then stops the server cleanly.
 	# shellcheck disable=SC2086 # $server may be "clickhouse server"
-	setsid $server --config-file="$dir/etc/config.xml" </dev/null >>"$dir/log/stdout.log" 2>&1 &
-	pid=$!
-	echo "$pid" >"$dir/clickhouse.pid"
-
-	until ping "$tcp" "$http"; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			log "clickhouse-server exited during start-up"
-			log_tail "$dir"
-			rm -f "$dir/clickhouse.pid"
-			exit 1
-		fi
-		if [ $(($(now_ms) - start)) -ge $((timeout * 1000)) ]; then
-			log "clickhouse-server did not answer on 127.0.0.1:$tcp within ${timeout}s"
-			log_tail "$dir"
-			cmd_stop "$dir" || true
-			exit 1
-		fi
-		sleep 0.2
-	done
-	log "started in $(elapsed "$start"): native 127.0.0.1:$tcp, http 127.0.0.1:$http, pid $pid, data $dir"
-}
-
-cmd_stop() {
-	[ $# -eq 1 ] || die "usage: $0 stop DIR"
-	[ -d "$1" ] || return 0
-	local dir pid i start timeout=${CLICKHOUSE_STOP_TIMEOUT:-30}
-	dir=$(cd "$1" && pwd -P)
+	spawn "$dir" "$dir/log/stdout.log" $server --config-file="$dir/etc/config.xml"
 	pid=$(read_pid "$dir")
-	if ! pid_alive "$pid" "$dir"; then
-		rm -f "$dir/clickhouse.pid"
-		return 0
-	fi
-	start=$(now_ms)
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < timeout * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid still running after ${timeout}s: killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-	fi
-	rm -f "$dir/clickhouse.pid"
-	log "stopped in $(elapsed "$start") (pid $pid, data $dir)"
-}
 
-cmd_status() {
-	[ $# -eq 1 ] || die "usage: $0 status DIR"
-	[ -d "$1" ] || return 1
-	local dir
-	dir=$(cd "$1" && pwd -P)
-	pid_alive "$(read_pid "$dir")" "$dir"
+	wait_ready "$dir" "$pid" "$start" "$timeout" "clickhouse-server exited during start-up" \
+		"clickhouse-server did not answer on 127.0.0.1:$tcp within ${timeout}s" ping "$tcp" "$http"
+	log "started in $(elapsed "$start"): native 127.0.0.1:$tcp, http 127.0.0.1:$http, pid $pid, data $dir"
 }
 
 case "${1:-}" in

@@ -19,29 +19,20 @@ POM="$ROOT/build/kafka/pom.xml"
 LIB=${KAFKA_LIB:-"$ROOT/.cache/kafka/lib"}
 STAMP="$LIB.pom.sha256"
 
-log() { printf 'kafka: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$ROOT/build/lib.sh"
+SERVICE=kafka
+LOGS=(kafka.out kafka.log)
+STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# elapsed START_MS prints the seconds since START_MS, e.g. 4.21s.
-elapsed() {
-	local ms=$(($(now_ms) - $1))
-	printf '%d.%02ds' $((ms / 1000)) $((ms % 1000 / 10))
-}
+# cmdline_mark DIR: to guard against a recycled pid, the process must be our broker.
+cmdline_mark() { printf '%s' "kafka.Kafka $1/server.properties"; }
 
 # need CMD PACKAGE installs Debian's PACKAGE when CMD is missing and apt-get can.
 need() {
 	command -v "$1" >/dev/null 2>&1 && return 0
 	command -v apt-get >/dev/null 2>&1 || die "$1 is missing: install $2 (Java 17 and Maven are needed for the test Kafka)"
-	local sudo=()
-	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || die "$1 is missing and installing $2 needs root"
-		sudo=(sudo)
-	fi
-	log "installing Debian's $2 for $1"
-	"${sudo[@]}" apt-get update -q
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2"
+	apt_install "$1 is missing and installing $2 needs root" "installing Debian's $2 for $1" "$2"
 }
 
 cmd_jars() {
@@ -64,22 +55,6 @@ cmd_jars() {
 	compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null || die "maven ran but left no kafka_2.13 jar in $LIB"
 	echo "$sum" >"$STAMP"
 	log "fetched $(find "$LIB" -name '*.jar' | wc -l) jars in $(elapsed "$start")"
-}
-
-port_open() {
-	(exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
-}
-
-read_pid() {
-	if [ -f "$1/kafka.pid" ]; then cat "$1/kafka.pid"; fi
-}
-
-pid_alive() {
-	local pid=$1 cmdline
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-	# Guard against a recycled pid: the process must be our broker.
-	cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-	[[ $cmdline == *"kafka.Kafka $2/server.properties"* ]]
 }
 
 # cluster_id prints a random Kafka cluster id: 16 random bytes, URL-safe base64 without padding,
@@ -136,38 +111,23 @@ EOF
 EOF
 }
 
-log_tail() {
-	local dir=$1 f
-	for f in "$dir/kafka.out" "$dir/kafka.log"; do
-		[ -s "$f" ] || continue
-		log "--- last lines of $f"
-		tail -n 40 "$f" >&2
-	done
+# broker_ready DIR PORT: the broker port accepts connections and the server logged that it
+# started (in KRaft that comes after the broker registered with the controller and was unfenced).
+broker_ready() {
+	port_open 127.0.0.1 "$2" && grep -qF 'Kafka Server started' "$1/kafka.log" 2>/dev/null
 }
 
 cmd_start() {
 	[ $# -eq 3 ] || die "usage: $0 start DIR PORT CONTROLLER_PORT"
-	local dir port=$2 cport=$3 pid p
-	for p in "$port" "$cport"; do
-		if ! [[ $p =~ ^[0-9]+$ ]] || [ "$p" -lt 1 ] || [ "$p" -gt 65535 ]; then die "bad port: $p"; fi
-	done
+	local dir port=$2 cport=$3 pid
+	check_ports "$port" "$cport"
 	mkdir -p "$1"
 	dir=$(cd "$1" && pwd -P)
 	compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null || die "no Kafka jars in $LIB: run '$0 jars' first"
 	need java openjdk-17-jre-headless
 
-	pid=$(read_pid "$dir")
-	if pid_alive "$pid" "$dir"; then
-		if port_open 127.0.0.1 "$port"; then
-			log "already running in $dir (pid $pid) on 127.0.0.1:$port"
-			return 0
-		fi
-		die "a broker from $dir is running (pid $pid) but not on port $port: run '$0 stop $dir' first"
-	fi
-	rm -f "$dir/kafka.pid"
-	for p in "$port" "$cport"; do
-		port_open 127.0.0.1 "$p" && die "port $p on 127.0.0.1 is already in use; choose other ports"
-	done
+	already_running "$dir" "$port" broker "not on port $port" port_open 127.0.0.1 "$port" && return 0
+	ports_free "$port" "$cport"
 
 	local start timeout=${KAFKA_START_TIMEOUT:-120}
 	start=$(now_ms)
@@ -189,64 +149,12 @@ cmd_start() {
 			{ log "formatting the storage in $dir/data failed"; log_tail "$dir"; exit 1; }
 	fi
 
-	# setsid: the broker gets its own session, so a Ctrl-C meant for `make` reaches the
-	# caller's trap, which then stops the broker cleanly.
-	setsid java "${java_opts[@]}" -cp "$LIB/*" kafka.Kafka "$dir/server.properties" \
-		</dev/null >>"$dir/kafka.out" 2>&1 &
-	pid=$!
-	echo "$pid" >"$dir/kafka.pid"
-
-	# Ready means: the broker port accepts connections and the server logged that it started
-	# (in KRaft that comes after the broker registered with the controller and was unfenced).
-	until port_open 127.0.0.1 "$port" && grep -qF 'Kafka Server started' "$dir/kafka.log" 2>/dev/null; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			log "the broker exited during start-up"
-			log_tail "$dir"
-			rm -f "$dir/kafka.pid"
-			exit 1
-		fi
-		if [ $(($(now_ms) - start)) -ge $((timeout * 1000)) ]; then
-			log "the broker was not ready on 127.0.0.1:$port within ${timeout}s"
-			log_tail "$dir"
-			cmd_stop "$dir" || true
-			exit 1
-		fi
-		sleep 0.2
-	done
-	log "started in $(elapsed "$start"): broker 127.0.0.1:$port, controller 127.0.0.1:$cport, pid $pid, data $dir"
-}
-
-cmd_stop() {
-	[ $# -eq 1 ] || die "usage: $0 stop DIR"
-	[ -d "$1" ] || return 0
-	local dir pid i start timeout=${KAFKA_STOP_TIMEOUT:-30}
-	dir=$(cd "$1" && pwd -P)
+	spawn "$dir" "$dir/kafka.out" java "${java_opts[@]}" -cp "$LIB/*" kafka.Kafka "$dir/server.properties"
 	pid=$(read_pid "$dir")
-	if ! pid_alive "$pid" "$dir"; then
-		rm -f "$dir/kafka.pid"
-		return 0
-	fi
-	start=$(now_ms)
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < timeout * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid still running after ${timeout}s: killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-	fi
-	rm -f "$dir/kafka.pid"
-	log "stopped in $(elapsed "$start") (pid $pid, data $dir)"
-}
 
-cmd_status() {
-	[ $# -eq 1 ] || die "usage: $0 status DIR"
-	[ -d "$1" ] || return 1
-	local dir
-	dir=$(cd "$1" && pwd -P)
-	pid_alive "$(read_pid "$dir")" "$dir"
+	wait_ready "$dir" "$pid" "$start" "$timeout" "the broker exited during start-up" \
+		"the broker was not ready on 127.0.0.1:$port within ${timeout}s" broker_ready "$dir" "$port"
+	log "started in $(elapsed "$start"): broker 127.0.0.1:$port, controller 127.0.0.1:$cport, pid $pid, data $dir"
 }
 
 case "${1:-}" in
