@@ -165,7 +165,7 @@ func sink(args []string) error {
 	bs := strings.Split(*brokers, ",")
 	stamp := time.Now().UnixNano()
 	topic := fmt.Sprintf("bench-sink-%d", stamp)
-	if err := pipeline.EnsureTopics(ctx, bs, pipeline.Topic{Name: topic, Partitions: 12}); err != nil {
+	if err := pipeline.EnsureTopics(ctx, bs, pipeline.Topic{Name: topic, Partitions: 4}); err != nil {
 		return err
 	}
 	store, err := analytics.Open(ctx, logger, analytics.Config{Addr: *ch, Database: fmt.Sprintf("bench_%d", stamp), User: "default"})
@@ -249,7 +249,7 @@ func sink(args []string) error {
 		return fmt.Errorf("ClickHouse counts %d events, want %d", got, *n)
 	}
 	_ = store.Exec(ctx, "DROP DATABASE IF EXISTS "+fmt.Sprintf("bench_%d", stamp))
-	fmt.Printf("| sink: Kafka → ClickHouse | %d events, batches of %d, 12 partitions | %.0f events/s | %s in all (%.0f events/s counting the consumer-group join); %d inserts took %s (summed; they run two at a time) |\n",
+	fmt.Printf("| sink: Kafka → ClickHouse | %d events, batches of %d, 4 partitions | %.0f events/s | %s in all (%.0f events/s counting the consumer-group join); %d inserts took %s (summed; they run two at a time) |\n",
 		*n, *batch, float64(*n)/steady.Seconds(), elapsed.Round(time.Millisecond), float64(*n)/elapsed.Seconds(),
 		timed.calls, timed.total.Round(time.Millisecond))
 	return nil
