@@ -86,7 +86,7 @@ func ingest(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| peak memory of zenklav all (VmHWM) | after the ingest run | %s | |\n", hwm)
+		fmt.Printf("| peak memory (VmHWM)%s | after that ingest run | %s | |\n", *label, hwm)
 	}
 	return nil
 }
