@@ -41,7 +41,12 @@ start() {
 	echo "bench: zenklav $1 did not become ready" >&2
 	exit 1
 }
-stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
+stop() {
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=
+}
 pid=
 trap 'stop; rm -rf "$work"' EXIT
 
@@ -49,14 +54,14 @@ echo
 echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "| measurement | load | rate | latency / notes |"
 echo "|---|---|---|---|"
-# The ingest path alone, as it runs in production (its warm-up also warms the fresh broker's
-# JVM), then `zenklav all`, where the sink shares the two cores with it.
-start api
-bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" \
-	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -label ", zenklav api" -pid "$pid"
-stop
+# `zenklav all` first, on an empty topic, so its peak memory is that of the ingest load and
+# not of its sink catching up a backlog; then the ingest path alone, as it runs in production.
 start all
 bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" \
 	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -label ", zenklav all" -pid "$pid"
+stop
+start api
+bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" \
+	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -label ", zenklav api" -pid "$pid"
 stop
 bin/loadgen sink -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -n "$BENCH_SINK_EVENTS"

@@ -49,9 +49,9 @@ func NewConsumer(logger *slog.Logger, cfg ConsumerConfig) (*Consumer, error) {
 		GroupID:        cfg.Group,
 		Topic:          cfg.Topic,
 		MinBytes:       1,
-		MaxBytes:       16 << 20,
+		MaxBytes:       4 << 20,
 		MaxWait:        100 * time.Millisecond,
-		QueueCapacity:  min(cfg.BatchSize, 20_000),
+		QueueCapacity:  min(cfg.BatchSize, 5_000),
 		StartOffset:    kafka.FirstOffset,
 		CommitInterval: 0, // synchronous, but only once per batch: see Run
 		ErrorLogger:    kafkaLogger(logger.With("kafka", "reader")),

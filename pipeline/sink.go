@@ -102,7 +102,7 @@ func (s *Sink) handle(ctx context.Context, msgs []kafka.Message) error {
 // insert writes events in a few large inserts side by side: one insert keeps only one of
 // ClickHouse's cores busy parsing and sorting the block.
 func (s *Sink) insert(ctx context.Context, events []schemas.TicketEvent) error {
-	const minPart = 20_000 // ClickHouse wants big blocks: never split below this
+	const minPart = 10_000 // ClickHouse wants big blocks: never split below this
 	parts := min(runtime.GOMAXPROCS(0), max(1, len(events)/minPart))
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
