@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -294,17 +295,10 @@ func (s *Store) CountTicketEventRows(ctx context.Context, tenant string) (uint64
 	return n, nil
 }
 
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
+// namePattern keeps a database name that is spliced into DDL from carrying anything else.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+
+func validName(s string) bool { return namePattern.MatchString(s) }
 
 // Exec runs a statement on the store's database: for tools and tests.
 func (s *Store) Exec(ctx context.Context, query string, args ...any) error {

@@ -147,7 +147,11 @@ func (c *Consumer) handle(ctx context.Context, handle BatchHandler, batch []kafk
 		if !zenklav.Transient(err) {
 			return fmt.Errorf("handle batch at %s: %w", position(batch[0]), err)
 		}
-		c.logger.Warn("batch failed, retrying", "at", position(batch[0]), "size", len(batch), "attempt", attempt+1, "err", err)
+		level := slog.LevelWarn
+		if attempt >= 5 {
+			level = slog.LevelError // no longer a blip: someone should look
+		}
+		c.logger.Log(ctx, level, "batch failed, retrying", "at", position(batch[0]), "size", len(batch), "attempt", attempt+1, "err", err)
 		if err := c.backoff.Sleep(ctx, attempt); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -391,17 +392,10 @@ func triggerFields(m map[string]string) ([]schemas.CustomField, error) {
 	return out, nil
 }
 
-func validEventID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
+// eventIDPattern is what ticket_event.v1 allows after the "zd:" prefix.
+var eventIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+func validEventID(id string) bool { return eventIDPattern.MatchString(id) }
 
 var statuses = map[string]string{
 	"new": schemas.StatusNew, "open": schemas.StatusOpen, "pending": schemas.StatusPending,
