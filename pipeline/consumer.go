@@ -76,6 +76,10 @@ func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
 			c.logger.Warn("close kafka reader", "err", err)
 		}
 	}()
+	// A permanent failure of the batch in flight must stop the fetch that waits beside it,
+	// or the consumer would sit on the failure until the next message arrives.
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
 	var inflight chan error // the result of the batch being handled, nil when none is
 	wait := func() error {
 		if inflight == nil {
@@ -87,7 +91,7 @@ func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
 	}
 	for {
 		batch := make([]kafka.Message, 0, c.cfg.BatchSize)
-		ferr := c.fill(ctx, &batch)
+		ferr := c.fill(fetchCtx, &batch)
 		herr := wait()
 		if ctx.Err() != nil {
 			return nil // an unhandled batch goes, uncommitted, to the next owner of its partitions
@@ -107,6 +111,8 @@ func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
 					// too, and handlers are idempotent, so carry on and report.
 					c.logger.Error("commit failed", "err", cerr)
 				}
+			} else {
+				stopFetch()
 			}
 			inflight <- err
 		}()

@@ -155,3 +155,32 @@ func TestProducerUnavailable(t *testing.T) {
 		t.Fatalf("Publish to a dead broker = %v, want an unavailable error", err)
 	}
 }
+
+// TestConsumerStopsOnPermanentFailure: a handler's permanent error ends Run with that error
+// at once, even when no further message arrives to wake the fetch.
+func TestConsumerStopsOnPermanentFailure(t *testing.T) {
+	brokers, topic := newTopic(t, 1)
+	p := pipeline.NewProducer(discard, brokers)
+	defer p.Close()
+	produce(t, p, topic, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cons, err := pipeline.NewConsumer(discard, pipeline.ConsumerConfig{
+		Brokers: brokers, Topic: topic, Group: "g-perm", BatchSize: 100, BatchWait: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cons.Run(ctx, func(context.Context, []kafka.Message) error {
+		return zenklav.Errorf(zenklav.EINVALID, "poison batch")
+	})
+	if err == nil || !strings.Contains(err.Error(), "poison batch") {
+		t.Fatalf("Run = %v, want the handler's error", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run returned only at the deadline")
+	}
+	if prog, err := pipeline.GroupProgress(context.Background(), brokers, topic, "g-perm"); err != nil || prog.Committed != 0 {
+		t.Errorf("committed %d after a failed batch (%v), want 0", prog.Committed, err)
+	}
+}
