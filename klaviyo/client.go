@@ -1,0 +1,404 @@
+// Package klaviyo is a client for the parts of Klaviyo's API that zenklav uses: creating
+// events, one at a time or in bulk. It speaks JSON:API at the revision pinned in Revision
+// and turns Klaviyo's error answers into zenklav error kinds, so the pipeline knows what to
+// retry.
+package klaviyo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zenklav/zenklav"
+)
+
+// Revision is the API revision every request asks for. Klaviyo requires the header on
+// every call; pinning it keeps a new revision from changing answers under us.
+const Revision = "2026-07-15"
+
+// MediaType is JSON:API's media type, which Klaviyo uses for requests and answers.
+const MediaType = "application/vnd.api+json"
+
+// DefaultTimeout bounds one HTTP call when ClientConfig.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+// MaxBulkEvents is the most events Klaviyo accepts in one bulk create request.
+const MaxBulkEvents = 1000
+
+// maxBody bounds what the client reads from one answer; Klaviyo's answers to event
+// creation are empty or a short error list.
+const maxBody = 1 << 20
+
+// e164 is the shape of a phone number Klaviyo accepts as a profile identifier.
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// BaseURL is Klaviyo's address, "https://a.klaviyo.com", or a simulator's.
+	BaseURL string
+	// PrivateKey is the account's private API key ("pk_…").
+	PrivateKey string
+	// HTTPClient sends the requests; a new client on http.DefaultTransport when nil.
+	HTTPClient *http.Client
+	// Timeout bounds each HTTP call; DefaultTimeout when 0.
+	Timeout time.Duration
+}
+
+// String keeps the private key out of anything that prints a config with %v.
+func (c ClientConfig) String() string {
+	return fmt.Sprintf("{BaseURL:%s PrivateKey:[redacted] Timeout:%s}", c.BaseURL, c.Timeout)
+}
+
+// GoString keeps the private key out of %#v.
+func (c ClientConfig) GoString() string { return "klaviyo.ClientConfig" + c.String() }
+
+// LogValue keeps the private key out of logs.
+func (c ClientConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("base_url", c.BaseURL),
+		slog.String("private_key", "[redacted]"),
+		slog.Duration("timeout", c.Timeout),
+	)
+}
+
+// Profile identifies the person an event is about. Klaviyo needs at least one identifier.
+type Profile struct {
+	Email       string
+	PhoneNumber string // E.164, e.g. "+15005550006"
+	ExternalID  string
+}
+
+// Event is one event to record in Klaviyo.
+type Event struct {
+	// Metric is the metric's name, e.g. "Opened Ticket"; Klaviyo creates it on first use.
+	Metric     string
+	Profile    Profile
+	Properties map[string]any
+	// Time is when the event happened; Klaviyo uses the time it receives it when zero.
+	Time time.Time
+	// UniqueID deduplicates: Klaviyo records only the first event with the same profile,
+	// metric and unique id. Without one it uses the time to the second, so two events of
+	// one metric for one profile in the same second collapse; always set it.
+	UniqueID string
+	Value    *float64
+}
+
+// Validate reports what Klaviyo would refuse in e before it is sent.
+func (e Event) Validate() error {
+	if strings.TrimSpace(e.Metric) == "" {
+		return errors.New("metric name is empty")
+	}
+	if len(e.Metric) >= 128 {
+		return fmt.Errorf("metric name is %d bytes; Klaviyo allows fewer than 128", len(e.Metric))
+	}
+	p := e.Profile
+	if p.Email == "" && p.PhoneNumber == "" && p.ExternalID == "" {
+		return errors.New("profile has no identifier (email, phone number or external id)")
+	}
+	if p.PhoneNumber != "" && !e164.MatchString(p.PhoneNumber) {
+		return fmt.Errorf("phone number %q is not in E.164 form", p.PhoneNumber)
+	}
+	return nil
+}
+
+// Client calls Klaviyo's API for one account. It is safe for concurrent use.
+type Client struct {
+	logger  *slog.Logger
+	base    *url.URL
+	key     string
+	http    *http.Client
+	timeout time.Duration
+}
+
+// NewClient returns a client for the account whose private key is cfg.PrivateKey.
+func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
+	if logger == nil {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: logger is nil")
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new klaviyo client: parse base url")
+	}
+	if base.Scheme != "https" && base.Scheme != "http" || base.Host == "" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: base url %q must be an http(s) URL with a host", cfg.BaseURL)
+	}
+	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: base url must not carry credentials, a query or a fragment")
+	}
+	if cfg.PrivateKey == "" {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: private key is required")
+	}
+	if cfg.Timeout < 0 {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: timeout %s is negative", cfg.Timeout)
+	}
+	c := &Client{logger: logger, base: base, key: cfg.PrivateKey, http: cfg.HTTPClient, timeout: cfg.Timeout}
+	if c.http == nil {
+		c.http = &http.Client{}
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
+	return c, nil
+}
+
+// CreateEvent records one event (POST /api/events). Klaviyo answers 202: the event is
+// valid and queued, not necessarily processed.
+func (c *Client) CreateEvent(ctx context.Context, e Event) error {
+	const op = "create event"
+	if err := e.Validate(); err != nil {
+		return zenklav.Wrap(zenklav.EINVALID, err, "%s", op)
+	}
+	attrs := eventAttributes(e)
+	attrs.Profile = &profileRef{Data: profileObject(e.Profile)}
+	body := map[string]any{"data": map[string]any{"type": "event", "attributes": attrs}}
+	return c.post(ctx, op, "/api/events", body)
+}
+
+// BulkCreateEvents records up to MaxBulkEvents events in one request
+// (POST /api/event-bulk-create-jobs). Klaviyo groups events by profile, so events of the
+// same profile share one entry; Klaviyo answers 202 and offers no way to follow the job.
+func (c *Client) BulkCreateEvents(ctx context.Context, events []Event) error {
+	op := fmt.Sprintf("bulk create %d events", len(events))
+	if len(events) == 0 {
+		return zenklav.Errorf(zenklav.EINVALID, "%s: no events", op)
+	}
+	if len(events) > MaxBulkEvents {
+		return zenklav.Errorf(zenklav.EINVALID, "%s: Klaviyo accepts at most %d per request", op, MaxBulkEvents)
+	}
+	var entries []bulkEntry
+	index := map[Profile]int{}
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			return zenklav.Wrap(zenklav.EINVALID, err, "%s: event %d", op, i)
+		}
+		n, ok := index[e.Profile]
+		if !ok {
+			n = len(entries)
+			index[e.Profile] = n
+			entries = append(entries, bulkEntry{Type: "event-bulk-create"})
+			entries[n].Attributes.Profile.Data = profileObject(e.Profile)
+		}
+		ev := bulkEvent{Type: "event", Attributes: eventAttributes(e)}
+		entries[n].Attributes.Events.Data = append(entries[n].Attributes.Events.Data, ev)
+	}
+	body := map[string]any{"data": map[string]any{
+		"type": "event-bulk-create-job",
+		"attributes": map[string]any{
+			"events-bulk-create": map[string]any{"data": entries},
+		},
+	}}
+	return c.post(ctx, op, "/api/event-bulk-create-jobs", body)
+}
+
+// Wire shapes of EventCreateQueryV2 and EventsBulkCreateJob in Klaviyo's OpenAPI document.
+type (
+	attributes struct {
+		Properties map[string]any `json:"properties"`
+		Metric     metricRef      `json:"metric"`
+		Profile    *profileRef    `json:"profile,omitempty"` // single create only
+		Time       string         `json:"time,omitempty"`
+		Value      *float64       `json:"value,omitempty"`
+		UniqueID   string         `json:"unique_id,omitempty"`
+	}
+	metricRef struct {
+		Data struct {
+			Type       string `json:"type"`
+			Attributes struct {
+				Name string `json:"name"`
+			} `json:"attributes"`
+		} `json:"data"`
+	}
+	profileRef struct {
+		Data profileData `json:"data"`
+	}
+	profileData struct {
+		Type       string            `json:"type"`
+		Attributes map[string]string `json:"attributes"`
+	}
+	bulkEvent struct {
+		Type       string     `json:"type"`
+		Attributes attributes `json:"attributes"`
+	}
+	bulkEntry struct {
+		Type       string `json:"type"`
+		Attributes struct {
+			Profile profileRef `json:"profile"`
+			Events  struct {
+				Data []bulkEvent `json:"data"`
+			} `json:"events"`
+		} `json:"attributes"`
+	}
+)
+
+func eventAttributes(e Event) attributes {
+	a := attributes{Properties: e.Properties, Value: e.Value, UniqueID: e.UniqueID}
+	if a.Properties == nil {
+		a.Properties = map[string]any{} // required, even when empty
+	}
+	a.Metric.Data.Type = "metric"
+	a.Metric.Data.Attributes.Name = e.Metric
+	if !e.Time.IsZero() {
+		a.Time = e.Time.UTC().Format(time.RFC3339)
+	}
+	return a
+}
+
+func profileObject(p Profile) profileData {
+	attrs := map[string]string{}
+	if p.Email != "" {
+		attrs["email"] = p.Email
+	}
+	if p.PhoneNumber != "" {
+		attrs["phone_number"] = p.PhoneNumber
+	}
+	if p.ExternalID != "" {
+		attrs["external_id"] = p.ExternalID
+	}
+	return profileData{Type: "profile", Attributes: attrs}
+}
+
+// post sends body as JSON:API to path and expects a 2xx answer, whose body is ignored.
+func (c *Client) post(ctx context.Context, op, path string, body any) error {
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return zenklav.Wrap(zenklav.EINVALID, err, "%s: encode body", op)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawPath = ""
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(payload))
+	if err != nil {
+		return zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
+	}
+	req.Header.Set("Authorization", "Klaviyo-API-Key "+c.key)
+	req.Header.Set("revision", Revision)
+	req.Header.Set("Accept", MediaType)
+	req.Header.Set("Content-Type", MediaType)
+	req.Header.Set("User-Agent", "zenklav")
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// Network failures, timeouts and a cancelled ctx are worth another try later;
+		// errors.Is still finds context.Canceled and DeadlineExceeded in the chain.
+		c.logger.DebugContext(ctx, "klaviyo call failed", "op", op, "err", err)
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	c.logger.DebugContext(ctx, "klaviyo call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return nil
+	}
+	if err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
+	}
+	return zenklav.Wrap(kindOf(resp.StatusCode), newAPIError(resp, answer), "%s", op)
+}
+
+// kindOf maps a Klaviyo status to the error kind that decides what zenklav does next.
+func kindOf(status int) string {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		// Both mean the key needs fixing (403 is a key without the events:write scope).
+		return zenklav.EUNAUTHORIZED
+	case status == http.StatusTooManyRequests || status >= 500:
+		return zenklav.EUNAVAILABLE
+	default:
+		return zenklav.EINVALID
+	}
+}
+
+// ErrorDetail is one entry of Klaviyo's JSON:API error list. Klaviyo also sends each
+// entry's status, which the spec does not declare; APIError.StatusCode has it.
+type ErrorDetail struct {
+	ID     string `json:"id"`
+	Code   string `json:"code"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+	Source struct {
+		Pointer   string `json:"pointer"`
+		Parameter string `json:"parameter"`
+	} `json:"source"`
+}
+
+// APIError is an answer from Klaviyo other than 2xx. The client returns it wrapped in a
+// *zenklav.Error whose kind follows the status; reach it with errors.As, or use RetryAfter.
+type APIError struct {
+	StatusCode int
+	Errors     []ErrorDetail // Klaviyo's error list; empty when the body was not JSON:API
+	RetryAfter time.Duration // from the Retry-After header; 0 when absent
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "klaviyo answered %d", e.StatusCode)
+	if len(e.Errors) > 0 {
+		first := e.Errors[0]
+		if first.Code != "" {
+			b.WriteString(" " + first.Code)
+		}
+		if first.Detail != "" {
+			b.WriteString(": " + first.Detail)
+		} else if first.Title != "" {
+			b.WriteString(": " + first.Title)
+		}
+		if first.Source.Pointer != "" {
+			b.WriteString(" (at " + first.Source.Pointer + ")")
+		}
+		if len(e.Errors) > 1 {
+			fmt.Fprintf(&b, " and %d more", len(e.Errors)-1)
+		}
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// RetryAfter returns how long Klaviyo asked the caller to wait if err carries such an
+// answer, and 0 otherwise.
+func RetryAfter(err error) time.Duration {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+func newAPIError(resp *http.Response, body []byte) *APIError {
+	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	var shape struct {
+		Errors []ErrorDetail `json:"errors"`
+	}
+	if json.Unmarshal(body, &shape) == nil {
+		e.Errors = shape.Errors
+	}
+	return e
+}
+
+// parseRetryAfter reads a Retry-After value: seconds, as Klaviyo sends it, or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now).Round(time.Second)
+	}
+	return 0
+}

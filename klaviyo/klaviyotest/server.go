@@ -1,0 +1,412 @@
+// Package klaviyotest is a Klaviyo simulator in the way of net/http/httptest: in-memory
+// accounts, one per private key, served over HTTP with the API's paths, auth and JSON:API
+// bodies. It serves event creation, single and bulk, and lets a test read back what each
+// account accepted.
+//
+// Every request is validated against Klaviyo's OpenAPI document (stable.json, revision
+// 2026-07-15), and so is every answer the simulator gives. A request that does not conform
+// is answered 400 with a JSON:API error list and recorded; tests read the record with
+// Violations or fail on it with AssertNoViolations, so a test that passes against the
+// simulator sends requests the real API accepts.
+//
+// Like Klaviyo it deduplicates events (same profile, metric and unique_id: the first one
+// wins) and enforces the published per-account rate limits of each endpoint with 429 and
+// Retry-After. Tests can add latency and make the next requests fail.
+package klaviyotest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+
+	"github.com/zenklav/zenklav/klaviyo"
+)
+
+// maxPayload is the largest request body Klaviyo accepts on the event endpoints.
+const maxPayload = 5 << 20
+
+// Server is a simulated Klaviyo. It is safe for concurrent use.
+type Server struct {
+	// URL is the base URL of the API, e.g. "http://127.0.0.1:54321"; set by NewServer,
+	// empty for a Server from New until the caller serves it somewhere.
+	URL string
+
+	logger *slog.Logger
+	router routers.Router
+	ts     *httptest.Server
+
+	mu         sync.Mutex
+	now        func() time.Time
+	latency    time.Duration
+	failN      int
+	failStatus int
+	violations []Violation
+	accounts   map[string]*account // by private key
+}
+
+// New returns a simulator that is not listening anywhere: serve it as an http.Handler.
+// The logger gets spec violations at warn level; nil discards them. New fails only if the
+// embedded OpenAPI document cannot be loaded.
+func New(logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	_, router, err := loadSpec()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		logger:   logger,
+		router:   router,
+		now:      time.Now,
+		accounts: map[string]*account{},
+	}, nil
+}
+
+// NewServer starts a simulator on a loopback port. Close it when done. Like
+// httptest.NewServer it panics if it cannot start.
+func NewServer() *Server {
+	s, err := New(nil)
+	if err != nil {
+		panic("klaviyotest: " + err.Error())
+	}
+	s.ts = httptest.NewServer(s)
+	s.URL = s.ts.URL
+	return s
+}
+
+// Close shuts down a server started by NewServer and waits for its requests to finish.
+func (s *Server) Close() {
+	if s.ts != nil {
+		s.ts.Close()
+	}
+}
+
+// AddAccount makes the server accept privateKey (Klaviyo's look like "pk_…"), as the key
+// of a new, empty account. Adding a key twice keeps the account it has.
+func (s *Server) AddAccount(privateKey string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.accounts[privateKey]; !ok {
+		s.accounts[privateKey] = newAccount()
+	}
+}
+
+// Events returns the events the account of privateKey accepted and kept after
+// deduplication, in the order they arrived; nil for an unknown key. Times are truncated to
+// the second as Klaviyo stores them, and an event sent without a time has the time the
+// server received it.
+func (s *Server) Events(privateKey string) []klaviyo.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.accounts[privateKey]
+	if !ok {
+		return nil
+	}
+	return slices.Clone(a.events)
+}
+
+// SetLatency makes the server wait d before answering each API request (or until the
+// client gives up).
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// FailNext answers the next n valid, authenticated API requests with status (a 5xx, or
+// 429 with Retry-After: 1) instead of handling them.
+func (s *Server) FailNext(n, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failN, s.failStatus = n, status
+}
+
+// SetClock replaces time.Now for the server: the rate-limit windows and the time of
+// events sent without one.
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// A Violation is a request that does not conform to Klaviyo's OpenAPI document, or an
+// answer of the simulator's own that does not (a bug in the simulator).
+type Violation struct {
+	Method   string
+	Path     string // path and query of the request
+	Response bool   // the simulator's answer, not the request, broke the spec
+	Err      string
+}
+
+func (v Violation) String() string {
+	what := "request"
+	if v.Response {
+		what = "response"
+	}
+	return fmt.Sprintf("%s %s: %s violates Klaviyo's OpenAPI spec: %s", v.Method, v.Path, what, v.Err)
+}
+
+// Violations returns what the server has recorded so far, oldest first.
+func (s *Server) Violations() []Violation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.violations)
+}
+
+// AssertNoViolations fails t for each violation the server recorded.
+func (s *Server) AssertNoViolations(t testing.TB) {
+	t.Helper()
+	for _, v := range s.Violations() {
+		t.Errorf("klaviyotest: %s", v)
+	}
+}
+
+func (s *Server) record(r *http.Request, response bool, err error) {
+	v := Violation{Method: r.Method, Path: r.URL.RequestURI(), Response: response, Err: err.Error()}
+	s.mu.Lock()
+	s.violations = append(s.violations, v)
+	s.mu.Unlock()
+	s.logger.Warn("klaviyo simulator: spec violation", "method", v.Method, "path", r.URL.Path, "response", response, "err", v.Err)
+}
+
+// errNoKey and errUnknownKey tell a request the spec forbids (no private key at all) from
+// one it allows but no account matches.
+var (
+	errNoKey      = errors.New("no Klaviyo-API-Key authorization")
+	errUnknownKey = errors.New("unknown private key")
+)
+
+// keyPrefix starts the Authorization header of private-key requests.
+const keyPrefix = "Klaviyo-API-Key "
+
+// authenticate is the openapi3filter hook for the spec's security schemes. stable.json
+// declares one, Klaviyo-API-Key: an apiKey in the Authorization header whose value is
+// "Klaviyo-API-Key <private key>", required by every /api/ operation.
+func (s *Server) authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	scheme := in.SecurityScheme
+	if scheme.Type != "apiKey" || scheme.In != "header" {
+		return fmt.Errorf("security scheme %q (%s in %s) is not simulated", in.SecuritySchemeName, scheme.Type, scheme.In)
+	}
+	v := in.RequestValidationInput.Request.Header.Get(scheme.Name)
+	key, ok := strings.CutPrefix(v, keyPrefix)
+	if !ok || key == "" {
+		return fmt.Errorf("%w in header %s, which security scheme %q requires", errNoKey, scheme.Name, in.SecuritySchemeName)
+	}
+	s.mu.Lock()
+	_, known := s.accounts[key]
+	s.mu.Unlock()
+	if !known {
+		return errUnknownKey
+	}
+	return nil
+}
+
+// call is one API request that passed validation.
+type call struct {
+	r       *http.Request
+	body    []byte
+	account *account
+	key     string
+}
+
+// answer is what a handler decided: a status and, for errors, the JSON:API error list.
+type answer struct {
+	status int
+	errors []apiError
+}
+
+// handler answers one operation of the spec.
+type handler func(s *Server, c *call) answer
+
+// handlers are the operations the simulator serves, by operationId. Any other operation of
+// the spec is validated and then answered 501.
+var handlers = map[string]handler{
+	"create_event":       (*Server).createEvent,
+	"bulk_create_events": (*Server).bulkCreateEvents,
+}
+
+// ServeHTTP answers Klaviyo's API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPayload))
+	if err != nil {
+		writeErrors(w, http.StatusRequestEntityTooLarge, apiError{Code: "payload_too_large", Title: "Payload too large.", Detail: fmt.Sprintf("The request body is larger than %d bytes.", maxPayload)})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+
+	// The wait comes after reading the body: only then does net/http notice a client that
+	// gave up and cancel r.Context().
+	s.mu.Lock()
+	latency := s.latency
+	s.mu.Unlock()
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+
+	route, params, err := s.router.FindRoute(r)
+	if err != nil {
+		s.record(r, false, err)
+		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("%s %s is not an operation of Klaviyo's OpenAPI spec: %v", r.Method, r.URL.Path, err), ""))
+		return
+	}
+	input := &openapi3filter.RequestValidationInput{
+		Request:    r,
+		PathParams: params,
+		Route:      route,
+		Options: &openapi3filter.Options{
+			AuthenticationFunc: s.authenticate,
+			// Without this every schema error carries the schema and value as indented
+			// JSON, which buries the one line that says what is wrong.
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+		},
+	}
+	if err := openapi3filter.ValidateRequest(r.Context(), input); err != nil {
+		var authErr *openapi3filter.SecurityRequirementsError
+		if errors.As(err, &authErr) {
+			if !errors.Is(err, errUnknownKey) {
+				s.record(r, false, err)
+			}
+			writeErrors(w, http.StatusUnauthorized, apiError{Code: "authentication_failed", Title: "Incorrect authentication credentials.", Detail: "Incorrect authentication credentials."})
+			return
+		}
+		s.record(r, false, err)
+		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("request does not conform to Klaviyo's OpenAPI spec (operation %s): %v", route.Operation.OperationID, err), ""))
+		return
+	}
+
+	key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
+	opID := route.Operation.OperationID
+	rec := httptest.NewRecorder()
+	a := s.admit(rec, key, opID)
+	if a.status == 0 {
+		if h, ok := handlers[opID]; ok {
+			s.mu.Lock()
+			acct := s.accounts[key]
+			s.mu.Unlock()
+			a = h(s, &call{r: r, body: body, account: acct, key: key})
+		} else {
+			a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_implemented", Title: "Not implemented.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
+		}
+	}
+	if len(a.errors) > 0 {
+		writeErrors(rec, a.status, a.errors...)
+	} else {
+		rec.WriteHeader(a.status)
+	}
+
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: input,
+		Status:                 rec.Code,
+		Header:                 rec.Header(),
+		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
+		Options:                input.Options,
+	}
+	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
+		s.record(r, true, err)
+		writeErrors(w, http.StatusInternalServerError, apiError{Code: "error", Title: "A server error occurred.", Detail: fmt.Sprintf("klaviyotest built an answer that does not conform to Klaviyo's OpenAPI spec: %v", err)})
+		return
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// admit applies injected failures and the rate limit of opID for the account of key. It
+// returns a zero answer when the request may proceed.
+func (s *Server) admit(w http.ResponseWriter, key, opID string) answer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failN > 0 {
+		s.failN--
+		if s.failStatus == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+			return answer{status: s.failStatus, errors: []apiError{throttled(1)}}
+		}
+		return answer{status: s.failStatus, errors: []apiError{{Code: "error", Title: "A server error occurred.", Detail: fmt.Sprintf("klaviyotest: injected failure %d", s.failStatus)}}}
+	}
+	lim, ok := limits[opID]
+	if !ok {
+		return answer{}
+	}
+	wait, ok := s.accounts[key].take(opID, lim, s.now())
+	if !ok {
+		secs := max(1, int((wait+time.Second-1)/time.Second))
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		return answer{status: http.StatusTooManyRequests, errors: []apiError{throttled(secs)}}
+	}
+	return answer{}
+}
+
+// apiError is one entry of Klaviyo's JSON:API error list (components.responses.ClientError).
+type apiError struct {
+	ID     string `json:"id"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+	Source *struct {
+		Pointer string `json:"pointer,omitempty"`
+	} `json:"source,omitempty"`
+}
+
+func invalid(detail, pointer string) apiError {
+	e := apiError{Code: "invalid", Title: "Invalid input.", Detail: detail}
+	if pointer != "" {
+		e.Source = &struct {
+			Pointer string `json:"pointer,omitempty"`
+		}{pointer}
+	}
+	return e
+}
+
+func throttled(secs int) apiError {
+	return apiError{Code: "throttled", Title: "Request was throttled.", Detail: fmt.Sprintf("Request was throttled. Expected available in %d second(s).", secs)}
+}
+
+// writeErrors writes Klaviyo's error body: {"errors":[…]}, each with an id and the status.
+func writeErrors(w http.ResponseWriter, status int, errs ...apiError) {
+	for i := range errs {
+		errs[i].ID = newID()
+		errs[i].Status = status
+	}
+	body, err := json.Marshal(map[string]any{"errors": errs})
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"errors":[{"id":"0","status":500,"code":"error","title":"A server error occurred.","detail":"encode answer"}]}`)
+	}
+	w.Header().Set("Content-Type", klaviyo.MediaType)
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// newID returns a random id shaped like a UUID, as Klaviyo's error ids are.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,287 @@
+package klaviyotest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/zenklav/zenklav/klaviyo"
+)
+
+// limit is an endpoint's published rate limit: burst per second and steady per minute,
+// from the operation's x-klaviyo-ratelimit in stable.json.
+type limit struct {
+	perSecond, perMinute int
+}
+
+// limits are the rate limits of the operations the simulator serves.
+var limits = map[string]limit{
+	"create_event":       {perSecond: 350, perMinute: 3500},
+	"bulk_create_events": {perSecond: 10, perMinute: 150},
+}
+
+// window counts requests in a fixed window that starts with its first request; Klaviyo
+// documents its limits as fixed one-second (burst) and one-minute (steady) windows.
+type window struct {
+	start time.Time
+	used  int
+}
+
+// take counts one request in w of length d allowing max; when the window is used up it
+// returns how long until it resets and false.
+func (w *window) take(now time.Time, d time.Duration, max int) (time.Duration, bool) {
+	if now.Sub(w.start) >= d || now.Before(w.start) {
+		w.start, w.used = now, 0
+	}
+	if w.used >= max {
+		return w.start.Add(d).Sub(now), false
+	}
+	w.used++
+	return 0, true
+}
+
+// account is one Klaviyo account: what it accepted and its rate-limit windows.
+type account struct {
+	events []klaviyo.Event
+	seen   map[string]bool // dedup keys of accepted events
+	second map[string]*window
+	minute map[string]*window
+}
+
+func newAccount() *account {
+	return &account{seen: map[string]bool{}, second: map[string]*window{}, minute: map[string]*window{}}
+}
+
+// take counts a request of opID against both of its windows. A request refused by one
+// window is not counted in the other.
+func (a *account) take(opID string, lim limit, now time.Time) (time.Duration, bool) {
+	sec, min := a.second[opID], a.minute[opID]
+	if sec == nil {
+		sec, min = &window{}, &window{}
+		a.second[opID], a.minute[opID] = sec, min
+	}
+	savedSec := *sec
+	if wait, ok := sec.take(now, time.Second, lim.perSecond); !ok {
+		return wait, false
+	}
+	if wait, ok := min.take(now, time.Minute, lim.perMinute); !ok {
+		*sec = savedSec
+		return wait, false
+	}
+	return 0, true
+}
+
+// Wire shapes of the request bodies; the spec validation has already checked them, so
+// decoding only picks out what the simulator keeps.
+type (
+	profileJSON struct {
+		ID         *string `json:"id"`
+		Attributes struct {
+			Email       *string `json:"email"`
+			PhoneNumber *string `json:"phone_number"`
+			ExternalID  *string `json:"external_id"`
+			AnonymousID *string `json:"anonymous_id"`
+			KX          *string `json:"_kx"`
+		} `json:"attributes"`
+	}
+	eventJSON struct {
+		Properties map[string]any `json:"properties"`
+		Time       *time.Time     `json:"time"`
+		Value      *float64       `json:"value"`
+		UniqueID   *string        `json:"unique_id"`
+		Metric     struct {
+			Data struct {
+				Attributes struct {
+					Name string `json:"name"`
+				} `json:"attributes"`
+			} `json:"data"`
+		} `json:"metric"`
+		Profile *struct {
+			Data profileJSON `json:"data"`
+		} `json:"profile"`
+	}
+	createEventBody struct {
+		Data struct {
+			Attributes eventJSON `json:"attributes"`
+		} `json:"data"`
+	}
+	bulkBody struct {
+		Data struct {
+			Attributes struct {
+				Jobs struct {
+					Data []struct {
+						Attributes struct {
+							Profile struct {
+								Data profileJSON `json:"data"`
+							} `json:"profile"`
+							Events struct {
+								Data []struct {
+									Attributes eventJSON `json:"attributes"`
+								} `json:"data"`
+							} `json:"events"`
+						} `json:"attributes"`
+					} `json:"data"`
+				} `json:"events-bulk-create"`
+			} `json:"attributes"`
+		} `json:"data"`
+	}
+)
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// identity names the profile an event is about, for deduplication: the first identifier
+// it carries, in the order Klaviyo resolves them. Events that name one person by two
+// different identifiers are not merged, as they would be once Klaviyo has linked them.
+func (p profileJSON) identity() string {
+	a := p.Attributes
+	for _, id := range []struct{ kind, v string }{
+		{"id", str(p.ID)},
+		{"email", strings.ToLower(str(a.Email))},
+		{"phone_number", str(a.PhoneNumber)},
+		{"external_id", str(a.ExternalID)},
+		{"anonymous_id", str(a.AnonymousID)},
+		{"_kx", str(a.KX)},
+	} {
+		if id.v != "" {
+			return id.kind + ":" + id.v
+		}
+	}
+	return ""
+}
+
+// pending is an event checked and ready to store.
+type pending struct {
+	event klaviyo.Event
+	key   string
+}
+
+// check turns a decoded event into what the account stores, or the error Klaviyo gives.
+// pointer is the JSON pointer of the event's attributes, for the error's source.
+func check(p profileJSON, e eventJSON, received time.Time, pointer, profilePointer string) (pending, *apiError) {
+	who := p.identity()
+	if who == "" {
+		err := invalid("A profile identifier (id, email, phone_number, external_id, anonymous_id or _kx) is required.", profilePointer)
+		return pending{}, &err
+	}
+	name := e.Metric.Data.Attributes.Name
+	if name == "" || len(name) >= 128 {
+		err := invalid("The metric name must have between 1 and 127 characters.", pointer+"/metric/data/attributes/name")
+		return pending{}, &err
+	}
+	at := received
+	if e.Time != nil {
+		at = *e.Time
+	}
+	at = at.Truncate(time.Second).UTC()
+	if at.Year() < 1990 || at.After(received.AddDate(1, 0, 0)) {
+		err := invalid("The event time must be after 1990 and at most one year in the future.", pointer+"/time")
+		return pending{}, &err
+	}
+	uid := str(e.UniqueID)
+	// Without a unique_id Klaviyo deduplicates on the time to the second.
+	dedup := uid
+	if dedup == "" {
+		dedup = "time:" + at.Format(time.RFC3339)
+	}
+	a := p.Attributes
+	return pending{
+		event: klaviyo.Event{
+			Metric: name,
+			Profile: klaviyo.Profile{
+				Email:       str(a.Email),
+				PhoneNumber: str(a.PhoneNumber),
+				ExternalID:  str(a.ExternalID),
+			},
+			Properties: e.Properties,
+			Time:       at,
+			UniqueID:   uid,
+			Value:      e.Value,
+		},
+		key: who + "\x00" + name + "\x00" + dedup,
+	}, nil
+}
+
+// store keeps the events whose dedup key the account has not seen: the first one wins.
+func (s *Server) store(a *account, events []pending) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range events {
+		if a.seen[p.key] {
+			continue
+		}
+		a.seen[p.key] = true
+		a.events = append(a.events, p.event)
+	}
+}
+
+func (s *Server) received() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now()
+}
+
+// createEvent answers POST /api/events: 202 with no body.
+func (s *Server) createEvent(c *call) answer {
+	var body createEventBody
+	if err := json.Unmarshal(c.body, &body); err != nil {
+		return answer{status: http.StatusBadRequest, errors: []apiError{invalid("decode body: "+err.Error(), "/data")}}
+	}
+	attrs := body.Data.Attributes
+	var p profileJSON
+	if attrs.Profile != nil {
+		p = attrs.Profile.Data
+	}
+	ev, apiErr := check(p, attrs, s.received(), "/data/attributes", "/data/attributes/profile/data")
+	if apiErr != nil {
+		return answer{status: http.StatusBadRequest, errors: []apiError{*apiErr}}
+	}
+	s.store(c.account, []pending{ev})
+	return answer{status: http.StatusAccepted}
+}
+
+// bulkCreateEvents answers POST /api/event-bulk-create-jobs: 202 with no body. The whole
+// request is refused if any event is, so a 400 stores nothing.
+func (s *Server) bulkCreateEvents(c *call) answer {
+	var body bulkBody
+	if err := json.Unmarshal(c.body, &body); err != nil {
+		return answer{status: http.StatusBadRequest, errors: []apiError{invalid("decode body: "+err.Error(), "/data")}}
+	}
+	now := s.received()
+	var events []pending
+	var errs []apiError
+	uids := map[string]string{} // unique_id → pointer of its first use
+	for i, entry := range body.Data.Attributes.Jobs.Data {
+		base := fmt.Sprintf("/data/attributes/events-bulk-create/data/%d/attributes", i)
+		for j, e := range entry.Attributes.Events.Data {
+			pointer := fmt.Sprintf("%s/events/data/%d/attributes", base, j)
+			ev, apiErr := check(entry.Attributes.Profile.Data, e.Attributes, now, pointer, base+"/profile/data")
+			if apiErr != nil {
+				errs = append(errs, *apiErr)
+				continue
+			}
+			if uid := ev.event.UniqueID; uid != "" {
+				if first, dup := uids[uid]; dup {
+					errs = append(errs, invalid(fmt.Sprintf("unique_id %q is repeated in this request (first at %s).", uid, first), pointer+"/unique_id"))
+					continue
+				}
+				uids[uid] = pointer
+			}
+			events = append(events, ev)
+		}
+	}
+	if len(errs) == 0 && len(events) > klaviyo.MaxBulkEvents {
+		errs = append(errs, invalid(fmt.Sprintf("A request may create at most %d events; this one has %d.", klaviyo.MaxBulkEvents, len(events)), "/data/attributes/events-bulk-create/data"))
+	}
+	if len(errs) > 0 {
+		return answer{status: http.StatusBadRequest, errors: errs}
+	}
+	s.store(c.account, events)
+	return answer{status: http.StatusAccepted}
+}
