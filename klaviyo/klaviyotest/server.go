@@ -28,13 +28,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 
+	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/klaviyo"
 )
 
@@ -43,6 +43,9 @@ const maxPayload = 5 << 20
 
 // Server is a simulated Klaviyo. It is safe for concurrent use.
 type Server struct {
+	// Recorder keeps the spec violations: Violations and AssertNoViolations read them.
+	*apispec.Recorder
+
 	// URL is the base URL of the API, e.g. "http://127.0.0.1:54321"; set by NewServer,
 	// empty for a Server from New until the caller serves it somewhere.
 	URL string
@@ -56,7 +59,6 @@ type Server struct {
 	latency    time.Duration
 	failN      int
 	failStatus int
-	violations []Violation
 	accounts   map[string]*account // by private key
 }
 
@@ -67,13 +69,14 @@ func New(logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	_, router, err := loadSpec()
+	sp, err := spec()
 	if err != nil {
 		return nil, err
 	}
 	return &Server{
+		Recorder: apispec.NewRecorder("Klaviyo", logger),
 		logger:   logger,
-		router:   router,
+		router:   sp.Router,
 		now:      time.Now,
 		accounts: map[string]*account{},
 	}, nil
@@ -146,45 +149,9 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.now = now
 }
 
-// A Violation is a request that does not conform to Klaviyo's OpenAPI document, or an
-// answer of the simulator's own that does not (a bug in the simulator).
-type Violation struct {
-	Method   string
-	Path     string // path and query of the request
-	Response bool   // the simulator's answer, not the request, broke the spec
-	Err      string
-}
-
-func (v Violation) String() string {
-	what := "request"
-	if v.Response {
-		what = "response"
-	}
-	return fmt.Sprintf("%s %s: %s violates Klaviyo's OpenAPI spec: %s", v.Method, v.Path, what, v.Err)
-}
-
-// Violations returns what the server has recorded so far, oldest first.
-func (s *Server) Violations() []Violation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.violations)
-}
-
-// AssertNoViolations fails t for each violation the server recorded.
-func (s *Server) AssertNoViolations(t testing.TB) {
-	t.Helper()
-	for _, v := range s.Violations() {
-		t.Errorf("klaviyotest: %s", v)
-	}
-}
-
-func (s *Server) record(r *http.Request, response bool, err error) {
-	v := Violation{Method: r.Method, Path: r.URL.RequestURI(), Response: response, Err: err.Error()}
-	s.mu.Lock()
-	s.violations = append(s.violations, v)
-	s.mu.Unlock()
-	s.logger.Warn("klaviyo simulator: spec violation", "method", v.Method, "path", r.URL.Path, "response", response, "err", v.Err)
-}
+// Violation is a request, or an answer of the simulator's, that breaks Klaviyo's OpenAPI
+// document.
+type Violation = apispec.Violation
 
 // errNoKey and errUnknownKey tell a request the spec forbids (no private key at all) from
 // one it allows but no account matches.
@@ -268,7 +235,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	route, params, err := s.router.FindRoute(r)
 	if err != nil {
-		s.record(r, false, err)
+		s.Record(r, false, err)
 		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("%s %s is not an operation of Klaviyo's OpenAPI spec: %v", r.Method, r.URL.Path, err), ""))
 		return
 	}
@@ -287,12 +254,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var authErr *openapi3filter.SecurityRequirementsError
 		if errors.As(err, &authErr) {
 			if !errors.Is(err, errUnknownKey) {
-				s.record(r, false, err)
+				s.Record(r, false, err)
 			}
 			writeErrors(w, http.StatusUnauthorized, apiError{Code: "authentication_failed", Title: "Incorrect authentication credentials.", Detail: "Incorrect authentication credentials."})
 			return
 		}
-		s.record(r, false, err)
+		s.Record(r, false, err)
 		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("request does not conform to Klaviyo's OpenAPI spec (operation %s): %v", route.Operation.OperationID, err), ""))
 		return
 	}
@@ -325,7 +292,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Options:                input.Options,
 	}
 	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
-		s.record(r, true, err)
+		s.Record(r, true, err)
 		writeErrors(w, http.StatusInternalServerError, apiError{Code: "error", Title: "A server error occurred.", Detail: fmt.Sprintf("klaviyotest built an answer that does not conform to Klaviyo's OpenAPI spec: %v", err)})
 		return
 	}

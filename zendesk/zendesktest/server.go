@@ -25,16 +25,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 
+	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/zendesk"
 )
 
@@ -56,6 +55,9 @@ const WebhookID = "01HZS1MULAT0RWEBH00KZENDSK"
 
 // Server is a simulated Zendesk account. It is safe for concurrent use.
 type Server struct {
+	// Recorder keeps the spec violations: Violations and AssertNoViolations read them.
+	*apispec.Recorder
+
 	// URL is the base URL of the API, e.g. "http://127.0.0.1:54321"; set by NewServer,
 	// empty for a Server from New until the caller serves it somewhere.
 	URL string
@@ -74,8 +76,7 @@ type Server struct {
 	limit      int
 	window     time.Time // start of the current rate-limit minute
 	used       int       // requests counted in the current minute
-	violations []Violation
-	target     string // webhook target of the sandbox endpoint
+	target     string    // webhook target of the sandbox endpoint
 	secret     string
 	tickets    map[int64]zendesk.Ticket
 	users      map[int64]zendesk.User
@@ -94,13 +95,14 @@ func New(logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	_, router, err := loadSpec()
+	sp, err := spec()
 	if err != nil {
 		return nil, err
 	}
 	return &Server{
-		logger: logger,
-		router: router,
+		Recorder: apispec.NewRecorder("Zendesk", logger),
+		logger:   logger,
+		router:   sp.Router,
 		// Zendesk gives a webhook endpoint ten seconds to answer.
 		webhook:   &http.Client{Timeout: 10 * time.Second},
 		created:   time.Now().UTC().Truncate(time.Second),
@@ -173,46 +175,9 @@ func (s *Server) clock() time.Time {
 	return s.now()
 }
 
-// A Violation is a request that does not conform to Zendesk's OpenAPI document, or an
-// answer of the simulator's own that does not (a bug in the simulator or in what a test
-// stored, such as a custom field value that is not a string).
-type Violation struct {
-	Method   string
-	Path     string // path and query of the request
-	Response bool   // the simulator's answer, not the request, broke the spec
-	Err      string
-}
-
-func (v Violation) String() string {
-	what := "request"
-	if v.Response {
-		what = "response"
-	}
-	return fmt.Sprintf("%s %s: %s violates Zendesk's OpenAPI spec: %s", v.Method, v.Path, what, v.Err)
-}
-
-// Violations returns what the server has recorded so far, oldest first.
-func (s *Server) Violations() []Violation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.violations)
-}
-
-// AssertNoViolations fails t for each violation the server recorded.
-func (s *Server) AssertNoViolations(t testing.TB) {
-	t.Helper()
-	for _, v := range s.Violations() {
-		t.Errorf("zendesktest: %s", v)
-	}
-}
-
-func (s *Server) record(r *http.Request, response bool, err error) {
-	v := Violation{Method: r.Method, Path: r.URL.RequestURI(), Response: response, Err: err.Error()}
-	s.mu.Lock()
-	s.violations = append(s.violations, v)
-	s.mu.Unlock()
-	s.logger.Warn("zendesk simulator: spec violation", "method", v.Method, "path", r.URL.Path, "response", response, "err", v.Err)
-}
+// Violation is a request, or an answer of the simulator's, that breaks Zendesk's OpenAPI
+// document.
+type Violation = apispec.Violation
 
 // ServeHTTP answers the Zendesk API and, under /sandbox/, the simulator's own endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -276,7 +241,7 @@ var handlers = map[string]handler{
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	route, params, err := s.router.FindRoute(r)
 	if err != nil {
-		s.record(r, false, err)
+		s.Record(r, false, err)
 		writeJSON(w, http.StatusBadRequest, errorBody("InvalidEndpoint", fmt.Sprintf("%s %s is not an operation of Zendesk's OpenAPI spec: %v", r.Method, r.URL.Path, err)))
 		return
 	}
@@ -295,13 +260,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		var authErr *openapi3filter.SecurityRequirementsError
 		if errors.As(err, &authErr) {
 			if !errors.Is(err, errBadCredentials) {
-				s.record(r, false, err)
+				s.Record(r, false, err)
 			}
 			// Zendesk's answer to a request it cannot authenticate.
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Couldn't authenticate you"})
 			return
 		}
-		s.record(r, false, err)
+		s.Record(r, false, err)
 		writeJSON(w, http.StatusBadRequest, errorBody("InvalidRequest", fmt.Sprintf("request does not conform to Zendesk's OpenAPI spec (operation %s): %v", route.Operation.OperationID, err)))
 		return
 	}
@@ -324,7 +289,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		Options:                input.Options,
 	}
 	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
-		s.record(r, true, err)
+		s.Record(r, true, err)
 		writeJSON(w, http.StatusInternalServerError, errorBody("SimulatorError", fmt.Sprintf("zendesktest built an answer that does not conform to Zendesk's OpenAPI spec: %v", err)))
 		return
 	}

@@ -1,0 +1,121 @@
+// Package apispec is what the API simulators (zendesktest, klaviyotest) share: an official
+// OpenAPI document parsed once, its router, and a log of the requests and answers that break
+// it, so a test that passes against a simulator means the real API would take the request.
+package apispec
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+)
+
+// Spec is a parsed OpenAPI document and its router.
+type Spec struct {
+	Doc    *openapi3.T
+	Router routers.Router
+}
+
+// Load parses data, the OpenAPI document of api (for messages). The official documents
+// do not pass kin-openapi's whole-document validation (each has a few faults in parts no
+// simulator uses), so only the operations in served are validated, which keeps what the
+// simulator checks against sound.
+func Load(api string, data []byte, served []string) (*Spec, error) {
+	doc, err := openapi3.NewLoader().LoadFromData(data)
+	if err != nil {
+		return nil, fmt.Errorf("load %s openapi spec: %w", api, err)
+	}
+	// The documents name the real hosts as servers, which the router would match on; the
+	// simulators answer on loopback, so routes match on path and method alone.
+	doc.Servers = nil
+	s := &Spec{Doc: doc}
+	for _, id := range served {
+		op := s.Operation(id)
+		if op == nil {
+			return nil, fmt.Errorf("load %s openapi spec: operation %s is missing", api, id)
+		}
+		if err := op.Validate(context.Background()); err != nil {
+			return nil, fmt.Errorf("load %s openapi spec: operation %s: %w", api, id, err)
+		}
+	}
+	if s.Router, err = gorillamux.NewRouter(doc); err != nil {
+		return nil, fmt.Errorf("build %s openapi router: %w", api, err)
+	}
+	return s, nil
+}
+
+// Operation returns the operation with the given operationId, or nil.
+func (s *Spec) Operation(id string) *openapi3.Operation {
+	for _, item := range s.Doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			if op.OperationID == id {
+				return op
+			}
+		}
+	}
+	return nil
+}
+
+// A Violation is a request that does not conform to the API's OpenAPI document, or an
+// answer of the simulator's own that does not (a bug in the simulator, or in what a test
+// stored in it).
+type Violation struct {
+	API      string
+	Method   string
+	Path     string // path and query of the request
+	Response bool   // the simulator's answer, not the request, broke the spec
+	Err      string
+}
+
+func (v Violation) String() string {
+	what := "request"
+	if v.Response {
+		what = "response"
+	}
+	return fmt.Sprintf("%s %s: %s violates %s's OpenAPI spec: %s", v.Method, v.Path, what, v.API, v.Err)
+}
+
+// Recorder keeps the violations a simulator saw. Its zero value is not usable: use
+// NewRecorder.
+type Recorder struct {
+	api    string
+	logger *slog.Logger
+	mu     sync.Mutex
+	v      []Violation
+}
+
+// NewRecorder returns a Recorder for api that also logs each violation.
+func NewRecorder(api string, logger *slog.Logger) *Recorder {
+	return &Recorder{api: api, logger: logger}
+}
+
+// Record notes that r (or, with response set, the answer to r) broke the spec.
+func (rec *Recorder) Record(r *http.Request, response bool, err error) {
+	v := Violation{API: rec.api, Method: r.Method, Path: r.URL.RequestURI(), Response: response, Err: err.Error()}
+	rec.mu.Lock()
+	rec.v = append(rec.v, v)
+	rec.mu.Unlock()
+	rec.logger.Warn("simulator: spec violation", "api", rec.api, "method", v.Method, "path", r.URL.Path, "response", response, "err", v.Err)
+}
+
+// Violations returns what was recorded so far, oldest first.
+func (rec *Recorder) Violations() []Violation {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.v)
+}
+
+// AssertNoViolations fails t for each violation recorded.
+func (rec *Recorder) AssertNoViolations(t testing.TB) {
+	t.Helper()
+	for _, v := range rec.Violations() {
+		t.Errorf("%s", v)
+	}
+}
