@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/apiurl"
 )
 
 // Revision is the API revision every request asks for. Klaviyo requires the header on
@@ -125,15 +126,9 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if logger == nil {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: logger is nil")
 	}
-	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	base, err := apiurl.ParseBase(cfg.BaseURL)
 	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new klaviyo client: parse base url")
-	}
-	if base.Scheme != "https" && base.Scheme != "http" || base.Host == "" {
-		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: base url %q must be an http(s) URL with a host", cfg.BaseURL)
-	}
-	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
-		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: base url must not carry credentials, a query or a fragment")
+		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new klaviyo client")
 	}
 	if cfg.PrivateKey == "" {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: private key is required")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/apiurl"
 )
 
 // DefaultTimeout bounds one HTTP call when ClientConfig.Timeout is zero. Zendesk answers
@@ -75,16 +76,9 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if logger == nil {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: logger is nil")
 	}
-	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	base, err := apiurl.ParseBase(cfg.BaseURL)
 	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new zendesk client: parse base url")
-	}
-	if base.Scheme != "https" && base.Scheme != "http" || base.Host == "" {
-		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: base url %q must be an http(s) URL with a host", cfg.BaseURL)
-	}
-	// Credentials in the URL would end up in error messages and logs, which quote URLs.
-	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
-		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: base url must not carry credentials, a query or a fragment")
+		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new zendesk client")
 	}
 	if cfg.Email == "" || cfg.APIToken == "" {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: email and api token are required")
