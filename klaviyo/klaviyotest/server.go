@@ -275,7 +275,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.mu.Unlock()
 			a = h(s, &call{r: r, body: body, account: acct, key: key})
 		} else {
-			a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_implemented", Title: "Not implemented.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
+			a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
 		}
 	}
 	if len(a.errors) > 0 {

@@ -102,7 +102,7 @@ func TestRequests(t *testing.T) {
 		// A key no account has is a valid request Klaviyo refuses, not a violation.
 		{name: "unknown key", req: request{body: validEvent, auth: "Klaviyo-API-Key pk_other"}, wantStatus: http.StatusUnauthorized, wantCode: "authentication_failed"},
 		{name: "no profile identifier", req: request{body: strings.Replace(validEvent, `"email":"a@example.com"`, `"first_name":"Ann"`, 1)}, wantStatus: http.StatusBadRequest, wantCode: "invalid"},
-		{name: "operation not simulated", req: request{method: http.MethodGet, path: "/api/profiles"}, wantStatus: http.StatusNotImplemented, wantCode: "not_implemented"},
+		{name: "operation not simulated", req: request{method: http.MethodGet, path: "/api/profiles"}, wantStatus: http.StatusNotImplemented, wantCode: "not_simulated"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -278,7 +278,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		status, body := h(s, &call{r: r, params: params, base: baseURL(r)})
 		writeJSON(rec, status, body)
 	} else {
-		writeJSON(rec, http.StatusNotImplemented, errorBody("NotImplemented", fmt.Sprintf("zendesktest does not simulate %s (%s %s)", route.Operation.OperationID, r.Method, route.Path)))
+		writeJSON(rec, http.StatusNotImplemented, errorBody("NotSimulated", fmt.Sprintf("zendesktest does not simulate %s (%s %s)", route.Operation.OperationID, r.Method, route.Path)))
 	}
 
 	out := &openapi3filter.ResponseValidationInput{

@@ -140,7 +140,7 @@ func (s *Server) showUser(c *call) (int, any) {
 func (s *Server) showManyUsers(c *call) (int, any) {
 	q := c.r.URL.Query()
 	if q.Has("external_ids") {
-		return http.StatusNotImplemented, errorBody("NotImplemented", "zendesktest does not simulate external_ids")
+		return http.StatusNotImplemented, errorBody("NotSimulated", "zendesktest does not simulate external_ids")
 	}
 	ids := strings.Split(q.Get("ids"), ",")
 	if q.Get("ids") == "" || len(ids) > 100 {
