@@ -15,6 +15,7 @@ const (
 	ENOTFOUND     = "not_found"    // 404
 	ECONFLICT     = "conflict"     // 409
 	ETOOLARGE     = "too_large"    // 413
+	EMETHOD       = "method"       // 405: the path exists, the method does not
 	EUNAVAILABLE  = "unavailable"  // a dependency failed: 503, retried
 	EINTERNAL     = "internal"     // a bug: 500
 )

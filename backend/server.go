@@ -79,6 +79,13 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	e := gin.New()
 	e.Use(s.observe, gin.CustomRecovery(s.recovered), s.renderErrors)
 	e.HandleMethodNotAllowed = true
+	// Unknown paths and methods answer in the same JSON error shape as everything else.
+	e.NoRoute(func(c *gin.Context) {
+		_ = c.Error(zenklav.Errorf(zenklav.ENOTFOUND, "no endpoint %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		_ = c.Error(zenklav.Errorf(zenklav.EMETHOD, "%s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
+	})
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
@@ -143,6 +150,7 @@ var statusOf = map[string]int{
 	zenklav.ENOTFOUND:     http.StatusNotFound,
 	zenklav.ECONFLICT:     http.StatusConflict,
 	zenklav.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	zenklav.EMETHOD:       http.StatusMethodNotAllowed,
 	zenklav.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	zenklav.EINTERNAL:     http.StatusInternalServerError,
 }

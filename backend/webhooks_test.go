@@ -180,3 +180,39 @@ func TestHealthAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestReadyzNamesTheFailingDependency(t *testing.T) {
+	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
+		Registry: prometheus.NewRegistry(),
+		Ready: map[string]func(context.Context) error{
+			"kafka":      func(context.Context) error { return nil },
+			"clickhouse": func(context.Context) error { return zenklav.Errorf(zenklav.EUNAVAILABLE, "ping ClickHouse") },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	var body struct {
+		Ready  bool
+		Checks map[string]string
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusServiceUnavailable || body.Ready || body.Checks["kafka"] != "ok" || body.Checks["clickhouse"] != "ping ClickHouse" {
+		t.Fatalf("GET /readyz = %d %s", w.Code, w.Body)
+	}
+	// Without connections the server takes no webhooks at all.
+	w = httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/webhooks/zendesk/acme", strings.NewReader(created)))
+	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), `"code":"not_found"`) {
+		t.Errorf("POST a webhook to a health-only server = %d %s, want a JSON 404", w.Code, w.Body)
+	}
+	w = httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/healthz", nil))
+	if w.Code != http.StatusMethodNotAllowed || !strings.Contains(w.Body.String(), `"code":"method"`) {
+		t.Errorf("POST /healthz = %d %s, want a JSON 405", w.Code, w.Body)
+	}
+}
