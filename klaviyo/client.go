@@ -15,12 +15,12 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/internal/apiurl"
+	"github.com/zenklav/zenklav/internal/apiclient"
 )
 
 // Revision is the API revision every request asks for. Klaviyo requires the header on
@@ -99,8 +99,8 @@ func (e Event) Validate() error {
 	if strings.TrimSpace(e.Metric) == "" {
 		return errors.New("metric name is empty")
 	}
-	if len(e.Metric) >= 128 {
-		return fmt.Errorf("metric name is %d bytes; Klaviyo allows fewer than 128", len(e.Metric))
+	if n := utf8.RuneCountInString(e.Metric); n >= 128 {
+		return fmt.Errorf("metric name is %d characters; Klaviyo allows fewer than 128", n)
 	}
 	p := e.Profile
 	if p.Email == "" && p.PhoneNumber == "" && p.ExternalID == "" {
@@ -126,7 +126,7 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if logger == nil {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: logger is nil")
 	}
-	base, err := apiurl.ParseBase(cfg.BaseURL)
+	base, err := apiclient.ParseBase(cfg.BaseURL)
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new klaviyo client")
 	}
@@ -172,9 +172,27 @@ func (c *Client) BulkCreateEvents(ctx context.Context, events []Event) error {
 	}
 	var entries []bulkEntry
 	index := map[Profile]int{}
+	// Klaviyo refuses a whole bulk request that repeats a unique_id. At-least-once delivery
+	// makes an exact repeat normal (Klaviyo would keep the first anyway), so it is dropped
+	// here; a unique_id reused for another profile or metric is a bug, and refused.
+	type key struct {
+		profile Profile
+		metric  string
+	}
+	seen := map[string]key{}
 	for i, e := range events {
 		if err := e.Validate(); err != nil {
 			return zenklav.Wrap(zenklav.EINVALID, err, "%s: event %d", op, i)
+		}
+		if e.UniqueID != "" {
+			k := key{e.Profile, e.Metric}
+			if prev, ok := seen[e.UniqueID]; ok {
+				if prev == k {
+					continue
+				}
+				return zenklav.Errorf(zenklav.EINVALID, "%s: unique_id %q is used by two different events", op, e.UniqueID)
+			}
+			seen[e.UniqueID] = k
 		}
 		n, ok := index[e.Profile]
 		if !ok {
@@ -309,7 +327,7 @@ func kindOf(status int) string {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		// Both mean the key needs fixing (403 is a key without the events:write scope).
 		return zenklav.EUNAUTHORIZED
-	case status == http.StatusTooManyRequests || status >= 500:
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
 		return zenklav.EUNAVAILABLE
 	default:
 		return zenklav.EINVALID
@@ -374,7 +392,7 @@ func RetryAfter(err error) time.Duration {
 }
 
 func newAPIError(resp *http.Response, body []byte) *APIError {
-	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: apiclient.RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var shape struct {
 		Errors []ErrorDetail `json:"errors"`
 	}
@@ -382,18 +400,4 @@ func newAPIError(resp *http.Response, body []byte) *APIError {
 		e.Errors = shape.Errors
 	}
 	return e
-}
-
-// parseRetryAfter reads a Retry-After value: seconds, as Klaviyo sends it, or an HTTP date.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		return time.Duration(max(s, 0)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now).Round(time.Second)
-	}
-	return 0
 }

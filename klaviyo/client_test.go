@@ -136,6 +136,27 @@ func TestDeduplication(t *testing.T) {
 	sim.AssertNoViolations(t)
 }
 
+// TestBulkDropsRedeliveredDuplicates: the same event twice in one batch (at-least-once
+// delivery) is sent once, instead of making Klaviyo refuse the whole request.
+func TestBulkDropsRedeliveredDuplicates(t *testing.T) {
+	sim := klaviyotest.NewServer()
+	defer sim.Close()
+	const key = "pk_dup_0123456789"
+	sim.AddAccount(key)
+	c, err := klaviyo.NewClient(slog.New(slog.DiscardHandler), klaviyo.ClientConfig{BaseURL: sim.URL, PrivateKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := event("a@example.com", "Opened Ticket", "acme:1:opened:e1")
+	if err := c.BulkCreateEvents(context.Background(), []klaviyo.Event{e, event("b@example.com", "Opened Ticket", "acme:2:opened:e2"), e}); err != nil {
+		t.Fatalf("a batch with a redelivered event: %v", err)
+	}
+	if got := sim.Events(key); len(got) != 2 {
+		t.Fatalf("simulator holds %d events, want 2", len(got))
+	}
+	sim.AssertNoViolations(t)
+}
+
 func TestErrors(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -145,11 +166,11 @@ func TestErrors(t *testing.T) {
 		wantStatus int // 0: the client refuses before sending
 	}{
 		{
-			name: "bulk repeats a unique_id",
+			name: "bulk reuses a unique_id for another profile",
 			call: func(_ *klaviyotest.Server, c *klaviyo.Client) error {
 				return c.BulkCreateEvents(ctx, []klaviyo.Event{event("a@example.com", "Opened Ticket", "dup"), event("b@example.com", "Opened Ticket", "dup")})
 			},
-			wantKind: zenklav.EINVALID, wantStatus: http.StatusBadRequest,
+			wantKind: zenklav.EINVALID, wantStatus: 0,
 		},
 		{
 			name: "unknown key",

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/internal/apiurl"
+	"github.com/zenklav/zenklav/internal/apiclient"
 )
 
 // DefaultTimeout bounds one HTTP call when ClientConfig.Timeout is zero. Zendesk answers
@@ -51,7 +51,10 @@ func (c ClientConfig) String() string {
 	return fmt.Sprintf("{BaseURL:%s Email:%s APIToken:[redacted] Timeout:%s}", c.BaseURL, c.Email, c.Timeout)
 }
 
-// LogValue keeps the API token out of logs.
+// GoString keeps %#v from printing the token too.
+func (c ClientConfig) GoString() string { return "zendesk.ClientConfig" + c.String() }
+
+// LogValue keeps slog from printing the token.
 func (c ClientConfig) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("base_url", c.BaseURL),
@@ -76,7 +79,7 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if logger == nil {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: logger is nil")
 	}
-	base, err := apiurl.ParseBase(cfg.BaseURL)
+	base, err := apiclient.ParseBase(cfg.BaseURL)
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new zendesk client")
 	}
@@ -287,7 +290,7 @@ func kindOf(status int) string {
 		// a token whose user may not read the resource, not a caller of zenklav
 		// overstepping.
 		return zenklav.EUNAUTHORIZED
-	case status == http.StatusTooManyRequests || status >= 500:
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
 		return zenklav.EUNAVAILABLE
 	default:
 		return zenklav.EINVALID
@@ -330,7 +333,7 @@ func RetryAfter(err error) time.Duration {
 }
 
 func newAPIError(resp *http.Response, body []byte) *APIError {
-	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: apiclient.RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	// Zendesk uses several error shapes: {"error":"RecordNotFound","description":"Not
 	// found"}, {"error":{"title":…,"message":…}} and {"errors":[{"code":…,"title":…}]}.
 	var shape struct {
@@ -362,21 +365,4 @@ func newAPIError(resp *http.Response, body []byte) *APIError {
 		e.Description = cmp.Or(e.Description, first.Detail, first.Title)
 	}
 	return e
-}
-
-// parseRetryAfter reads a Retry-After value: seconds, as Zendesk sends it, or an HTTP date.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now).Round(time.Second)
-	}
-	return 0
 }

@@ -387,6 +387,7 @@ func TestClientNeverLogsToken(t *testing.T) {
 		"logs":            logs.String(),
 		"config %v":       fmt.Sprintf("%v", cfg),
 		"config %+v":      fmt.Sprintf("%+v", cfg),
+		"config %#v":      fmt.Sprintf("%#v", cfg),
 		"not found error": errFound.Error(),
 		"auth error":      errAuth.Error(),
 	} {

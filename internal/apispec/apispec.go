@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/routers"
@@ -112,8 +111,15 @@ func (rec *Recorder) Violations() []Violation {
 	return slices.Clone(rec.v)
 }
 
+// TB is the part of testing.TB that AssertNoViolations needs; taking it instead of
+// testing.TB keeps the testing package out of binaries that run a simulator (sandbox mode).
+type TB interface {
+	Helper()
+	Errorf(format string, args ...any)
+}
+
 // AssertNoViolations fails t for each violation recorded.
-func (rec *Recorder) AssertNoViolations(t testing.TB) {
+func (rec *Recorder) AssertNoViolations(t TB) {
 	t.Helper()
 	for _, v := range rec.Violations() {
 		t.Errorf("%s", v)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zenklav/zenklav/klaviyo"
 )
@@ -29,17 +30,16 @@ type window struct {
 	used  int
 }
 
-// take counts one request in w of length d allowing max; when the window is used up it
-// returns how long until it resets and false.
-func (w *window) take(now time.Time, d time.Duration, max int) (time.Duration, bool) {
+// wait returns how long until w, of length d allowing max, has room for one more request:
+// 0 when it has room now.
+func (w *window) wait(now time.Time, d time.Duration, max int) time.Duration {
 	if now.Sub(w.start) >= d || now.Before(w.start) {
 		w.start, w.used = now, 0
 	}
 	if w.used >= max {
-		return w.start.Add(d).Sub(now), false
+		return w.start.Add(d).Sub(now)
 	}
-	w.used++
-	return 0, true
+	return 0
 }
 
 // account is one Klaviyo account: what it accepted and its rate-limit windows.
@@ -54,22 +54,20 @@ func newAccount() *account {
 	return &account{seen: map[string]bool{}, second: map[string]*window{}, minute: map[string]*window{}}
 }
 
-// take counts a request of opID against both of its windows. A request refused by one
-// window is not counted in the other.
+// take counts a request of opID against both of its windows, or, when either is full,
+// counts nothing and returns the longer of the two waits: a client that honours it is not
+// refused again by the other window.
 func (a *account) take(opID string, lim limit, now time.Time) (time.Duration, bool) {
 	sec, min := a.second[opID], a.minute[opID]
 	if sec == nil {
 		sec, min = &window{}, &window{}
 		a.second[opID], a.minute[opID] = sec, min
 	}
-	savedSec := *sec
-	if wait, ok := sec.take(now, time.Second, lim.perSecond); !ok {
+	if wait := max(sec.wait(now, time.Second, lim.perSecond), min.wait(now, time.Minute, lim.perMinute)); wait > 0 {
 		return wait, false
 	}
-	if wait, ok := min.take(now, time.Minute, lim.perMinute); !ok {
-		*sec = savedSec
-		return wait, false
-	}
+	sec.used++
+	min.used++
 	return 0, true
 }
 
@@ -171,7 +169,7 @@ func check(p profileJSON, e eventJSON, received time.Time, pointer, profilePoint
 		return pending{}, &err
 	}
 	name := e.Metric.Data.Attributes.Name
-	if name == "" || len(name) >= 128 {
+	if name == "" || utf8.RuneCountInString(name) >= 128 {
 		err := invalid("The metric name must have between 1 and 127 characters.", pointer+"/metric/data/attributes/name")
 		return pending{}, &err
 	}

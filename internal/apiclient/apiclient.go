@@ -1,0 +1,55 @@
+// Package apiclient holds what zenklav's API clients (zendesk, klaviyo) do alike: checking
+// the base URL they are given and reading a Retry-After.
+package apiclient
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ParseBase parses raw as an API base URL: http(s), with a host, and without credentials, a
+// query or a fragment, which would end up in error messages and logs that quote URLs. A
+// trailing slash is dropped so paths can be appended. Its errors never quote raw, which may
+// hold a password.
+func ParseBase(raw string) (*url.URL, error) {
+	base, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil {
+		return nil, errors.New("base url does not parse")
+	}
+	if base.Scheme != "https" && base.Scheme != "http" || base.Host == "" {
+		return nil, errors.New("base url must be an http(s) URL with a host")
+	}
+	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+		return nil, errors.New("base url must not carry credentials, a query or a fragment")
+	}
+	return base, nil
+}
+
+// MaxRetryAfter bounds the wait a server can ask for: a wrong or hostile header must not stall
+// a worker for days.
+const MaxRetryAfter = time.Hour
+
+// RetryAfter reads a Retry-After value, whole seconds or an HTTP date, as a wait from now,
+// rounded up to the second so a retry never comes early, and at most MaxRetryAfter. An empty
+// or unreadable value is 0.
+func RetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		return time.Duration(min(s, int64(MaxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		d := min(t.Sub(now), MaxRetryAfter)
+		return (d + time.Second - 1).Truncate(time.Second)
+	}
+	return 0
+}
