@@ -18,7 +18,7 @@ import (
 
 // Spec is a parsed OpenAPI document and its router.
 type Spec struct {
-	Doc    *openapi3.T
+	doc    *openapi3.T
 	Router routers.Router
 }
 
@@ -34,9 +34,9 @@ func Load(api string, data []byte, served []string) (*Spec, error) {
 	// The documents name the real hosts as servers, which the router would match on; the
 	// simulators answer on loopback, so routes match on path and method alone.
 	doc.Servers = nil
-	s := &Spec{Doc: doc}
+	s := &Spec{doc: doc}
 	for _, id := range served {
-		op := s.Operation(id)
+		op := s.operation(id)
 		if op == nil {
 			return nil, fmt.Errorf("load %s openapi spec: operation %s is missing", api, id)
 		}
@@ -50,9 +50,9 @@ func Load(api string, data []byte, served []string) (*Spec, error) {
 	return s, nil
 }
 
-// Operation returns the operation with the given operationId, or nil.
-func (s *Spec) Operation(id string) *openapi3.Operation {
-	for _, item := range s.Doc.Paths.Map() {
+// operation returns the operation with the given operationId, or nil.
+func (s *Spec) operation(id string) *openapi3.Operation {
+	for _, item := range s.doc.Paths.Map() {
 		for _, op := range item.Operations() {
 			if op.OperationID == id {
 				return op

@@ -187,10 +187,8 @@ func (s *Server) authenticate(_ context.Context, in *openapi3filter.Authenticati
 
 // call is one API request that passed validation.
 type call struct {
-	r       *http.Request
 	body    []byte
 	account *account
-	key     string
 }
 
 // answer is what a handler decided: a status and, for errors, the JSON:API error list.
@@ -273,7 +271,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.mu.Lock()
 			acct := s.accounts[key]
 			s.mu.Unlock()
-			a = h(s, &call{r: r, body: body, account: acct, key: key})
+			a = h(s, &call{body: body, account: acct})
 		} else {
 			a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
 		}
