@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,15 +99,14 @@ func TestBulkCreateEvents(t *testing.T) {
 	if len(got) != len(events) {
 		t.Fatalf("simulator holds %d events, want %d: %+v", len(got), len(events), got)
 	}
-	// The client groups events by profile, so a@'s two events arrive together.
-	ids := map[string]bool{}
+	// The bulk job holds one entry per profile, so a@'s two events arrive together, in the
+	// order given, before the phone profile's.
+	var order []string
 	for _, e := range got {
-		ids[e.UniqueID] = true
+		order = append(order, e.UniqueID)
 	}
-	for _, e := range events {
-		if !ids[e.UniqueID] {
-			t.Errorf("event %s was not stored", e.UniqueID)
-		}
+	if want := []string{"1:opened", "1:resolved", "2:opened"}; !slices.Equal(order, want) {
+		t.Errorf("stored in order %v, want %v", order, want)
 	}
 	sim.AssertNoViolations(t)
 }
