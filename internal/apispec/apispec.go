@@ -4,14 +4,20 @@
 package apispec
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 )
@@ -124,4 +130,109 @@ func (rec *Recorder) AssertNoViolations(t TB) {
 	for _, v := range rec.Violations() {
 		t.Errorf("%s", v)
 	}
+}
+
+// Refusals words a simulator's refusals the way its API does.
+type Refusals struct {
+	// NoOperation answers a request that matches no operation of the document (400).
+	NoOperation func(w http.ResponseWriter, r *http.Request, err error)
+	// Unauthenticated answers a request whose credentials fail (401).
+	Unauthenticated func(w http.ResponseWriter)
+	// Invalid answers a request that breaks the document (400).
+	Invalid func(w http.ResponseWriter, operationID string, err error)
+	// Broken answers in place of an answer of the simulator's own that breaks the document
+	// (500): a bug in the simulator, or in what a test stored in it.
+	Broken func(w http.ResponseWriter, err error)
+}
+
+// Handler serves one checked request: route is the operation it matched.
+type Handler func(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string)
+
+// Serve is the round every simulated request makes: find its operation, validate it
+// (authentication through auth; an authentication error that wraps quiet is a valid request
+// with credentials no account has, and is not recorded), let h answer into a buffer,
+// validate that answer too, and only then send it. Violations go to rec.
+func (s *Spec) Serve(w http.ResponseWriter, r *http.Request, rec *Recorder, auth openapi3filter.AuthenticationFunc,
+	quiet error, refuse Refusals, h Handler) {
+	route, params, err := s.Router.FindRoute(r)
+	if err != nil {
+		rec.Record(r, false, err)
+		refuse.NoOperation(w, r, err)
+		return
+	}
+	input := &openapi3filter.RequestValidationInput{
+		Request:    r,
+		PathParams: params,
+		Route:      route,
+		Options: &openapi3filter.Options{
+			AuthenticationFunc: auth,
+			// Without this every schema error carries the schema and value as indented
+			// JSON, which buries the one line that says what is wrong.
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+		},
+	}
+	if err := openapi3filter.ValidateRequest(r.Context(), input); err != nil {
+		var authErr *openapi3filter.SecurityRequirementsError
+		if errors.As(err, &authErr) {
+			if quiet == nil || !errors.Is(err, quiet) {
+				rec.Record(r, false, err)
+			}
+			refuse.Unauthenticated(w)
+			return
+		}
+		rec.Record(r, false, err)
+		refuse.Invalid(w, route.Operation.OperationID, err)
+		return
+	}
+
+	buf := httptest.NewRecorder()
+	h(buf, r, route, params)
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: input,
+		Status:                 buf.Code,
+		Header:                 buf.Header(),
+		Body:                   io.NopCloser(bytes.NewReader(buf.Body.Bytes())),
+		Options:                input.Options,
+	}
+	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
+		rec.Record(r, true, err)
+		refuse.Broken(w, err)
+		return
+	}
+	for k, v := range buf.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(buf.Code)
+	w.Write(buf.Body.Bytes()) //nolint:errcheck // the client went away; nothing to do
+}
+
+// Window counts requests in a fixed window that starts with its first request, the way
+// Zendesk and Klaviyo document their limits.
+type Window struct {
+	start time.Time
+	used  int
+}
+
+// Wait returns how long until the window, of length d allowing max requests, has room for
+// one more: 0 when it has room now.
+func (w *Window) Wait(now time.Time, d time.Duration, max int) time.Duration {
+	if now.Sub(w.start) >= d || now.Before(w.start) {
+		w.start, w.used = now, 0
+	}
+	if w.used >= max {
+		return w.start.Add(d).Sub(now)
+	}
+	return 0
+}
+
+// Take counts one request.
+func (w *Window) Take() { w.used++ }
+
+// Used is how many requests the current window has counted.
+func (w *Window) Used() int { return w.used }
+
+// RetryAfterSeconds is the Retry-After value for a wait: whole seconds, rounded up, at
+// least 1.
+func RetryAfterSeconds(wait time.Duration) int {
+	return max(1, int((wait+time.Second-1)/time.Second))
 }

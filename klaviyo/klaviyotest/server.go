@@ -30,10 +30,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
-
 	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/klaviyo"
 )
@@ -51,7 +49,7 @@ type Server struct {
 	URL string
 
 	logger *slog.Logger
-	router routers.Router
+	spec   *apispec.Spec
 	ts     *httptest.Server
 
 	mu         sync.Mutex
@@ -76,7 +74,7 @@ func New(logger *slog.Logger) (*Server, error) {
 	return &Server{
 		Recorder: apispec.NewRecorder("Klaviyo", logger),
 		logger:   logger,
-		router:   sp.Router,
+		spec:     sp,
 		now:      time.Now,
 		accounts: map[string]*account{},
 	}, nil
@@ -231,74 +229,43 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	route, params, err := s.router.FindRoute(r)
-	if err != nil {
-		s.Record(r, false, err)
-		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("%s %s is not an operation of Klaviyo's OpenAPI spec: %v", r.Method, r.URL.Path, err), ""))
-		return
-	}
-	input := &openapi3filter.RequestValidationInput{
-		Request:    r,
-		PathParams: params,
-		Route:      route,
-		Options: &openapi3filter.Options{
-			AuthenticationFunc: s.authenticate,
-			// Without this every schema error carries the schema and value as indented
-			// JSON, which buries the one line that says what is wrong.
-			SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
-		},
-	}
-	if err := openapi3filter.ValidateRequest(r.Context(), input); err != nil {
-		var authErr *openapi3filter.SecurityRequirementsError
-		if errors.As(err, &authErr) {
-			if !errors.Is(err, errUnknownKey) {
-				s.Record(r, false, err)
+	s.spec.Serve(w, r, s.Recorder, s.authenticate, errUnknownKey, refusals,
+		func(w http.ResponseWriter, r *http.Request, route *routers.Route, _ map[string]string) {
+			key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
+			opID := route.Operation.OperationID
+			a := s.admit(w, key, opID)
+			if a.status == 0 {
+				if h, ok := handlers[opID]; ok {
+					s.mu.Lock()
+					acct := s.accounts[key]
+					s.mu.Unlock()
+					a = h(s, &call{body: body, account: acct})
+				} else {
+					a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
+				}
 			}
-			writeErrors(w, http.StatusUnauthorized, apiError{Code: "authentication_failed", Title: "Incorrect authentication credentials.", Detail: "Incorrect authentication credentials."})
-			return
-		}
-		s.Record(r, false, err)
-		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("request does not conform to Klaviyo's OpenAPI spec (operation %s): %v", route.Operation.OperationID, err), ""))
-		return
-	}
+			if len(a.errors) > 0 {
+				writeErrors(w, a.status, a.errors...)
+			} else {
+				w.WriteHeader(a.status)
+			}
+		})
+}
 
-	key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
-	opID := route.Operation.OperationID
-	rec := httptest.NewRecorder()
-	a := s.admit(rec, key, opID)
-	if a.status == 0 {
-		if h, ok := handlers[opID]; ok {
-			s.mu.Lock()
-			acct := s.accounts[key]
-			s.mu.Unlock()
-			a = h(s, &call{body: body, account: acct})
-		} else {
-			a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
-		}
-	}
-	if len(a.errors) > 0 {
-		writeErrors(rec, a.status, a.errors...)
-	} else {
-		rec.WriteHeader(a.status)
-	}
-
-	out := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: input,
-		Status:                 rec.Code,
-		Header:                 rec.Header(),
-		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
-		Options:                input.Options,
-	}
-	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
-		s.Record(r, true, err)
+// refusals are Klaviyo's answers to requests it will not serve.
+var refusals = apispec.Refusals{
+	NoOperation: func(w http.ResponseWriter, r *http.Request, err error) {
+		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("%s %s is not an operation of Klaviyo's OpenAPI spec: %v", r.Method, r.URL.Path, err), ""))
+	},
+	Unauthenticated: func(w http.ResponseWriter) {
+		writeErrors(w, http.StatusUnauthorized, apiError{Code: "authentication_failed", Title: "Incorrect authentication credentials.", Detail: "Incorrect authentication credentials."})
+	},
+	Invalid: func(w http.ResponseWriter, op string, err error) {
+		writeErrors(w, http.StatusBadRequest, invalid(fmt.Sprintf("request does not conform to Klaviyo's OpenAPI spec (operation %s): %v", op, err), ""))
+	},
+	Broken: func(w http.ResponseWriter, err error) {
 		writeErrors(w, http.StatusInternalServerError, apiError{Code: "error", Title: "A server error occurred.", Detail: fmt.Sprintf("klaviyotest built an answer that does not conform to Klaviyo's OpenAPI spec: %v", err)})
-		return
-	}
-	for k, v := range rec.Header() {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(rec.Code)
-	w.Write(rec.Body.Bytes())
+	},
 }
 
 // admit applies injected failures and the rate limit of opID for the account of key. It
@@ -320,7 +287,7 @@ func (s *Server) admit(w http.ResponseWriter, key, opID string) answer {
 	}
 	wait, ok := s.accounts[key].take(opID, lim, s.now())
 	if !ok {
-		secs := max(1, int((wait+time.Second-1)/time.Second))
+		secs := apispec.RetryAfterSeconds(wait)
 		w.Header().Set("Retry-After", fmt.Sprint(secs))
 		return answer{status: http.StatusTooManyRequests, errors: []apiError{throttled(secs)}}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/klaviyo"
 )
 
@@ -23,35 +24,16 @@ var limits = map[string]limit{
 	"bulk_create_events": {perSecond: 10, perMinute: 150},
 }
 
-// window counts requests in a fixed window that starts with its first request; Klaviyo
-// documents its limits as fixed one-second (burst) and one-minute (steady) windows.
-type window struct {
-	start time.Time
-	used  int
-}
-
-// wait returns how long until w, of length d allowing max, has room for one more request:
-// 0 when it has room now.
-func (w *window) wait(now time.Time, d time.Duration, max int) time.Duration {
-	if now.Sub(w.start) >= d || now.Before(w.start) {
-		w.start, w.used = now, 0
-	}
-	if w.used >= max {
-		return w.start.Add(d).Sub(now)
-	}
-	return 0
-}
-
 // account is one Klaviyo account: what it accepted and its rate-limit windows.
 type account struct {
 	events []klaviyo.Event
 	seen   map[string]bool // dedup keys of accepted events
-	second map[string]*window
-	minute map[string]*window
+	second map[string]*apispec.Window
+	minute map[string]*apispec.Window
 }
 
 func newAccount() *account {
-	return &account{seen: map[string]bool{}, second: map[string]*window{}, minute: map[string]*window{}}
+	return &account{seen: map[string]bool{}, second: map[string]*apispec.Window{}, minute: map[string]*apispec.Window{}}
 }
 
 // take counts a request of opID against both of its windows, or, when either is full,
@@ -60,14 +42,14 @@ func newAccount() *account {
 func (a *account) take(opID string, lim limit, now time.Time) (time.Duration, bool) {
 	sec, min := a.second[opID], a.minute[opID]
 	if sec == nil {
-		sec, min = &window{}, &window{}
+		sec, min = &apispec.Window{}, &apispec.Window{}
 		a.second[opID], a.minute[opID] = sec, min
 	}
-	if wait := max(sec.wait(now, time.Second, lim.perSecond), min.wait(now, time.Minute, lim.perMinute)); wait > 0 {
+	if wait := max(sec.Wait(now, time.Second, lim.perSecond), min.Wait(now, time.Minute, lim.perMinute)); wait > 0 {
 		return wait, false
 	}
-	sec.used++
-	min.used++
+	sec.Take()
+	min.Take()
 	return 0, true
 }
 

@@ -15,13 +15,11 @@
 package zendesktest
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -29,7 +27,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 
@@ -63,7 +60,7 @@ type Server struct {
 	URL string
 
 	logger  *slog.Logger
-	router  routers.Router
+	spec    *apispec.Spec
 	ts      *httptest.Server
 	webhook *http.Client
 	created time.Time // created_at of users, groups and brands
@@ -74,8 +71,7 @@ type Server struct {
 	now        func() time.Time
 	accountID  int64
 	limit      int
-	window     time.Time // start of the current rate-limit minute
-	used       int       // requests counted in the current minute
+	window     apispec.Window // the rate-limit minute
 	target     string    // webhook target of the sandbox endpoint
 	secret     string
 	tickets    map[int64]zendesk.Ticket
@@ -102,7 +98,7 @@ func New(logger *slog.Logger) (*Server, error) {
 	return &Server{
 		Recorder: apispec.NewRecorder("Zendesk", logger),
 		logger:   logger,
-		router:   sp.Router,
+		spec:     sp,
 		// Zendesk gives a webhook endpoint ten seconds to answer.
 		webhook:   &http.Client{Timeout: 10 * time.Second},
 		created:   time.Now().UTC().Truncate(time.Second),
@@ -239,65 +235,34 @@ var handlers = map[string]handler{
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
-	route, params, err := s.router.FindRoute(r)
-	if err != nil {
-		s.Record(r, false, err)
-		writeJSON(w, http.StatusBadRequest, errorBody("InvalidEndpoint", fmt.Sprintf("%s %s is not an operation of Zendesk's OpenAPI spec: %v", r.Method, r.URL.Path, err)))
-		return
-	}
-	input := &openapi3filter.RequestValidationInput{
-		Request:    r,
-		PathParams: params,
-		Route:      route,
-		Options: &openapi3filter.Options{
-			AuthenticationFunc: s.authenticate,
-			// Without this every schema error carries the schema and value as indented
-			// JSON, which buries the one line that says what is wrong.
-			SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
-		},
-	}
-	if err := openapi3filter.ValidateRequest(r.Context(), input); err != nil {
-		var authErr *openapi3filter.SecurityRequirementsError
-		if errors.As(err, &authErr) {
-			if !errors.Is(err, errBadCredentials) {
-				s.Record(r, false, err)
+	s.spec.Serve(w, r, s.Recorder, s.authenticate, errBadCredentials, refusals,
+		func(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string) {
+			switch h, ok := handlers[route.Operation.OperationID]; {
+			case !s.allow(w):
+				writeJSON(w, http.StatusTooManyRequests, errorBody("TooManyRequests", "Rate limit exceeded; retry after the number of seconds in Retry-After"))
+			case ok:
+				status, body := h(s, &call{r: r, params: params, base: baseURL(r)})
+				writeJSON(w, status, body)
+			default:
+				writeJSON(w, http.StatusNotImplemented, errorBody("NotSimulated", fmt.Sprintf("zendesktest does not simulate %s (%s %s)", route.Operation.OperationID, r.Method, route.Path)))
 			}
-			// Zendesk's answer to a request it cannot authenticate.
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Couldn't authenticate you"})
-			return
-		}
-		s.Record(r, false, err)
-		writeJSON(w, http.StatusBadRequest, errorBody("InvalidRequest", fmt.Sprintf("request does not conform to Zendesk's OpenAPI spec (operation %s): %v", route.Operation.OperationID, err)))
-		return
-	}
+		})
+}
 
-	rec := httptest.NewRecorder()
-	if !s.allow(rec) {
-		writeJSON(rec, http.StatusTooManyRequests, errorBody("TooManyRequests", "Rate limit exceeded; retry after the number of seconds in Retry-After"))
-	} else if h, ok := handlers[route.Operation.OperationID]; ok {
-		status, body := h(s, &call{r: r, params: params, base: baseURL(r)})
-		writeJSON(rec, status, body)
-	} else {
-		writeJSON(rec, http.StatusNotImplemented, errorBody("NotSimulated", fmt.Sprintf("zendesktest does not simulate %s (%s %s)", route.Operation.OperationID, r.Method, route.Path)))
-	}
-
-	out := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: input,
-		Status:                 rec.Code,
-		Header:                 rec.Header(),
-		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
-		Options:                input.Options,
-	}
-	if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
-		s.Record(r, true, err)
+// refusals are Zendesk's answers to requests it will not serve.
+var refusals = apispec.Refusals{
+	NoOperation: func(w http.ResponseWriter, r *http.Request, err error) {
+		writeJSON(w, http.StatusBadRequest, errorBody("InvalidEndpoint", fmt.Sprintf("%s %s is not an operation of Zendesk's OpenAPI spec: %v", r.Method, r.URL.Path, err)))
+	},
+	Unauthenticated: func(w http.ResponseWriter) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Couldn't authenticate you"})
+	},
+	Invalid: func(w http.ResponseWriter, op string, err error) {
+		writeJSON(w, http.StatusBadRequest, errorBody("InvalidRequest", fmt.Sprintf("request does not conform to Zendesk's OpenAPI spec (operation %s): %v", op, err)))
+	},
+	Broken: func(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusInternalServerError, errorBody("SimulatorError", fmt.Sprintf("zendesktest built an answer that does not conform to Zendesk's OpenAPI spec: %v", err)))
-		return
-	}
-	for k, v := range rec.Header() {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(rec.Code)
-	w.Write(rec.Body.Bytes())
+	},
 }
 
 // allow counts a request against the per-minute limit and sets Zendesk's rate-limit
@@ -305,19 +270,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 func (s *Server) allow(w http.ResponseWriter) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	if now.Sub(s.window) >= time.Minute || now.Before(s.window) {
-		s.window, s.used = now, 0
-	}
 	w.Header().Set("X-Rate-Limit", fmt.Sprint(s.limit))
-	if s.used >= s.limit {
+	if wait := s.window.Wait(s.now(), time.Minute, s.limit); wait > 0 {
 		w.Header().Set("X-Rate-Limit-Remaining", "0")
-		wait := s.window.Add(time.Minute).Sub(now)
-		w.Header().Set("Retry-After", fmt.Sprint(max(1, int((wait+time.Second-1)/time.Second))))
+		w.Header().Set("Retry-After", fmt.Sprint(apispec.RetryAfterSeconds(wait)))
 		return false
 	}
-	s.used++
-	w.Header().Set("X-Rate-Limit-Remaining", fmt.Sprint(s.limit-s.used))
+	s.window.Take()
+	w.Header().Set("X-Rate-Limit-Remaining", fmt.Sprint(s.limit-s.window.Used()))
 	return true
 }
 
