@@ -72,7 +72,7 @@ type Server struct {
 	accountID  int64
 	limit      int
 	window     apispec.Window // the rate-limit minute
-	target     string    // webhook target of the sandbox endpoint
+	target     string         // webhook target of the sandbox endpoint
 	secret     string
 	tickets    map[int64]zendesk.Ticket
 	users      map[int64]zendesk.User
