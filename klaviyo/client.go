@@ -318,20 +318,7 @@ func (c *Client) post(ctx context.Context, op, path string, body any) error {
 	if err != nil {
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
 	}
-	return zenklav.Wrap(kindOf(resp.StatusCode), newAPIError(resp, answer), "%s", op)
-}
-
-// kindOf maps a Klaviyo status to the error kind that decides what zenklav does next.
-func kindOf(status int) string {
-	switch {
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		// Both mean the key needs fixing (403 is a key without the events:write scope).
-		return zenklav.EUNAUTHORIZED
-	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
-		return zenklav.EUNAVAILABLE
-	default:
-		return zenklav.EINVALID
-	}
+	return zenklav.Wrap(apiclient.Kind(resp.StatusCode), newAPIError(resp, answer), "%s", op)
 }
 
 // ErrorDetail is one entry of Klaviyo's JSON:API error list. Klaviyo also sends each

@@ -280,21 +280,13 @@ func (c *Client) get(ctx context.Context, op, rawURL string, out any) error {
 	return nil
 }
 
-// kindOf maps a Zendesk status to the error kind that decides what zenklav does next.
+// kindOf maps a Zendesk status to an error kind: a lookup by id that finds nothing is
+// not_found, which callers tell apart; the rest is what every API client decides.
 func kindOf(status int) string {
-	switch {
-	case status == http.StatusNotFound:
+	if status == http.StatusNotFound {
 		return zenklav.ENOTFOUND
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		// For an integration both mean the connection's credentials need fixing: 403 is
-		// a token whose user may not read the resource, not a caller of zenklav
-		// overstepping.
-		return zenklav.EUNAUTHORIZED
-	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
-		return zenklav.EUNAVAILABLE
-	default:
-		return zenklav.EINVALID
 	}
+	return apiclient.Kind(status)
 }
 
 // APIError is an answer from Zendesk other than 2xx. The client returns it wrapped in a

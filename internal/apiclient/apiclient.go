@@ -1,5 +1,6 @@
 // Package apiclient holds what zenklav's API clients (zendesk, klaviyo) do alike: checking
-// the base URL they are given and reading a Retry-After.
+// the base URL they are given, deciding what an error status means, and reading a
+// Retry-After.
 package apiclient
 
 import (
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zenklav/zenklav"
 )
 
 // ParseBase parses raw as an API base URL: http(s), with a host, and without credentials, a
@@ -27,6 +30,21 @@ func ParseBase(raw string) (*url.URL, error) {
 		return nil, errors.New("base url must not carry credentials, a query or a fragment")
 	}
 	return base, nil
+}
+
+// Kind maps an API's error status to the error kind that decides what zenklav does next.
+func Kind(status int) string {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		// For an integration both mean the connection's credentials need fixing (a token
+		// without the scope, a user who may not read the resource), not a caller of zenklav
+		// overstepping.
+		return zenklav.EUNAUTHORIZED
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
+		return zenklav.EUNAVAILABLE
+	default:
+		return zenklav.EINVALID
+	}
 }
 
 // MaxRetryAfter bounds the wait a server can ask for: a wrong or hostile header must not stall
