@@ -157,19 +157,9 @@ func decodeEvent(data []byte, e *schemas.TicketEvent) error {
 
 func (s *Sink) deadLetter(ctx context.Context, bad []badMessage) error {
 	out := make([]Message, len(bad))
+	now := time.Now()
 	for i, b := range bad {
-		out[i] = Message{
-			Topic: schemas.TicketEventsDLQTopic,
-			Key:   b.msg.Key,
-			Value: b.msg.Value,
-			Headers: map[string]string{
-				"zenklav-role":         "sink",
-				"zenklav-reason":       b.reason,
-				"zenklav-origin":       position(b.msg),
-				"zenklav-origin-topic": b.msg.Topic,
-				"zenklav-failed-at":    time.Now().UTC().Format(time.RFC3339),
-			},
-		}
+		out[i] = DeadLetter{Msg: b.msg, Role: "sink", Reason: b.reason}.message(now)
 		s.logger.Warn("dead-lettering message", "at", position(b.msg), "reason", b.reason)
 	}
 	if err := s.dlq.Publish(ctx, out...); err != nil {
