@@ -51,6 +51,10 @@ type Config struct {
 	JWTSigningKey      Secret        // ZENKLAV_JWT_SIGNING_KEY
 	SinkBatchSize      int           // ZENKLAV_SINK_BATCH_SIZE
 	SinkBatchWait      time.Duration // ZENKLAV_SINK_BATCH_WAIT
+	// EmitterRetryFor (ZENKLAV_EMITTER_RETRY_FOR) is how long the emitter retries a Klaviyo
+	// or Zendesk failure that may pass (5xx, timeouts, 429, a key being fixed) before the
+	// event goes to the dead-letter topic for `zenklav replay`.
+	EmitterRetryFor time.Duration
 	// TopicPartitions (ZENKLAV_TOPIC_PARTITIONS) is used when zenklav creates its topics. It
 	// caps how many members of a consumer group share the work, but every partition also
 	// costs the producer one Kafka request per batch window: with kafka-go's per-partition
@@ -76,6 +80,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		JWTSigningKey:      Secret(getenv("ZENKLAV_JWT_SIGNING_KEY")),
 		SinkBatchSize:      50_000,
 		SinkBatchWait:      time.Second,
+		EmitterRetryFor:    15 * time.Minute,
 		TopicPartitions:    4,
 		DataDir:            cmp.Or(getenv("ZENKLAV_DATA_DIR"), ".data/run"),
 		PprofAddr:          getenv("ZENKLAV_PPROF_ADDR"),
@@ -97,14 +102,27 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if err := intEnv(getenv, "ZENKLAV_TOPIC_PARTITIONS", &c.TopicPartitions); err != nil {
 		return c, err
 	}
-	if v := getenv("ZENKLAV_SINK_BATCH_WAIT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return c, fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT=%q is not a duration such as 500ms", v)
-		}
-		c.SinkBatchWait = d
+	if err := durationEnv(getenv, "ZENKLAV_SINK_BATCH_WAIT", &c.SinkBatchWait); err != nil {
+		return c, err
+	}
+	if err := durationEnv(getenv, "ZENKLAV_EMITTER_RETRY_FOR", &c.EmitterRetryFor); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
+}
+
+// durationEnv sets *d from the environment variable name when it is set.
+func durationEnv(getenv func(string) string, name string, d *time.Duration) error {
+	v := getenv(name)
+	if v == "" {
+		return nil
+	}
+	parsed, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%s=%q is not a duration such as 500ms or 15m", name, v)
+	}
+	*d = parsed
+	return nil
 }
 
 // Validate fails fast, with a message that names the setting, on a value that cannot work.
@@ -116,6 +134,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ZENKLAV_SINK_BATCH_SIZE=%d is outside 1..1000000", c.SinkBatchSize)
 	case c.SinkBatchWait <= 0:
 		return fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT must be positive")
+	case c.EmitterRetryFor <= 0:
+		return fmt.Errorf("ZENKLAV_EMITTER_RETRY_FOR must be positive")
 	case c.EmbeddedKafkaPort < 0 || c.EmbeddedKafkaPort > 65535:
 		return fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%d is not a port", c.EmbeddedKafkaPort)
 	case c.TopicPartitions < 1 || c.TopicPartitions > 1000:

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -35,6 +36,13 @@ const DefaultTimeout = 10 * time.Second
 
 // MaxBulkEvents is the most events Klaviyo accepts in one bulk create request.
 const MaxBulkEvents = 1000
+
+// MaxPayloadBytes is the largest request body Klaviyo accepts: "5MB", read as the smaller
+// decimal megabytes.
+const MaxPayloadBytes = 5_000_000
+
+// MaxStringBytes is the longest string Klaviyo accepts in an event ("100KB", decimal).
+const MaxStringBytes = 100_000
 
 // maxBody bounds what the client reads from one answer; Klaviyo's answers to event
 // creation are empty or a short error list.
@@ -119,6 +127,7 @@ type Client struct {
 	key     string
 	http    *http.Client
 	timeout time.Duration
+	buckets map[string]*bucket // by path: the account's rate limits, one bucket per endpoint
 }
 
 // NewClient returns a client for the account whose private key is cfg.PrivateKey.
@@ -136,7 +145,11 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if cfg.Timeout < 0 {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: timeout %s is negative", cfg.Timeout)
 	}
-	c := &Client{logger: logger, base: base, key: cfg.PrivateKey, http: cfg.HTTPClient, timeout: cfg.Timeout}
+	c := &Client{logger: logger, base: base, key: cfg.PrivateKey, http: cfg.HTTPClient, timeout: cfg.Timeout,
+		buckets: make(map[string]*bucket, len(limitsByPath))}
+	for path, l := range limitsByPath {
+		c.buckets[path] = newBucket(l)
+	}
 	if c.http == nil {
 		c.http = &http.Client{}
 	}
@@ -280,11 +293,21 @@ func profileObject(p Profile) profileData {
 	return profileData{Type: "profile", Attributes: attrs}
 }
 
-// post sends body as JSON:API to path and expects a 2xx answer, whose body is ignored.
+// post sends body as JSON:API to path and expects a 2xx answer, whose body is ignored. It
+// waits for the endpoint's rate limit first, so callers may send as fast as they like.
 func (c *Client) post(ctx context.Context, op, path string, body any) error {
 	payload, err := json.Marshal(body)
 	if err != nil {
 		return zenklav.Wrap(zenklav.EINVALID, err, "%s: encode body", op)
+	}
+	if len(payload) > MaxPayloadBytes {
+		return zenklav.Errorf(zenklav.ETOOLARGE, "%s: body is %d bytes; Klaviyo accepts at most %d", op, len(payload), MaxPayloadBytes)
+	}
+	b := c.buckets[path]
+	if b != nil {
+		if err := b.wait(ctx); err != nil {
+			return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: wait for the rate limit", op)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -313,12 +336,19 @@ func (c *Client) post(ctx context.Context, op, path string, body any) error {
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	c.logger.DebugContext(ctx, "klaviyo call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		if b != nil {
+			b.succeeded()
+		}
 		return nil
 	}
 	if err != nil {
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
 	}
-	return zenklav.Wrap(apiclient.Kind(resp.StatusCode), newAPIError(resp, answer), "%s", op)
+	apiErr := newAPIError(resp, answer)
+	if resp.StatusCode == http.StatusTooManyRequests && b != nil {
+		b.throttled(apiErr.RetryAfter)
+	}
+	return zenklav.Wrap(apiclient.Kind(resp.StatusCode), apiErr, "%s", op)
 }
 
 // ErrorDetail is one entry of Klaviyo's JSON:API error list. Klaviyo also sends each
@@ -366,6 +396,19 @@ func (e *APIError) Error() string {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
 	}
 	return b.String()
+}
+
+// Throttled reports whether the answer was a rate limit's refusal (429).
+func (e *APIError) Throttled() bool { return e.StatusCode == http.StatusTooManyRequests }
+
+// Response is the answer in short, for a dead letter's headers: the status and Klaviyo's
+// error list as JSON.
+func (e *APIError) Response() string {
+	b, err := json.Marshal(map[string]any{"status": e.StatusCode, "errors": e.Errors})
+	if err != nil {
+		return strconv.Itoa(e.StatusCode)
+	}
+	return string(b)
 }
 
 // RetryAfter returns how long Klaviyo asked the caller to wait if err carries such an

@@ -13,6 +13,7 @@ type banner struct {
 	kafka      string
 	clickhouse string
 	zendesk    string
+	klaviyo    string
 	pprof      string
 	sandbox    *sandbox
 }
@@ -29,9 +30,11 @@ func (b banner) print(w io.Writer) {
 	row("kafka", b.kafka)
 	row("clickhouse", b.clickhouse)
 	row("zendesk", b.zendesk)
+	row("klaviyo", b.klaviyo)
 	row("pprof", b.pprof)
 	if sb := b.sandbox; sb != nil {
 		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)
+		row("klaviyo", "SANDBOX MODE: Klaviyo is a simulator; watch the metrics arrive at "+sb.klaviyoURL+"/sandbox")
 		fmt.Fprintf(&s, "\nSend a correctly signed test webhook (a new ticket):\n\n  %s\n", sb.curlCommand())
 		fmt.Fprintf(&s, "\nOr have the simulator send one exactly as Zendesk does:\n\n  curl -sS -X POST '%s/sandbox/webhooks?event=ticket.created'\n", sb.url)
 	}

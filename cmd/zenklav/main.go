@@ -27,6 +27,7 @@ Usage: zenklav <command>
 Roles (run until stopped):
   all       every role in one process; embedded Kafka and sandbox mode when not configured
   api       HTTP: Zendesk webhooks in, health, metrics
+  emitter   turns ticket events into Klaviyo metrics (Opened Ticket, Resolved Ticket)
   sink      copies ticket events from Kafka into ClickHouse
 
 Tools:
@@ -42,7 +43,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("no command given")
 	}
 	switch args[0] {
-	case "all", "api", "sink":
+	case "all", "api", "emitter", "sink":
 		return runRoles(ctx, args[0], getenv, stdout)
 	case "migrate":
 		return migrate(ctx, getenv, stdout)

@@ -48,7 +48,7 @@ func newEnv(getenv func(string) string, stdout io.Writer) (*env, error) {
 	}, nil
 }
 
-// runRoles runs role ("all", "api" or "sink") until ctx ends or a part fails.
+// runRoles runs role ("all", "api", "emitter" or "sink") until ctx ends or a part fails.
 func runRoles(ctx context.Context, role string, getenv func(string) string, stdout io.Writer) error {
 	e, err := newEnv(getenv, stdout)
 	if err != nil {
@@ -108,15 +108,39 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		}
 	}
 
-	opts := backend.Options{Registry: e.registry, Ready: ready}
-	if role == "all" || role == "api" {
-		conns, sandbox, err := e.connections(ctx, role, &b)
+	var conns *config.Connections
+	var sb *sandbox
+	if role == "all" || role == "api" || role == "emitter" {
+		if conns, sb, err = e.connections(ctx, role, &b); err != nil {
+			return err
+		}
+		if sb != nil {
+			defer sb.Close()
+		}
+	}
+	var emitter *pipeline.Emitter
+	if role == "all" || role == "emitter" {
+		cfg := e.cfg
+		if sb != nil {
+			cfg.KlaviyoBaseURL, cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
+		}
+		logger := e.logger.With("role", "emitter")
+		rs, err := routes(logger, cfg, conns)
 		if err != nil {
 			return err
 		}
-		if sandbox != nil {
-			defer sandbox.Close()
+		emitter, err = pipeline.NewEmitter(logger, e.registry, pipeline.EmitterConfig{
+			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.EmitterGroup,
+			Routes: rs, RetryFor: cfg.EmitterRetryFor,
+		}, producer)
+		if err != nil {
+			return err
 		}
+		b.klaviyo = fmt.Sprintf("%s, %d connection(s) with a Klaviyo account", cfg.KlaviyoBaseURL, len(rs))
+	}
+
+	opts := backend.Options{Registry: e.registry, Ready: ready}
+	if role == "all" || role == "api" {
 		opts.Connections, opts.Publisher = conns, producer
 	}
 	srv, err := backend.New(e.logger.With("role", "api"), opts)
@@ -158,6 +182,9 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	if sink != nil {
 		start("sink", sink.Run)
 	}
+	if emitter != nil {
+		start("emitter", emitter.Run)
+	}
 	start("http", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	if pln != nil {
 		start("pprof", func(ctx context.Context) error { return servePprof(ctx, pln) })
@@ -184,7 +211,7 @@ func (e *env) connections(ctx context.Context, role string, b *banner) (*config.
 		return conns, nil, nil
 	}
 	if role != "all" {
-		return nil, nil, errors.New("ZENKLAV_CONNECTIONS_FILE is empty: only `zenklav all` runs in sandbox mode; give the api role a connections file")
+		return nil, nil, fmt.Errorf("ZENKLAV_CONNECTIONS_FILE is empty: only `zenklav all` runs in sandbox mode; give the %s role a connections file", role)
 	}
 	sb, err := startSandbox(ctx, e.logger.With("role", "sandbox"))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
 
@@ -20,15 +21,19 @@ const (
 	// sandboxSecret signs the sandbox's webhooks. It protects nothing real, which is why it
 	// may be printed.
 	sandboxSecret = "sandbox-webhook-signing-secret"
+	// sandboxKlaviyoKey is the sandbox's Klaviyo account: a simulator's, worthless elsewhere.
+	sandboxKlaviyoKey = "pk_sandbox_zenklav"
 )
 
 type sandbox struct {
-	url     string // the simulator's base URL
-	webhook string // zenklav's webhook URL for the sandbox connection
-	sim     *zendesktest.Server
-	sample  zendesktest.Sample
-	srv     *http.Server
-	conns   *config.Connections
+	url        string // the Zendesk simulator's base URL
+	klaviyoURL string // the Klaviyo simulator's base URL
+	webhook    string // zenklav's webhook URL for the sandbox connection
+	sim        *zendesktest.Server
+	klaviyo    *klaviyotest.Server
+	sample     zendesktest.Sample
+	srvs       []*http.Server
+	conns      *config.Connections
 }
 
 func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
@@ -36,6 +41,12 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start zendesk simulator: %w", err)
 	}
+	ksim, err := klaviyotest.New(logger)
+	if err != nil {
+		sim.Close()
+		return nil, fmt.Errorf("start klaviyo simulator: %w", err)
+	}
+	ksim.AddAccount(sandboxKlaviyoKey)
 	conns, err := config.NewConnections(config.Connection{
 		ID: sandboxSubdomain,
 		Zendesk: config.Zendesk{
@@ -45,27 +56,37 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 			WebhookSecrets: []config.Secret{sandboxSecret},
 			Brands:         config.Brands{All: true},
 		},
+		Klaviyo: config.Klaviyo{PrivateKey: sandboxKlaviyoKey},
 	})
 	if err != nil {
 		return nil, err
 	}
+	sb := &sandbox{sim: sim, klaviyo: ksim, sample: sim.Seed(), conns: conns}
+	if sb.url, err = sb.serve(logger, "zendesk", sim); err != nil {
+		sb.Close()
+		return nil, err
+	}
+	if sb.klaviyoURL, err = sb.serve(logger, "klaviyo", ksim); err != nil {
+		sb.Close()
+		return nil, err
+	}
+	return sb, nil
+}
+
+// serve serves a simulator on a loopback port of its own and returns its base URL.
+func (sb *sandbox) serve(logger *slog.Logger, name string, h http.Handler) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("listen for zendesk simulator: %w", err)
+		return "", fmt.Errorf("listen for %s simulator: %w", name, err)
 	}
-	sb := &sandbox{
-		url:    "http://" + ln.Addr().String(),
-		sim:    sim,
-		sample: sim.Seed(),
-		srv:    &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second},
-		conns:  conns,
-	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	sb.srvs = append(sb.srvs, srv)
 	go func() {
-		if err := sb.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("zendesk simulator stopped", "err", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("simulator stopped", "simulator", name, "err", err)
 		}
 	}()
-	return sb, nil
+	return "http://" + ln.Addr().String(), nil
 }
 
 // finish points the simulator's webhooks at zenklav once its HTTP address is known.
@@ -80,8 +101,11 @@ func (sb *sandbox) finish(httpURL string) {
 func (sb *sandbox) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = sb.srv.Shutdown(ctx)
+	for _, srv := range sb.srvs {
+		_ = srv.Shutdown(ctx)
+	}
 	sb.sim.Close()
+	sb.klaviyo.Close()
 }
 
 // curlCommand is one shell command that signs a ticket.created webhook the way Zendesk does

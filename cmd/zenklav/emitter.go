@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/klaviyo"
+	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/zendesk"
+)
+
+// The adapters below join the emitter to the API clients: the pipeline and the clients do not
+// know each other.
+
+// routes builds the emitter's route for every connection with a Klaviyo account.
+func routes(logger *slog.Logger, cfg config.Config, conns *config.Connections) (map[string]pipeline.Route, error) {
+	out := map[string]pipeline.Route{}
+	var errs []error
+	for _, c := range conns.Connections {
+		if c.Klaviyo.PrivateKey == "" {
+			logger.Warn("connection has no Klaviyo private key: its tickets reach ClickHouse but not Klaviyo", "connection", c.ID)
+			continue
+		}
+		if c.Zendesk.APIToken == "" {
+			errs = append(errs, fmt.Errorf("connection %q: the emitter needs zendesk.email and zendesk.api_token to look up assignees, groups and requesters", c.ID))
+			continue
+		}
+		kc, err := klaviyo.NewClient(logger, klaviyo.ClientConfig{BaseURL: cfg.KlaviyoBaseURL, PrivateKey: c.Klaviyo.PrivateKey.Reveal()})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
+			continue
+		}
+		zc, err := zendesk.NewClient(logger, zendesk.ClientConfig{
+			BaseURL: strings.ReplaceAll(cfg.ZendeskBaseURL, "{subdomain}", c.Zendesk.Subdomain),
+			Email:   c.Zendesk.Email, APIToken: c.Zendesk.APIToken.Reveal(),
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
+			continue
+		}
+		out[c.ID] = pipeline.Route{Brands: c.Zendesk.Brands, Sender: sender{kc}, Directory: directory{zc}}
+	}
+	return out, errors.Join(errs...)
+}
+
+// sender is a Klaviyo account as the emitter's MetricSender.
+type sender struct{ c *klaviyo.Client }
+
+func (s sender) Deliver(ctx context.Context, metrics []pipeline.Metric) []error {
+	events := make([]klaviyo.Event, len(metrics))
+	for i, m := range metrics {
+		events[i] = klaviyo.Event{
+			Metric:     m.Name,
+			Profile:    klaviyo.Profile{Email: m.Email, PhoneNumber: m.Phone},
+			Properties: m.Properties,
+			Time:       m.Time,
+			UniqueID:   m.UniqueID,
+		}
+	}
+	return s.c.Deliver(ctx, events)
+}
+
+// directory is a Zendesk account as the emitter's Directory.
+type directory struct{ c *zendesk.Client }
+
+func (d directory) Users(ctx context.Context, ids []int64) (map[int64]pipeline.Person, error) {
+	users, err := d.c.UsersMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]pipeline.Person, len(users))
+	for _, u := range users {
+		out[u.ID] = pipeline.Person{Name: u.Name, Email: u.Email, Phone: u.Phone}
+	}
+	return out, nil
+}
+
+func (d directory) GroupName(ctx context.Context, id int64) (string, error) {
+	g, err := d.c.Group(ctx, id)
+	return g.Name, err
+}
+
+func (d directory) Ticket(ctx context.Context, id int64) (pipeline.TicketDetails, error) {
+	t, err := d.c.Ticket(ctx, id)
+	if err != nil {
+		return pipeline.TicketDetails{}, err
+	}
+	return pipeline.TicketDetails{Description: t.Description, BrandID: t.BrandID, RequesterID: t.RequesterID}, nil
+}

@@ -1,0 +1,92 @@
+package klaviyo
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limit is an endpoint's published rate limit per account: a burst window of one second and
+// a steady window of one minute (x-klaviyo-ratelimit in the OpenAPI document). Klaviyo counts
+// both as fixed windows and answers 429 when either is full.
+type Limit struct {
+	PerSecond, PerMinute int
+}
+
+// The limits of the endpoints the client calls, from stable.json.
+var (
+	EventLimit         = Limit{PerSecond: 350, PerMinute: 3500} // create_event
+	BulkEventLimit     = Limit{PerSecond: 10, PerMinute: 150}   // bulk_create_events
+	BulkProfileLimit   = Limit{PerSecond: 10, PerMinute: 150}   // bulk_import_profiles
+	ProfileImportLimit = Limit{PerSecond: 75, PerMinute: 750}   // create_or_update_profile
+)
+
+// limitsByPath maps the paths the client posts to their limits.
+var limitsByPath = map[string]Limit{
+	"/api/events":                   EventLimit,
+	"/api/event-bulk-create-jobs":   BulkEventLimit,
+	"/api/profile-bulk-import-jobs": BulkProfileLimit,
+	"/api/profile-import":           ProfileImportLimit,
+}
+
+// bucket is the token bucket of one endpoint of one account. A token bucket of rate r and
+// burst b lets through at most b + 60·r requests in any minute, so it stays inside a fixed
+// minute window wherever the window starts when b + 60·r < PerMinute. It leaves one request
+// of the minute spare for requests that arrive in another order than they left.
+//
+// Klaviyo shares the account's quota between every integration that uses a private key, so
+// a 429 can come however careful zenklav is: the bucket then waits out Retry-After and slows
+// down, and speeds up again step by step as requests succeed.
+type bucket struct {
+	lim     *rate.Limiter
+	ceiling rate.Limit
+
+	mu    sync.Mutex
+	pause time.Time // no request before this
+}
+
+func newBucket(l Limit) *bucket {
+	burst := max(1, min(l.PerSecond/3, l.PerMinute/50))
+	r := rate.Limit(float64(l.PerMinute-burst-1) / 60)
+	return &bucket{lim: rate.NewLimiter(r, burst), ceiling: r}
+}
+
+// wait blocks until a request may go, or ctx ends.
+func (b *bucket) wait(ctx context.Context) error {
+	b.mu.Lock()
+	pause := time.Until(b.pause)
+	b.mu.Unlock()
+	if pause > 0 {
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return b.lim.Wait(ctx)
+}
+
+// throttled records a 429: nothing goes before retryAfter has passed, and the rate drops by
+// a quarter (never below a tenth of the ceiling).
+func (b *bucket) throttled(retryAfter time.Duration) {
+	if retryAfter <= 0 {
+		retryAfter = time.Second
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if until := time.Now().Add(retryAfter); until.After(b.pause) {
+		b.pause = until
+	}
+	b.lim.SetLimit(max(b.lim.Limit()*3/4, b.ceiling/10))
+}
+
+// succeeded wins back a twentieth of the ceiling after a slow-down.
+func (b *bucket) succeeded() {
+	if l := b.lim.Limit(); l < b.ceiling {
+		b.lim.SetLimit(min(b.ceiling, l+b.ceiling/20))
+	}
+}

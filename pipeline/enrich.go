@@ -1,0 +1,207 @@
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/zenklav/zenklav"
+)
+
+// directoryCache remembers Zendesk users and groups for a while, so a busy agent or group
+// costs one lookup every cacheTTL rather than one per ticket. It is bounded: a directory of
+// millions of customers cannot grow it past cacheSize entries a kind.
+type directoryCache struct {
+	users  *expirable.LRU[cacheKey, cachedUser]
+	groups *expirable.LRU[cacheKey, string]
+}
+
+type cacheKey struct {
+	tenant string
+	id     int64
+}
+
+type cachedUser struct {
+	person Person
+	found  bool // false: Zendesk has no such user (deleted), which is worth remembering too
+}
+
+const (
+	cacheSize = 100_000
+	cacheTTL  = 10 * time.Minute
+)
+
+func newDirectoryCache() *directoryCache {
+	return &directoryCache{
+		users:  expirable.NewLRU[cacheKey, cachedUser](cacheSize, nil, cacheTTL),
+		groups: expirable.NewLRU[cacheKey, string](cacheSize, nil, cacheTTL),
+	}
+}
+
+// enrich looks up what the batch's webhooks left out and builds its metrics. Lookups that
+// fail transiently are retried with backoff (what was found is kept in the cache) until
+// RetryFor, after which the batch's events are dead letters; on shutdown it returns nothing,
+// and the batch is handled again after a restart.
+func (l *lane) enrich(ctx, sendCtx context.Context, batch []*item) (pending []*outgoing, dead []DeadLetter) {
+	e := l.e
+	for attempt := 0; ; attempt++ {
+		pending, dead, err := l.tryEnrich(sendCtx, batch)
+		if err == nil {
+			return pending, dead
+		}
+		if time.Since(oldest(batch)) >= e.cfg.RetryFor {
+			for _, it := range batch {
+				dead = append(dead, l.deadLetterOf(it, "gave up looking up the ticket's details in Zendesk: "+err.Error(), err))
+			}
+			return nil, dead
+		}
+		level := slog.LevelWarn
+		if attempt >= 5 {
+			level = slog.LevelError // no longer a blip: someone should look
+		}
+		e.logger.Log(ctx, level, "zendesk lookup failed, retrying", "connection", l.tenant, "attempt", attempt+1, "err", err)
+		if e.backoff.Sleep(ctx, attempt) != nil {
+			return nil, nil
+		}
+	}
+}
+
+func oldest(batch []*item) time.Time {
+	t := batch[0].fetched
+	for _, it := range batch[1:] {
+		if it.fetched.Before(t) {
+			t = it.fetched
+		}
+	}
+	return t
+}
+
+// tryEnrich makes one pass; a retryable lookup error fails the pass.
+func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []DeadLetter, error) {
+	dir, cache, tenant := l.route.Directory, l.e.cache, l.tenant
+
+	// Tickets: only for what the webhook lacked (the first comment, or the brand when the
+	// connection syncs chosen brands).
+	details := map[int64]TicketDetails{}
+	for _, it := range batch {
+		t := &it.event.Ticket
+		if _, ok := details[t.ID]; ok {
+			continue
+		}
+		brandUnknown := !l.route.Brands.All && it.event.BrandID == 0
+		noRequester := t.Requester.ID == 0 && t.Requester.Email == "" && t.Requester.Phone == ""
+		if t.Description != "" && !brandUnknown && !noRequester {
+			continue
+		}
+		d, err := dir.Ticket(ctx, t.ID)
+		if err != nil && zenklav.ErrorCode(err) != zenklav.ENOTFOUND {
+			if retryable(err) {
+				return nil, nil, err
+			}
+			l.e.logger.Warn("zendesk ticket lookup refused", "connection", tenant, "ticket", t.ID, "err", err)
+		}
+		details[t.ID] = d
+	}
+
+	// Users: assignees, and requesters the webhook did not describe; one call for all the
+	// batch's cache misses.
+	var missing []int64
+	want := func(id int64) {
+		if id != 0 && !slices.Contains(missing, id) {
+			if _, ok := cache.users.Get(cacheKey{tenant, id}); !ok {
+				missing = append(missing, id)
+			}
+		}
+	}
+	for _, it := range batch {
+		t := &it.event.Ticket
+		want(t.AssigneeID)
+		if t.Requester.Email == "" && t.Requester.Phone == "" {
+			want(requesterID(it, details))
+		}
+	}
+	if len(missing) > 0 {
+		found, err := dir.Users(ctx, missing)
+		if err != nil {
+			if retryable(err) {
+				return nil, nil, err
+			}
+			l.e.logger.Warn("zendesk user lookup refused", "connection", tenant, "err", err)
+		}
+		for _, id := range missing {
+			p, ok := found[id]
+			cache.users.Add(cacheKey{tenant, id}, cachedUser{person: p, found: ok})
+		}
+	}
+
+	// Groups: few, and cached.
+	groups := map[int64]string{}
+	for _, it := range batch {
+		id := it.event.Ticket.GroupID
+		if id == 0 {
+			continue
+		}
+		if name, ok := cache.groups.Get(cacheKey{tenant, id}); ok {
+			groups[id] = name
+			continue
+		}
+		name, err := dir.GroupName(ctx, id)
+		if err != nil && zenklav.ErrorCode(err) != zenklav.ENOTFOUND {
+			if retryable(err) {
+				return nil, nil, err
+			}
+			l.e.logger.Warn("zendesk group lookup refused", "connection", tenant, "group", id, "err", err)
+		}
+		cache.groups.Add(cacheKey{tenant, id}, name)
+		groups[id] = name
+	}
+
+	var out []*outgoing
+	var dead []DeadLetter
+	for _, it := range batch {
+		ev := &it.event
+		d := details[ev.Ticket.ID]
+		brand := ev.BrandID
+		if brand == 0 {
+			brand = d.BrandID
+		}
+		if !l.route.Brands.All && !l.route.Brands.Includes(brand) {
+			l.e.offsets.done(it.msg) // a brand this connection does not sync
+			continue
+		}
+		requester := Person{Name: ev.Ticket.Requester.Name, Email: ev.Ticket.Requester.Email, Phone: ev.Ticket.Requester.Phone}
+		if requester.Email == "" && requester.Phone == "" {
+			u, _ := cache.users.Get(cacheKey{tenant, requesterID(it, details)})
+			requester = u.person
+		}
+		var assignee Person
+		if ev.Ticket.AssigneeID != 0 {
+			u, _ := cache.users.Get(cacheKey{tenant, ev.Ticket.AssigneeID})
+			assignee = u.person
+		}
+		description := ev.Ticket.Description
+		if description == "" {
+			description = d.Description
+		}
+		ms, err := metricsFor(ev, it.ts, requester, assignee, groups[ev.Ticket.GroupID], description)
+		if err != nil {
+			dead = append(dead, l.deadLetterOf(it, err.Error(), err))
+			l.e.metrics.events.WithLabelValues("dead_letter").Add(float64(len(it.ts)))
+			continue
+		}
+		left, failed := len(ms), false
+		for _, m := range ms {
+			out = append(out, &outgoing{item: it, metric: m, left: &left, failed: &failed})
+		}
+	}
+	return out, dead, nil
+}
+
+func requesterID(it *item, details map[int64]TicketDetails) int64 {
+	if id := it.event.Ticket.Requester.ID; id != 0 {
+		return id
+	}
+	return details[it.event.Ticket.ID].RequesterID
+}
