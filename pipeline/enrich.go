@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/schemas"
 )
 
 // directoryCache remembers Zendesk users and groups for a while, so a busy agent or group
@@ -82,27 +84,25 @@ func oldest(batch []*item) time.Time {
 func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []DeadLetter, error) {
 	dir, cache, tenant := l.route.Directory, l.e.cache, l.tenant
 
-	// Tickets: only for what the webhook lacked (the first comment, or the brand when the
-	// connection syncs chosen brands).
-	details := map[int64]TicketDetails{}
+	// Tickets: only for what the webhook lacked: the first comment, the custom fields (which
+	// event-subscribed webhooks never carry), the requester, or the brand when the connection
+	// syncs chosen brands. One call per 100 tickets.
+	var lookup []int64
 	for _, it := range batch {
-		t := &it.event.Ticket
-		if _, ok := details[t.ID]; ok {
-			continue
+		if needsTicket(&it.event, l.route.Brands) && !slices.Contains(lookup, it.event.Ticket.ID) {
+			lookup = append(lookup, it.event.Ticket.ID)
 		}
-		brandUnknown := !l.route.Brands.All && it.event.BrandID == 0
-		noRequester := t.Requester.ID == 0 && t.Requester.Email == "" && t.Requester.Phone == ""
-		if t.Description != "" && !brandUnknown && !noRequester {
-			continue
-		}
-		d, err := dir.Ticket(ctx, t.ID)
-		if err != nil && zenklav.ErrorCode(err) != zenklav.ENOTFOUND {
+	}
+	details := map[int64]TicketDetails{}
+	if len(lookup) > 0 {
+		found, err := dir.Tickets(ctx, lookup)
+		if err != nil {
 			if retryable(err) {
 				return nil, nil, err
 			}
-			l.e.logger.Warn("zendesk ticket lookup refused", "connection", tenant, "ticket", t.ID, "err", err)
+			l.e.logger.Warn("zendesk ticket lookup refused", "connection", tenant, "err", err)
 		}
-		details[t.ID] = d
+		details = found // tickets deleted since are missing: the webhook's word is all there is
 	}
 
 	// Users: assignees, and requesters the webhook did not describe; one call for all the
@@ -185,7 +185,11 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 		if description == "" {
 			description = d.Description
 		}
-		ms, err := metricsFor(ev, it.ts, requester, assignee, groups[ev.Ticket.GroupID], description)
+		custom := ev.Ticket.CustomFields
+		if len(custom) == 0 {
+			custom = d.CustomFields
+		}
+		ms, err := metricsFor(ev, it.ts, requester, assignee, groups[ev.Ticket.GroupID], description, custom)
 		if err != nil {
 			dead = append(dead, l.deadLetterOf(it, err.Error(), err))
 			l.e.metrics.events.WithLabelValues("dead_letter").Add(float64(len(it.ts)))
@@ -197,6 +201,15 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 		}
 	}
 	return out, dead, nil
+}
+
+// needsTicket reports whether the webhook left out something only the ticket can tell.
+func needsTicket(e *schemas.TicketEvent, brands config.Brands) bool {
+	t := &e.Ticket
+	return t.Description == "" ||
+		len(t.CustomFields) == 0 && e.Source == schemas.SourceEvent ||
+		!brands.All && e.BrandID == 0 ||
+		t.Requester.ID == 0 && t.Requester.Email == "" && t.Requester.Phone == ""
 }
 
 func requesterID(it *item, details map[int64]TicketDetails) int64 {

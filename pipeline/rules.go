@@ -78,9 +78,10 @@ type Person struct {
 // TicketDetails is what the emitter may need to look up about a ticket when the webhook did
 // not say it.
 type TicketDetails struct {
-	Description string
-	BrandID     int64
-	RequesterID int64
+	Description  string
+	BrandID      int64
+	RequesterID  int64
+	CustomFields []schemas.CustomField
 }
 
 // Directory looks up what webhooks leave out, in one Zendesk account. Errors keep their
@@ -89,15 +90,16 @@ type Directory interface {
 	// Users returns the users that exist among ids.
 	Users(ctx context.Context, ids []int64) (map[int64]Person, error)
 	GroupName(ctx context.Context, id int64) (string, error)
-	Ticket(ctx context.Context, id int64) (TicketDetails, error)
+	// Tickets returns the tickets that exist among ids.
+	Tickets(ctx context.Context, ids []int64) (map[int64]TicketDetails, error)
 }
 
 // properties are the fourteen event properties of the product rules, named exactly so. What
 // Zendesk does not know is null, so a marketer's "is set" filter means what it says.
-func properties(e *schemas.TicketEvent, assignee Person, group, description string) map[string]any {
+func properties(e *schemas.TicketEvent, assignee Person, group, description string, custom []schemas.CustomField) map[string]any {
 	t := &e.Ticket
-	fields := make(map[string]any, len(t.CustomFields))
-	for _, f := range t.CustomFields {
+	fields := make(map[string]any, len(custom))
+	for _, f := range custom {
 		fields[strconv.FormatInt(f.ID, 10)] = f.Value
 	}
 	tags := t.Tags
@@ -179,7 +181,7 @@ func profileOf(r Person) (email, phone string, err error) {
 }
 
 // metricsFor turns one ticket event into its metrics, given what was looked up.
-func metricsFor(e *schemas.TicketEvent, ts []transition, requester, assignee Person, group, description string) ([]Metric, error) {
+func metricsFor(e *schemas.TicketEvent, ts []transition, requester, assignee Person, group, description string, custom []schemas.CustomField) ([]Metric, error) {
 	email, phone, err := profileOf(requester)
 	if err != nil {
 		return nil, fmt.Errorf("ticket %d: %w", e.Ticket.ID, err)
@@ -188,7 +190,7 @@ func metricsFor(e *schemas.TicketEvent, ts []transition, requester, assignee Per
 	for i, t := range ts {
 		out[i] = Metric{
 			Name: t.metric, Email: email, Phone: phone,
-			Properties: properties(e, assignee, group, description),
+			Properties: properties(e, assignee, group, description, custom),
 			Time:       e.OccurredAt, UniqueID: uniqueID(e, t),
 		}
 	}

@@ -144,23 +144,36 @@ func getOne[T any](ctx context.Context, c *Client, kind, path string, id int64) 
 // ids per call allows. Like Zendesk, it leaves out ids that match no user rather than
 // failing, so callers compare what they asked for with what came back.
 func (c *Client) UsersMany(ctx context.Context, ids []int64) ([]User, error) {
-	var users []User
+	return showMany[User](ctx, c, "users", "/api/v2/users/show_many", ids)
+}
+
+// TicketsMany returns the tickets with the given ids the way UsersMany returns users.
+func (c *Client) TicketsMany(ctx context.Context, ids []int64) ([]Ticket, error) {
+	return showMany[Ticket](ctx, c, "tickets", "/api/v2/tickets/show_many", ids)
+}
+
+// showMany fetches objects by id from a show_many endpoint, 100 ids a call; Zendesk lists
+// them under their plural kind: {"users": […]}.
+func showMany[T any](ctx context.Context, c *Client, kind, path string, ids []int64) ([]T, error) {
+	var out []T
 	for start := 0; start < len(ids); start += maxIDsPerCall {
 		chunk := ids[start:min(start+maxIDsPerCall, len(ids))]
 		s := make([]string, len(chunk))
 		for i, id := range chunk {
 			s[i] = strconv.FormatInt(id, 10)
 		}
-		var body struct {
-			Users []User `json:"users"`
-		}
+		var body map[string]json.RawMessage
 		q := url.Values{"ids": {strings.Join(s, ",")}}
-		if err := c.get(ctx, fmt.Sprintf("get %d users", len(chunk)), c.endpoint("/api/v2/users/show_many", q), &body); err != nil {
+		if err := c.get(ctx, fmt.Sprintf("get %d %s", len(chunk), kind), c.endpoint(path, q), &body); err != nil {
 			return nil, err
 		}
-		users = append(users, body.Users...)
+		var page []T
+		if err := json.Unmarshal(body[kind], &page); err != nil {
+			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "get %d %s: decode answer", len(chunk), kind)
+		}
+		out = append(out, page...)
 	}
-	return users, nil
+	return out, nil
 }
 
 // Brands returns every brand of the account, following Zendesk's pagination links.

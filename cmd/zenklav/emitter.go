@@ -10,6 +10,7 @@ import (
 	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 )
 
@@ -84,10 +85,18 @@ func (d directory) GroupName(ctx context.Context, id int64) (string, error) {
 	return g.Name, err
 }
 
-func (d directory) Ticket(ctx context.Context, id int64) (pipeline.TicketDetails, error) {
-	t, err := d.c.Ticket(ctx, id)
+func (d directory) Tickets(ctx context.Context, ids []int64) (map[int64]pipeline.TicketDetails, error) {
+	tickets, err := d.c.TicketsMany(ctx, ids)
 	if err != nil {
-		return pipeline.TicketDetails{}, err
+		return nil, err
 	}
-	return pipeline.TicketDetails{Description: t.Description, BrandID: t.BrandID, RequesterID: t.RequesterID}, nil
+	out := make(map[int64]pipeline.TicketDetails, len(tickets))
+	for _, t := range tickets {
+		fields := make([]schemas.CustomField, len(t.CustomFields))
+		for i, f := range t.CustomFields {
+			fields[i] = schemas.CustomField{ID: f.ID, Value: f.Value}
+		}
+		out[t.ID] = pipeline.TicketDetails{Description: t.Description, BrandID: t.BrandID, RequesterID: t.RequesterID, CustomFields: fields}
+	}
+	return out, nil
 }

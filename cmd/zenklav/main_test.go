@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,9 @@ import (
 
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/klaviyo"
+	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
+	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
@@ -85,7 +90,8 @@ const acmeSecret = "acme-webhook-signing-secret-1"
 
 // TestEndToEnd sends a ticket's life as signed Zendesk webhooks, with a duplicate and an
 // out-of-order delivery, through the whole process, and checks that ClickHouse counts each
-// event exactly once.
+// event exactly once and that Klaviyo holds exactly one Opened Ticket and one Resolved
+// Ticket for the requester, with the fourteen properties of testdata/ticket_metrics.golden.json.
 func TestEndToEnd(t *testing.T) {
 	kafka, ch := testenv.Kafka(t), testenv.ClickHouse(t)
 	db := fmt.Sprintf("e2e_%d_%d", time.Now().UnixNano(), rand.N(1000))
@@ -94,11 +100,20 @@ func TestEndToEnd(t *testing.T) {
 	tenant := fmt.Sprintf("e2e-%d", rand.N(1_000_000))
 	dir := t.TempDir()
 	conns := filepath.Join(dir, "connections.json")
+	zd := zendesktest.NewServer()
+	defer zd.Close()
+	kl := klaviyotest.NewServer()
+	defer kl.Close()
+	const klaviyoKey = "pk_e2e_test_account"
+	kl.AddAccount(klaviyoKey)
 	if err := os.WriteFile(conns, fmt.Appendf(nil, `{"connections":[{"id":%q,"zendesk":{"subdomain":%q,
-		"webhook_secrets":[%q],"brands":"all"},"klaviyo":{},"sms":{"enabled":false}}]}`, tenant, tenant, acmeSecret), 0o600); err != nil {
+		"email":%q,"api_token":%q,"webhook_secrets":[%q],"brands":"all"},"klaviyo":{"private_key":%q},"sms":{"enabled":false}}]}`,
+		tenant, tenant, zendesktest.DefaultEmail, zendesktest.DefaultAPIToken, acmeSecret, klaviyoKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base := startZenklav(t, map[string]string{
+		"ZENKLAV_ZENDESK_BASE_URL":    zd.URL,
+		"ZENKLAV_KLAVIYO_BASE_URL":    kl.URL,
 		"ZENKLAV_HTTP_ADDR":           "127.0.0.1:0",
 		"ZENKLAV_KAFKA_BROKERS":       kafka,
 		"ZENKLAV_CLICKHOUSE_ADDR":     ch,
@@ -108,10 +123,8 @@ func TestEndToEnd(t *testing.T) {
 		"ZENKLAV_DATA_DIR":            dir,
 	})
 
-	zd := zendesktest.NewServer()
-	defer zd.Close()
 	sample := zd.Seed()
-	ticket := sample.Tickets[0].ID
+	ticket := sample.Tickets[1].ID // the one with a custom field
 	url := base + "/webhooks/zendesk/" + tenant
 	ctx := context.Background()
 	send := func(body []byte, want int) {
@@ -126,7 +139,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("webhook answered %d %s, want %d", resp.StatusCode, b, want)
 		}
 	}
-	at := time.Now().UTC().Truncate(time.Second)
+	at := time.Date(2026, 11, 2, 9, 30, 0, 0, time.UTC) // fixed: the golden file holds the metrics' times
 	meta := func(i int) zendesktest.EventMeta {
 		return zendesktest.EventMeta{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Time: at.Add(time.Duration(i) * time.Minute)}
 	}
@@ -183,7 +196,53 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("count of %q events = %d, want %d", typ, got, want)
 		}
 	}
+
+	// Klaviyo: wait until the emitter has committed everything in the topic, so a duplicate
+	// it was still sending would show.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		p, err := pipeline.GroupProgress(ctx, []string{kafka}, schemas.TicketEventsTopic, pipeline.EmitterGroup)
+		if err == nil && p.Committed == p.End && len(kl.Events(klaviyoKey)) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute Klaviyo holds %d events; emitter progress %+v (%v)", len(kl.Events(klaviyoKey)), p, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkGolden(t, "testdata/ticket_metrics.golden.json", metricsJSON(t, kl.Events(klaviyoKey), tenant))
 	zd.AssertNoViolations(t)
+	kl.AssertNoViolations(t)
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files from what the tests produce")
+
+// metricsJSON renders Klaviyo events for a golden file: sorted by metric, with the test's
+// random connection id replaced by CONNECTION.
+func metricsJSON(t *testing.T, events []klaviyo.Event, tenant string) []byte {
+	t.Helper()
+	slices.SortFunc(events, func(a, b klaviyo.Event) int { return strings.Compare(a.Metric, b.Metric) })
+	b, err := json.MarshalIndent(events, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(bytes.ReplaceAll(b, []byte(tenant), []byte("CONNECTION")), '\n')
+}
+
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update to write it)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -update rewrites it after review):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
 }
 
 // TestSandboxMode is `make run`'s path: no brokers and no connections file, so `zenklav all`

@@ -227,11 +227,12 @@ type handler func(s *Server, c *call) (int, any)
 // handlers are the operations the simulator serves, by operationId. Any other operation
 // of the spec is validated and then answered 501.
 var handlers = map[string]handler{
-	"ShowTicket":    (*Server).showTicket,
-	"ShowUser":      (*Server).showUser,
-	"ShowManyUsers": (*Server).showManyUsers,
-	"ShowGroupById": (*Server).showGroup,
-	"ListBrands":    (*Server).listBrands,
+	"ShowTicket":      (*Server).showTicket,
+	"ShowUser":        (*Server).showUser,
+	"ShowManyUsers":   (*Server).showManyUsers,
+	"TicketsShowMany": (*Server).showManyTickets,
+	"ShowGroupById":   (*Server).showGroup,
+	"ListBrands":      (*Server).listBrands,
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {

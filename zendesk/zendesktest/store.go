@@ -138,26 +138,41 @@ func (s *Server) showUser(c *call) (int, any) {
 }
 
 func (s *Server) showManyUsers(c *call) (int, any) {
-	q := c.r.URL.Query()
-	if q.Has("external_ids") {
+	if c.r.URL.Query().Has("external_ids") {
 		return http.StatusNotImplemented, errorBody("NotSimulated", "zendesktest does not simulate external_ids")
 	}
+	return showMany(c, "users", func(id int64) (any, bool) {
+		u, ok := s.User(id)
+		return s.userJSON(u, c.base), ok
+	})
+}
+
+func (s *Server) showManyTickets(c *call) (int, any) {
+	return showMany(c, "tickets", func(id int64) (any, bool) {
+		t, ok := s.Ticket(id)
+		return ticketJSON(t, c.base), ok
+	})
+}
+
+// showMany answers a show_many request: up to 100 ids, and, like Zendesk, ids that match
+// nothing are left out of the answer.
+func showMany(c *call, kind string, find func(int64) (any, bool)) (int, any) {
+	q := c.r.URL.Query()
 	ids := strings.Split(q.Get("ids"), ",")
 	if q.Get("ids") == "" || len(ids) > 100 {
-		return http.StatusBadRequest, errorBody("InvalidValue", "ids must list between 1 and 100 user ids")
+		return http.StatusBadRequest, errorBody("InvalidValue", "ids must list between 1 and 100 ids")
 	}
-	users := []any{}
+	found := []any{}
 	for _, v := range ids {
 		id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		if err != nil {
-			return http.StatusBadRequest, errorBody("InvalidValue", fmt.Sprintf("ids: %q is not a user id", v))
+			return http.StatusBadRequest, errorBody("InvalidValue", fmt.Sprintf("ids: %q is not an id", v))
 		}
-		// Like Zendesk, ids that match no user are left out of the answer.
-		if u, ok := s.User(id); ok {
-			users = append(users, s.userJSON(u, c.base))
+		if x, ok := find(id); ok {
+			found = append(found, x)
 		}
 	}
-	return http.StatusOK, map[string]any{"users": users}
+	return http.StatusOK, map[string]any{kind: found}
 }
 
 func (s *Server) showGroup(c *call) (int, any) {
