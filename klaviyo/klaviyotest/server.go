@@ -1,7 +1,7 @@
 // Package klaviyotest is a Klaviyo simulator in the way of net/http/httptest: in-memory
 // accounts, one per private key, served over HTTP with the API's paths, auth and JSON:API
-// bodies. It serves event creation, single and bulk, and lets a test read back what each
-// account accepted.
+// bodies. It serves event creation, single and bulk, and bulk profile imports, and lets a
+// test read back what each account accepted.
 //
 // Every request is validated against Klaviyo's OpenAPI document (stable.json, revision
 // 2026-07-15), and so is every answer the simulator gives. A request that does not conform
@@ -10,8 +10,9 @@
 // simulator sends requests the real API accepts.
 //
 // Like Klaviyo it deduplicates events (same profile, metric and unique_id: the first one
-// wins) and enforces the published per-account rate limits of each endpoint with 429 and
-// Retry-After. Tests can add latency and make the next requests fail.
+// wins), merges imported profile properties per key, and enforces the published
+// per-account rate limits of each endpoint with 429 and Retry-After. Tests can add latency
+// and make the next requests fail.
 package klaviyotest
 
 import (
@@ -25,7 +26,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -112,7 +112,7 @@ func (s *Server) AddAccount(privateKey string) {
 // Events returns the events the account of privateKey accepted and kept after
 // deduplication, in the order they arrived; nil for an unknown key. Times are truncated to
 // the second as Klaviyo stores them, and an event sent without a time has the time the
-// server received it.
+// server received it. The events are copies, properties and all.
 func (s *Server) Events(privateKey string) []klaviyo.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -120,7 +120,11 @@ func (s *Server) Events(privateKey string) []klaviyo.Event {
 	if !ok {
 		return nil
 	}
-	return slices.Clone(a.events)
+	out := make([]klaviyo.Event, len(a.events))
+	for i, e := range a.events {
+		out[i] = cloneEvent(e)
+	}
+	return out
 }
 
 // SetLatency makes the server wait d before answering each API request (or until the
@@ -187,12 +191,15 @@ func (s *Server) authenticate(_ context.Context, in *openapi3filter.Authenticati
 type call struct {
 	body    []byte
 	account *account
+	base    string // scheme and host the request came to, for links in answers
 }
 
-// answer is what a handler decided: a status and, for errors, the JSON:API error list.
+// answer is what a handler decided: a status and either the JSON:API error list or, for
+// an operation whose success has a body, that body.
 type answer struct {
 	status int
 	errors []apiError
+	body   any
 }
 
 // handler answers one operation of the spec.
@@ -201,12 +208,14 @@ type handler func(s *Server, c *call) answer
 // handlers are the operations the simulator serves, by operationId. Any other operation of
 // the spec is validated and then answered 501.
 var handlers = map[string]handler{
-	"create_event":       (*Server).createEvent,
-	"bulk_create_events": (*Server).bulkCreateEvents,
+	"create_event":         (*Server).createEvent,
+	"bulk_create_events":   (*Server).bulkCreateEvents,
+	"bulk_import_profiles": (*Server).bulkImportProfiles,
 }
 
 // ServeHTTP answers Klaviyo's API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPayload))
 	if err != nil {
 		writeErrors(w, http.StatusRequestEntityTooLarge, apiError{Code: "payload_too_large", Title: "Payload too large.", Detail: fmt.Sprintf("The request body is larger than %d bytes.", maxPayload)})
@@ -239,17 +248,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					s.mu.Lock()
 					acct := s.accounts[key]
 					s.mu.Unlock()
-					a = h(s, &call{body: body, account: acct})
+					a = h(s, &call{body: body, account: acct, base: baseURL(r)})
 				} else {
 					a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
 				}
 			}
-			if len(a.errors) > 0 {
+			switch {
+			case len(a.errors) > 0:
 				writeErrors(w, a.status, a.errors...)
-			} else {
+			case a.body != nil:
+				writeJSON(w, a.status, a.body)
+			default:
 				w.WriteHeader(a.status)
 			}
 		})
+}
+
+// baseURL is the scheme and host r came to.
+func baseURL(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
 }
 
 // refusals are Klaviyo's answers to requests it will not serve.
@@ -318,6 +338,18 @@ func invalid(detail, pointer string) apiError {
 
 func throttled(secs int) apiError {
 	return apiError{Code: "throttled", Title: "Request was throttled.", Detail: fmt.Sprintf("Request was throttled. Expected available in %d second(s).", secs)}
+}
+
+// writeJSON writes a JSON:API body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeErrors(w, http.StatusInternalServerError, apiError{Code: "error", Title: "A server error occurred.", Detail: "klaviyotest: encode answer: " + err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", klaviyo.MediaType)
+	w.WriteHeader(status)
+	w.Write(body)
 }
 
 // writeErrors writes Klaviyo's error body: {"errors":[…]}, each with an id and the status.

@@ -20,20 +20,35 @@ type limit struct {
 
 // limits are the rate limits of the operations the simulator serves.
 var limits = map[string]limit{
-	"create_event":       {perSecond: 350, perMinute: 3500},
-	"bulk_create_events": {perSecond: 10, perMinute: 150},
+	"create_event":         {perSecond: 350, perMinute: 3500},
+	"bulk_create_events":   {perSecond: 10, perMinute: 150},
+	"bulk_import_profiles": {perSecond: 10, perMinute: 150},
 }
 
 // account is one Klaviyo account: what it accepted and its rate-limit windows.
 type account struct {
-	events []klaviyo.Event
-	seen   map[string]bool // dedup keys of accepted events
-	second map[string]*apispec.Window
-	minute map[string]*apispec.Window
+	events   []klaviyo.Event
+	seen     map[string]bool     // dedup keys of accepted events
+	profiles map[string]*profile // by identity (see identityOf)
+	seq      uint64              // orders profile updates, newest last
+	second   map[string]*apispec.Window
+	minute   map[string]*apispec.Window
+}
+
+// profile is what a bulk import left of one profile.
+type profile struct {
+	properties map[string]any
+	updated    time.Time
+	seq        uint64
 }
 
 func newAccount() *account {
-	return &account{seen: map[string]bool{}, second: map[string]*apispec.Window{}, minute: map[string]*apispec.Window{}}
+	return &account{
+		seen:     map[string]bool{},
+		profiles: map[string]*profile{},
+		second:   map[string]*apispec.Window{},
+		minute:   map[string]*apispec.Window{},
+	}
 }
 
 // take counts a request of opID against both of its windows, or, when either is full,
@@ -186,6 +201,58 @@ func check(p profileJSON, e eventJSON, received time.Time, pointer, profilePoint
 		},
 		key: who + "\x00" + name + "\x00" + dedup,
 	}, nil
+}
+
+// identityOf is the key the simulator stores a profile under: its email (lowercased, as
+// Klaviyo matches emails), else its phone number, else its external id. Unlike the dedup
+// identity of events it carries no kind, so tests can look a profile up by the identifier
+// they sent.
+func identityOf(p klaviyo.Profile) string {
+	switch {
+	case p.Email != "":
+		return strings.ToLower(p.Email)
+	case p.PhoneNumber != "":
+		return p.PhoneNumber
+	default:
+		return p.ExternalID
+	}
+}
+
+// cloneJSON copies a decoded JSON value all the way down, so what a test reads cannot
+// change what an account holds, nor the other way round.
+func cloneJSON(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return cloneProperties(v)
+	case []any:
+		c := make([]any, len(v))
+		for i, x := range v {
+			c[i] = cloneJSON(x)
+		}
+		return c
+	default:
+		return v
+	}
+}
+
+func cloneProperties(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = cloneJSON(v)
+	}
+	return c
+}
+
+func cloneEvent(e klaviyo.Event) klaviyo.Event {
+	e.Properties = cloneProperties(e.Properties)
+	if e.Value != nil {
+		v := *e.Value
+		e.Value = &v
+	}
+	return e
 }
 
 // store keeps the events whose dedup key the account has not seen: the first one wins.
