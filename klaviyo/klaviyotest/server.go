@@ -11,8 +11,9 @@
 //
 // Like Klaviyo it deduplicates events (same profile, metric and unique_id: the first one
 // wins), merges imported profile properties per key, and enforces the published
-// per-account rate limits of each endpoint with 429 and Retry-After. Tests can add latency
-// and make the next requests fail.
+// per-account rate limits of each endpoint with 429 and Retry-After, reporting the quota
+// left in RateLimit-* headers otherwise. Tests can add latency and make the next requests
+// fail.
 package klaviyotest
 
 import (
@@ -289,7 +290,9 @@ var refusals = apispec.Refusals{
 }
 
 // admit applies injected failures and the rate limit of opID for the account of key. It
-// returns a zero answer when the request may proceed.
+// returns a zero answer when the request may proceed, and then sets the RateLimit-* headers
+// of a rate-limited operation: Klaviyo sends them on every answer but a 429, which carries
+// Retry-After instead. Injected failures are not counted against the limit.
 func (s *Server) admit(w http.ResponseWriter, key, opID string) answer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -305,12 +308,15 @@ func (s *Server) admit(w http.ResponseWriter, key, opID string) answer {
 	if !ok {
 		return answer{}
 	}
-	wait, ok := s.accounts[key].take(opID, lim, s.now())
+	q, wait, ok := s.accounts[key].take(opID, lim, s.now())
 	if !ok {
 		secs := apispec.RetryAfterSeconds(wait)
 		w.Header().Set("Retry-After", fmt.Sprint(secs))
 		return answer{status: http.StatusTooManyRequests, errors: []apiError{throttled(secs)}}
 	}
+	w.Header().Set("RateLimit-Limit", fmt.Sprint(q.limit))
+	w.Header().Set("RateLimit-Remaining", fmt.Sprint(q.remaining))
+	w.Header().Set("RateLimit-Reset", fmt.Sprint(apispec.RetryAfterSeconds(q.reset)))
 	return answer{}
 }
 

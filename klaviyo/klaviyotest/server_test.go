@@ -234,3 +234,68 @@ func TestSteadyLimit(t *testing.T) {
 	}
 	sim.AssertNoViolations(t)
 }
+
+// TestRateLimitHeaders: answers counted against a limit report the tighter of its two
+// windows (the fewer requests left; on a tie the later reset), and a 429 reports
+// Retry-After instead.
+func TestRateLimitHeaders(t *testing.T) {
+	sim := klaviyotest.NewServer()
+	defer sim.Close()
+	sim.AddAccount(key)
+	now := time.Date(2026, 7, 20, 12, 0, 0, 0, time.UTC)
+	sim.SetClock(func() time.Time { return now })
+	bulk := request{path: "/api/event-bulk-create-jobs", body: `{"data":{"type":"event-bulk-create-job","attributes":{"events-bulk-create":{"data":[]}}}}`}
+	headers := func(resp *http.Response) [3]string {
+		return [3]string{resp.Header.Get("RateLimit-Limit"), resp.Header.Get("RateLimit-Remaining"), resp.Header.Get("RateLimit-Reset")}
+	}
+	check := func(what string, resp *http.Response, wantStatus int, want [3]string) {
+		t.Helper()
+		if resp.StatusCode != wantStatus || headers(resp) != want {
+			t.Errorf("%s: status %d, RateLimit limit/remaining/reset %q; want %d and %q", what, resp.StatusCode, headers(resp), wantStatus, want)
+		}
+	}
+
+	resp, _ := do(t, sim, request{body: validEvent})
+	check("first event", resp, http.StatusAccepted, [3]string{"350", "349", "1"})
+	// A request the handler refuses was still counted.
+	resp, _ = do(t, sim, request{body: strings.Replace(validEvent, `"email":"a@example.com"`, `"first_name":"Ann"`, 1)})
+	check("refused event", resp, http.StatusBadRequest, [3]string{"350", "348", "1"})
+
+	resp, _ = do(t, sim, bulk)
+	check("first bulk", resp, http.StatusAccepted, [3]string{"10", "9", "1"})
+	// Half a second on, the second window resets in half a second: Reset rounds up.
+	now = now.Add(500 * time.Millisecond)
+	for range 8 {
+		do(t, sim, bulk)
+	}
+	resp, _ = do(t, sim, bulk)
+	check("tenth bulk in a second", resp, http.StatusAccepted, [3]string{"10", "0", "1"})
+	resp, _ = do(t, sim, bulk)
+	check("eleventh bulk in a second", resp, http.StatusTooManyRequests, [3]string{})
+	if resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("429 Retry-After %q, want 1", resp.Header.Get("Retry-After"))
+	}
+
+	// Thirteen more full seconds leave 10 of the minute's 150, as many as a fresh second
+	// has: the minute, which resets later, is the tighter window from here.
+	now = now.Add(500 * time.Millisecond)
+	for range 13 {
+		for range 10 {
+			do(t, sim, bulk)
+		}
+		now = now.Add(time.Second)
+	}
+	resp, _ = do(t, sim, bulk)
+	check("bulk with 9 left in both windows", resp, http.StatusAccepted, [3]string{"150", "9", "46"})
+
+	// Operations without a limit, and refusals before the limit is applied, carry none.
+	resp, _ = do(t, sim, request{method: http.MethodGet, path: "/api/profiles"})
+	check("operation not simulated", resp, http.StatusNotImplemented, [3]string{})
+	resp, _ = do(t, sim, request{body: validEvent, noRevision: true})
+	check("request that breaks the spec", resp, http.StatusBadRequest, [3]string{})
+	for _, v := range sim.Violations() {
+		if v.Response {
+			t.Errorf("the headers made an answer break the spec: %s", v)
+		}
+	}
+}

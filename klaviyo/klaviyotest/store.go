@@ -51,21 +51,37 @@ func newAccount() *account {
 	}
 }
 
-// take counts a request of opID against both of its windows, or, when either is full,
-// counts nothing and returns the longer of the two waits: a client that honours it is not
-// refused again by the other window.
-func (a *account) take(opID string, lim limit, now time.Time) (time.Duration, bool) {
+// quota is what the RateLimit-* headers of an admitted request report.
+type quota struct {
+	limit, remaining int
+	reset            time.Duration
+}
+
+// take counts a request of opID against both of its windows and returns the quota of the
+// tighter one: the fewer requests left, and on a tie the later reset, so a client pacing
+// itself by the headers is refused by neither window. When either window is full it counts
+// nothing and returns the longer of the two waits: a client that honours it is not refused
+// again by the other window.
+func (a *account) take(opID string, lim limit, now time.Time) (quota, time.Duration, bool) {
 	sec, min := a.second[opID], a.minute[opID]
 	if sec == nil {
 		sec, min = &apispec.Window{}, &apispec.Window{}
 		a.second[opID], a.minute[opID] = sec, min
 	}
 	if wait := max(sec.Wait(now, time.Second, lim.perSecond), min.Wait(now, time.Minute, lim.perMinute)); wait > 0 {
-		return wait, false
+		return quota{}, wait, false
 	}
 	sec.Take()
 	min.Take()
-	return 0, true
+	// Both windows have just counted this request, so they have started, and a window with
+	// room for no request has room again only when it ends: Wait with a limit of 0 is the
+	// time until the reset.
+	q := quota{limit: lim.perSecond, remaining: lim.perSecond - sec.Used(), reset: sec.Wait(now, time.Second, 0)}
+	m := quota{limit: lim.perMinute, remaining: lim.perMinute - min.Used(), reset: min.Wait(now, time.Minute, 0)}
+	if m.remaining < q.remaining || m.remaining == q.remaining && m.reset > q.reset {
+		q = m
+	}
+	return q, 0, true
 }
 
 // Wire shapes of the request bodies; the spec validation has already checked them, so
