@@ -186,7 +186,11 @@ func Replay(ctx context.Context, logger *slog.Logger, brokers []string, pub Publ
 			// Without its origin a dead letter has nowhere to go; sending it to its own topic
 			// would only make another copy of it.
 			st.Skipped++
-			logger.Warn("dead letter has no origin topic, skipped", "at", position(m))
+			level := slog.LevelWarn
+			if opts.DryRun {
+				level = slog.LevelDebug // a dry run lists it through Match already
+			}
+			logger.Log(ctx, level, "dead letter has no origin topic, skipped", "at", position(m))
 			to = ""
 		}
 		if opts.Match != nil {
