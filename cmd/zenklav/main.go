@@ -32,6 +32,7 @@ Roles (run until stopped):
 
 Tools:
   migrate   applies the ClickHouse migrations and exits
+  replay    sends dead letters back to the topic they came from (zenklav replay -h)
   help      prints this
 
 Configuration is read from the environment (see README.md, "Configuration").
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return runRoles(ctx, args[0], getenv, stdout)
 	case "migrate":
 		return migrate(ctx, getenv, stdout)
+	case "replay":
+		return replay(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
