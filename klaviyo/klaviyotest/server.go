@@ -14,6 +14,11 @@
 // per-account rate limits of each endpoint with 429 and Retry-After, reporting the quota
 // left in RateLimit-* headers otherwise. Tests can add latency and make the next requests
 // fail.
+//
+// Tests use NewServer; a sandbox serves the *Server from New (an http.Handler) on a
+// listener of its own. GET /sandbox is a page, and GET /sandbox/events.json its JSON, of
+// what each account received; paths under /sandbox are the simulator's own, not
+// Klaviyo's, and are not validated.
 package klaviyotest
 
 import (
@@ -214,12 +219,55 @@ var handlers = map[string]handler{
 	"bulk_import_profiles": (*Server).bulkImportProfiles,
 }
 
-// ServeHTTP answers Klaviyo's API.
+// ServeHTTP answers Klaviyo's API and, under /sandbox, the simulator's own pages.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/sandbox" || strings.HasPrefix(r.URL.Path, "/sandbox/") {
+		s.serveSandbox(w, r)
+		return
+	}
+	s.serveAPI(w, r)
+}
 
+// statusWriter notes the status of an answer, for the sandbox's counters.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// countAnswer counts status against the account the request's key names. Requests with no
+// known key belong to no account and are not counted.
+func (s *Server) countAnswer(r *http.Request, status int) {
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), keyPrefix)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.accounts[key]; a != nil {
+		a.answers.count(status)
+	}
+}
+
+// serveAPI answers Klaviyo's API.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPayload))
 	if err != nil {
 		writeErrors(w, http.StatusRequestEntityTooLarge, apiError{Code: "payload_too_large", Title: "Payload too large.", Detail: fmt.Sprintf("The request body is larger than %d bytes.", maxPayload)})
+		s.countAnswer(r, http.StatusRequestEntityTooLarge)
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -239,7 +287,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	s.spec.Serve(w, r, s.Recorder, s.authenticate, errUnknownKey, refusals,
+	// Only answers sent are counted: not those to clients that gave up during the latency.
+	sw := &statusWriter{ResponseWriter: w}
+	s.spec.Serve(sw, r, s.Recorder, s.authenticate, errUnknownKey, refusals,
 		func(w http.ResponseWriter, r *http.Request, route *routers.Route, _ map[string]string) {
 			key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
 			opID := route.Operation.OperationID
@@ -263,6 +313,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(a.status)
 			}
 		})
+	s.countAnswer(r, sw.status)
 }
 
 // baseURL is the scheme and host r came to.

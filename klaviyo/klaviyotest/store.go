@@ -25,12 +25,14 @@ var limits = map[string]limit{
 	"bulk_import_profiles": {perSecond: 10, perMinute: 150},
 }
 
-// account is one Klaviyo account: what it accepted and its rate-limit windows.
+// account is one Klaviyo account: what it accepted, how it answered, and its rate-limit
+// windows.
 type account struct {
 	events   []klaviyo.Event
 	seen     map[string]bool     // dedup keys of accepted events
 	profiles map[string]*profile // by identity (see identityOf)
 	seq      uint64              // orders profile updates, newest last
+	answers  answerCounts
 	second   map[string]*apispec.Window
 	minute   map[string]*apispec.Window
 }
@@ -40,6 +42,27 @@ type profile struct {
 	properties map[string]any
 	updated    time.Time
 	seq        uint64
+}
+
+// answerCounts counts the answers an account's requests got, for the sandbox page.
+type answerCounts struct {
+	Accepted  int `json:"accepted"`  // 2xx (the operations simulated answer 202)
+	Refused   int `json:"refused"`   // 4xx other than 429
+	Throttled int `json:"throttled"` // 429
+	Failed    int `json:"failed"`    // 5xx, injected or the simulator's own
+}
+
+func (c *answerCounts) count(status int) {
+	switch {
+	case status >= 200 && status <= 299:
+		c.Accepted++
+	case status == http.StatusTooManyRequests:
+		c.Throttled++
+	case status >= 400 && status <= 499:
+		c.Refused++
+	case status >= 500:
+		c.Failed++
+	}
 }
 
 func newAccount() *account {
