@@ -304,3 +304,39 @@ func validName(s string) bool { return namePattern.MatchString(s) }
 func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
 	return s.conn.Exec(ctx, query, args...)
 }
+
+// TicketState is a ticket's latest known status.
+type TicketState struct {
+	Status     string
+	OccurredAt time.Time
+}
+
+// RequesterTickets returns, for each of the requesters, the latest status of each of their
+// tickets (tickets of requesters with none are absent).
+func (s *Store) RequesterTickets(ctx context.Context, tenant string, requesters []int64) (map[int64]map[int64]TicketState, error) {
+	out := map[int64]map[int64]TicketState{}
+	if len(requesters) == 0 {
+		return out, nil
+	}
+	rows, err := s.conn.Query(ctx, `SELECT requester_id, ticket_id, status, occurred_at
+FROM ticket_requesters FINAL WHERE tenant = ? AND has(?, requester_id)`, tenant, requesters)
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var requester, ticket int64
+		var st TicketState
+		if err := rows.Scan(&requester, &ticket, &st.Status, &st.OccurredAt); err != nil {
+			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
+		}
+		if out[requester] == nil {
+			out[requester] = map[int64]TicketState{}
+		}
+		out[requester][ticket] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
+	}
+	return out, nil
+}

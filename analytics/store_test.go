@@ -111,3 +111,33 @@ func TestOpenRejectsBadDatabaseName(t *testing.T) {
 		t.Fatal("accepted a database name with SQL in it")
 	}
 }
+
+func TestRequesterTickets(t *testing.T) {
+	store := openStore(t)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	ev := func(id string, ticket, requester int64, status string, minute int) schemas.TicketEvent {
+		return schemas.TicketEvent{EventID: id, Tenant: "acme", Type: schemas.TicketStatusChanged, Source: schemas.SourceEvent,
+			OccurredAt: at.Add(time.Duration(minute) * time.Minute), ReceivedAt: at,
+			Ticket: schemas.Ticket{ID: ticket, Status: status, Requester: schemas.Requester{ID: requester}}}
+	}
+	events := []schemas.TicketEvent{
+		ev("a", 1, 100, "new", 0), ev("b", 1, 100, "closed", 5), // closed later
+		ev("c", 2, 100, "solved", 3), ev("d", 2, 100, "open", 1), // arrived out of order: solved is the latest
+		ev("e", 3, 200, "open", 0),
+		ev("f", 4, 300, "", 0), // says nothing of the status
+	}
+	if err := store.InsertTicketEvents(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.InsertTicketEvents(ctx, events[:2]); err != nil { // a redelivery
+		t.Fatal(err)
+	}
+	got, err := store.RequesterTickets(ctx, "acme", []int64{100, 300, 999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[100][1].Status != "closed" || got[100][2].Status != "solved" || len(got[100]) != 2 {
+		t.Errorf("RequesterTickets = %v, want requester 100 with ticket 1 closed and 2 solved", got)
+	}
+}

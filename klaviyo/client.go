@@ -110,14 +110,7 @@ func (e Event) Validate() error {
 	if n := utf8.RuneCountInString(e.Metric); n >= 128 {
 		return fmt.Errorf("metric name is %d characters; Klaviyo allows fewer than 128", n)
 	}
-	p := e.Profile
-	if p.Email == "" && p.PhoneNumber == "" && p.ExternalID == "" {
-		return errors.New("profile has no identifier (email, phone number or external id)")
-	}
-	if p.PhoneNumber != "" && !e164.MatchString(p.PhoneNumber) {
-		return fmt.Errorf("phone number %q is not in E.164 form", p.PhoneNumber)
-	}
-	return nil
+	return e.Profile.validate()
 }
 
 // Client calls Klaviyo's API for one account. It is safe for concurrent use.

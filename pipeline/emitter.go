@@ -31,6 +31,7 @@ type MetricSender interface {
 type Route struct {
 	Brands    config.Brands // the brands the connection syncs
 	Sender    MetricSender  // its Klaviyo account
+	Profiles  ProfileSender // the same account's profiles, for Open_tickets; nil for none
 	Directory Directory     // its Zendesk account
 }
 
@@ -40,6 +41,8 @@ type EmitterConfig struct {
 	Topic   string // ticket-events.v1
 	Group   string // EmitterGroup
 	Routes  map[string]Route
+	// States is where Open_tickets is counted from; nil leaves Open_tickets alone.
+	States TicketStates
 	// RetryFor bounds how long a delivery that keeps failing transiently is retried before
 	// it goes to the dead-letter topic (replay sends it again). Default 15 minutes.
 	RetryFor time.Duration
@@ -96,7 +99,8 @@ type emitterMetrics struct {
 	latency     prometheus.Histogram
 	retries     prometheus.Counter
 	queued      *prometheus.GaugeVec
-	deadLetters prometheus.Counter
+	deadLetters     prometheus.Counter
+	profileFailures prometheus.Counter
 }
 
 // NewEmitter returns the emitter. Ticket events of connections without a route (no Klaviyo
@@ -126,8 +130,12 @@ func NewEmitter(logger *slog.Logger, reg prometheus.Registerer, cfg EmitterConfi
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zenklav_emitter_dead_letters_total", Help: "Ticket events the emitter sent to the dead-letter topic.",
 		}),
+		profileFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zenklav_emitter_open_tickets_failures_total",
+			Help: "Batches whose Open_tickets profile updates were given up after retries (the counts are stale until the requester's next ticket change).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.latency, m.retries, m.queued, m.deadLetters} {
+	for _, c := range []prometheus.Collector{m.events, m.latency, m.retries, m.queued, m.deadLetters, m.profileFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register emitter metrics: %w", err)
 		}
@@ -165,10 +173,11 @@ func NewEmitter(logger *slog.Logger, reg prometheus.Registerer, cfg EmitterConfi
 
 // item is one fetched ticket event on its way through a lane.
 type item struct {
-	msg     kafka.Message
-	event   schemas.TicketEvent
-	ts      []transition
-	fetched time.Time // when this process first saw it: RetryFor counts from here
+	msg       kafka.Message
+	event     schemas.TicketEvent
+	ts        []transition
+	fetched   time.Time // when this process first saw it: RetryFor counts from here
+	requester int64     // the requester's Zendesk id, once known
 }
 
 // Run consumes until ctx ends or Kafka fails for good. On the way out it stops fetching,
@@ -378,6 +387,19 @@ func (l *lane) handle(ctx, sendCtx context.Context, batch []*item) {
 	if len(dead) > 0 && e.deadLetter(sendCtx, dead...) != nil {
 		return
 	}
+	var delivered []*outgoing
+	defer func() {
+		// Delivered items are done once Open_tickets is set too, or given up on; on shutdown
+		// they are not, and the next owner sends them again (Klaviyo drops the repeats).
+		if !l.updateOpenTickets(ctx, sendCtx, batch, delivered) {
+			return
+		}
+		for _, p := range delivered {
+			if p.finish() {
+				e.offsets.done(p.item.msg)
+			}
+		}
+	}()
 	for attempt := 0; len(pending) > 0; attempt++ {
 		metrics := make([]Metric, len(pending))
 		for i, p := range pending {
@@ -391,10 +413,8 @@ func (l *lane) handle(ctx, sendCtx context.Context, batch []*item) {
 			err := errs[i]
 			switch {
 			case err == nil:
-				if p.finish() {
-					e.offsets.done(p.item.msg)
-					e.metrics.latency.Observe(time.Since(p.item.event.ReceivedAt).Seconds())
-				}
+				delivered = append(delivered, p)
+				e.metrics.latency.Observe(time.Since(p.item.event.ReceivedAt).Seconds())
 				e.metrics.events.WithLabelValues("delivered").Inc()
 			case retryable(err) && time.Since(p.item.fetched) < e.cfg.RetryFor && ctx.Err() == nil:
 				retry = append(retry, p)
@@ -465,10 +485,11 @@ func (l *lane) deadLetterOf(it *item, reason string, err error) DeadLetter {
 
 // outgoing is one metric of an item; an item is done when all of its metrics are.
 type outgoing struct {
-	item   *item
-	metric Metric
-	left   *int // the item's metrics not yet finished; shared by its outgoings
-	failed *bool
+	item      *item
+	metric    Metric
+	requester int64
+	left      *int // the item's metrics not yet finished; shared by its outgoings
+	failed    *bool
 }
 
 // finish records one delivered metric and reports whether the item is now done.

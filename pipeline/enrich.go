@@ -171,9 +171,10 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 			l.e.offsets.done(it.msg) // a brand this connection does not sync
 			continue
 		}
+		it.requester = requesterID(it, details)
 		requester := Person{Name: ev.Ticket.Requester.Name, Email: ev.Ticket.Requester.Email, Phone: ev.Ticket.Requester.Phone}
 		if requester.Email == "" && requester.Phone == "" {
-			u, _ := cache.users.Get(cacheKey{tenant, requesterID(it, details)})
+			u, _ := cache.users.Get(cacheKey{tenant, it.requester})
 			requester = u.person
 		}
 		var assignee Person
@@ -197,7 +198,7 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 		}
 		left, failed := len(ms), false
 		for _, m := range ms {
-			out = append(out, &outgoing{item: it, metric: m, left: &left, failed: &failed})
+			out = append(out, &outgoing{item: it, metric: m, requester: it.requester, left: &left, failed: &failed})
 		}
 	}
 	return out, dead, nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/pipeline"
@@ -43,7 +44,7 @@ func routes(logger *slog.Logger, cfg config.Config, conns *config.Connections) (
 			errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
 			continue
 		}
-		out[c.ID] = pipeline.Route{Brands: c.Zendesk.Brands, Sender: sender{kc}, Directory: directory{zc}}
+		out[c.ID] = pipeline.Route{Brands: c.Zendesk.Brands, Sender: sender{kc}, Profiles: sender{kc}, Directory: directory{zc}}
 	}
 	return out, errors.Join(errs...)
 }
@@ -63,6 +64,41 @@ func (s sender) Deliver(ctx context.Context, metrics []pipeline.Metric) []error 
 		}
 	}
 	return s.c.Deliver(ctx, events)
+}
+
+func (s sender) SetOpenTickets(ctx context.Context, counts []pipeline.OpenTickets) error {
+	for start := 0; start < len(counts); start += klaviyo.MaxBulkProfiles {
+		chunk := counts[start:min(start+klaviyo.MaxBulkProfiles, len(counts))]
+		updates := make([]klaviyo.ProfileUpdate, len(chunk))
+		for i, c := range chunk {
+			updates[i] = klaviyo.ProfileUpdate{
+				Profile:    klaviyo.Profile{Email: c.Email, PhoneNumber: c.Phone},
+				Properties: map[string]any{pipeline.OpenTicketsProperty: c.Count},
+			}
+		}
+		if err := s.c.BulkImportProfiles(ctx, updates); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ticketStates is the analytics store as the emitter's TicketStates.
+type ticketStates struct{ s *analytics.Store }
+
+func (t ticketStates) RequesterTickets(ctx context.Context, tenant string, requesters []int64) (map[int64]map[int64]pipeline.TicketState, error) {
+	got, err := t.s.RequesterTickets(ctx, tenant, requesters)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]map[int64]pipeline.TicketState, len(got))
+	for r, tickets := range got {
+		out[r] = make(map[int64]pipeline.TicketState, len(tickets))
+		for id, st := range tickets {
+			out[r][id] = pipeline.TicketState{Status: st.Status, OccurredAt: st.OccurredAt}
+		}
+	}
+	return out, nil
 }
 
 // directory is a Zendesk account as the emitter's Directory.

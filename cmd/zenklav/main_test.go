@@ -161,9 +161,11 @@ func TestEndToEnd(t *testing.T) {
 		previous = status
 	}
 	add(zd.TicketCommentAdded(ticket, zendesktest.Comment{Body: "Thanks!", Public: true}, meta(5)))
+	// Another customer's ticket opens: her Open_tickets becomes 1, while his ends at 0.
+	add(zd.TicketCreated(sample.Tickets[0].ID, meta(6)))
 
 	// Delivered out of order (closed before solved), and the created event twice.
-	for _, i := range []int{0, 1, 2, 4, 3, 5, 0} {
+	for _, i := range []int{0, 1, 2, 4, 3, 5, 6, 0} {
 		send(bodies[i], http.StatusAccepted)
 	}
 	send([]byte(`{"type":"zen:event-type:user.created","id":"u-1","detail":{}}`), http.StatusOK)
@@ -177,16 +179,16 @@ func TestEndToEnd(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rows, err := store.CountTicketEventRows(ctx, tenant)
-		if err == nil && rows >= 7 {
+		if err == nil && rows >= 8 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ClickHouse holds %d rows of 7 deliveries after a minute (%v)", rows, err)
+			t.Fatalf("ClickHouse holds %d rows of 8 deliveries after a minute (%v)", rows, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	for typ, want := range map[string]uint64{
-		"": 6, schemas.TicketCreated: 1, schemas.TicketStatusChanged: 4, schemas.TicketCommentAdded: 1,
+		"": 7, schemas.TicketCreated: 2, schemas.TicketStatusChanged: 4, schemas.TicketCommentAdded: 1,
 	} {
 		got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: tenant, Type: typ})
 		if err != nil {
@@ -202,7 +204,7 @@ func TestEndToEnd(t *testing.T) {
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		p, err := pipeline.GroupProgress(ctx, []string{kafka}, schemas.TicketEventsTopic, pipeline.EmitterGroup)
-		if err == nil && p.Committed == p.End && len(kl.Events(klaviyoKey)) >= 2 {
+		if err == nil && p.Committed == p.End && len(kl.Events(klaviyoKey)) >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -211,6 +213,12 @@ func TestEndToEnd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	checkGolden(t, "testdata/ticket_metrics.golden.json", metricsJSON(t, kl.Events(klaviyoKey), tenant))
+	for who, want := range map[string]float64{sample.Customers[1].Email: 0, sample.Customers[0].Email: 1} {
+		props, ok := kl.Profile(klaviyoKey, who)
+		if got, _ := props[pipeline.OpenTicketsProperty].(float64); !ok || got != want {
+			t.Errorf("profile %s: Open_tickets %v (profile found: %v), want %v", who, props[pipeline.OpenTicketsProperty], ok, want)
+		}
+	}
 	zd.AssertNoViolations(t)
 	kl.AssertNoViolations(t)
 }

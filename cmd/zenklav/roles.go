@@ -90,15 +90,17 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 
 	// Build every part first; start them only when nothing can fail any more, so a start-up
 	// error never leaves a running part behind.
-	var sink *pipeline.Sink
-	if role == "all" || role == "sink" {
-		store, err := e.openStore(ctx)
-		if err != nil {
+	var store *analytics.Store
+	if role == "all" || role == "sink" || role == "emitter" {
+		if store, err = e.openStore(ctx); err != nil {
 			return err
 		}
 		defer store.Close()
 		ready["clickhouse"] = store.Ping
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
+	}
+	var sink *pipeline.Sink
+	if role == "all" || role == "sink" {
 		sink, err = pipeline.NewSink(e.logger.With("role", "sink"), e.registry, pipeline.ConsumerConfig{
 			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.SinkGroup,
 			BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait,
@@ -131,7 +133,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		}
 		emitter, err = pipeline.NewEmitter(logger, e.registry, pipeline.EmitterConfig{
 			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.EmitterGroup,
-			Routes: rs, RetryFor: cfg.EmitterRetryFor,
+			Routes: rs, States: ticketStates{store}, RetryFor: cfg.EmitterRetryFor,
 		}, producer)
 		if err != nil {
 			return err
