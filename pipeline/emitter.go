@@ -95,10 +95,10 @@ type Emitter struct {
 }
 
 type emitterMetrics struct {
-	events      *prometheus.CounterVec // by result
-	latency     prometheus.Histogram
-	retries     prometheus.Counter
-	queued      *prometheus.GaugeVec
+	events          *prometheus.CounterVec // by result
+	latency         prometheus.Histogram
+	retries         prometheus.Counter
+	queued          *prometheus.GaugeVec
 	deadLetters     prometheus.Counter
 	profileFailures prometheus.Counter
 }
