@@ -71,7 +71,8 @@ func (b *bucket) wait(ctx context.Context) error {
 }
 
 // throttled records a 429: nothing goes before retryAfter has passed, and the rate drops by
-// a quarter (never below a tenth of the ceiling).
+// a quarter, never below half the ceiling: the pause already does most of the yielding, and
+// a deeper cut would take minutes to win back after a storm of 429s.
 func (b *bucket) throttled(retryAfter time.Duration) {
 	if retryAfter <= 0 {
 		retryAfter = time.Second
@@ -81,12 +82,12 @@ func (b *bucket) throttled(retryAfter time.Duration) {
 	if until := time.Now().Add(retryAfter); until.After(b.pause) {
 		b.pause = until
 	}
-	b.lim.SetLimit(max(b.lim.Limit()*3/4, b.ceiling/10))
+	b.lim.SetLimit(max(b.lim.Limit()*3/4, b.ceiling/2))
 }
 
-// succeeded wins back a twentieth of the ceiling after a slow-down.
+// succeeded wins back a tenth of the ceiling after a slow-down.
 func (b *bucket) succeeded() {
 	if l := b.lim.Limit(); l < b.ceiling {
-		b.lim.SetLimit(min(b.ceiling, l+b.ceiling/20))
+		b.lim.SetLimit(min(b.ceiling, l+b.ceiling/10))
 	}
 }

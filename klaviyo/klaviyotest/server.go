@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,6 +64,8 @@ type Server struct {
 	latency    time.Duration
 	failN      int
 	failStatus int
+	fault      fault
+	refuse     func(klaviyo.Event) bool
 	accounts   map[string]*account // by private key
 }
 
@@ -147,6 +150,41 @@ func (s *Server) FailNext(n, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failN, s.failStatus = n, status
+}
+
+// fault is an outage in progress: a fraction of requests answered with status.
+type fault struct {
+	status   int
+	fraction float64
+}
+
+// SetFault answers the given fraction (0 to 1) of valid, authenticated API requests with
+// status (a 5xx, or 429 with Retry-After: 1) until SetFault(0, 0): an outage when fraction
+// is 1, a flaky Klaviyo below. Which requests fail is random.
+func (s *Server) SetFault(status int, fraction float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault = fault{status: status, fraction: fraction}
+}
+
+// RefuseEvents makes the server refuse, with a 400 that points at them, the events match
+// selects, as Klaviyo refuses an event it finds invalid; nil accepts them again.
+func (s *Server) RefuseEvents(match func(klaviyo.Event) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = match
+}
+
+// refused is the error for an event RefuseEvents selects, or nil.
+func (s *Server) refused(e klaviyo.Event, pointer string) *apiError {
+	s.mu.Lock()
+	match := s.refuse
+	s.mu.Unlock()
+	if match == nil || !match(e) {
+		return nil
+	}
+	err := invalid("klaviyotest: this event is refused by the test (RefuseEvents).", pointer)
+	return &err
 }
 
 // SetClock replaces time.Now for the server: the rate-limit windows and the time of
@@ -347,13 +385,20 @@ var refusals = apispec.Refusals{
 func (s *Server) admit(w http.ResponseWriter, key, opID string) answer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failN > 0 {
+	status := 0
+	switch {
+	case s.failN > 0:
 		s.failN--
-		if s.failStatus == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-			return answer{status: s.failStatus, errors: []apiError{throttled(1)}}
-		}
-		return answer{status: s.failStatus, errors: []apiError{{Code: "error", Title: "A server error occurred.", Detail: fmt.Sprintf("klaviyotest: injected failure %d", s.failStatus)}}}
+		status = s.failStatus
+	case s.fault.status != 0 && mrand.Float64() < s.fault.fraction:
+		status = s.fault.status
+	}
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+		return answer{status: status, errors: []apiError{throttled(1)}}
+	}
+	if status != 0 {
+		return answer{status: status, errors: []apiError{{Code: "error", Title: "A server error occurred.", Detail: fmt.Sprintf("klaviyotest: injected failure %d", status)}}}
 	}
 	lim, ok := limits[opID]
 	if !ok {

@@ -325,6 +325,9 @@ func (s *Server) createEvent(c *call) answer {
 		p = attrs.Profile.Data
 	}
 	ev, apiErr := check(p, attrs, s.received(), "/data/attributes", "/data/attributes/profile/data")
+	if apiErr == nil {
+		apiErr = s.refused(ev.event, "/data/attributes")
+	}
 	if apiErr != nil {
 		return answer{status: http.StatusBadRequest, errors: []apiError{*apiErr}}
 	}
@@ -348,6 +351,9 @@ func (s *Server) bulkCreateEvents(c *call) answer {
 		for j, e := range entry.Attributes.Events.Data {
 			pointer := fmt.Sprintf("%s/events/data/%d/attributes", base, j)
 			ev, apiErr := check(entry.Attributes.Profile.Data, e.Attributes, now, pointer, base+"/profile/data")
+			if apiErr == nil {
+				apiErr = s.refused(ev.event, pointer)
+			}
 			if apiErr != nil {
 				errs = append(errs, *apiErr)
 				continue

@@ -1,0 +1,36 @@
+package klaviyo
+
+import (
+	"testing"
+	"time"
+)
+
+// TestBucketStaysInsideTheMinuteWindow: whatever minute window Klaviyo counts, the bucket
+// lets at most PerMinute-1 requests through in it, and at most PerSecond in any second.
+func TestBucketStaysInsideTheMinuteWindow(t *testing.T) {
+	for _, l := range []Limit{EventLimit, BulkEventLimit, ProfileImportLimit} {
+		b := newBucket(l)
+		start := time.Unix(1_800_000_000, 0)
+		var sent []time.Time
+		for now := start; now.Before(start.Add(3 * time.Minute)); now = now.Add(time.Millisecond) {
+			for b.lim.AllowN(now, 1) {
+				sent = append(sent, now)
+			}
+		}
+		for i := range sent {
+			inMinute, inSecond := 0, 0
+			for j := i; j < len(sent) && sent[j].Sub(sent[i]) < time.Minute; j++ {
+				inMinute++
+				if sent[j].Sub(sent[i]) < time.Second {
+					inSecond++
+				}
+			}
+			if inMinute >= l.PerMinute || inSecond > l.PerSecond {
+				t.Fatalf("%+v: %d requests in a minute and %d in a second from %s", l, inMinute, inSecond, sent[i].Sub(start))
+			}
+		}
+		if got, want := float64(len(sent))/3, float64(l.PerMinute)*0.95; got < want {
+			t.Errorf("%+v: %.0f requests a minute, want at least %.0f (95%% of the limit)", l, got, want)
+		}
+	}
+}
