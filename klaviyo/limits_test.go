@@ -17,15 +17,16 @@ func TestBucketStaysInsideTheMinuteWindow(t *testing.T) {
 				sent = append(sent, now)
 			}
 		}
+		// For each request, count those in the minute (and the second) that starts with it.
+		m, sec := 0, 0
 		for i := range sent {
-			inMinute, inSecond := 0, 0
-			for j := i; j < len(sent) && sent[j].Sub(sent[i]) < time.Minute; j++ {
-				inMinute++
-				if sent[j].Sub(sent[i]) < time.Second {
-					inSecond++
-				}
+			for m < len(sent) && sent[m].Sub(sent[i]) < time.Minute {
+				m++
 			}
-			if inMinute >= l.PerMinute || inSecond > l.PerSecond {
+			for sec < len(sent) && sent[sec].Sub(sent[i]) < time.Second {
+				sec++
+			}
+			if inMinute, inSecond := m-i, sec-i; inMinute >= l.PerMinute || inSecond > l.PerSecond {
 				t.Fatalf("%+v: %d requests in a minute and %d in a second from %s", l, inMinute, inSecond, sent[i].Sub(start))
 			}
 		}
