@@ -305,6 +305,43 @@ func TestSandboxMode(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// The ticket's Opened Ticket shows on the Klaviyo simulator's sandbox page, with the
+	// requester's Open_tickets.
+	page := regexp.MustCompile(`watch the metrics arrive at (http://127\.0\.0\.1:\d+/sandbox)`).FindStringSubmatch(banner)
+	if page == nil {
+		t.Fatalf("the banner shows no Klaviyo sandbox page:\n%s", banner)
+	}
+	for {
+		var view struct {
+			Accounts []struct {
+				Events []struct {
+					Metric string `json:"metric"`
+				} `json:"events"`
+				Profiles []struct {
+					Properties map[string]any `json:"properties"`
+				} `json:"profiles"`
+			} `json:"accounts"`
+		}
+		resp, err := http.Get(page[1] + "/events.json")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&view)
+			resp.Body.Close()
+		}
+		if err == nil && len(view.Accounts) == 1 && len(view.Accounts[0].Events) == 1 && len(view.Accounts[0].Profiles) == 1 {
+			if m := view.Accounts[0].Events[0].Metric; m != "Opened Ticket" {
+				t.Errorf("the sandbox Klaviyo received %q, want Opened Ticket", m)
+			}
+			if n := view.Accounts[0].Profiles[0].Properties["Open_tickets"]; n != 1.0 {
+				t.Errorf("Open_tickets = %v, want 1", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sandbox Klaviyo shows %+v (%v), want one Opened Ticket and one profile", view, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestStartupFailureReturns: a bad connections file must end `zenklav all` with its error,
