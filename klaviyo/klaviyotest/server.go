@@ -66,6 +66,7 @@ type Server struct {
 	failStatus int
 	fault      fault
 	refuse     func(klaviyo.Event) bool
+	onAccept   func(privateKey string, events []klaviyo.Event)
 	accounts   map[string]*account // by private key
 }
 
@@ -187,6 +188,17 @@ func (s *Server) refused(e klaviyo.Event, pointer string) *apiError {
 	return &err
 }
 
+// OnAccept makes the server call f with the events each API request added to the account
+// of privateKey (what deduplication kept; none is not a call), before the request is
+// answered: a load generator times deliveries with it rather than reading Events over
+// and over. f runs on the request's goroutine, outside the server's lock, and must not
+// change the events; nil stops the calls.
+func (s *Server) OnAccept(f func(privateKey string, events []klaviyo.Event)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onAccept = f
+}
+
 // SetClock replaces time.Now for the server: the rate-limit windows and the time of
 // events sent without one.
 func (s *Server) SetClock(now func() time.Time) {
@@ -234,6 +246,7 @@ func (s *Server) authenticate(_ context.Context, in *openapi3filter.Authenticati
 // call is one API request that passed validation.
 type call struct {
 	body    []byte
+	key     string // the private key the request came with
 	account *account
 	base    string // scheme and host the request came to, for links in answers
 }
@@ -337,7 +350,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 					s.mu.Lock()
 					acct := s.accounts[key]
 					s.mu.Unlock()
-					a = h(s, &call{body: body, account: acct, base: baseURL(r)})
+					a = h(s, &call{body: body, key: key, account: acct, base: baseURL(r)})
 				} else {
 					a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
 				}

@@ -6,10 +6,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 )
 
@@ -162,6 +165,38 @@ func TestAccountsAreSeparate(t *testing.T) {
 	}
 	if got := sim.Events("pk_none"); got != nil {
 		t.Errorf("unknown account holds %v", got)
+	}
+	sim.AssertNoViolations(t)
+}
+
+func TestOnAcceptSeesWhatIsKept(t *testing.T) {
+	sim := klaviyotest.NewServer()
+	defer sim.Close()
+	sim.AddAccount(key)
+	var mu sync.Mutex
+	var got []string
+	sim.OnAccept(func(k string, events []klaviyo.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range events {
+			got = append(got, k+" "+e.UniqueID)
+		}
+	})
+	second := strings.Replace(validEvent, `"unique_id":"u1"`, `"unique_id":"u2"`, 1)
+	for _, b := range []string{validEvent, validEvent, second} { // the repeat is dropped
+		if resp, body := do(t, sim, request{body: b}); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	}
+	sim.OnAccept(nil)
+	third := strings.Replace(validEvent, `"unique_id":"u1"`, `"unique_id":"u3"`, 1)
+	if resp, body := do(t, sim, request{body: third}); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{key + " u1", key + " u2"}; !slices.Equal(got, want) {
+		t.Errorf("hook saw %q, want %q", got, want)
 	}
 	sim.AssertNoViolations(t)
 }

@@ -294,16 +294,25 @@ func cloneEvent(e klaviyo.Event) klaviyo.Event {
 	return e
 }
 
-// store keeps the events whose dedup key the account has not seen: the first one wins.
-func (s *Server) store(a *account, events []pending) {
+// store keeps the events of c whose dedup key the account has not seen (the first one
+// wins) and tells OnAccept's hook which they were.
+func (s *Server) store(c *call, events []pending) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	a, hook := c.account, s.onAccept
+	kept := len(a.events)
 	for _, p := range events {
 		if a.seen[p.key] {
 			continue
 		}
 		a.seen[p.key] = true
 		a.events = append(a.events, p.event)
+	}
+	// The slice is the account's own, capped so the hook cannot append into it; later
+	// requests only append, so these elements do not change under the hook.
+	added := a.events[kept:len(a.events):len(a.events)]
+	s.mu.Unlock()
+	if hook != nil && len(added) > 0 {
+		hook(c.key, added)
 	}
 }
 
@@ -331,7 +340,7 @@ func (s *Server) createEvent(c *call) answer {
 	if apiErr != nil {
 		return answer{status: http.StatusBadRequest, errors: []apiError{*apiErr}}
 	}
-	s.store(c.account, []pending{ev})
+	s.store(c, []pending{ev})
 	return answer{status: http.StatusAccepted}
 }
 
@@ -374,6 +383,6 @@ func (s *Server) bulkCreateEvents(c *call) answer {
 	if len(errs) > 0 {
 		return answer{status: http.StatusBadRequest, errors: errs}
 	}
-	s.store(c.account, events)
+	s.store(c, events)
 	return answer{status: http.StatusAccepted}
 }
