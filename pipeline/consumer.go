@@ -44,18 +44,9 @@ func NewConsumer(logger *slog.Logger, cfg ConsumerConfig) (*Consumer, error) {
 		return nil, errors.New("consumer needs a positive batch size and wait")
 	}
 	logger = logger.With("topic", cfg.Topic, "group", cfg.Group)
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        cfg.Brokers,
-		GroupID:        cfg.Group,
-		Topic:          cfg.Topic,
-		MinBytes:       1,
-		MaxBytes:       4 << 20,
-		MaxWait:        100 * time.Millisecond,
-		QueueCapacity:  min(cfg.BatchSize, 5_000),
-		StartOffset:    kafka.FirstOffset,
-		CommitInterval: 0, // synchronous, but only once per batch: see Run
-		ErrorLogger:    kafkaLogger(logger.With("kafka", "reader")),
-	})
+	rc := readerConfig(logger, cfg.Brokers, cfg.Topic, cfg.Group)
+	rc.QueueCapacity = min(cfg.BatchSize, 5_000)
+	r := kafka.NewReader(rc)
 	return &Consumer{
 		cfg:     cfg,
 		logger:  logger,
@@ -191,6 +182,23 @@ func (c *Consumer) commit(ctx context.Context, batch []kafka.Message) error {
 		if err := c.backoff.Sleep(cctx, attempt); err != nil {
 			return err
 		}
+	}
+}
+
+// readerConfig is how every role reads a topic in its group: from the start when the group
+// is new, and with synchronous commits (CommitInterval 0), which each role makes only when
+// it has handled what it commits.
+func readerConfig(logger *slog.Logger, brokers []string, topic, group string) kafka.ReaderConfig {
+	return kafka.ReaderConfig{
+		Brokers:        brokers,
+		GroupID:        group,
+		Topic:          topic,
+		MinBytes:       1,
+		MaxBytes:       4 << 20,
+		MaxWait:        100 * time.Millisecond,
+		StartOffset:    kafka.FirstOffset,
+		CommitInterval: 0,
+		ErrorLogger:    kafkaLogger(logger.With("kafka", "reader")),
 	}
 }
 

@@ -157,21 +157,11 @@ func NewEmitter(logger *slog.Logger, reg prometheus.Registerer, cfg EmitterConfi
 		e.lanes[tenant] = &lane{e: e, tenant: tenant, route: r, in: make(chan *item, cfg.QueueSize),
 			queued: m.queued.WithLabelValues(tenant)}
 	}
-	e.reader = kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        cfg.Brokers,
-		GroupID:        cfg.Group,
-		Topic:          cfg.Topic,
-		MinBytes:       1,
-		MaxBytes:       4 << 20,
-		MaxWait:        100 * time.Millisecond,
-		StartOffset:    kafka.FirstOffset,
-		CommitInterval: 0, // commits are the committer's: only done prefixes
-		// A member that died without leaving holds its partitions until its session times
-		// out: 10 s rather than kafka-go's 30 s keeps a crash from stalling delivery long.
-		SessionTimeout:    10 * time.Second,
-		HeartbeatInterval: 2 * time.Second,
-		ErrorLogger:       kafkaLogger(logger.With("kafka", "reader")),
-	})
+	rc := readerConfig(logger, cfg.Brokers, cfg.Topic, cfg.Group)
+	// A member that died without leaving holds its partitions until its session times out:
+	// 10 s rather than kafka-go's 30 s keeps a crash from stalling delivery long.
+	rc.SessionTimeout, rc.HeartbeatInterval = 10*time.Second, 2*time.Second
+	e.reader = kafka.NewReader(rc)
 	return e, nil
 }
 

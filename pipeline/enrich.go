@@ -96,11 +96,8 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 	details := map[int64]TicketDetails{}
 	if len(lookup) > 0 {
 		found, err := dir.Tickets(ctx, lookup)
-		if err != nil {
-			if retryable(err) {
-				return nil, nil, err
-			}
-			l.e.logger.Warn("zendesk ticket lookup refused", "connection", tenant, "err", err)
+		if err := l.lookupFailed(err, "tickets"); err != nil {
+			return nil, nil, err
 		}
 		details = found // tickets deleted since are missing: the webhook's word is all there is
 	}
@@ -124,11 +121,8 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 	}
 	if len(missing) > 0 {
 		found, err := dir.Users(ctx, missing)
-		if err != nil {
-			if retryable(err) {
-				return nil, nil, err
-			}
-			l.e.logger.Warn("zendesk user lookup refused", "connection", tenant, "err", err)
+		if err := l.lookupFailed(err, "users"); err != nil {
+			return nil, nil, err
 		}
 		for _, id := range missing {
 			p, ok := found[id]
@@ -148,11 +142,8 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 			continue
 		}
 		name, err := dir.GroupName(ctx, id)
-		if err != nil && zenklav.ErrorCode(err) != zenklav.ENOTFOUND {
-			if retryable(err) {
-				return nil, nil, err
-			}
-			l.e.logger.Warn("zendesk group lookup refused", "connection", tenant, "group", id, "err", err)
+		if err := l.lookupFailed(err, "group"); err != nil {
+			return nil, nil, err
 		}
 		cache.groups.Add(cacheKey{tenant, id}, name)
 		groups[id] = name
@@ -202,6 +193,20 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 		}
 	}
 	return out, dead, nil
+}
+
+// lookupFailed sorts a lookup's error: one worth retrying fails the pass and is returned;
+// otherwise (the thing is gone, or Zendesk refuses to say) the fields stay empty, and a
+// refusal is logged for someone to look at the connection's Zendesk credentials.
+func (l *lane) lookupFailed(err error, what string) error {
+	switch {
+	case err == nil || zenklav.ErrorCode(err) == zenklav.ENOTFOUND:
+		return nil
+	case retryable(err):
+		return err
+	}
+	l.e.logger.Warn("zendesk lookup refused", "connection", l.tenant, "lookup", what, "err", err)
+	return nil
 }
 
 // needsTicket reports whether the webhook left out something only the ticket can tell.
