@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
@@ -32,7 +33,7 @@ func (s *Server) zendeskWebhook(c *gin.Context) {
 	}
 	if ev == nil {
 		s.metrics.webhooks.WithLabelValues("zendesk", "ignored").Inc()
-		c.JSON(http.StatusOK, gin.H{"status": "ignored", "reason": "event type not used by zenklav"})
+		c.JSON(http.StatusOK, gin.H{"status": "ignored", "reason": "event type not used by zenklav, or a brand no connection syncs"})
 		return
 	}
 	s.metrics.webhooks.WithLabelValues("zendesk", "accepted").Inc()
@@ -47,18 +48,29 @@ func (s *Server) webhookResult(c *gin.Context, source string, err error) {
 // ingestZendesk verifies, parses, validates and produces one Zendesk webhook. It returns nil
 // and no error for a well-formed event that zenklav does not use.
 func (s *Server) ingestZendesk(ctx context.Context, subdomain string, h http.Header, body []byte) (*schemas.TicketEvent, error) {
-	conn := s.opts.Connections.BySubdomain(subdomain)
-	if conn == nil {
+	conns := s.opts.Connections.BySubdomain(subdomain)
+	if len(conns) == 0 {
 		return nil, zenklav.Errorf(zenklav.ENOTFOUND, "no connection for Zendesk subdomain %q", subdomain)
 	}
 	now := s.opts.Now()
-	if err := zendesk.VerifySignature(conn.WebhookSecrets(), h.Get(zendesk.HeaderSignature),
+	if err := zendesk.VerifySignature(config.WebhookSecrets(conns), h.Get(zendesk.HeaderSignature),
 		h.Get(zendesk.HeaderSignatureTimestamp), body, now); err != nil {
 		return nil, err
 	}
-	ev, err := zendesk.ParseWebhook(body, zendesk.WebhookTarget{Tenant: conn.ID, Subdomain: subdomain, ReceivedAt: now})
+	ev, err := zendesk.ParseWebhook(body, zendesk.WebhookTarget{Tenant: conns[0].ID, Subdomain: subdomain, ReceivedAt: now})
 	if err != nil || ev == nil {
 		return nil, err
+	}
+	// An account shared by several connections, one per brand: the ticket's brand decides
+	// whose event it is. Parsing again for that connection keeps its event ids its own.
+	conn := config.ForBrand(conns, ev.BrandID)
+	if conn == nil {
+		return nil, nil
+	}
+	if conn != conns[0] {
+		if ev, err = zendesk.ParseWebhook(body, zendesk.WebhookTarget{Tenant: conn.ID, Subdomain: subdomain, ReceivedAt: now}); err != nil {
+			return nil, err
+		}
 	}
 	value, err := ev.Marshal()
 	if err != nil {

@@ -216,3 +216,52 @@ func TestReadyzNamesTheFailingDependency(t *testing.T) {
 		t.Errorf("POST /healthz = %d %s, want a JSON 405", w.Code, w.Body)
 	}
 }
+
+// TestZendeskWebhookPerBrand: one Zendesk account feeds two connections, one per brand.
+// The ticket's brand decides whose event it is; a brand neither syncs is acknowledged and
+// not stored; either connection's secret signs for the account.
+func TestZendeskWebhookPerBrand(t *testing.T) {
+	const euSecret = "acme-eu-signing-secret-01"
+	conns, err := config.NewConnections(
+		config.Connection{ID: "acme-us", Zendesk: config.Zendesk{Subdomain: "acme", WebhookSecrets: []config.Secret{secret}, Brands: config.Brands{IDs: []int64{8447346621310}}}},
+		config.Connection{ID: "acme-eu", Zendesk: config.Zendesk{Subdomain: "acme", WebhookSecrets: []config.Secret{euSecret}, Brands: config.Brands{IDs: []int64{42}}}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &recorder{}
+	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
+		Connections: conns, Publisher: pub, Registry: prometheus.NewRegistry(), Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		body, secret string
+		status       int
+		tenant       string
+	}{
+		{created, euSecret, http.StatusAccepted, "acme-us"},
+		{strings.Replace(created, `"brand_id":"8447346621310"`, `"brand_id":"42"`, 1), secret, http.StatusAccepted, "acme-eu"},
+		{strings.Replace(created, `"brand_id":"8447346621310"`, `"brand_id":"7"`, 1), secret, http.StatusOK, ""},
+	} {
+		before := len(pub.msgs)
+		w := request{body: tc.body, secret: tc.secret}.do(srv.Handler())
+		if w.Code != tc.status {
+			t.Fatalf("status = %d, want %d; body %s", w.Code, tc.status, w.Body)
+		}
+		if tc.tenant == "" {
+			if len(pub.msgs) != before {
+				t.Errorf("an unsynced brand's event was produced")
+			}
+			continue
+		}
+		var ev schemas.TicketEvent
+		if err := json.Unmarshal(pub.msgs[len(pub.msgs)-1].Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Tenant != tc.tenant || !strings.HasPrefix(string(pub.msgs[len(pub.msgs)-1].Key), tc.tenant+"/") {
+			t.Errorf("event of tenant %q (key %s), want %q", ev.Tenant, pub.msgs[len(pub.msgs)-1].Key, tc.tenant)
+		}
+	}
+}

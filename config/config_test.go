@@ -16,14 +16,15 @@ func TestLoadConnectionsYAML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acme := c.BySubdomain("acme")
-	if acme == nil || acme.ID != "acme" || !acme.Zendesk.Brands.All {
-		t.Fatalf("acme = %+v", acme)
+	acmes := c.BySubdomain("acme")
+	if len(acmes) != 1 || acmes[0].ID != "acme" || !acmes[0].Zendesk.Brands.All {
+		t.Fatalf("acme = %+v", acmes)
 	}
-	globex := c.BySubdomain("globex")
-	if globex == nil || globex.ID != "globex-eu" {
-		t.Fatalf("globex = %+v", globex)
+	globexes := c.BySubdomain("globex")
+	if len(globexes) != 1 || globexes[0].ID != "globex-eu" {
+		t.Fatalf("globex = %+v", globexes)
 	}
+	globex := globexes[0]
 	if got := globex.WebhookSecrets(); len(got) != 2 || got[1] != "globex-signing-secret-old1" {
 		t.Errorf("secrets = %v", got)
 	}
@@ -50,7 +51,8 @@ func TestParseConnectionsRejects(t *testing.T) {
 		{"public klaviyo key", `{"connections":[` + strings.Replace(valid, `pk_x`, `AbC123`, 1) + `]}`, "private API key"},
 		{"token without email", `{"connections":[` + strings.Replace(valid, `"a@b.c"`, `""`, 1) + `]}`, "zendesk.email"},
 		{"duplicate id", `{"connections":[` + valid + `,` + strings.Replace(valid, `"subdomain":"acme"`, `"subdomain":"other"`, 1) + `]}`, "used twice"},
-		{"duplicate subdomain", `{"connections":[` + valid + `,` + strings.Replace(valid, `"id":"acme"`, `"id":"other"`, 1) + `]}`, "used twice"},
+		{"shared subdomain, one syncs all", `{"connections":[` + valid + `,` + strings.Replace(strings.Replace(valid, `"id":"acme"`, `"id":"other"`, 1), `"all"`, `[1]`, 1) + `]}`, "each must list its brands"},
+		{"shared subdomain, a brand twice", `{"connections":[` + strings.Replace(valid, `"all"`, `[1,2]`, 1) + `,` + strings.Replace(strings.Replace(valid, `"id":"acme"`, `"id":"other"`, 1), `"all"`, `[2,3]`, 1) + `]}`, "brand 2 is synced by both"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.ParseConnections([]byte(tc.doc))
@@ -61,6 +63,28 @@ func TestParseConnectionsRejects(t *testing.T) {
 				t.Errorf("error shows a secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestConnectionsPerBrand: one Zendesk account feeding two Klaviyo accounts, one per brand.
+func TestConnectionsPerBrand(t *testing.T) {
+	conn := func(id, brands, secret string) string {
+		return `{"id":"` + id + `","zendesk":{"subdomain":"acme","webhook_secrets":["` + secret + `"],"brands":` + brands + `}}`
+	}
+	c, err := config.ParseConnections([]byte(`{"connections":[` + conn("acme-us", "[1,2]", "us-signing-secret-0001") + `,` +
+		conn("acme-eu", "[3]", "eu-signing-secret-0001") + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := c.BySubdomain("acme")
+	for brand, want := range map[int64]string{1: "acme-us", 2: "acme-us", 3: "acme-eu", 4: "", 0: ""} {
+		got := config.ForBrand(conns, brand)
+		if (got == nil && want != "") || (got != nil && got.ID != want) {
+			t.Errorf("brand %d goes to %v, want %q", brand, got, want)
+		}
+	}
+	if got := config.WebhookSecrets(conns); len(got) != 2 {
+		t.Errorf("secrets of the account: %d, want both connections' 2", len(got))
 	}
 }
 

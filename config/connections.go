@@ -17,7 +17,7 @@ import (
 type Connections struct {
 	Connections []Connection `json:"connections"`
 
-	bySubdomain map[string]*Connection
+	bySubdomain map[string][]*Connection
 }
 
 // Connection joins one Zendesk account with one Klaviyo account and its SMS settings.
@@ -144,7 +144,7 @@ func (c *Connections) index() error {
 	if len(c.Connections) == 0 {
 		return errors.New("no connections: add at least one under \"connections\"")
 	}
-	c.bySubdomain = make(map[string]*Connection, len(c.Connections))
+	c.bySubdomain = make(map[string][]*Connection, len(c.Connections))
 	ids := map[string]bool{}
 	var errs []error
 	for i := range c.Connections {
@@ -156,13 +156,37 @@ func (c *Connections) index() error {
 		if ids[conn.ID] {
 			errs = append(errs, fmt.Errorf("connections[%d]: id %q is used twice", i, conn.ID))
 		}
-		if c.bySubdomain[conn.Zendesk.Subdomain] != nil {
-			errs = append(errs, fmt.Errorf("connections[%d]: zendesk.subdomain %q is used twice", i, conn.Zendesk.Subdomain))
-		}
 		ids[conn.ID] = true
-		c.bySubdomain[conn.Zendesk.Subdomain] = conn
+		c.bySubdomain[conn.Zendesk.Subdomain] = append(c.bySubdomain[conn.Zendesk.Subdomain], conn)
+	}
+	for sub, conns := range c.bySubdomain {
+		if err := sharedSubdomain(conns); err != nil {
+			errs = append(errs, fmt.Errorf("zendesk.subdomain %q: %w", sub, err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// sharedSubdomain checks the connections of one Zendesk account. Several may share it, one
+// per brand (each Zendesk brand feeds one Klaviyo account), when every brand belongs to one
+// of them at most: each lists its brands, and no brand is listed twice.
+func sharedSubdomain(conns []*Connection) error {
+	if len(conns) < 2 {
+		return nil
+	}
+	owner := map[int64]string{}
+	for _, conn := range conns {
+		if conn.Zendesk.Brands.All {
+			return fmt.Errorf("is shared by %d connections, so each must list its brands, but %q syncs all", len(conns), conn.ID)
+		}
+		for _, b := range conn.Zendesk.Brands.IDs {
+			if prev, ok := owner[b]; ok && prev != conn.ID {
+				return fmt.Errorf("brand %d is synced by both %q and %q; a brand feeds one Klaviyo account", b, prev, conn.ID)
+			}
+			owner[b] = conn.ID
+		}
+	}
+	return nil
 }
 
 func (c *Connection) validate() error {
@@ -198,9 +222,34 @@ func (c *Connection) validate() error {
 	return errors.Join(errs...)
 }
 
-// BySubdomain returns the connection of a Zendesk subdomain, or nil.
-func (c *Connections) BySubdomain(subdomain string) *Connection {
+// BySubdomain returns the connections of a Zendesk subdomain: one, or one per brand.
+func (c *Connections) BySubdomain(subdomain string) []*Connection {
 	return c.bySubdomain[subdomain]
+}
+
+// ForBrand picks, among the connections of one subdomain, the one a ticket of brand belongs
+// to: the only one, or the one that syncs the brand; nil when several share the subdomain
+// and none syncs it (or the brand is not known).
+func ForBrand(conns []*Connection, brand int64) *Connection {
+	if len(conns) == 1 {
+		return conns[0] // it keeps every brand's tickets for analytics; the emitter filters
+	}
+	for _, conn := range conns {
+		if conn.Zendesk.Brands.Includes(brand) {
+			return conn
+		}
+	}
+	return nil
+}
+
+// WebhookSecrets returns the signing secrets of the connections of one subdomain, revealed:
+// Zendesk signs a webhook once, whichever brand's connection its ticket belongs to.
+func WebhookSecrets(conns []*Connection) []string {
+	var out []string
+	for _, conn := range conns {
+		out = append(out, conn.WebhookSecrets()...)
+	}
+	return out
 }
 
 // WebhookSecrets returns the connection's active Zendesk signing secrets, revealed.
