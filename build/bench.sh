@@ -10,6 +10,12 @@ BENCH_WEBHOOKS=${BENCH_WEBHOOKS:-100000}
 BENCH_SENDERS=${BENCH_SENDERS:-32}
 BENCH_SINK_EVENTS=${BENCH_SINK_EVENTS:-1000000}
 BENCH_HTTP=${BENCH_HTTP:-127.0.0.1:18090}
+BENCH_LATENCY_RATE=${BENCH_LATENCY_RATE:-150}
+BENCH_DRAIN_EVENTS=${BENCH_DRAIN_EVENTS:-100000}
+BENCH_DRAIN_ACCOUNTS=${BENCH_DRAIN_ACCOUNTS:-10}
+# Per account in the run with BENCH_DRAIN_ACCOUNTS: 10 × 50,000 takes about a minute here,
+# where the machine, not Klaviyo's limit, sets the pace.
+BENCH_DRAIN_EVENTS_PER_ACCOUNT=${BENCH_DRAIN_EVENTS_PER_ACCOUNT:-50000}
 
 echo "== Go micro-benchmarks"
 go test -run='^$' -bench=. -benchmem -count=1 ./...
@@ -65,3 +71,12 @@ bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$se
 	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -label ", zenklav api" -pid "$pid"
 stop
 bin/loadgen sink -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -n "$BENCH_SINK_EVENTS"
+# The emitter, against the Klaviyo and Zendesk simulators that loadgen serves itself; loadgen
+# starts and stops bin/zenklav. Latency first: `zenklav all` waits for its sink to catch up
+# with the topic, which is shortest before the drains fill it.
+bin/loadgen latency -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
+	-http "$BENCH_HTTP" -rate "$BENCH_LATENCY_RATE" -duration 30s
+bin/loadgen emitter -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
+	-http "$BENCH_HTTP" -n "$BENCH_DRAIN_EVENTS"
+bin/loadgen emitter -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
+	-http "$BENCH_HTTP" -accounts "$BENCH_DRAIN_ACCOUNTS" -n "$BENCH_DRAIN_EVENTS_PER_ACCOUNT"

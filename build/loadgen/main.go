@@ -5,6 +5,12 @@
 //	    of that process (VmHWM)
 //	loadgen sink -brokers 127.0.0.1:19092 -clickhouse 127.0.0.1:19000 -n 1000000
 //	    ticket events per second from Kafka into ClickHouse through the sink
+//	loadgen emitter -brokers … -clickhouse … [-accounts 10] [-n 100000] [-zenklav bin/zenklav]
+//	    bin/zenklav emitter draining a backlog into simulated Klaviyo accounts: events per
+//	    second against the bulk ceiling, 429 answers, where the CPU went, peak RSS
+//	loadgen latency -brokers … -clickhouse … [-rate 150] [-duration 30s] [-zenklav bin/zenklav]
+//	    signed webhooks into bin/zenklav all at a steady rate: time from sending each to
+//	    the Klaviyo simulator accepting its event
 //
 // It prints one Markdown table row per measurement, for docs/benchmarks.md.
 package main
@@ -33,7 +39,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -42,6 +48,10 @@ func main() {
 		err = ingest(os.Args[2:])
 	case "sink":
 		err = sink(os.Args[2:])
+	case "emitter":
+		err = emitterDrain(os.Args[2:])
+	case "latency":
+		err = latency(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown measurement %q", os.Args[1])
 	}

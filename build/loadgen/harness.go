@@ -1,0 +1,426 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
+	"github.com/zenklav/zenklav/zendesk/zendesktest"
+)
+
+// The emitter measurements run zenklav as a child process against the simulators of
+// Klaviyo and Zendesk, served from this process on loopback: the simulators enforce
+// Klaviyo's per-account limits, and their side is where a delivery is measured.
+
+// sims are the two simulators and where they listen.
+type sims struct {
+	klaviyo    *klaviyotest.Server
+	zendesk    *zendesktest.Server
+	klaviyoURL string
+	zendeskURL string
+	answers    *answerCounter
+	srvs       []*http.Server
+}
+
+func startSims(logger *slog.Logger) (*sims, error) {
+	k, err := klaviyotest.New(logger)
+	if err != nil {
+		return nil, err
+	}
+	z, err := zendesktest.New(logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &sims{klaviyo: k, zendesk: z, answers: &answerCounter{byPath: map[string]*answerCount{}}}
+	if s.klaviyoURL, err = s.serve(s.answers.wrap(k)); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.zendeskURL, err = s.serve(z); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *sims) serve(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("listen for a simulator: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	s.srvs = append(s.srvs, srv)
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	return "http://" + ln.Addr().String(), nil
+}
+
+func (s *sims) Close() {
+	for _, srv := range s.srvs {
+		srv.Close()
+	}
+	s.klaviyo.Close()
+	s.zendesk.Close()
+}
+
+// answerCounter counts the Klaviyo simulator's answers by endpoint: the account's own
+// counts lump bulk events and profile imports together, and each has its own limit.
+type answerCounter struct {
+	mu     sync.Mutex
+	byPath map[string]*answerCount
+}
+
+type answerCount struct{ requests, throttled int }
+
+func (c *answerCounter) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := c.byPath[r.URL.Path]
+		if n == nil {
+			n = &answerCount{}
+			c.byPath[r.URL.Path] = n
+		}
+		n.requests++
+		if sw.status == http.StatusTooManyRequests {
+			n.throttled++
+		}
+	})
+}
+
+func (c *answerCounter) get(path string) answerCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.byPath[path]; n != nil {
+		return *n
+	}
+	return answerCount{}
+}
+
+func (n answerCount) String() string {
+	return fmt.Sprintf("%d, %d answered 429 (%.1f %%)", n.requests, n.throttled, pct(n.throttled, n.requests))
+}
+
+func pct(part, whole int) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// benchConnection is one entry of the connections file zenklav is started with.
+type benchConnection struct {
+	id, secret, klaviyoKey string
+}
+
+func writeConnections(path string, conns []benchConnection) error {
+	type entry struct {
+		ID      string `json:"id"`
+		Zendesk struct {
+			Subdomain      string   `json:"subdomain"`
+			Email          string   `json:"email"`
+			APIToken       string   `json:"api_token"`
+			WebhookSecrets []string `json:"webhook_secrets"`
+			Brands         string   `json:"brands"`
+		} `json:"zendesk"`
+		Klaviyo struct {
+			PrivateKey string `json:"private_key"`
+		} `json:"klaviyo"`
+	}
+	var file struct {
+		Connections []entry `json:"connections"`
+	}
+	for _, c := range conns {
+		var e entry
+		e.ID = c.id
+		e.Zendesk.Subdomain = c.id
+		e.Zendesk.Email, e.Zendesk.APIToken = zendesktest.DefaultEmail, zendesktest.DefaultAPIToken
+		e.Zendesk.WebhookSecrets = []string{c.secret}
+		e.Zendesk.Brands = "all"
+		e.Klaviyo.PrivateKey = c.klaviyoKey
+		file.Connections = append(file.Connections, e)
+	}
+	b, err := json.Marshal(file)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// zenklavProcess is bin/zenklav run as a child, as in production: its CPU and memory are
+// its own, apart from the simulators and the load.
+type zenklavProcess struct {
+	cmd  *exec.Cmd
+	log  string
+	http string
+	done chan struct{}
+}
+
+// startZenklav runs bin ROLE with env (on top of this process's environment without its
+// ZENKLAV_ settings) and waits until it answers /readyz.
+func startZenklav(ctx context.Context, bin, role, dir string, env map[string]string) (*zenklavProcess, error) {
+	p := &zenklavProcess{log: filepath.Join(dir, "zenklav-"+role+".log"), http: env["ZENKLAV_HTTP_ADDR"], done: make(chan struct{})}
+	out, err := os.Create(p.log)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	p.cmd = exec.Command(bin, role)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ZENKLAV_") {
+			p.cmd.Env = append(p.cmd.Env, kv)
+		}
+	}
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	// A zenklav left behind would keep its partitions of the shared consumer group and take
+	// events from whoever runs the emitter next: it dies with the load generator.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start zenklav %s: %w", role, err)
+	}
+	go func() {
+		p.cmd.Wait() //nolint:errcheck // the exit is reported through done
+		close(p.done)
+	}()
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := client.Get("http://" + p.http + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("zenklav %s exited at start:\n%s", role, p.tail(30))
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("zenklav %s was not ready within 2 minutes:\n%s", role, p.tail(30))
+		}
+	}
+}
+
+func (p *zenklavProcess) pid() int { return p.cmd.Process.Pid }
+
+func (p *zenklavProcess) exited() <-chan struct{} { return p.done }
+
+// stop ends it as an operator does (SIGTERM, so it commits what it delivered and leaves the
+// group at once), and kills it if it has not exited within 30 s.
+func (p *zenklavProcess) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // it may have exited already
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill() //nolint:errcheck
+		<-p.done
+	}
+}
+
+func (p *zenklavProcess) tail(lines int) string {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var all []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		all = append(all, sc.Text())
+	}
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+// fetchProfile saves a CPU profile of seconds from a zenklav that serves pprof at addr.
+func fetchProfile(addr string, seconds int, path string) error {
+	client := &http.Client{Timeout: time.Duration(seconds+30) * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+	if err != nil {
+		return fmt.Errorf("fetch profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch profile: status %d", resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.ReadFrom(resp.Body)
+	return err
+}
+
+// groupMembers is how many members the consumer group has. The emitter's group is shared
+// by everything on this Kafka: a second emitter would take some partitions and pass over
+// our events (it knows no route for them), and the run could never finish.
+func groupMembers(ctx context.Context, brokers []string, group string) (int, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return 0, fmt.Errorf("describe group %s: %w", group, err)
+	}
+	if len(resp.Groups) != 1 || resp.Groups[0].Error != nil {
+		return 0, fmt.Errorf("describe group %s: %v", group, resp.Groups)
+	}
+	return len(resp.Groups[0].Members), nil
+}
+
+// requireIdleGroup fails when some process is already consuming as group: zenklav
+// started now would share the topic with it.
+func requireIdleGroup(ctx context.Context, brokers []string, group string) error {
+	n, err := groupMembers(ctx, brokers, group)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("group %s already has %d member(s): another zenklav emitter is running against this Kafka "+
+			"(pgrep -fa 'zenklav (emitter|all)'); it would take partitions and pass over this run's events", group, n)
+	}
+	return nil
+}
+
+// clockTicks is USER_HZ, the unit of CPU times in /proc: 100 on every Linux port Go runs
+// on but alpha and ia64.
+const clockTicks = 100
+
+// cpuSample is the CPU time of the machine and of every process at one moment, to say
+// which process used the cores over a measurement.
+type cpuSample struct {
+	at          time.Time
+	busy, total uint64            // machine, in ticks, from /proc/stat
+	procs       map[int]procTicks // by pid
+}
+
+type procTicks struct {
+	name  string
+	ticks uint64
+}
+
+func sampleCPU() cpuSample {
+	s := cpuSample{at: time.Now(), procs: map[int]procTicks{}}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		for i, f := range strings.Fields(line)[1:] {
+			v, _ := strconv.ParseUint(f, 10, 64)
+			s.total += v
+			if i != 3 && i != 4 { // idle, iowait
+				s.busy += v
+			}
+		}
+	}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue // gone since
+		}
+		// pid (comm) state ppid … utime stime: comm may hold spaces, so split after ')'.
+		open, closing := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		f := strings.Fields(string(b[closing+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseUint(f[11], 10, 64)
+		st, _ := strconv.ParseUint(f[12], 10, 64)
+		s.procs[pid] = procTicks{name: string(b[open+1 : closing]), ticks: ut + st}
+	}
+	return s
+}
+
+// cpuReport names the processes that used the most CPU between a and b, with names for
+// the ones this run knows by pid, and how busy the machine was.
+func cpuReport(a, b cpuSample, names map[int]string) string {
+	secs := b.at.Sub(a.at).Seconds()
+	type use struct {
+		name  string
+		cores float64
+	}
+	var uses []use
+	for pid, p := range b.procs {
+		before, ok := a.procs[pid]
+		if !ok || before.name != p.name { // started during the interval, or a reused pid
+			before.ticks = 0
+		}
+		c := float64(p.ticks-before.ticks) / clockTicks / secs
+		if c < 0.05 {
+			continue
+		}
+		name := p.name
+		if n, ok := names[pid]; ok {
+			name = n
+		}
+		uses = append(uses, use{name, c})
+	}
+	slices.SortFunc(uses, func(x, y use) int {
+		switch {
+		case x.cores > y.cores:
+			return -1
+		case x.cores < y.cores:
+			return 1
+		}
+		return 0
+	})
+	var parts []string
+	for _, u := range uses[:min(len(uses), 4)] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", u.name, u.cores))
+	}
+	machine := 0.0
+	if b.total > a.total {
+		machine = float64(b.busy-a.busy) / float64(b.total-a.total) * float64(runtime.NumCPU())
+	}
+	return fmt.Sprintf("CPU in cores: %s; machine %.2f of %d", strings.Join(parts, ", "), machine, runtime.NumCPU())
+}
