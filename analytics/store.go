@@ -311,24 +311,39 @@ type TicketState struct {
 	OccurredAt time.Time
 }
 
-// RequesterTickets returns, for each of the requesters, the latest status of each of their
-// tickets (tickets of requesters with none are absent).
+// RequesterTickets returns, for each of the requesters, the latest status of each ticket
+// whose latest requester they are. Events that say nothing of the status do not count as
+// its latest; events of one second are not ordered among themselves (ClickHouse keeps
+// seconds), which only matters for a ticket opened and closed within one.
 func (s *Store) RequesterTickets(ctx context.Context, tenant string, requesters []int64) (map[int64]map[int64]TicketState, error) {
 	out := map[int64]map[int64]TicketState{}
 	if len(requesters) == 0 {
 		return out, nil
 	}
-	rows, err := s.conn.Query(ctx, `SELECT requester_id, ticket_id, status, occurred_at
-FROM ticket_requesters FINAL WHERE tenant = ? AND has(?, requester_id)`, tenant, requesters)
+	ids := make([]any, len(requesters))
+	for i, r := range requesters {
+		ids[i] = r
+	}
+	rows, err := s.conn.Query(ctx, `SELECT ticket_id, argMax(requester_id, occurred_at), argMaxIf(status, occurred_at, status != ''), max(occurred_at)
+FROM ticket_events
+WHERE tenant = ? AND ticket_id IN (SELECT ticket_id FROM ticket_requesters WHERE tenant = ? AND requester_id IN ?)
+GROUP BY ticket_id`, tenant, tenant, clickhouse.GroupSet{Value: ids})
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
 	}
 	defer rows.Close()
+	asked := make(map[int64]bool, len(requesters))
+	for _, r := range requesters {
+		asked[r] = true
+	}
 	for rows.Next() {
-		var requester, ticket int64
+		var ticket, requester int64
 		var st TicketState
-		if err := rows.Scan(&requester, &ticket, &st.Status, &st.OccurredAt); err != nil {
+		if err := rows.Scan(&ticket, &requester, &st.Status, &st.OccurredAt); err != nil {
 			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
+		}
+		if !asked[requester] {
+			continue // moved to someone else since
 		}
 		if out[requester] == nil {
 			out[requester] = map[int64]TicketState{}

@@ -124,8 +124,9 @@ func TestRequesterTickets(t *testing.T) {
 	events := []schemas.TicketEvent{
 		ev("a", 1, 100, "new", 0), ev("b", 1, 100, "closed", 5), // closed later
 		ev("c", 2, 100, "solved", 3), ev("d", 2, 100, "open", 1), // arrived out of order: solved is the latest
-		ev("e", 3, 200, "open", 0),
-		ev("f", 4, 300, "", 0), // says nothing of the status
+		ev("e", 2, 100, "", 4), // says nothing of the status: solved stays the latest
+		ev("f", 3, 200, "open", 0), ev("g", 3, 100, "open", 2), // moved from requester 200 to 100
+		ev("h", 4, 100, "open", 0), ev("i", 4, 300, "open", 2), // moved from requester 100 to 300
 	}
 	if err := store.InsertTicketEvents(ctx, events); err != nil {
 		t.Fatal(err)
@@ -133,11 +134,17 @@ func TestRequesterTickets(t *testing.T) {
 	if err := store.InsertTicketEvents(ctx, events[:2]); err != nil { // a redelivery
 		t.Fatal(err)
 	}
-	got, err := store.RequesterTickets(ctx, "acme", []int64{100, 300, 999})
+	got, err := store.RequesterTickets(ctx, "acme", []int64{100, 200, 999})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[100][1].Status != "closed" || got[100][2].Status != "solved" || len(got[100]) != 2 {
-		t.Errorf("RequesterTickets = %v, want requester 100 with ticket 1 closed and 2 solved", got)
+	want := map[int64]string{1: "closed", 2: "solved", 3: "open"}
+	if len(got) != 1 || len(got[100]) != len(want) {
+		t.Fatalf("RequesterTickets = %v, want requester 100 alone with tickets %v", got, want)
+	}
+	for ticket, status := range want {
+		if got[100][ticket].Status != status {
+			t.Errorf("ticket %d: %q, want %q", ticket, got[100][ticket].Status, status)
+		}
 	}
 }

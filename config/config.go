@@ -55,6 +55,9 @@ type Config struct {
 	// or Zendesk failure that may pass (5xx, timeouts, 429, a key being fixed) before the
 	// event goes to the dead-letter topic for `zenklav replay`.
 	EmitterRetryFor time.Duration
+	// EmitterBackfillAfter (ZENKLAV_EMITTER_BACKFILL_AFTER) is the age past which the emitter
+	// sends a metric as a Klaviyo backfill: recorded, but triggering no flows.
+	EmitterBackfillAfter time.Duration
 	// TopicPartitions (ZENKLAV_TOPIC_PARTITIONS) is used when zenklav creates its topics. It
 	// caps how many members of a consumer group share the work, but every partition also
 	// costs the producer one Kafka request per batch window: with kafka-go's per-partition
@@ -69,21 +72,22 @@ type Config struct {
 // FromEnv reads the configuration through getenv, with defaults for what is unset.
 func FromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
-		HTTPAddr:           cmp.Or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"),
-		ClickHouseAddr:     getenv("ZENKLAV_CLICKHOUSE_ADDR"),
-		ClickHouseDatabase: cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
-		ClickHouseUser:     cmp.Or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
-		ClickHousePassword: Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
-		KlaviyoBaseURL:     cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
-		ZendeskBaseURL:     cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
-		ConnectionsFile:    getenv("ZENKLAV_CONNECTIONS_FILE"),
-		JWTSigningKey:      Secret(getenv("ZENKLAV_JWT_SIGNING_KEY")),
-		SinkBatchSize:      50_000,
-		SinkBatchWait:      time.Second,
-		EmitterRetryFor:    15 * time.Minute,
-		TopicPartitions:    4,
-		DataDir:            cmp.Or(getenv("ZENKLAV_DATA_DIR"), ".data/run"),
-		PprofAddr:          getenv("ZENKLAV_PPROF_ADDR"),
+		HTTPAddr:             cmp.Or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"),
+		ClickHouseAddr:       getenv("ZENKLAV_CLICKHOUSE_ADDR"),
+		ClickHouseDatabase:   cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
+		ClickHouseUser:       cmp.Or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
+		ClickHousePassword:   Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
+		KlaviyoBaseURL:       cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
+		ZendeskBaseURL:       cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
+		ConnectionsFile:      getenv("ZENKLAV_CONNECTIONS_FILE"),
+		JWTSigningKey:        Secret(getenv("ZENKLAV_JWT_SIGNING_KEY")),
+		SinkBatchSize:        50_000,
+		SinkBatchWait:        time.Second,
+		EmitterRetryFor:      15 * time.Minute,
+		EmitterBackfillAfter: time.Hour,
+		TopicPartitions:      4,
+		DataDir:              cmp.Or(getenv("ZENKLAV_DATA_DIR"), ".data/run"),
+		PprofAddr:            getenv("ZENKLAV_PPROF_ADDR"),
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("ZENKLAV_LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("ZENKLAV_LOG_LEVEL: %w", err)
@@ -106,6 +110,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if err := durationEnv(getenv, "ZENKLAV_EMITTER_RETRY_FOR", &c.EmitterRetryFor); err != nil {
+		return c, err
+	}
+	if err := durationEnv(getenv, "ZENKLAV_EMITTER_BACKFILL_AFTER", &c.EmitterBackfillAfter); err != nil {
 		return c, err
 	}
 	return c, c.Validate()
@@ -136,6 +143,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT must be positive")
 	case c.EmitterRetryFor <= 0:
 		return fmt.Errorf("ZENKLAV_EMITTER_RETRY_FOR must be positive")
+	case c.EmitterBackfillAfter <= 0:
+		return fmt.Errorf("ZENKLAV_EMITTER_BACKFILL_AFTER must be positive")
 	case c.EmbeddedKafkaPort < 0 || c.EmbeddedKafkaPort > 65535:
 		return fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%d is not a port", c.EmbeddedKafkaPort)
 	case c.TopicPartitions < 1 || c.TopicPartitions > 1000:

@@ -100,6 +100,9 @@ type Event struct {
 	// one metric for one profile in the same second collapse; always set it.
 	UniqueID string
 	Value    *float64
+	// Backfill records the event without triggering flows: for history, and for events
+	// so late that a flow would greet the customer about something long past.
+	Backfill bool
 }
 
 // Validate reports what Klaviyo would refuse in e before it is sent.
@@ -228,6 +231,7 @@ type (
 		Time       string         `json:"time,omitempty"`
 		Value      *float64       `json:"value,omitempty"`
 		UniqueID   string         `json:"unique_id,omitempty"`
+		Backfill   bool           `json:"backfill,omitempty"`
 	}
 	metricRef struct {
 		Data struct {
@@ -260,7 +264,7 @@ type (
 )
 
 func eventAttributes(e Event) attributes {
-	a := attributes{Properties: e.Properties, Value: e.Value, UniqueID: e.UniqueID}
+	a := attributes{Properties: e.Properties, Value: e.Value, UniqueID: e.UniqueID, Backfill: e.Backfill}
 	if a.Properties == nil {
 		a.Properties = map[string]any{} // required, even when empty
 	}

@@ -53,26 +53,38 @@ func newBucket(l Limit) *bucket {
 	return &bucket{lim: rate.NewLimiter(r, burst), ceiling: r}
 }
 
-// wait blocks until a request may go, or ctx ends.
+// wait blocks until a request may go, or ctx ends. A 429 that arrives while a request waits
+// in the limiter pauses it too: the pause is checked again once a token is granted.
 func (b *bucket) wait(ctx context.Context) error {
-	b.mu.Lock()
-	pause := time.Until(b.pause)
-	b.mu.Unlock()
-	if pause > 0 {
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+	for {
+		if pause := b.paused(); pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		if err := b.lim.Wait(ctx); err != nil {
+			return err
+		}
+		if b.paused() <= 0 {
+			return nil
 		}
 	}
-	return b.lim.Wait(ctx)
+}
+
+// paused is how long the bucket still waits out a 429.
+func (b *bucket) paused() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return time.Until(b.pause)
 }
 
 // throttled records a 429: nothing goes before retryAfter has passed, and the rate drops by
-// a quarter, never below half the ceiling: the pause already does most of the yielding, and
-// a deeper cut would take minutes to win back after a storm of 429s.
+// a quarter, down to a quarter of the ceiling, so that up to three emitters sharing an
+// account settle under its limit. The pause does most of the yielding.
 func (b *bucket) throttled(retryAfter time.Duration) {
 	if retryAfter <= 0 {
 		retryAfter = time.Second
@@ -82,12 +94,13 @@ func (b *bucket) throttled(retryAfter time.Duration) {
 	if until := time.Now().Add(retryAfter); until.After(b.pause) {
 		b.pause = until
 	}
-	b.lim.SetLimit(max(b.lim.Limit()*3/4, b.ceiling/2))
+	b.lim.SetLimit(max(b.lim.Limit()*3/4, b.ceiling/4))
 }
 
-// succeeded wins back a tenth of the ceiling after a slow-down.
+// succeeded wins back a tenth of the rate after a slow-down: from the floor, the ceiling is
+// back after fifteen requests.
 func (b *bucket) succeeded() {
 	if l := b.lim.Limit(); l < b.ceiling {
-		b.lim.SetLimit(min(b.ceiling, l+b.ceiling/10))
+		b.lim.SetLimit(min(b.ceiling, l*11/10))
 	}
 }

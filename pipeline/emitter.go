@@ -21,8 +21,8 @@ const EmitterGroup = "zenklav-emitter"
 
 // MetricSender records metrics in one Klaviyo account (klaviyo.Client, adapted in cmd). It
 // waits for the account's rate limits itself. errs[i] is what became of metrics[i]: nil when
-// accepted; EUNAVAILABLE (throttled, 5xx, timeout, network) or EUNAUTHORIZED (the key needs
-// fixing) are worth another try; anything else is final.
+// accepted; EUNAVAILABLE (throttled, 5xx, timeout, network) is worth another try; anything
+// else is final.
 type MetricSender interface {
 	Deliver(ctx context.Context, metrics []Metric) []error
 }
@@ -55,6 +55,11 @@ type EmitterConfig struct {
 	// Senders is how many requests of one connection may be under way (or waiting for its
 	// rate limit) at once. Default 4.
 	Senders int
+	// BackfillAfter is the age (since the webhook arrived) past which a metric is sent as a
+	// backfill: recorded in Klaviyo, but without triggering flows. It keeps a first start on
+	// a topic full of history, a long outage or a replay from greeting customers about
+	// tickets long closed. Default 1 hour.
+	BackfillAfter time.Duration
 	// ShutdownGrace is how long, on shutdown, requests under way may take to finish before
 	// they are given up (and their events handled again after a restart). Default 10 s.
 	ShutdownGrace time.Duration
@@ -73,6 +78,9 @@ func (c *EmitterConfig) defaults() {
 	if c.Senders <= 0 {
 		c.Senders = 4
 	}
+	if c.BackfillAfter <= 0 {
+		c.BackfillAfter = time.Hour
+	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
@@ -90,6 +98,7 @@ type Emitter struct {
 	offsets *offsets
 	lanes   map[string]*lane
 	cache   *directoryCache
+	book    *ticketBook
 	metrics emitterMetrics
 	backoff Backoff
 }
@@ -147,6 +156,7 @@ func NewEmitter(logger *slog.Logger, reg prometheus.Registerer, cfg EmitterConfi
 		offsets: newOffsets(cfg.Topic),
 		lanes:   map[string]*lane{},
 		cache:   newDirectoryCache(),
+		book:    newTicketBook(),
 		metrics: m,
 		backoff: Backoff{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
 	}
@@ -154,8 +164,12 @@ func NewEmitter(logger *slog.Logger, reg prometheus.Registerer, cfg EmitterConfi
 		if r.Sender == nil || r.Directory == nil {
 			return nil, fmt.Errorf("emitter: connection %q needs a Klaviyo sender and a Zendesk directory", tenant)
 		}
-		e.lanes[tenant] = &lane{e: e, tenant: tenant, route: r, in: make(chan *item, cfg.QueueSize),
+		l := &lane{e: e, tenant: tenant, route: r, in: make(chan *item, cfg.QueueSize),
 			queued: m.queued.WithLabelValues(tenant)}
+		if cfg.States != nil && r.Profiles != nil {
+			l.profiles = newProfiles(l)
+		}
+		e.lanes[tenant] = l
 	}
 	rc := readerConfig(logger, cfg.Brokers, cfg.Topic, cfg.Group)
 	// A member that died without leaving holds its partitions until its session times out:
@@ -180,20 +194,24 @@ type item struct {
 // owner of their partitions sends them.
 func (e *Emitter) Run(ctx context.Context) error {
 	e.logger.Info("emitter started", "connections", len(e.lanes))
-	// Sends outlive ctx by ShutdownGrace, so a request under way is not cut off mid-flight.
+	// The lanes and the committer stop when fetching does, whether ctx ended or Kafka failed.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	// Sends outlive runCtx by ShutdownGrace, so a request under way is not cut off mid-flight.
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	var lanes sync.WaitGroup
 	for _, l := range e.lanes {
-		lanes.Go(func() { l.run(ctx, sendCtx) })
+		lanes.Go(func() { l.run(runCtx, sendCtx) })
 	}
 	committerDone := make(chan struct{})
 	go func() {
 		defer close(committerDone)
-		e.commitEvery(ctx, time.Second)
+		e.commitEvery(runCtx, time.Second)
 	}()
 
-	err := e.fetch(ctx)
+	err := e.fetch(runCtx)
+	stop()
 
 	stopped := make(chan struct{})
 	go func() {
@@ -236,6 +254,9 @@ func (e *Emitter) fetch(ctx context.Context) error {
 		}
 		it.ts = transitions(&it.event)
 		l := e.lanes[it.event.Tenant]
+		if l != nil && l.profiles != nil {
+			e.book.note(&it.event)
+		}
 		if len(it.ts) == 0 || l == nil {
 			e.offsets.done(m) // nothing for Klaviyo, or a connection without a Klaviyo account
 			continue
@@ -307,11 +328,13 @@ func (e *Emitter) deadLetter(ctx context.Context, ds ...DeadLetter) error {
 
 // lane is one connection's way to Klaviyo.
 type lane struct {
-	e      *Emitter
-	tenant string
-	route  Route
-	in     chan *item
-	queued prometheus.Gauge
+	e        *Emitter
+	tenant   string
+	route    Route
+	in       chan *item
+	carry    *item // taken from in, but for the next batch: it would not fit this one
+	queued   prometheus.Gauge
+	profiles *profiles // nil when Open_tickets is not kept
 }
 
 // run forms batches and sends them, Senders at a time, until ctx ends; then waits for the
@@ -320,6 +343,9 @@ func (l *lane) run(ctx, sendCtx context.Context) {
 	slots := make(chan struct{}, l.e.cfg.Senders)
 	var sends sync.WaitGroup
 	defer sends.Wait()
+	if l.profiles != nil {
+		sends.Go(func() { l.profiles.run(ctx) })
+	}
 	for {
 		// Take a slot before forming the batch: while every slot waits for the rate limit,
 		// events pile up in the queue and the next batch is a full one.
@@ -329,8 +355,8 @@ func (l *lane) run(ctx, sendCtx context.Context) {
 			return
 		}
 		batch := l.collect(ctx)
-		if len(batch) == 0 {
-			return
+		if len(batch) == 0 || ctx.Err() != nil {
+			return // stopping: what was collected is not done, so the next owner sends it
 		}
 		sends.Go(func() {
 			defer func() { <-slots }()
@@ -343,30 +369,35 @@ func (l *lane) run(ctx, sendCtx context.Context) {
 // or Linger has passed.
 func (l *lane) collect(ctx context.Context) []*item {
 	var batch []*item
-	select {
-	case it := <-l.in:
-		batch = append(batch, it)
-	case <-ctx.Done():
-		return nil
+	if l.carry != nil {
+		batch, l.carry = append(batch, l.carry), nil
+	} else {
+		select {
+		case it := <-l.in:
+			l.queued.Dec()
+			batch = append(batch, it)
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	linger := time.NewTimer(l.e.cfg.Linger)
 	defer linger.Stop()
 	for metrics := len(batch[0].ts); metrics < maxBatchMetrics; {
 		select {
 		case it := <-l.in:
+			l.queued.Dec()
+			if metrics+len(it.ts) > maxBatchMetrics {
+				l.carry = it // a bulk request holds 1,000 events: one more would cost a request of its own
+				return batch
+			}
 			batch = append(batch, it)
 			metrics += len(it.ts)
 		case <-linger.C:
-			return l.took(batch)
+			return batch
 		case <-ctx.Done():
-			return l.took(batch)
+			return batch
 		}
 	}
-	return l.took(batch)
-}
-
-func (l *lane) took(batch []*item) []*item {
-	l.queued.Sub(float64(len(batch)))
 	return batch
 }
 
@@ -383,15 +414,8 @@ func (l *lane) handle(ctx, sendCtx context.Context, batch []*item) {
 	}
 	var delivered []*outgoing
 	defer func() {
-		// Delivered items are done once Open_tickets is set too, or given up on; on shutdown
-		// they are not, and the next owner sends them again (Klaviyo drops the repeats).
-		if !l.updateOpenTickets(ctx, sendCtx, batch, delivered) {
-			return
-		}
-		for _, p := range delivered {
-			if p.finish() {
-				e.offsets.done(p.item.msg)
-			}
+		if l.profiles != nil {
+			l.profiles.mark(delivered)
 		}
 	}()
 	for attempt := 0; len(pending) > 0; attempt++ {
@@ -408,6 +432,9 @@ func (l *lane) handle(ctx, sendCtx context.Context, batch []*item) {
 			switch {
 			case err == nil:
 				delivered = append(delivered, p)
+				if p.finish() {
+					e.offsets.done(p.item.msg)
+				}
 				e.metrics.latency.Observe(time.Since(p.item.event.ReceivedAt).Seconds())
 				e.metrics.events.WithLabelValues("delivered").Inc()
 			case retryable(err) && time.Since(p.item.fetched) < e.cfg.RetryFor && ctx.Err() == nil:
@@ -501,8 +528,12 @@ func (o *outgoing) fail() bool {
 	return first
 }
 
+// retryable reports whether a failure may pass by itself: 5xx, 429, timeouts, the network.
+// A 401 or 403 is final, as every other 4xx: a revoked key would otherwise hold the
+// connection's events, and with them every other connection's, for as long as RetryFor; its
+// dead letters wait for `zenklav replay --connection` once the key is fixed.
 func retryable(err error) bool {
-	return zenklav.Transient(err) || zenklav.ErrorCode(err) == zenklav.EUNAUTHORIZED
+	return zenklav.Transient(err)
 }
 
 // Throttler is implemented by errors that are a rate limit's refusal (klaviyo.APIError of a

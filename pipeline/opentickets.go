@@ -3,8 +3,11 @@ package pipeline
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -18,8 +21,8 @@ type TicketState struct {
 	OccurredAt time.Time
 }
 
-// TicketStates reads the latest status of each ticket of some requesters (analytics.Store,
-// which the sink keeps up to date from the same topic).
+// TicketStates reads the latest status of each ticket whose latest requester is one of
+// requesters (analytics.Store, which the sink keeps up to date from the same topic).
 type TicketStates interface {
 	RequesterTickets(ctx context.Context, tenant string, requesters []int64) (map[int64]map[int64]TicketState, error)
 }
@@ -36,78 +39,203 @@ type ProfileSender interface {
 	SetOpenTickets(ctx context.Context, counts []OpenTickets) error
 }
 
-// updateOpenTickets recounts the open tickets of the requesters whose tickets opened or
-// closed in the batch, and sets them on their profiles. ClickHouse has every ticket's latest
-// status, except for what the sink has not written yet: the batch itself, which is laid over
-// it. Transient failures are retried until RetryFor; it reports false when it gave up because
-// of shutdown, so the batch is handled again after a restart.
-func (l *lane) updateOpenTickets(ctx, sendCtx context.Context, batch []*item, delivered []*outgoing) bool {
-	e := l.e
-	if e.cfg.States == nil || l.route.Profiles == nil || len(delivered) == 0 {
-		return true
+// isOpen is the product's "not yet closed": new, open, pending, hold and solved.
+func isOpen(status string) bool {
+	return status != schemas.StatusClosed && status != schemas.StatusDeleted
+}
+
+// ticketBook remembers the latest status and requester of the tickets this process fetched
+// events of, most recent first, up to bookSize tickets. ClickHouse knows every ticket, but
+// only once the sink has written it; the book knows what the emitter has just seen, and so
+// wins over ClickHouse for the tickets it holds. One ticket's events share a partition, so
+// the process that owns the partition sees all of them.
+type ticketBook struct {
+	mu          sync.Mutex
+	tickets     *lru.Cache[cacheKey, bookEntry]
+	byRequester map[cacheKey]map[int64]bool // (tenant, requester) → ticket ids in the book
+}
+
+type bookEntry struct {
+	requester int64
+	state     TicketState
+}
+
+const bookSize = 200_000
+
+func newTicketBook() *ticketBook {
+	b := &ticketBook{byRequester: map[cacheKey]map[int64]bool{}}
+	// The eviction callback runs inside the cache's own calls, which are made under b.mu.
+	b.tickets, _ = lru.NewWithEvict(bookSize, func(k cacheKey, e bookEntry) { b.unlist(k.tenant, e.requester, k.id) })
+	return b
+}
+
+func (b *ticketBook) unlist(tenant string, requester, ticket int64) {
+	rk := cacheKey{tenant, requester}
+	delete(b.byRequester[rk], ticket)
+	if len(b.byRequester[rk]) == 0 {
+		delete(b.byRequester, rk)
 	}
-	profiles := map[int64]OpenTickets{} // by requester id
+}
+
+// note records what e says of its ticket, unless the book knows of a later event.
+func (b *ticketBook) note(e *schemas.TicketEvent) {
+	t := &e.Ticket
+	if t.Status == "" || t.Requester.ID == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := cacheKey{e.Tenant, t.ID}
+	if old, ok := b.tickets.Peek(k); ok {
+		if e.OccurredAt.Before(old.state.OccurredAt) {
+			return // Zendesk delivered it late: the book has the newer word
+		}
+		b.unlist(e.Tenant, old.requester, t.ID)
+	}
+	b.tickets.Add(k, bookEntry{requester: t.Requester.ID, state: TicketState{Status: t.Status, OccurredAt: e.OccurredAt}})
+	rk := cacheKey{e.Tenant, t.Requester.ID}
+	if b.byRequester[rk] == nil {
+		b.byRequester[rk] = map[int64]bool{}
+	}
+	b.byRequester[rk][t.ID] = true
+}
+
+// count returns how many of requester's tickets are open: ClickHouse's states with the
+// book's laid over them.
+func (b *ticketBook) count(tenant string, requester int64, stored map[int64]TicketState) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	states := maps.Clone(stored)
+	if states == nil {
+		states = map[int64]TicketState{}
+	}
+	for id := range stored {
+		if e, ok := b.tickets.Peek(cacheKey{tenant, id}); ok && e.requester != requester {
+			delete(states, id) // the book saw it move to someone else
+		}
+	}
+	for id := range b.byRequester[cacheKey{tenant, requester}] {
+		e, _ := b.tickets.Peek(cacheKey{tenant, id})
+		states[id] = e.state
+	}
+	n := 0
+	for _, s := range states {
+		if isOpen(s.Status) {
+			n++
+		}
+	}
+	return n
+}
+
+// profiles is a lane's worker for Open_tickets: it collects the requesters whose tickets
+// opened or closed and sets their counts, one request at a time, so a later count never
+// loses to an earlier one. It runs apart from metric delivery: a slow or failing ClickHouse
+// or profile import never holds up the metrics, and a count is recomputed from the state of
+// the moment it is sent, so nothing is lost by waiting.
+type profiles struct {
+	l     *lane
+	mu    sync.Mutex
+	dirty map[int64]OpenTickets // by requester id; Count unset
+	wake  chan struct{}
+}
+
+func newProfiles(l *lane) *profiles {
+	return &profiles{l: l, dirty: map[int64]OpenTickets{}, wake: make(chan struct{}, 1)}
+}
+
+// mark asks for the requesters of delivered metrics to be recounted.
+func (p *profiles) mark(delivered []*outgoing) {
+	p.mu.Lock()
 	for _, o := range delivered {
 		if o.requester != 0 {
-			profiles[o.requester] = OpenTickets{Email: o.metric.Email, Phone: o.metric.Phone}
+			p.dirty[o.requester] = OpenTickets{Email: o.metric.Email, Phone: o.metric.Phone}
 		}
 	}
-	if len(profiles) == 0 {
-		return true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
-	ids := make([]int64, 0, len(profiles))
-	for id := range profiles {
-		ids = append(ids, id)
-	}
-	for attempt := 0; ; attempt++ {
-		err := l.setOpenTickets(sendCtx, batch, ids, profiles)
-		if err == nil {
-			return true
-		}
-		if !retryable(err) || time.Since(oldest(batch)) >= e.cfg.RetryFor {
-			// The metrics are in Klaviyo; only the count is stale, until the requester's next
-			// ticket opens or closes.
-			e.logger.Error("gave up setting Open_tickets", "connection", l.tenant, "profiles", len(ids), "err", err)
-			e.metrics.profileFailures.Inc()
-			return true
-		}
-		level := slog.LevelWarn
-		if attempt >= 5 {
-			level = slog.LevelError
-		}
-		e.logger.Log(ctx, level, "setting Open_tickets failed, retrying", "connection", l.tenant, "attempt", attempt+1, "err", err)
-		if e.backoff.Sleep(ctx, attempt) != nil {
-			return false
+}
+
+func (p *profiles) take() map[int64]OpenTickets {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.dirty
+	p.dirty = map[int64]OpenTickets{}
+	return d
+}
+
+// giveBack returns requesters whose update failed, unless they were marked again meanwhile.
+func (p *profiles) giveBack(d map[int64]OpenTickets) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, o := range d {
+		if _, ok := p.dirty[id]; !ok {
+			p.dirty[id] = o
 		}
 	}
 }
 
-func (l *lane) setOpenTickets(ctx context.Context, batch []*item, ids []int64, profiles map[int64]OpenTickets) error {
-	states, err := l.e.cfg.States.RequesterTickets(ctx, l.tenant, ids)
+// run sends updates until ctx ends. Failures that may pass are retried with backoff, for as
+// long as they last; others are logged and counted, and the counts are right again at the
+// requester's next ticket change.
+func (p *profiles) run(ctx context.Context) {
+	e := p.l.e
+	attempt := 0
+	for {
+		select {
+		case <-p.wake:
+		case <-ctx.Done():
+			if n := len(p.take()); n > 0 {
+				e.logger.Warn("stopping with Open_tickets updates not sent; they are right again at each requester's next ticket change",
+					"connection", p.l.tenant, "profiles", n)
+			}
+			return
+		}
+		d := p.take()
+		if len(d) == 0 {
+			continue
+		}
+		err := p.send(ctx, d)
+		switch {
+		case err == nil:
+			attempt = 0
+			continue
+		case retryable(err):
+			p.giveBack(d)
+			level := slog.LevelWarn
+			if attempt >= 5 {
+				level = slog.LevelError
+			}
+			e.logger.Log(ctx, level, "setting Open_tickets failed, retrying", "connection", p.l.tenant, "profiles", len(d), "attempt", attempt+1, "err", err)
+			if e.backoff.Sleep(ctx, attempt) == nil {
+				attempt++
+				select {
+				case p.wake <- struct{}{}:
+				default: // a wake is pending already
+				}
+			}
+		default:
+			e.logger.Error("Klaviyo refused Open_tickets updates", "connection", p.l.tenant, "profiles", len(d), "err", err)
+			e.metrics.profileFailures.Inc()
+		}
+	}
+}
+
+func (p *profiles) send(ctx context.Context, d map[int64]OpenTickets) error {
+	ids := make([]int64, 0, len(d))
+	for id := range d {
+		ids = append(ids, id)
+	}
+	stored, err := p.l.e.cfg.States.RequesterTickets(ctx, p.l.tenant, ids)
 	if err != nil {
 		return err
 	}
-	for _, it := range batch {
-		t := &it.event.Ticket
-		r := it.requester
-		if _, ok := profiles[r]; !ok || t.Status == "" {
-			continue
-		}
-		if states[r] == nil {
-			states[r] = map[int64]TicketState{}
-		}
-		if s, ok := states[r][t.ID]; !ok || !it.event.OccurredAt.Before(s.OccurredAt) {
-			states[r][t.ID] = TicketState{Status: t.Status, OccurredAt: it.event.OccurredAt}
-		}
+	counts := make([]OpenTickets, 0, len(d))
+	for id, o := range d {
+		o.Count = p.l.e.book.count(p.l.tenant, id, stored[id])
+		counts = append(counts, o)
 	}
-	counts := make([]OpenTickets, 0, len(profiles))
-	for id, p := range profiles {
-		for _, s := range states[id] {
-			if s.Status != schemas.StatusClosed && s.Status != schemas.StatusDeleted {
-				p.Count++
-			}
-		}
-		counts = append(counts, p)
-	}
-	return l.route.Profiles.SetOpenTickets(ctx, counts)
+	return p.l.route.Profiles.SetOpenTickets(ctx, counts)
 }

@@ -28,6 +28,7 @@ type Metric struct {
 	Properties map[string]any
 	Time       time.Time // Zendesk's time of the change
 	UniqueID   string
+	Backfill   bool // record without triggering flows: the change is long past
 }
 
 // transition is a change of a ticket that becomes a metric.

@@ -21,6 +21,9 @@ import (
 // routes builds the emitter's route for every connection with a Klaviyo account.
 func routes(logger *slog.Logger, cfg config.Config, conns *config.Connections) (map[string]pipeline.Route, error) {
 	out := map[string]pipeline.Route{}
+	// One client per Klaviyo account: its rate limits are the account's, whichever
+	// connections share the key.
+	clients := map[config.Secret]*klaviyo.Client{}
 	var errs []error
 	for _, c := range conns.Connections {
 		if c.Klaviyo.PrivateKey == "" {
@@ -31,10 +34,14 @@ func routes(logger *slog.Logger, cfg config.Config, conns *config.Connections) (
 			errs = append(errs, fmt.Errorf("connection %q: the emitter needs zendesk.email and zendesk.api_token to look up assignees, groups and requesters", c.ID))
 			continue
 		}
-		kc, err := klaviyo.NewClient(logger, klaviyo.ClientConfig{BaseURL: cfg.KlaviyoBaseURL, PrivateKey: c.Klaviyo.PrivateKey.Reveal()})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
-			continue
+		kc := clients[c.Klaviyo.PrivateKey]
+		if kc == nil {
+			var err error
+			if kc, err = klaviyo.NewClient(logger, klaviyo.ClientConfig{BaseURL: cfg.KlaviyoBaseURL, PrivateKey: c.Klaviyo.PrivateKey.Reveal()}); err != nil {
+				errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
+				continue
+			}
+			clients[c.Klaviyo.PrivateKey] = kc
 		}
 		zc, err := zendesk.NewClient(logger, zendesk.ClientConfig{
 			BaseURL: strings.ReplaceAll(cfg.ZendeskBaseURL, "{subdomain}", c.Zendesk.Subdomain),
@@ -61,6 +68,7 @@ func (s sender) Deliver(ctx context.Context, metrics []pipeline.Metric) []error 
 			Properties: m.Properties,
 			Time:       m.Time,
 			UniqueID:   m.UniqueID,
+			Backfill:   m.Backfill,
 		}
 	}
 	return s.c.Deliver(ctx, events)

@@ -133,7 +133,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		}
 		emitter, err = pipeline.NewEmitter(logger, e.registry, pipeline.EmitterConfig{
 			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.EmitterGroup,
-			Routes: rs, States: ticketStates{store}, RetryFor: cfg.EmitterRetryFor,
+			Routes: rs, States: ticketStates{store}, RetryFor: cfg.EmitterRetryFor, BackfillAfter: cfg.EmitterBackfillAfter,
 		}, producer)
 		if err != nil {
 			return err

@@ -125,6 +125,7 @@ type (
 		Time       *time.Time     `json:"time"`
 		Value      *float64       `json:"value"`
 		UniqueID   *string        `json:"unique_id"`
+		Backfill   bool           `json:"backfill"`
 		Metric     struct {
 			Data struct {
 				Attributes struct {
@@ -237,6 +238,7 @@ func check(p profileJSON, e eventJSON, received time.Time, pointer, profilePoint
 			Time:       at,
 			UniqueID:   uid,
 			Value:      e.Value,
+			Backfill:   e.Backfill,
 		},
 		key: who + "\x00" + name + "\x00" + dedup,
 	}, nil
