@@ -124,7 +124,7 @@ func TestRequesterTickets(t *testing.T) {
 	events := []schemas.TicketEvent{
 		ev("a", 1, 100, "new", 0), ev("b", 1, 100, "closed", 5), // closed later
 		ev("c", 2, 100, "solved", 3), ev("d", 2, 100, "open", 1), // arrived out of order: solved is the latest
-		ev("e", 2, 100, "", 4), // says nothing of the status: solved stays the latest
+		ev("e", 2, 100, "", 4),                                 // says nothing of the status: solved stays the latest
 		ev("f", 3, 200, "open", 0), ev("g", 3, 100, "open", 2), // moved from requester 200 to 100
 		ev("h", 4, 100, "open", 0), ev("i", 4, 300, "open", 2), // moved from requester 100 to 300
 	}
