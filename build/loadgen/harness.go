@@ -299,15 +299,44 @@ func fetchProfile(addr string, seconds int, path string) error {
 
 // groupMembers is how many members the consumer group has. The emitter's group is shared
 // by everything on this Kafka: a second emitter would take some partitions and pass over
-// our events (it knows no route for them), and the run could never finish.
+// our events (it knows no route for them), and the run could never finish. It asks the
+// group's coordinator, retrying for a while: a fresh broker creates its offsets topic on
+// the first question and is no coordinator until then.
 func groupMembers(ctx context.Context, brokers []string, group string) (int, error) {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
-	if err != nil {
-		return 0, fmt.Errorf("describe group %s: %w", group, err)
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		var n int
+		if n, err = askCoordinator(ctx, client, group); err == nil {
+			return n, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	if len(resp.Groups) != 1 || resp.Groups[0].Error != nil {
-		return 0, fmt.Errorf("describe group %s: %v", group, resp.Groups)
+	return 0, fmt.Errorf("describe group %s: %w", group, err)
+}
+
+func askCoordinator(ctx context.Context, client *kafka.Client, group string) (int, error) {
+	fc, err := client.FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
+	if err != nil {
+		return 0, err
+	}
+	if fc.Error != nil {
+		return 0, fc.Error
+	}
+	addr := kafka.TCP(net.JoinHostPort(fc.Coordinator.Host, strconv.Itoa(fc.Coordinator.Port)))
+	resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{Addr: addr, GroupIDs: []string{group}})
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Groups) != 1 {
+		return 0, fmt.Errorf("%d groups in the answer", len(resp.Groups))
+	}
+	if resp.Groups[0].Error != nil {
+		return 0, resp.Groups[0].Error
 	}
 	return len(resp.Groups[0].Members), nil
 }
