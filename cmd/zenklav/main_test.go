@@ -213,10 +213,18 @@ func TestEndToEnd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	checkGolden(t, "testdata/ticket_metrics.golden.json", metricsJSON(t, kl.Events(klaviyoKey), tenant))
+	// Open_tickets follows the metrics: his ticket closed, hers is open.
 	for who, want := range map[string]float64{sample.Customers[1].Email: 0, sample.Customers[0].Email: 1} {
-		props, ok := kl.Profile(klaviyoKey, who)
-		if got, _ := props[pipeline.OpenTicketsProperty].(float64); !ok || got != want {
-			t.Errorf("profile %s: Open_tickets %v (profile found: %v), want %v", who, props[pipeline.OpenTicketsProperty], ok, want)
+		for {
+			props, ok := kl.Profile(klaviyoKey, who)
+			got, isNumber := props[pipeline.OpenTicketsProperty].(float64)
+			if ok && isNumber && got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("profile %s: Open_tickets %v (profile found: %v), want %v", who, props[pipeline.OpenTicketsProperty], ok, want)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	zd.AssertNoViolations(t)
