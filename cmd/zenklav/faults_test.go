@@ -190,7 +190,7 @@ func TestEmitterFaults(t *testing.T) {
 	// Killed mid-batch: slow answers keep requests in flight when the process dies.
 	kl.SetLatency(500 * time.Millisecond)
 	before := delivered()
-	produce(3000)
+	produce(10_000) // ten bulk requests: more than the bucket lets go at once
 	deadline := time.Now().Add(time.Minute)
 	for delivered() == before {
 		if time.Now().After(deadline) {
