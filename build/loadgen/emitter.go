@@ -209,7 +209,10 @@ func produceBacklog(ctx context.Context, logger *slog.Logger, brokers []string, 
 	}
 	p := pipeline.NewProducer(logger, brokers)
 	defer p.Close()
-	base := time.Now().UTC().Add(-time.Duration(n) * time.Second)
+	// The tickets changed over the past n seconds; their webhooks arrived just now, as after
+	// an outage of the emitter: older arrivals would be sent as backfill.
+	now := time.Now().UTC()
+	base := now.Add(-time.Duration(n) * time.Second)
 	const chunk = 10_000
 	msgs := make([]pipeline.Message, 0, chunk)
 	flush := func() error {
@@ -219,7 +222,7 @@ func produceBacklog(ctx context.Context, logger *slog.Logger, brokers []string, 
 	}
 	for i := 1; i <= n; i++ {
 		for _, c := range conns {
-			e := drainTicket(c.id, i, base.Add(time.Duration(i)*time.Second))
+			e := drainTicket(c.id, i, base.Add(time.Duration(i)*time.Second), now)
 			v, err := e.Marshal()
 			if err != nil {
 				return err
@@ -239,10 +242,10 @@ func produceBacklog(ctx context.Context, logger *slog.Logger, brokers []string, 
 // with the requester's email, the description and the custom fields, so the emitter has
 // nothing to look up in Zendesk and the drain measures the way to Klaviyo. Every ticket
 // has a requester of its own, so every Open_tickets import is a full one.
-func drainTicket(tenant string, i int, at time.Time) schemas.TicketEvent {
+func drainTicket(tenant string, i int, at, received time.Time) schemas.TicketEvent {
 	return schemas.TicketEvent{
 		EventID: fmt.Sprintf("zt:%s-%d", tenant, i), Tenant: tenant, Account: schemas.Account{Subdomain: tenant},
-		Type: schemas.TicketCreated, Source: schemas.SourceTrigger, OccurredAt: at, ReceivedAt: at,
+		Type: schemas.TicketCreated, Source: schemas.SourceTrigger, OccurredAt: at, ReceivedAt: received,
 		Ticket: schemas.Ticket{
 			ID: int64(i), Subject: fmt.Sprintf("Where is my order #%d?", 10_000+i), Status: schemas.StatusNew,
 			Description: "I ordered a rain jacket last week and the tracking has not moved since Monday.",
