@@ -2,15 +2,11 @@ package klaviyo
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/zenklav/zenklav"
 )
-
-// bulkBudget is how much of MaxPayloadBytes the events of one bulk request may fill; the
-// rest is for the JSON:API envelope and the profile entries around them.
-const bulkBudget = MaxPayloadBytes * 9 / 10
 
 // isolateConcurrency bounds the single requests that find the bad events of a refused bulk
 // request; the Create Event bucket paces them anyway.
@@ -19,9 +15,10 @@ const isolateConcurrency = 16
 // Deliver records events with as few requests as Klaviyo's limits allow, and says what became
 // of each: errs[i] is nil when events[i] was accepted. A lone event goes through Create Event,
 // whose limit is 35 times the bulk one; more go in bulk requests of at most MaxBulkEvents
-// events and MaxPayloadBytes. An event Klaviyo would refuse is refused here, alone. When
-// Klaviyo refuses a whole bulk request for good (4xx), its events are sent one by one, so one
-// bad event costs only itself. Errors keep their kinds: EUNAVAILABLE is worth retrying.
+// events, halved while their body would be over MaxPayloadBytes. An event Klaviyo would
+// refuse is refused here, alone. When Klaviyo refuses a whole bulk request for good (4xx),
+// its events are sent one by one, so one bad event costs only itself. Errors keep their
+// kinds: EUNAVAILABLE is worth retrying.
 func (c *Client) Deliver(ctx context.Context, events []Event) []error {
 	errs := make([]error, len(events))
 	var valid []int
@@ -36,51 +33,42 @@ func (c *Client) Deliver(ctx context.Context, events []Event) []error {
 		errs[valid[0]] = c.CreateEvent(ctx, events[valid[0]])
 		return errs
 	}
-	for _, chunk := range chunks(events, valid) {
-		batch := make([]Event, len(chunk))
-		for j, i := range chunk {
-			batch[j] = events[i]
-		}
-		err := c.BulkCreateEvents(ctx, batch)
-		if err == nil || zenklav.Transient(err) || zenklav.ErrorCode(err) == zenklav.EUNAUTHORIZED {
-			for _, i := range chunk {
-				errs[i] = err
-			}
-			continue
-		}
-		c.logger.WarnContext(ctx, "klaviyo refused a bulk request; sending its events one by one", "events", len(chunk), "err", err)
-		c.isolate(ctx, events, chunk, errs)
+	for start := 0; start < len(valid); start += MaxBulkEvents {
+		c.deliverBulk(ctx, events, valid[start:min(start+MaxBulkEvents, len(valid))], errs)
 	}
 	return errs
 }
 
-// chunks splits the indexes of valid events into bulk requests within Klaviyo's limits.
-func chunks(events []Event, valid []int) [][]int {
-	var out [][]int
-	var cur []int
-	size := 0
-	for _, i := range valid {
-		n := eventSize(events[i])
-		if len(cur) == MaxBulkEvents || len(cur) > 0 && size+n > bulkBudget {
-			out = append(out, cur)
-			cur, size = nil, 0
-		}
-		cur = append(cur, i)
-		size += n
-	}
-	if len(cur) > 0 {
-		out = append(out, cur)
-	}
-	return out
+// BulkDelay is how long a bulk request would wait for the account's rate limit now. A
+// caller that forms its batch only then lets events wait unbatched, where later ones can
+// still join them, rather than in a formed batch.
+func (c *Client) BulkDelay() time.Duration {
+	return c.buckets["/api/event-bulk-create-jobs"].delay()
 }
 
-// eventSize is about what e adds to a bulk request.
-func eventSize(e Event) int {
-	b, err := json.Marshal(eventAttributes(e))
-	if err != nil {
-		return MaxPayloadBytes // cannot be encoded: let it travel alone and fail there
+// deliverBulk sends the events at idx in one bulk request. The body's size is known only once
+// it is encoded, which the request does anyway: a body over the limit is split in halves then,
+// rather than every event being encoded once more beforehand to measure it.
+func (c *Client) deliverBulk(ctx context.Context, events []Event, idx []int, errs []error) {
+	batch := make([]Event, len(idx))
+	for j, i := range idx {
+		batch[j] = events[i]
 	}
-	return len(b) + 200 // the profile entry and the wrappers
+	err := c.BulkCreateEvents(ctx, batch)
+	switch {
+	case zenklav.ErrorCode(err) == zenklav.ETOOLARGE && len(idx) > 1:
+		half := len(idx) / 2
+		c.deliverBulk(ctx, events, idx[:half], errs)
+		c.deliverBulk(ctx, events, idx[half:], errs)
+	case err == nil || zenklav.Transient(err) || zenklav.ErrorCode(err) == zenklav.EUNAUTHORIZED:
+		// Accepted, worth retrying as it is, or the key is wrong for every event alike.
+		for _, i := range idx {
+			errs[i] = err
+		}
+	default:
+		c.logger.WarnContext(ctx, "klaviyo refused a bulk request; sending its events one by one", "events", len(idx), "err", err)
+		c.isolate(ctx, events, idx, errs)
+	}
 }
 
 // isolate sends the events at idx one at a time and records each answer.

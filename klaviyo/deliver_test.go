@@ -3,6 +3,7 @@ package klaviyo_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/zenklav/zenklav"
@@ -55,5 +56,28 @@ func TestDeliverLoneEvent(t *testing.T) {
 	}
 	if got := sim.Events("pk_lone"); len(got) != 1 {
 		t.Fatalf("Klaviyo holds %d events, want 1", len(got))
+	}
+}
+
+// TestDeliverSplitsLargeBodies: events that would make a body over Klaviyo's 5 MB go in
+// several requests, all delivered.
+func TestDeliverSplitsLargeBodies(t *testing.T) {
+	sim := klaviyotest.NewServer()
+	defer sim.Close()
+	sim.AddAccount("pk_large")
+	c := newClient(t, sim, "pk_large")
+	big := strings.Repeat("x", 90_000) // under the 100 KB a string may have; 100 of them are 9 MB
+	events := make([]klaviyo.Event, 100)
+	for i := range events {
+		events[i] = klaviyo.Event{Metric: "Opened Ticket", Profile: klaviyo.Profile{Email: fmt.Sprintf("c%d@example.com", i)},
+			UniqueID: fmt.Sprintf("u%d", i), Properties: map[string]any{"Description": big}}
+	}
+	for i, err := range c.Deliver(context.Background(), events) {
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	if got := len(sim.Events("pk_large")); got != 100 {
+		t.Errorf("Klaviyo holds %d events, want 100", got)
 	}
 }

@@ -75,6 +75,18 @@ func (b *bucket) wait(ctx context.Context) error {
 	}
 }
 
+// delay is how long a request would wait now, without taking a token.
+func (b *bucket) delay() time.Duration {
+	if p := b.paused(); p > 0 {
+		return p
+	}
+	tokens := b.lim.Tokens()
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / float64(b.lim.Limit()) * float64(time.Second))
+}
+
 // paused is how long the bucket still waits out a 429.
 func (b *bucket) paused() time.Duration {
 	b.mu.Lock()

@@ -25,6 +25,8 @@ const EmitterGroup = "zenklav-emitter"
 // else is final.
 type MetricSender interface {
 	Deliver(ctx context.Context, metrics []Metric) []error
+	// Delay is how long a bulk request would wait for the account's rate limit now.
+	Delay() time.Duration
 }
 
 // Route is where one connection's ticket events go.
@@ -49,8 +51,9 @@ type EmitterConfig struct {
 	// Linger is how long a connection's lane waits for more events after the first, to fill
 	// a bulk request. Default 100 ms: far below the seconds a webhook may take to arrive.
 	Linger time.Duration
-	// QueueSize bounds the events waiting per connection. Default 5,000: two seconds of an
-	// account's bulk ceiling.
+	// QueueSize bounds the events waiting per connection. Default 2,000: with the batches
+	// of its senders, a second and a half of an account's bulk ceiling is in memory, which
+	// keeps its requests full without holding a large backlog decoded.
 	QueueSize int
 	// Senders is how many requests of one connection may be under way (or waiting for its
 	// rate limit) at once. Default 4.
@@ -73,7 +76,7 @@ func (c *EmitterConfig) defaults() {
 		c.Linger = 100 * time.Millisecond
 	}
 	if c.QueueSize <= 0 {
-		c.QueueSize = 5_000
+		c.QueueSize = 2_000
 	}
 	if c.Senders <= 0 {
 		c.Senders = 4
@@ -347,11 +350,15 @@ func (l *lane) run(ctx, sendCtx context.Context) {
 		sends.Go(func() { l.profiles.run(ctx) })
 	}
 	for {
-		// Take a slot before forming the batch: while every slot waits for the rate limit,
-		// events pile up in the queue and the next batch is a full one.
+		// Take a slot, and wait for the rate limit, before forming the batch: events wait in
+		// the queue, where later ones join them, rather than in batches formed early; under
+		// a backlog every batch is a full one.
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			return
+		}
+		if l.waitForRate(ctx) != nil {
 			return
 		}
 		batch := l.collect(ctx)
@@ -362,6 +369,23 @@ func (l *lane) run(ctx, sendCtx context.Context) {
 			defer func() { <-slots }()
 			l.handle(ctx, sendCtx, batch)
 		})
+	}
+}
+
+// waitForRate waits until the connection's Klaviyo account would take a bulk request.
+func (l *lane) waitForRate(ctx context.Context) error {
+	for {
+		d := l.route.Sender.Delay()
+		if d <= 0 {
+			return nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 

@@ -30,6 +30,8 @@ func (f *fakeKlaviyo) Deliver(_ context.Context, ms []pipeline.Metric) []error {
 	return make([]error, len(ms))
 }
 
+func (f *fakeKlaviyo) Delay() time.Duration { return 0 }
+
 func (f *fakeKlaviyo) delivered() []pipeline.Metric {
 	f.mu.Lock()
 	defer f.mu.Unlock()

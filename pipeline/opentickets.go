@@ -60,7 +60,7 @@ type bookEntry struct {
 	state     TicketState
 }
 
-const bookSize = 200_000
+const bookSize = 50_000 // a few minutes of tickets at full speed; ClickHouse has the rest by then
 
 func newTicketBook() *ticketBook {
 	b := &ticketBook{byRequester: map[cacheKey]map[int64]bool{}}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/config"
@@ -108,6 +109,8 @@ func (t ticketStates) RequesterTickets(ctx context.Context, tenant string, reque
 	}
 	return out, nil
 }
+
+func (s sender) Delay() time.Duration { return s.c.BulkDelay() }
 
 // directory is a Zendesk account as the emitter's Directory.
 type directory struct{ c *zendesk.Client }
