@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/zenklav/zenklav/klaviyo"
@@ -46,21 +43,11 @@ func emitterDrain(args []string) error {
 	if *brokers == "" || *ch == "" {
 		return fmt.Errorf("emitter needs -brokers and -clickhouse")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	bs := strings.Split(*brokers, ",")
-	dir, err := os.MkdirTemp("", "loadgen-emitter-")
+	ctx, logger, bs, dir, s, done, err := prepare("emitter", *brokers)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	s, err := startSims(logger)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	defer done()
 	// Tenants new to every run: the topic and the group are shared with every earlier run,
 	// and an event of ours left there by an interrupted run must not count in this one.
 	stamp := time.Now().Unix()
@@ -87,16 +74,7 @@ func emitterDrain(args []string) error {
 		return err
 	}
 
-	env := map[string]string{
-		"ZENKLAV_HTTP_ADDR":           *httpAddr,
-		"ZENKLAV_KAFKA_BROKERS":       *brokers,
-		"ZENKLAV_CLICKHOUSE_ADDR":     *ch,
-		"ZENKLAV_CLICKHOUSE_DATABASE": *database,
-		"ZENKLAV_CONNECTIONS_FILE":    connsFile,
-		"ZENKLAV_KLAVIYO_BASE_URL":    s.klaviyoURL,
-		"ZENKLAV_ZENDESK_BASE_URL":    s.zendeskURL,
-		"ZENKLAV_LOG_LEVEL":           "warn",
-	}
+	env := s.env(*httpAddr, *brokers, *ch, *database, connsFile)
 	if *profiles != "" {
 		env["ZENKLAV_PPROF_ADDR"] = "127.0.0.1:18061"
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -27,6 +29,42 @@ import (
 // The emitter measurements run zenklav as a child process against the simulators of
 // Klaviyo and Zendesk, served from this process on loopback: the simulators enforce
 // Klaviyo's per-account limits, and their side is where a delivery is measured.
+
+// prepare is what every emitter measurement starts with: a context that Ctrl-C ends, a
+// logger, the brokers, a directory of its own and the simulators. done undoes it all.
+func prepare(name, brokers string) (ctx context.Context, logger *slog.Logger, bs []string, dir string, s *sims, done func(), err error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if dir, err = os.MkdirTemp("", "loadgen-"+name+"-"); err != nil {
+		stop()
+		return nil, nil, nil, "", nil, nil, err
+	}
+	if s, err = startSims(logger); err != nil {
+		os.RemoveAll(dir)
+		stop()
+		return nil, nil, nil, "", nil, nil, err
+	}
+	done = func() {
+		s.Close()
+		os.RemoveAll(dir)
+		stop()
+	}
+	return ctx, logger, strings.Split(brokers, ","), dir, s, done, nil
+}
+
+// env is the environment zenklav runs with against the simulators.
+func (s *sims) env(httpAddr, brokers, clickhouse, database, connections string) map[string]string {
+	return map[string]string{
+		"ZENKLAV_HTTP_ADDR":           httpAddr,
+		"ZENKLAV_KAFKA_BROKERS":       brokers,
+		"ZENKLAV_CLICKHOUSE_ADDR":     clickhouse,
+		"ZENKLAV_CLICKHOUSE_DATABASE": database,
+		"ZENKLAV_CONNECTIONS_FILE":    connections,
+		"ZENKLAV_KLAVIYO_BASE_URL":    s.klaviyoURL,
+		"ZENKLAV_ZENDESK_BASE_URL":    s.zendeskURL,
+		"ZENKLAV_LOG_LEVEL":           "warn",
+	}
+}
 
 // sims are the two simulators and where they listen.
 type sims struct {
@@ -89,7 +127,7 @@ type answerCount struct{ requests, throttled int }
 
 func (c *answerCounter) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &apispec.StatusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -99,7 +137,7 @@ func (c *answerCounter) wrap(h http.Handler) http.Handler {
 			c.byPath[r.URL.Path] = n
 		}
 		n.requests++
-		if sw.status == http.StatusTooManyRequests {
+		if sw.Status == http.StatusTooManyRequests {
 			n.throttled++
 		}
 	})
@@ -123,25 +161,6 @@ func pct(part, whole int) float64 {
 		return 0
 	}
 	return 100 * float64(part) / float64(whole)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
 }
 
 // benchConnection is one entry of the connections file zenklav is started with.

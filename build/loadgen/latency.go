@@ -4,18 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/zenklav/zenklav/klaviyo"
@@ -47,21 +42,11 @@ func latency(args []string) error {
 	if *brokers == "" || *ch == "" || *rate <= 0 {
 		return fmt.Errorf("latency needs -brokers, -clickhouse and a positive -rate")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	bs := strings.Split(*brokers, ",")
-	dir, err := os.MkdirTemp("", "loadgen-latency-")
+	ctx, _, bs, dir, s, done, err := prepare("latency", *brokers)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	s, err := startSims(logger)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	defer done()
 	// Zendesk's 700 requests a minute is an account's whole budget; the lookups are what is
 	// measured here, not that plan's limit.
 	s.zendesk.SetRateLimit(1_000_000)
@@ -100,16 +85,7 @@ func latency(args []string) error {
 	if err := requireIdleGroup(ctx, bs, pipeline.EmitterGroup); err != nil {
 		return err
 	}
-	p, err := startZenklav(ctx, *bin, "all", dir, map[string]string{
-		"ZENKLAV_HTTP_ADDR":           *httpAddr,
-		"ZENKLAV_KAFKA_BROKERS":       *brokers,
-		"ZENKLAV_CLICKHOUSE_ADDR":     *ch,
-		"ZENKLAV_CLICKHOUSE_DATABASE": *database,
-		"ZENKLAV_CONNECTIONS_FILE":    connsFile,
-		"ZENKLAV_KLAVIYO_BASE_URL":    s.klaviyoURL,
-		"ZENKLAV_ZENDESK_BASE_URL":    s.zendeskURL,
-		"ZENKLAV_LOG_LEVEL":           "warn",
-	})
+	p, err := startZenklav(ctx, *bin, "all", dir, s.env(*httpAddr, *brokers, *ch, *database, connsFile))
 	if err != nil {
 		return err
 	}
@@ -121,15 +97,7 @@ func latency(args []string) error {
 	}
 	url := "http://" + *httpAddr + "/webhooks/zendesk/" + conn.id
 	send := func(i int, failed *atomic.Int64) {
-		resp, err := s.zendesk.SendWebhook(ctx, url, conn.secret, bodies[i])
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusAccepted {
-				err = fmt.Errorf("status %d", resp.StatusCode)
-			}
-		}
-		if err != nil {
+		if err := webhookAccepted(s.zendesk.SendWebhook(ctx, url, conn.secret, bodies[i])); err != nil {
 			failed.Add(1)
 			fmt.Fprintln(os.Stderr, "loadgen: webhook:", err)
 		}

@@ -136,15 +136,8 @@ func sendRange(client *http.Client, url, secret string, from, n, c int, lat []ti
 				req.Header.Set(zendesk.HeaderSignatureTimestamp, reqs[i].ts)
 				req.Header.Set(zendesk.HeaderSignature, reqs[i].sig)
 				t0 := time.Now()
-				resp, err := client.Do(req)
+				err := webhookAccepted(client.Do(req))
 				d := time.Since(t0)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusAccepted {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
 				if err != nil {
 					failed.Add(1)
 					once.Do(func() { firstErr = err })
@@ -305,4 +298,17 @@ func (t *timedStore) InsertTicketEvents(ctx context.Context, events []schemas.Ti
 	t.calls++
 	t.total += time.Since(start)
 	return err
+}
+
+// webhookAccepted reads and closes a webhook's answer and says whether it was 202 Accepted.
+func webhookAccepted(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }

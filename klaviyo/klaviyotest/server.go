@@ -279,26 +279,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveAPI(w, r)
 }
 
-// statusWriter notes the status of an answer, for the sandbox's counters.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
 // countAnswer counts status against the account the request's key names. Requests with no
 // known key belong to no account and are not counted.
 func (s *Server) countAnswer(r *http.Request, status int) {
@@ -339,7 +319,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// Only answers sent are counted: not those to clients that gave up during the latency.
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &apispec.StatusWriter{ResponseWriter: w}
 	s.spec.Serve(sw, r, s.Recorder, s.authenticate, errUnknownKey, refusals,
 		func(w http.ResponseWriter, r *http.Request, route *routers.Route, _ map[string]string) {
 			key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
@@ -364,7 +344,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(a.status)
 			}
 		})
-	s.countAnswer(r, sw.status)
+	s.countAnswer(r, sw.Status)
 }
 
 // baseURL is the scheme and host r came to.

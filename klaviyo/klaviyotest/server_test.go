@@ -73,6 +73,12 @@ func do(t *testing.T, sim *klaviyotest.Server, r request) (*http.Response, strin
 		req.Header.Set("revision", "2026-07-15")
 	}
 	resp, err := http.DefaultClient.Do(req)
+	return readAnswer(t, resp, err)
+}
+
+// readAnswer reads and closes an answer's body.
+func readAnswer(t *testing.T, resp *http.Response, err error) (*http.Response, string) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
