@@ -18,6 +18,7 @@ type Connections struct {
 	Connections []Connection `json:"connections"`
 
 	bySubdomain map[string][]*Connection
+	byApp       map[appKey]*Connection
 }
 
 // Connection joins one Zendesk account with one Klaviyo account and its SMS settings.
@@ -37,6 +38,8 @@ type Zendesk struct {
 	// rotating.
 	WebhookSecrets []Secret `json:"webhook_secrets"`
 	Brands         Brands   `json:"brands"`
+	// App is the installation of the sidebar app; nil when the account does not use it.
+	App *ZendeskApp `json:"app,omitempty"`
 }
 
 // Klaviyo is a connection's Klaviyo side.
@@ -145,6 +148,7 @@ func (c *Connections) index() error {
 		return errors.New("no connections: add at least one under \"connections\"")
 	}
 	c.bySubdomain = make(map[string][]*Connection, len(c.Connections))
+	c.byApp = map[appKey]*Connection{}
 	ids := map[string]bool{}
 	var errs []error
 	for i := range c.Connections {
@@ -158,6 +162,16 @@ func (c *Connections) index() error {
 		}
 		ids[conn.ID] = true
 		c.bySubdomain[conn.Zendesk.Subdomain] = append(c.bySubdomain[conn.Zendesk.Subdomain], conn)
+		if app := conn.Zendesk.App; app != nil {
+			// The installation decides whose data the sidebar shows, so it names one
+			// connection: an account split by brand installs the app once per connection.
+			k := appKey{conn.Zendesk.Subdomain, app.InstallationID}
+			if prev, ok := c.byApp[k]; ok {
+				errs = append(errs, fmt.Errorf("connections[%d] (%q): zendesk.app.installation_id %d is also %q's; an installation belongs to one connection", i, conn.ID, app.InstallationID, prev.ID))
+				continue
+			}
+			c.byApp[k] = conn
+		}
 	}
 	for sub, conns := range c.bySubdomain {
 		if err := sharedSubdomain(conns); err != nil {
@@ -212,6 +226,11 @@ func (c *Connection) validate() error {
 	}
 	if !z.Brands.All && len(z.Brands.IDs) == 0 {
 		bad("zendesk.brands must be \"all\" or a non-empty list of brand ids")
+	}
+	if z.App != nil {
+		if err := z.App.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if k := c.Klaviyo.PrivateKey; k != "" && !strings.HasPrefix(string(k), "pk_") {
 		bad("klaviyo.private_key must be a private API key (pk_…)")
