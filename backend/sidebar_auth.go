@@ -1,0 +1,339 @@
+package backend
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/config"
+)
+
+// Sidebar authentication, in two steps. The sidebar routes are not routed yet; they will use
+// it so:
+//
+//   - POST /app/sidebar (the app's signed URL): Zendesk posts its RS256 JWT as the form
+//     field "token". VerifyAppToken checks it against the installation's public key and
+//     says whose it is; IssueSession turns that into zenklav's own session token, which the
+//     page hands to its scripts.
+//   - GET /api/v1/sidebar/… : RequireSession checks the session token (Authorization:
+//     Bearer) and puts the Session in the context; handlers read it with SessionFrom and
+//     query only Session.Tenant's data.
+//
+// Zendesk's token is checked once, where Zendesk sends it; the page's later calls carry a
+// session token that zenklav signs, so they need neither Zendesk's key nor its claims.
+
+const (
+	// SessionTTL is how long a sidebar session token lives: the page asks for a new one by
+	// being loaded again.
+	SessionTTL = 15 * time.Minute
+	// jwtLeeway absorbs clock skew between Zendesk, zenklav and the agent's browser.
+	jwtLeeway = 5 * time.Second
+	// maxAppTokenAge refuses a Zendesk token issued long ago even if its exp says otherwise:
+	// Zendesk signs the URL for the page load at hand, so a sane token is minutes old.
+	maxAppTokenAge = time.Hour
+	// maxTokenBytes bounds what is parsed at all.
+	maxTokenBytes = 8 << 10
+	// minSigningKeyBytes is the least key HS256 is given (RFC 7518 §3.2: at least the hash size).
+	minSigningKeyBytes = 32
+
+	sessionIssuer   = "zenklav"
+	sessionAudience = "zenklav:sidebar" // so no other token zenklav signs passes as a session
+	sessionKey      = "zenklav.sidebar.session"
+)
+
+// AppIdentity is what a verified Zendesk app token says: which installation (and so which
+// connection, the tenant) and, when Zendesk includes them, the agent and the ticket.
+type AppIdentity struct {
+	Tenant       string // the connection's id
+	Subdomain    string
+	Installation int64
+	UserID       int64  // the agent's Zendesk user id; 0 when the token does not carry it
+	Email        string // the agent's email; "" when the token does not carry it
+	TicketID     int64  // 0 when the token does not carry it
+}
+
+// Authorize refuses, with EFORBIDDEN, an identity of another tenant than the one asked for.
+func (id AppIdentity) Authorize(tenant string) error {
+	if id.Tenant != tenant {
+		return zenklav.Errorf(zenklav.EFORBIDDEN, "this token is for another tenant")
+	}
+	return nil
+}
+
+// Session is a verified sidebar session: the identity it was issued for, its id and expiry.
+type Session struct {
+	AppIdentity
+	ID        string // the token's jti
+	ExpiresAt time.Time
+}
+
+// SidebarAuth verifies Zendesk's app tokens and issues and verifies zenklav's sidebar sessions.
+type SidebarAuth struct {
+	conns *config.Connections
+	key   []byte
+	now   func() time.Time
+}
+
+// NewSidebarAuth returns a SidebarAuth for the app installations of conns, signing sessions
+// with signingKey (ZENKLAV_JWT_SIGNING_KEY). now is the clock tokens are checked against;
+// nil means time.Now.
+func NewSidebarAuth(conns *config.Connections, signingKey config.Secret, now func() time.Time) (*SidebarAuth, error) {
+	if conns == nil {
+		return nil, errors.New("sidebar auth needs the connections")
+	}
+	if len(signingKey) < minSigningKeyBytes {
+		return nil, errors.New("ZENKLAV_JWT_SIGNING_KEY must be at least 32 characters to sign sidebar sessions")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &SidebarAuth{conns: conns, key: []byte(signingKey.Reveal()), now: now}, nil
+}
+
+// installationAudience is the aud of a Zendesk app JWT: the installation's API URL.
+var installationAudience = regexp.MustCompile(`^https://([a-z0-9][a-z0-9-]{0,62})\.zendesk\.com/api/v2/apps/installations/([1-9][0-9]{0,17})\.json$`)
+
+// zafClaims are the claims of Zendesk's signed-URL token. Zendesk's published claims are
+// iss, aud, exp and iat; the agent and ticket objects are read when present and otherwise
+// left empty, never required.
+type zafClaims struct {
+	jwt.RegisteredClaims
+	User *struct {
+		ID    looseID `json:"id"`
+		Email string  `json:"email"`
+	} `json:"user,omitempty"`
+	Ticket *struct {
+		ID looseID `json:"id"`
+	} `json:"ticket,omitempty"`
+}
+
+// looseID reads a Zendesk id given as a number or a string of digits; anything else is 0,
+// since it only adds to what the signature already vouches for.
+type looseID int64
+
+func (l *looseID) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		*l = looseID(n)
+	}
+	return nil
+}
+
+// VerifyAppToken verifies the JWT Zendesk posts to the app's signed URL and returns whose it
+// is. The token names its installation in aud (and its account in iss); that only picks the
+// public key and the expected claims from the connections file: the signature must then
+// verify with that installation's key, RS256 only, with iss and aud equal to what the
+// connection says, exp required, nbf (when present) and iat not in the future, and iat no
+// older than an hour. Every refusal is EUNAUTHORIZED.
+func (a *SidebarAuth) VerifyAppToken(token string) (AppIdentity, error) {
+	if token == "" {
+		return AppIdentity{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing Zendesk app token")
+	}
+	if len(token) > maxTokenBytes {
+		return AppIdentity{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "Zendesk app token is over %d bytes", maxTokenBytes)
+	}
+	var peek jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &peek); err != nil {
+		return AppIdentity{}, zenklav.Wrap(zenklav.EUNAUTHORIZED, err, "malformed Zendesk app token")
+	}
+	var conn *config.Connection
+	for _, aud := range peek.Audience {
+		m := installationAudience.FindStringSubmatch(aud)
+		if m == nil {
+			continue
+		}
+		id, _ := strconv.ParseInt(m[2], 10, 64)
+		if conn = a.conns.ByAppInstallation(m[1], id); conn != nil {
+			break
+		}
+	}
+	if conn == nil {
+		return AppIdentity{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "Zendesk app token is not for an installation zenklav knows")
+	}
+	app := conn.Zendesk.App
+	var claims zafClaims
+	_, err := jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}),
+		jwt.WithIssuer(conn.Zendesk.Issuer()),
+		jwt.WithAudience(conn.Zendesk.AppAudience()),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(jwtLeeway),
+		jwt.WithTimeFunc(a.now),
+	).ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+		// WithValidMethods already refused any other alg; this keeps the key's type tied to it.
+		if _, ok := t.Method.(*jwt.SigningMethodRSA); !ok {
+			return nil, errors.New("not an RSA token")
+		}
+		return app.RSAPublicKey(), nil
+	})
+	if err != nil {
+		return AppIdentity{}, refusal("Zendesk app token", err)
+	}
+	if claims.IssuedAt == nil {
+		return AppIdentity{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "Zendesk app token has no iat")
+	}
+	if age := a.now().Sub(claims.IssuedAt.Time); age > maxAppTokenAge+jwtLeeway {
+		return AppIdentity{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "Zendesk app token was issued %s ago", age.Truncate(time.Second))
+	}
+	id := AppIdentity{Tenant: conn.ID, Subdomain: conn.Zendesk.Subdomain, Installation: app.InstallationID}
+	if claims.User != nil {
+		id.UserID, id.Email = int64(claims.User.ID), claims.User.Email
+	}
+	if claims.Ticket != nil {
+		id.TicketID = int64(claims.Ticket.ID)
+	}
+	return id, nil
+}
+
+// sessionClaims are the claims of zenklav's sidebar session token.
+type sessionClaims struct {
+	jwt.RegisteredClaims
+	Tenant       string `json:"tenant"`
+	Subdomain    string `json:"subdomain"`
+	Installation int64  `json:"installation"`
+	UserID       int64  `json:"user_id,omitempty"`
+	Email        string `json:"email,omitempty"`
+	TicketID     int64  `json:"ticket_id,omitempty"`
+}
+
+// IssueSession signs a session token (HS256, SessionTTL) for a verified identity.
+func (a *SidebarAuth) IssueSession(id AppIdentity) (string, Session, error) {
+	if id.Tenant == "" || id.Installation == 0 {
+		return "", Session{}, zenklav.Errorf(zenklav.EINTERNAL, "session for an unverified identity")
+	}
+	var jti [16]byte
+	if _, err := rand.Read(jti[:]); err != nil {
+		return "", Session{}, zenklav.Wrap(zenklav.EINTERNAL, err, "session id")
+	}
+	now := a.now().UTC().Truncate(time.Second) // JWT times are whole seconds
+	s := Session{AppIdentity: id, ID: hex.EncodeToString(jti[:]), ExpiresAt: now.Add(SessionTTL)}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, sessionClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    sessionIssuer,
+			Audience:  jwt.ClaimStrings{sessionAudience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(s.ExpiresAt),
+			ID:        s.ID,
+		},
+		Tenant: id.Tenant, Subdomain: id.Subdomain, Installation: id.Installation,
+		UserID: id.UserID, Email: id.Email, TicketID: id.TicketID,
+	}).SignedString(a.key)
+	if err != nil {
+		return "", Session{}, zenklav.Wrap(zenklav.EINTERNAL, err, "sign session")
+	}
+	return token, s, nil
+}
+
+// VerifySession checks a session token: HS256 with zenklav's key only, zenklav's issuer and
+// the sidebar audience, exp and nbf required. A bad token is EUNAUTHORIZED; a good one whose
+// installation no longer belongs to its tenant (the connections file changed) is EFORBIDDEN.
+func (a *SidebarAuth) VerifySession(token string) (Session, error) {
+	if token == "" {
+		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing session token")
+	}
+	if len(token) > maxTokenBytes {
+		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session token is over %d bytes", maxTokenBytes)
+	}
+	var claims sessionClaims
+	_, err := jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(sessionIssuer),
+		jwt.WithAudience(sessionAudience),
+		jwt.WithExpirationRequired(),
+		jwt.WithNotBeforeRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(jwtLeeway),
+		jwt.WithTimeFunc(a.now),
+	).ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	if err != nil {
+		return Session{}, refusal("session token", err)
+	}
+	if claims.Tenant == "" || claims.ID == "" {
+		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session token lacks its tenant or id")
+	}
+	conn := a.conns.ByAppInstallation(claims.Subdomain, claims.Installation)
+	if conn == nil || conn.ID != claims.Tenant {
+		return Session{}, zenklav.Errorf(zenklav.EFORBIDDEN, "session's app installation no longer belongs to its tenant")
+	}
+	return Session{
+		AppIdentity: AppIdentity{
+			Tenant: claims.Tenant, Subdomain: claims.Subdomain, Installation: claims.Installation,
+			UserID: claims.UserID, Email: claims.Email, TicketID: claims.TicketID,
+		},
+		ID:        claims.ID,
+		ExpiresAt: claims.ExpiresAt.Time.UTC(),
+	}, nil
+}
+
+// RequireSession is the Gin middleware of the sidebar API: it verifies the session token of
+// "Authorization: Bearer …", refuses it when the route names another tenant (a :tenant
+// parameter), and puts the Session in the context for SessionFrom.
+func (a *SidebarAuth) RequireSession() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			_ = c.Error(zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing session token: send Authorization: Bearer <token>"))
+			c.Abort()
+			return
+		}
+		s, err := a.VerifySession(strings.TrimSpace(token))
+		if err == nil {
+			if tenant := c.Param("tenant"); tenant != "" {
+				err = s.Authorize(tenant)
+			}
+		}
+		if err != nil {
+			_ = c.Error(err)
+			c.Abort()
+			return
+		}
+		c.Set(sessionKey, s)
+		c.Next()
+	}
+}
+
+// SessionFrom returns the Session RequireSession verified for this request.
+func SessionFrom(c *gin.Context) (Session, bool) {
+	v, ok := c.Get(sessionKey)
+	if !ok {
+		return Session{}, false
+	}
+	s, ok := v.(Session)
+	return s, ok
+}
+
+// refusal turns a jwt error into EUNAUTHORIZED with a message that says what was wrong
+// without echoing the token.
+func refusal(what string, err error) error {
+	msg := "invalid " + what
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		msg = "malformed " + what
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		msg = what + " is not signed with the expected key and algorithm"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		msg = what + " lacks a required claim"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		msg = what + " has expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		msg = what + " is not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		msg = what + " has the wrong issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		msg = what + " is for another audience"
+	}
+	return zenklav.Wrap(zenklav.EUNAUTHORIZED, err, "%s", msg)
+}
+
+// keep encoding/json's Unmarshaler contract checked at compile time.
+var _ json.Unmarshaler = (*looseID)(nil)
