@@ -1,5 +1,6 @@
 // Package klaviyo is a client for the parts of Klaviyo's API that zenklav uses: creating
-// events, one at a time or in bulk. It speaks JSON:API at the revision pinned in Revision
+// events, one at a time or in bulk, importing profiles, and reading what the agent sidebar
+// shows of a profile (read.go). It speaks JSON:API at the revision pinned in Revision
 // and turns Klaviyo's error answers into zenklav error kinds, so the pipeline knows what to
 // retry.
 package klaviyo

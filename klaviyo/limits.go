@@ -21,14 +21,27 @@ var (
 	BulkEventLimit     = Limit{PerSecond: 10, PerMinute: 150}   // bulk_create_events
 	BulkProfileLimit   = Limit{PerSecond: 10, PerMinute: 150}   // bulk_import_profiles
 	ProfileImportLimit = Limit{PerSecond: 75, PerMinute: 750}   // create_or_update_profile
+	// FindProfileLimit is get_profiles's limit when the request asks for
+	// additional-fields[profile]=predictive_analytics, as FindProfile does; without it the
+	// limit is 75/s, 750/m.
+	FindProfileLimit       = Limit{PerSecond: 10, PerMinute: 150}
+	GetEventsLimit         = Limit{PerSecond: 350, PerMinute: 3500} // get_events
+	ProfileMembershipLimit = Limit{PerSecond: 3, PerMinute: 60}     // get_segments_for_profile, get_lists_for_profile
 )
 
-// limitsByPath maps the paths the client posts to their limits.
+// limitsByPath maps the endpoints the client calls to their limits: the paths it posts to,
+// and "GET " and the path template of each read, so that reads of different profiles share
+// their endpoint's bucket.
 var limitsByPath = map[string]Limit{
 	"/api/events":                   EventLimit,
 	"/api/event-bulk-create-jobs":   BulkEventLimit,
 	"/api/profile-bulk-import-jobs": BulkProfileLimit,
 	"/api/profile-import":           ProfileImportLimit,
+
+	"GET /api/profiles":               FindProfileLimit,
+	"GET /api/events":                 GetEventsLimit,
+	"GET /api/profiles/{id}/segments": ProfileMembershipLimit,
+	"GET /api/profiles/{id}/lists":    ProfileMembershipLimit,
 }
 
 // bucket is the token bucket of one endpoint of one account. A token bucket of rate r and

@@ -8,7 +8,7 @@ import (
 // TestBucketStaysInsideTheMinuteWindow: whatever minute window Klaviyo counts, the bucket
 // lets at most PerMinute-1 requests through in it, and at most PerSecond in any second.
 func TestBucketStaysInsideTheMinuteWindow(t *testing.T) {
-	for _, l := range []Limit{EventLimit, BulkEventLimit, ProfileImportLimit} {
+	for _, l := range []Limit{EventLimit, BulkEventLimit, ProfileImportLimit, FindProfileLimit, GetEventsLimit, ProfileMembershipLimit} {
 		b := newBucket(l)
 		start := time.Unix(1_800_000_000, 0)
 		var sent []time.Time

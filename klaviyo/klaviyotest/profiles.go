@@ -52,7 +52,7 @@ func (s *Server) bulkImportProfiles(c *call) answer {
 		return answer{status: http.StatusBadRequest, errors: []apiError{invalid(fmt.Sprintf("A request may import at most %d profiles; this one has %d.", klaviyo.MaxBulkProfiles, len(entries)), "/data/attributes/profiles/data")}}
 	}
 	type update struct {
-		identity   string
+		ident      klaviyo.Profile
 		properties map[string]any
 	}
 	updates := make([]update, 0, len(entries))
@@ -69,14 +69,14 @@ func (s *Server) bulkImportProfiles(c *call) answer {
 			continue
 		}
 		a := p.Attributes
-		id := identityOf(klaviyo.Profile{Email: str(a.Email), PhoneNumber: str(a.PhoneNumber), ExternalID: str(a.ExternalID)})
-		if id == "" {
+		ident := klaviyo.Profile{Email: str(a.Email), PhoneNumber: str(a.PhoneNumber), ExternalID: str(a.ExternalID)}
+		if identityOf(ident) == "" {
 			// Klaviyo also matches on id and _kx; the simulator keys profiles by what
 			// zenklav sends, and refuses the others rather than lose them.
 			errs = append(errs, invalid("A profile identifier (email, phone_number or external_id) is required.", pointer+"/attributes"))
 			continue
 		}
-		updates = append(updates, update{id, a.Properties})
+		updates = append(updates, update{ident, a.Properties})
 	}
 	if len(errs) > 0 {
 		return answer{status: http.StatusBadRequest, errors: errs}
@@ -86,11 +86,8 @@ func (s *Server) bulkImportProfiles(c *call) answer {
 	now := s.now()
 	acct := c.account
 	for _, u := range updates {
-		p := acct.profiles[u.identity]
-		if p == nil {
-			p = &profile{properties: map[string]any{}}
-			acct.profiles[u.identity] = p
-		}
+		p := acct.profileFor(u.ident, now)
+		p.imported = true
 		// Per key, as Klaviyo documents for profile updates: keys not named are kept.
 		for k, v := range u.properties {
 			p.properties[k] = v
@@ -132,7 +129,7 @@ func (s *Server) Profile(privateKey, identity string) (properties map[string]any
 	if !ok && strings.Contains(identity, "@") {
 		p, ok = a.profiles[strings.ToLower(identity)]
 	}
-	if !ok {
+	if !ok || !p.imported {
 		return nil, false
 	}
 	return cloneProperties(p.properties), true
@@ -149,7 +146,9 @@ func (s *Server) Profiles(privateKey string) map[string]map[string]any {
 	}
 	out := make(map[string]map[string]any, len(a.profiles))
 	for id, p := range a.profiles {
-		out[id] = cloneProperties(p.properties)
+		if p.imported {
+			out[id] = cloneProperties(p.properties)
+		}
 	}
 	return out
 }

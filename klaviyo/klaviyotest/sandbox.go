@@ -70,7 +70,7 @@ func (s *Server) snapshot() sandboxState {
 			Answers:       a.answers,
 			EventsTotal:   len(a.events),
 			Events:        []eventRow{},
-			ProfilesTotal: len(a.profiles),
+			ProfilesTotal: a.imported(),
 			Profiles:      []profileRow{},
 		}
 		for i := len(a.events) - 1; i >= 0 && len(out.Events) < sandboxRows; i-- {
@@ -86,7 +86,9 @@ func (s *Server) snapshot() sandboxState {
 		}
 		profiles := make([]entry, 0, len(a.profiles))
 		for id, p := range a.profiles {
-			profiles = append(profiles, entry{id, p})
+			if p.imported {
+				profiles = append(profiles, entry{id, p})
+			}
 		}
 		slices.SortFunc(profiles, func(x, y entry) int { return cmp.Compare(y.p.seq, x.p.seq) })
 		for _, e := range profiles[:min(len(profiles), sandboxRows)] {

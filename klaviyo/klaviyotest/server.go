@@ -1,7 +1,8 @@
 // Package klaviyotest is a Klaviyo simulator in the way of net/http/httptest: in-memory
 // accounts, one per private key, served over HTTP with the API's paths, auth and JSON:API
-// bodies. It serves event creation, single and bulk, and bulk profile imports, and lets a
-// test read back what each account accepted.
+// bodies. It serves event creation, single and bulk, bulk profile imports, and the reads
+// of the agent sidebar (get_profiles, get_events, a profile's segments and lists), and lets
+// a test read back what each account accepted and seed profiles with SetProfileDetails.
 //
 // Every request is validated against Klaviyo's OpenAPI document (stable.json, revision
 // 2026-07-15), and so is every answer the simulator gives. A request that does not conform
@@ -33,6 +34,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -249,6 +251,8 @@ type call struct {
 	key     string // the private key the request came with
 	account *account
 	base    string // scheme and host the request came to, for links in answers
+	query   url.Values
+	params  map[string]string // path parameters
 }
 
 // answer is what a handler decided: a status and either the JSON:API error list or, for
@@ -268,6 +272,11 @@ var handlers = map[string]handler{
 	"create_event":         (*Server).createEvent,
 	"bulk_create_events":   (*Server).bulkCreateEvents,
 	"bulk_import_profiles": (*Server).bulkImportProfiles,
+
+	"get_profiles":             (*Server).getProfiles,
+	"get_events":               (*Server).getEvents,
+	"get_segments_for_profile": (*Server).getSegmentsForProfile,
+	"get_lists_for_profile":    (*Server).getListsForProfile,
 }
 
 // ServeHTTP answers Klaviyo's API and, under /sandbox, the simulator's own pages.
@@ -321,16 +330,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	// Only answers sent are counted: not those to clients that gave up during the latency.
 	sw := &apispec.StatusWriter{ResponseWriter: w}
 	s.spec.Serve(sw, r, s.Recorder, s.authenticate, errUnknownKey, refusals,
-		func(w http.ResponseWriter, r *http.Request, route *routers.Route, _ map[string]string) {
+		func(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string) {
 			key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
 			opID := route.Operation.OperationID
-			a := s.admit(w, key, opID)
+			a := s.admit(w, key, limitKey(opID, r.URL.Query()))
 			if a.status == 0 {
 				if h, ok := handlers[opID]; ok {
 					s.mu.Lock()
 					acct := s.accounts[key]
 					s.mu.Unlock()
-					a = h(s, &call{body: body, key: key, account: acct, base: baseURL(r)})
+					a = h(s, &call{body: body, key: key, account: acct, base: baseURL(r), query: r.URL.Query(), params: params})
 				} else {
 					a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
 				}

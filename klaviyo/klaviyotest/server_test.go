@@ -111,7 +111,7 @@ func TestRequests(t *testing.T) {
 		// A key no account has is a valid request Klaviyo refuses, not a violation.
 		{name: "unknown key", req: request{body: validEvent, auth: "Klaviyo-API-Key pk_other"}, wantStatus: http.StatusUnauthorized, wantCode: "authentication_failed"},
 		{name: "no profile identifier", req: request{body: strings.Replace(validEvent, `"email":"a@example.com"`, `"first_name":"Ann"`, 1)}, wantStatus: http.StatusBadRequest, wantCode: "invalid"},
-		{name: "operation not simulated", req: request{method: http.MethodGet, path: "/api/profiles"}, wantStatus: http.StatusNotImplemented, wantCode: "not_simulated"},
+		{name: "operation not simulated", req: request{method: http.MethodGet, path: "/api/metrics"}, wantStatus: http.StatusNotImplemented, wantCode: "not_simulated"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,7 +330,7 @@ func TestRateLimitHeaders(t *testing.T) {
 	check("bulk with 9 left in both windows", resp, http.StatusAccepted, [3]string{"150", "9", "46"})
 
 	// Operations without a limit, and refusals before the limit is applied, carry none.
-	resp, _ = do(t, sim, request{method: http.MethodGet, path: "/api/profiles"})
+	resp, _ = do(t, sim, request{method: http.MethodGet, path: "/api/metrics"})
 	check("operation not simulated", resp, http.StatusNotImplemented, [3]string{})
 	resp, _ = do(t, sim, request{body: validEvent, noRevision: true})
 	check("request that breaks the spec", resp, http.StatusBadRequest, [3]string{})

@@ -23,6 +23,13 @@ var limits = map[string]limit{
 	"create_event":         {perSecond: 350, perMinute: 3500},
 	"bulk_create_events":   {perSecond: 10, perMinute: 150},
 	"bulk_import_profiles": {perSecond: 10, perMinute: 150},
+	"get_profiles":         {perSecond: 75, perMinute: 750},
+	// get_profiles asking for additional-fields[profile]=predictive_analytics has a limit
+	// of its own (the operation's description); see limitKey.
+	"get_profiles+predictive_analytics": {perSecond: 10, perMinute: 150},
+	"get_events":                        {perSecond: 350, perMinute: 3500},
+	"get_segments_for_profile":          {perSecond: 3, perMinute: 60},
+	"get_lists_for_profile":             {perSecond: 3, perMinute: 60},
 }
 
 // account is one Klaviyo account: what it accepted, how it answered, and its rate-limit
@@ -31,15 +38,25 @@ type account struct {
 	events   []klaviyo.Event
 	seen     map[string]bool     // dedup keys of accepted events
 	profiles map[string]*profile // by identity (see identityOf)
+	byID     map[string]*profile // the same profiles, by Klaviyo id
+	groupIDs map[string]string   // ids of lists and segments, by "list:"/"segment:" and name
+	metrics  map[string]string   // metric ids, by name
 	seq      uint64              // orders profile updates, newest last
 	answers  answerCounts
 	second   map[string]*apispec.Window
 	minute   map[string]*apispec.Window
 }
 
-// profile is what a bulk import left of one profile.
+// profile is one profile of an account: made by a bulk import, by an event about it, or by
+// SetProfileDetails.
 type profile struct {
+	id         string // Klaviyo's id, fixed when the profile is made
+	identity   string // its key in account.profiles
+	ident      klaviyo.Profile
+	imported   bool // a bulk import named it: Profile and Profiles report only these
 	properties map[string]any
+	details    ProfileDetails
+	created    time.Time
 	updated    time.Time
 	seq        uint64
 }
@@ -69,6 +86,9 @@ func newAccount() *account {
 	return &account{
 		seen:     map[string]bool{},
 		profiles: map[string]*profile{},
+		byID:     map[string]*profile{},
+		groupIDs: map[string]string{},
+		metrics:  map[string]string{},
 		second:   map[string]*apispec.Window{},
 		minute:   map[string]*apispec.Window{},
 	}
@@ -308,6 +328,7 @@ func (s *Server) store(c *call, events []pending) {
 		}
 		a.seen[p.key] = true
 		a.events = append(a.events, p.event)
+		a.profileFor(p.event.Profile, s.now())
 	}
 	// The slice is the account's own, capped so the hook cannot append into it; later
 	// requests only append, so these elements do not change under the hook.
