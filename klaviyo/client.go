@@ -301,10 +301,18 @@ func (c *Client) post(ctx context.Context, op, path string, body any) error {
 	if len(payload) > MaxPayloadBytes {
 		return zenklav.Errorf(zenklav.ETOOLARGE, "%s: body is %d bytes; Klaviyo accepts at most %d", op, len(payload), MaxPayloadBytes)
 	}
-	b := c.buckets[path]
+	_, err = c.do(ctx, op, http.MethodPost, path, path, nil, payload, maxBody)
+	return err
+}
+
+// do sends one request and returns the body of a 2xx answer, read up to limit bytes. It
+// waits for the rate limit of the bucket named bucketKey first, and turns any other answer
+// into an error of the kind that says what to do next, with Klaviyo's error list.
+func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, query url.Values, payload []byte, limit int64) ([]byte, error) {
+	b := c.buckets[bucketKey]
 	if b != nil {
 		if err := b.wait(ctx); err != nil {
-			return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: wait for the rate limit", op)
+			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: wait for the rate limit", op)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -312,14 +320,21 @@ func (c *Client) post(ctx context.Context, op, path string, body any) error {
 	u := *c.base
 	u.Path = c.base.Path + path
 	u.RawPath = ""
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(payload))
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
+		return nil, zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
 	}
 	req.Header.Set("Authorization", "Klaviyo-API-Key "+c.key)
 	req.Header.Set("revision", Revision)
 	req.Header.Set("Accept", MediaType)
-	req.Header.Set("Content-Type", MediaType)
+	if payload != nil {
+		req.Header.Set("Content-Type", MediaType)
+	}
 	req.Header.Set("User-Agent", "zenklav")
 
 	start := time.Now()
@@ -328,25 +343,30 @@ func (c *Client) post(ctx context.Context, op, path string, body any) error {
 		// Network failures, timeouts and a cancelled ctx are worth another try later;
 		// errors.Is still finds context.Canceled and DeadlineExceeded in the chain.
 		c.logger.DebugContext(ctx, "klaviyo call failed", "op", op, "err", err)
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	c.logger.DebugContext(ctx, "klaviyo call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		if b != nil {
 			b.succeeded()
 		}
-		return nil
-	}
-	if err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
+		return answer, nil
 	}
 	apiErr := newAPIError(resp, answer)
 	if resp.StatusCode == http.StatusTooManyRequests && b != nil {
 		b.throttled(apiErr.RetryAfter)
 	}
-	return zenklav.Wrap(apiclient.Kind(resp.StatusCode), apiErr, "%s", op)
+	kind := apiclient.Kind(resp.StatusCode)
+	if resp.StatusCode == http.StatusNotFound && method == http.MethodGet {
+		// For a read, unlike a write, a 404 is an answer: no such profile.
+		kind = zenklav.ENOTFOUND
+	}
+	return nil, zenklav.Wrap(kind, apiErr, "%s", op)
 }
 
 // ErrorDetail is one entry of Klaviyo's JSON:API error list. Klaviyo also sends each

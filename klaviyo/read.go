@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/internal/apiclient"
 )
 
 // maxReadBody bounds what the client reads from one answer to a read: a page of events
@@ -254,55 +252,11 @@ func checkID(id string) error {
 
 // get asks for path with query and decodes the 200 answer's JSON:API document into out,
 // ignoring fields it does not name. It waits for the rate limit of the bucket named
-// bucketKey (method and path template) first. Errors are decoded as post's are.
+// bucketKey (method and path template) first.
 func (c *Client) get(ctx context.Context, op, bucketKey, path string, query url.Values, out any) error {
-	b := c.buckets[bucketKey]
-	if b != nil {
-		if err := b.wait(ctx); err != nil {
-			return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: wait for the rate limit", op)
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawPath = ""
-	u.RawQuery = query.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	answer, err := c.do(ctx, op, http.MethodGet, bucketKey, path, query, nil, maxReadBody+1)
 	if err != nil {
-		return zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
-	}
-	req.Header.Set("Authorization", "Klaviyo-API-Key "+c.key)
-	req.Header.Set("revision", Revision)
-	req.Header.Set("Accept", MediaType)
-	req.Header.Set("User-Agent", "zenklav")
-
-	start := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.logger.DebugContext(ctx, "klaviyo call failed", "op", op, "err", err)
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxReadBody+1))
-	c.logger.DebugContext(ctx, "klaviyo call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
-	if err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		apiErr := newAPIError(resp, answer)
-		if resp.StatusCode == http.StatusTooManyRequests && b != nil {
-			b.throttled(apiErr.RetryAfter)
-		}
-		kind := apiclient.Kind(resp.StatusCode)
-		if resp.StatusCode == http.StatusNotFound {
-			// For a read, unlike a write, a 404 is an answer: no such profile.
-			kind = zenklav.ENOTFOUND
-		}
-		return zenklav.Wrap(kind, apiErr, "%s", op)
-	}
-	if b != nil {
-		b.succeeded()
+		return err
 	}
 	if len(answer) > maxReadBody {
 		return zenklav.Errorf(zenklav.EINTERNAL, "%s: answer is larger than %d bytes", op, maxReadBody)
