@@ -1,5 +1,5 @@
-// Package backend is zenklav's HTTP side (Gin): webhooks in, health and metrics, and later
-// the sidebar and reports APIs. Handlers decode and validate, make one service call, and
+// Package backend is zenklav's HTTP side (Gin): webhooks in, the agent sidebar's page and
+// API, health and metrics. Handlers decode and validate, make one service call, and
 // encode; errors go through c.Error and one middleware renders them.
 package backend
 
@@ -28,7 +28,9 @@ type Options struct {
 	Connections *config.Connections
 	Publisher   pipeline.Publisher
 	// Ready lists the dependencies /readyz checks, by name.
-	Ready    map[string]func(context.Context) error
+	Ready map[string]func(context.Context) error
+	// Sidebar, when set, serves the agent sidebar's page and API.
+	Sidebar  *Sidebar
 	Registry *prometheus.Registry
 	Now      func() time.Time // the clock webhook timestamps are checked against
 }
@@ -39,6 +41,7 @@ type Server struct {
 	opts    Options
 	engine  *gin.Engine
 	metrics serverMetrics
+	page    *sidebarPage
 }
 
 type serverMetrics struct {
@@ -92,6 +95,11 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	if opts.Connections != nil {
 		// Roles other than api serve only health and metrics.
 		e.POST("/webhooks/zendesk/:subdomain", s.zendeskWebhook)
+	}
+	if opts.Sidebar != nil {
+		if err := s.routeSidebar(e); err != nil {
+			return nil, err
+		}
 	}
 	s.engine = e
 	return s, nil

@@ -16,8 +16,7 @@ import (
 	"github.com/zenklav/zenklav/config"
 )
 
-// Sidebar authentication, in two steps. The sidebar routes are not routed yet; they will use
-// it so:
+// Sidebar authentication, in two steps (routes in sidebar.go):
 //
 //   - POST /app/sidebar (the app's signed URL): Zendesk posts its RS256 JWT as the form
 //     field "token". VerifyAppToken checks it against the installation's public key and
@@ -39,6 +38,9 @@ const (
 	// maxAppTokenAge refuses a Zendesk token issued long ago even if its exp says otherwise:
 	// Zendesk signs the URL for the page load at hand, so a sane token is minutes old.
 	maxAppTokenAge = time.Hour
+	// MaxSessionLife is how long sessions may be renewed after Zendesk's token was verified:
+	// a workday. An agent who keeps a ticket open longer reloads it.
+	MaxSessionLife = 12 * time.Hour
 	// maxTokenBytes bounds what is parsed at all.
 	maxTokenBytes = 8 << 10
 	// minSigningKeyBytes is the least key HS256 is given (RFC 7518 §3.2: at least the hash size).
@@ -68,11 +70,13 @@ func (id AppIdentity) Authorize(tenant string) error {
 	return nil
 }
 
-// Session is a verified sidebar session: the identity it was issued for, its id and expiry.
+// Session is a verified sidebar session: the identity it was issued for, its id and expiry,
+// and when Zendesk's token behind it was verified (renewals keep that time).
 type Session struct {
 	AppIdentity
 	ID        string // the token's jti
 	ExpiresAt time.Time
+	AuthTime  time.Time
 }
 
 // SidebarAuth verifies Zendesk's app tokens and issues and verifies zenklav's sidebar sessions.
@@ -203,10 +207,25 @@ type sessionClaims struct {
 	UserID       int64  `json:"user_id,omitempty"`
 	Email        string `json:"email,omitempty"`
 	TicketID     int64  `json:"ticket_id,omitempty"`
+	AuthTime     int64  `json:"auth_time"` // OpenID Connect's name for when the user authenticated
 }
 
-// IssueSession signs a session token (HS256, SessionTTL) for a verified identity.
+// IssueSession signs a session token (HS256, SessionTTL) for an identity VerifyAppToken
+// verified just now.
 func (a *SidebarAuth) IssueSession(id AppIdentity) (string, Session, error) {
+	return a.issue(id, a.now().UTC().Truncate(time.Second))
+}
+
+// RenewSession signs a new session token for the identity of a valid session, keeping its
+// AuthTime: the sidebar page renews its token before it expires, for up to MaxSessionLife.
+func (a *SidebarAuth) RenewSession(s Session) (string, Session, error) {
+	if a.now().Sub(s.AuthTime) > MaxSessionLife {
+		return "", Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session is over %s old: reload the ticket", MaxSessionLife)
+	}
+	return a.issue(s.AppIdentity, s.AuthTime)
+}
+
+func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time) (string, Session, error) {
 	if id.Tenant == "" || id.Installation == 0 {
 		return "", Session{}, zenklav.Errorf(zenklav.EINTERNAL, "session for an unverified identity")
 	}
@@ -215,7 +234,7 @@ func (a *SidebarAuth) IssueSession(id AppIdentity) (string, Session, error) {
 		return "", Session{}, zenklav.Wrap(zenklav.EINTERNAL, err, "session id")
 	}
 	now := a.now().UTC().Truncate(time.Second) // JWT times are whole seconds
-	s := Session{AppIdentity: id, ID: hex.EncodeToString(jti[:]), ExpiresAt: now.Add(SessionTTL)}
+	s := Session{AppIdentity: id, ID: hex.EncodeToString(jti[:]), ExpiresAt: now.Add(SessionTTL), AuthTime: authTime}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, sessionClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    sessionIssuer,
@@ -226,7 +245,7 @@ func (a *SidebarAuth) IssueSession(id AppIdentity) (string, Session, error) {
 			ID:        s.ID,
 		},
 		Tenant: id.Tenant, Subdomain: id.Subdomain, Installation: id.Installation,
-		UserID: id.UserID, Email: id.Email, TicketID: id.TicketID,
+		UserID: id.UserID, Email: id.Email, TicketID: id.TicketID, AuthTime: authTime.Unix(),
 	}).SignedString(a.key)
 	if err != nil {
 		return "", Session{}, zenklav.Wrap(zenklav.EINTERNAL, err, "sign session")
@@ -258,8 +277,8 @@ func (a *SidebarAuth) VerifySession(token string) (Session, error) {
 	if err != nil {
 		return Session{}, refusal("session token", err)
 	}
-	if claims.Tenant == "" || claims.ID == "" {
-		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session token lacks its tenant or id")
+	if claims.Tenant == "" || claims.ID == "" || claims.AuthTime == 0 {
+		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session token lacks its tenant, id or auth_time")
 	}
 	conn := a.conns.ByAppInstallation(claims.Subdomain, claims.Installation)
 	if conn == nil || conn.ID != claims.Tenant {
@@ -272,6 +291,7 @@ func (a *SidebarAuth) VerifySession(token string) (Session, error) {
 		},
 		ID:        claims.ID,
 		ExpiresAt: claims.ExpiresAt.Time.UTC(),
+		AuthTime:  time.Unix(claims.AuthTime, 0).UTC(),
 	}, nil
 }
 

@@ -241,6 +241,16 @@ func (c *Connection) validate() error {
 	return errors.Join(errs...)
 }
 
+// ByID returns the connection with the given id, or nil.
+func (c *Connections) ByID(id string) *Connection {
+	for i := range c.Connections {
+		if c.Connections[i].ID == id {
+			return &c.Connections[i]
+		}
+	}
+	return nil
+}
+
 // BySubdomain returns the connections of a Zendesk subdomain: one, or one per brand.
 func (c *Connections) BySubdomain(subdomain string) []*Connection {
 	return c.bySubdomain[subdomain]

@@ -167,8 +167,9 @@ func toE164(phone string) string {
 	return ""
 }
 
-// profileOf picks the requester's Klaviyo identifier: email, else phone (SMS tickets).
-func profileOf(r Person) (email, phone string, err error) {
+// ProfileOf picks the requester's Klaviyo identifier: email, else phone (SMS tickets). The
+// emitter writes metrics to that profile and the sidebar reads it, so both find the same one.
+func ProfileOf(r Person) (email, phone string, err error) {
 	if email = strings.TrimSpace(r.Email); email != "" {
 		return email, "", nil
 	}
@@ -183,7 +184,7 @@ func profileOf(r Person) (email, phone string, err error) {
 
 // metricsFor turns one ticket event into its metrics, given what was looked up.
 func metricsFor(e *schemas.TicketEvent, ts []transition, requester, assignee Person, group, description string, custom []schemas.CustomField) ([]Metric, error) {
-	email, phone, err := profileOf(requester)
+	email, phone, err := ProfileOf(requester)
 	if err != nil {
 		return nil, fmt.Errorf("ticket %d: %w", e.Ticket.ID, err)
 	}

@@ -67,12 +67,12 @@ func TestProfileOf(t *testing.T) {
 		{Person{Name: "Nobody"}, "", "", true},
 	}
 	for _, tt := range tests {
-		email, phone, err := profileOf(tt.in)
+		email, phone, err := ProfileOf(tt.in)
 		if (err != nil) != tt.fails || email != tt.email || phone != tt.phone {
-			t.Errorf("profileOf(%+v) = %q, %q, %v", tt.in, email, phone, err)
+			t.Errorf("ProfileOf(%+v) = %q, %q, %v", tt.in, email, phone, err)
 		}
 		if err != nil && zenklav.ErrorCode(err) != zenklav.EINVALID {
-			t.Errorf("profileOf(%+v): error kind %s, want EINVALID (a dead letter, not a retry)", tt.in, zenklav.ErrorCode(err))
+			t.Errorf("ProfileOf(%+v): error kind %s, want EINVALID (a dead letter, not a retry)", tt.in, zenklav.ErrorCode(err))
 		}
 	}
 }

@@ -1,0 +1,405 @@
+package sidebar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/pipeline"
+	"golang.org/x/sync/singleflight"
+)
+
+// Directory is a Zendesk account, read for the ticket and requester a card is about.
+type Directory interface {
+	// Ticket returns the requester and brand of a ticket; ENOTFOUND when there is none.
+	Ticket(ctx context.Context, id int64) (Ticket, error)
+	// User returns a user; ENOTFOUND when there is none.
+	User(ctx context.Context, id int64) (Person, error)
+}
+
+// Ticket is what the card needs of a Zendesk ticket.
+type Ticket struct {
+	ID          int64
+	RequesterID int64
+	BrandID     int64
+}
+
+// Klaviyo is a Klaviyo account, read for the card. Each call waits for the account's rate
+// limit, or fails when ctx would end first.
+type Klaviyo interface {
+	// FindProfile looks a profile up by email, else phone; found is false when there is none.
+	FindProfile(ctx context.Context, email, phone string) (p Profile, found bool, err error)
+	RecentEvents(ctx context.Context, profileID string, n int) ([]Activity, error)
+	Segments(ctx context.Context, profileID string) ([]Membership, error)
+	Lists(ctx context.Context, profileID string) ([]Membership, error)
+}
+
+// History is zenklav's ticket store, read for the requester's support history.
+type History interface {
+	SupportHistory(ctx context.Context, tenant string, requesterID int64, since time.Time) (Support, error)
+}
+
+// Account is what one connection reads from: its Zendesk, and its Klaviyo (nil when the
+// connection has no Klaviyo key).
+type Account struct {
+	Zendesk Directory
+	Klaviyo Klaviyo
+}
+
+// Viewer is who asks for a card: an agent of a connection's app installation, and the
+// ticket Zendesk signed the app's page for (0 when Zendesk's token named none).
+type Viewer struct {
+	Tenant   string
+	TicketID int64
+}
+
+// Query names the card asked for: a ticket's requester, or (on a new, unsaved ticket,
+// which has no id yet) a requester by their Zendesk user id.
+type Query struct {
+	TicketID    int64
+	RequesterID int64
+}
+
+// Config is the Service's dependencies and limits; zero limits take the defaults.
+type Config struct {
+	Connections *config.Connections
+	Accounts    map[string]Account // by connection id
+	History     History
+	Now         func() time.Time
+
+	// CacheTTL is how long a complete card is served from memory (default a minute);
+	// PartialTTL how long one with missing sections is (default 5 s, so a recovered
+	// Klaviyo shows soon, while a failing one is not asked again for every agent).
+	CacheTTL, PartialTTL time.Duration
+	CacheSize            int // cards kept (default 10,000)
+	// ZendeskTimeout bounds each Zendesk lookup, ProfileTimeout the Klaviyo profile
+	// search, SectionTimeout each other Klaviyo call and the ClickHouse query.
+	ZendeskTimeout, ProfileTimeout, SectionTimeout time.Duration
+	// KlaviyoAppURL is Klaviyo's web app, for the card's links (default https://www.klaviyo.com).
+	KlaviyoAppURL string
+}
+
+const (
+	// RecentDays is the window of the support history's recent tickets.
+	RecentDays = 90
+	// activityShown is how many recent Klaviyo events the card lists.
+	activityShown = 10
+)
+
+// Service builds profile cards.
+type Service struct {
+	logger *slog.Logger
+	cfg    Config
+	cards  *lru.Cache[cardKey, cachedCard]
+	// tickets keeps ticket → requester and brand, and users the requester's details, for
+	// CacheTTL: a warm card needs no Zendesk call.
+	tickets *lru.Cache[ticketKey, cachedValue[Ticket]]
+	users   *lru.Cache[ticketKey, cachedValue[Person]]
+	flight  singleflight.Group
+}
+
+type cardKey struct {
+	conn      string
+	requester int64
+}
+
+type ticketKey struct {
+	subdomain string
+	id        int64
+}
+
+type cachedCard struct {
+	card    Card
+	expires time.Time
+}
+
+type cachedValue[T any] struct {
+	v       T
+	expires time.Time
+}
+
+// New returns a Service.
+func New(logger *slog.Logger, cfg Config) (*Service, error) {
+	if cfg.Connections == nil || cfg.History == nil {
+		return nil, errors.New("sidebar needs the connections and the ticket history")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.CacheTTL, time.Minute)
+	def(&cfg.PartialTTL, 5*time.Second)
+	def(&cfg.ZendeskTimeout, 2*time.Second)
+	def(&cfg.ProfileTimeout, 2*time.Second)
+	def(&cfg.SectionTimeout, 1500*time.Millisecond)
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 10_000
+	}
+	if cfg.KlaviyoAppURL == "" {
+		cfg.KlaviyoAppURL = "https://www.klaviyo.com"
+	}
+	cfg.KlaviyoAppURL = strings.TrimRight(cfg.KlaviyoAppURL, "/")
+	s := &Service{logger: logger, cfg: cfg}
+	var err error
+	if s.cards, err = lru.New[cardKey, cachedCard](cfg.CacheSize); err != nil {
+		return nil, err
+	}
+	if s.tickets, err = lru.New[ticketKey, cachedValue[Ticket]](cfg.CacheSize); err != nil {
+		return nil, err
+	}
+	if s.users, err = lru.New[ticketKey, cachedValue[Person]](cfg.CacheSize); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Card returns the profile card of the requester q names, for v. The requester is always
+// the one Zendesk says: the ticket's (read from Zendesk, never taken from the page), or
+// for a new ticket the Zendesk user asked for. When Zendesk signed the page for a ticket,
+// only that ticket's card is given. The card is the viewer's connection's only: a ticket
+// whose brand another connection of the same Zendesk account syncs is refused, since its
+// customer belongs to that connection's Klaviyo account (and installation).
+//
+// Errors are for the card as a whole (bad query, another ticket, Zendesk failing); a
+// Klaviyo or ClickHouse failure only leaves its section out and names it in Unavailable.
+func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
+	home := s.cfg.Connections.ByID(v.Tenant)
+	if home == nil {
+		return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "no connection %q", v.Tenant)
+	}
+	if q.TicketID < 0 || q.RequesterID < 0 {
+		return Card{}, zenklav.Errorf(zenklav.EINVALID, "ticket_id and requester_id are positive Zendesk ids")
+	}
+	if v.TicketID != 0 {
+		if q.TicketID != 0 && q.TicketID != v.TicketID {
+			return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "this session is for ticket %d, not %d", v.TicketID, q.TicketID)
+		}
+		q.TicketID = v.TicketID
+	}
+	if q.TicketID == 0 && q.RequesterID == 0 {
+		return Card{}, zenklav.Errorf(zenklav.EINVALID, "give ticket_id, or requester_id for a new ticket")
+	}
+	dir := s.cfg.Accounts[home.ID].Zendesk
+	if dir == nil {
+		return Card{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "connection %q has no Zendesk API credentials", home.ID)
+	}
+	sub := home.Zendesk.Subdomain
+
+	requesterID := q.RequesterID
+	if q.TicketID != 0 {
+		t, err := s.ticket(ctx, dir, sub, q.TicketID, q.RequesterID)
+		if err != nil {
+			return Card{}, err
+		}
+		requesterID = t.RequesterID
+		if c := config.ForBrand(s.cfg.Connections.BySubdomain(sub), t.BrandID); c != nil && c != home {
+			return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "ticket %d is of a brand connection %q syncs: its app installation shows this customer", q.TicketID, c.ID)
+		}
+	}
+	if requesterID == 0 {
+		return Card{}, zenklav.Errorf(zenklav.ENOTFOUND, "ticket %d has no requester", q.TicketID)
+	}
+	requester, err := cached(ctx, s, s.users, ticketKey{sub, requesterID}, func(ctx context.Context) (Person, error) {
+		return dir.User(ctx, requesterID)
+	})
+	if err != nil {
+		return Card{}, err
+	}
+
+	card, err := s.card(ctx, home, requester)
+	if err != nil {
+		return Card{}, err
+	}
+	card.TicketID = q.TicketID
+	return card, nil
+}
+
+// ticket reads a ticket's requester and brand, from the cache when it is fresh and names
+// the requester the page saw (a requester changed in Zendesk since is read again).
+func (s *Service) ticket(ctx context.Context, dir Directory, sub string, id, seen int64) (Ticket, error) {
+	key := ticketKey{sub, id}
+	if seen != 0 {
+		if c, ok := s.tickets.Get(key); ok && c.v.RequesterID != seen {
+			s.tickets.Remove(key)
+		}
+	}
+	return cached(ctx, s, s.tickets, key, func(ctx context.Context) (Ticket, error) { return dir.Ticket(ctx, id) })
+}
+
+// cached returns the fresh cached value of key, or reads it with its own timeout (one read
+// per key at a time) and keeps it for CacheTTL.
+func cached[T any](ctx context.Context, s *Service, cache *lru.Cache[ticketKey, cachedValue[T]], key ticketKey, read func(context.Context) (T, error)) (T, error) {
+	if c, ok := cache.Get(key); ok && s.cfg.Now().Before(c.expires) {
+		return c.v, nil
+	}
+	flightKey := fmt.Sprintf("%T/%s/%d", *new(T), key.subdomain, key.id)
+	v, err := s.share(ctx, flightKey, func(ctx context.Context) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.ZendeskTimeout)
+		defer cancel()
+		v, err := read(ctx)
+		if err != nil {
+			return v, err
+		}
+		cache.Add(key, cachedValue[T]{v: v, expires: s.cfg.Now().Add(s.cfg.CacheTTL)})
+		return v, nil
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v.(T), nil
+}
+
+// share runs f once for all callers of key at a time. f runs detached from any one
+// caller's cancellation (its own timeouts bound it), so an agent closing the ticket does
+// not fail the card for a colleague waiting on the same read; each caller still stops
+// waiting when its own ctx ends.
+func (s *Service) share(ctx context.Context, key string, f func(context.Context) (any, error)) (any, error) {
+	ch := s.flight.DoChan(key, func() (any, error) { return f(context.WithoutCancel(ctx)) })
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, ctx.Err(), "card request ended")
+	}
+}
+
+// card returns the requester's card on conn, cached.
+func (s *Service) card(ctx context.Context, conn *config.Connection, requester Person) (Card, error) {
+	key := cardKey{conn.ID, requester.ID}
+	if c, ok := s.cards.Get(key); ok && s.cfg.Now().Before(c.expires) && c.card.Requester == requester {
+		return c.card, nil
+	}
+	v, err := s.share(ctx, "card/"+conn.ID+"/"+strconv.FormatInt(requester.ID, 10), func(ctx context.Context) (any, error) {
+		card := s.build(ctx, conn, requester)
+		ttl := s.cfg.CacheTTL
+		if len(card.Unavailable) > 0 {
+			ttl = s.cfg.PartialTTL
+		}
+		s.cards.Add(key, cachedCard{card: card, expires: s.cfg.Now().Add(ttl)})
+		return card, nil
+	})
+	if err != nil {
+		return Card{}, err
+	}
+	return v.(Card), nil
+}
+
+// build reads the card's sections, in parallel, each with its own timeout: the support
+// history from ClickHouse beside the Klaviyo profile search, then the profile's activity,
+// segments and lists beside each other.
+func (s *Service) build(ctx context.Context, conn *config.Connection, requester Person) Card {
+	card := Card{
+		Requester: requester, Klaviyo: KlaviyoUnavailable,
+		Activity: []Activity{}, Segments: []Membership{}, Lists: []Membership{}, Unavailable: []string{},
+		CreateProfileURL: s.cfg.KlaviyoAppURL + "/profiles",
+	}
+	var (
+		wg          sync.WaitGroup
+		mu          sync.Mutex
+		unavailable = map[string]bool{}
+	)
+	fail := func(section string, err error) {
+		s.logger.Warn("sidebar section unavailable", "connection", conn.ID, "requester", requester.ID, "section", section, "err", err)
+		mu.Lock()
+		unavailable[section] = true
+		mu.Unlock()
+	}
+	section := func(timeout time.Duration, name string, f func(context.Context) error) {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if err := f(ctx); err != nil {
+				fail(name, err)
+			}
+		})
+	}
+
+	section(s.cfg.SectionTimeout, SectionSupport, func(ctx context.Context) error {
+		h, err := s.cfg.History.SupportHistory(ctx, conn.ID, requester.ID, s.cfg.Now().AddDate(0, 0, -RecentDays))
+		if err == nil {
+			h.RecentDays = RecentDays
+			card.Support = &h
+		}
+		return err
+	})
+
+	kl := s.cfg.Accounts[conn.ID].Klaviyo
+	email, phone, idErr := pipeline.ProfileOf(pipeline.Person{Name: requester.Name, Email: requester.Email, Phone: requester.Phone})
+	switch {
+	case kl == nil:
+		fail(SectionProfile, fmt.Errorf("connection %q has no Klaviyo account", conn.ID))
+	case idErr != nil:
+		// No email and no usable phone: Klaviyo cannot hold a profile the emitter would
+		// write to, so there is none to show.
+		card.Klaviyo = KlaviyoNotFound
+	default:
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.ProfileTimeout)
+		p, found, err := kl.FindProfile(pctx, email, phone)
+		cancel()
+		switch {
+		case err != nil:
+			fail(SectionProfile, err)
+		case !found:
+			card.Klaviyo = KlaviyoNotFound
+		default:
+			card.Klaviyo = KlaviyoFound
+			p.URL = s.cfg.KlaviyoAppURL + "/profile/" + p.ID
+			card.Profile = &p
+			section(s.cfg.SectionTimeout, SectionActivity, func(ctx context.Context) error {
+				a, err := kl.RecentEvents(ctx, p.ID, activityShown)
+				if err == nil {
+					card.Activity = a
+				}
+				return err
+			})
+			section(s.cfg.SectionTimeout, SectionSegments, func(ctx context.Context) error {
+				m, err := kl.Segments(ctx, p.ID)
+				if err == nil {
+					card.Segments = m
+				}
+				return err
+			})
+			section(s.cfg.SectionTimeout, SectionLists, func(ctx context.Context) error {
+				m, err := kl.Lists(ctx, p.ID)
+				if err == nil {
+					card.Lists = m
+				}
+				return err
+			})
+		}
+	}
+	wg.Wait()
+	for _, name := range []string{SectionProfile, SectionActivity, SectionSegments, SectionLists, SectionSupport} {
+		if unavailable[name] {
+			card.Unavailable = append(card.Unavailable, name)
+		}
+	}
+	return card
+}
+
+// ConsentState turns Klaviyo's consent word (SUBSCRIBED, UNSUBSCRIBED, NEVER_SUBSCRIBED, …)
+// into the card's three states; anything but a subscription or its withdrawal reads as
+// never subscribed.
+func ConsentState(klaviyo string) string {
+	switch strings.ToUpper(klaviyo) {
+	case "SUBSCRIBED":
+		return ConsentSubscribed
+	case "UNSUBSCRIBED":
+		return ConsentUnsubscribed
+	default:
+		return ConsentNever
+	}
+}
