@@ -251,6 +251,7 @@ func TestSessionToken(t *testing.T) {
 		c := jwt.MapClaims{
 			"iss": "zenklav", "aud": "zenklav:sidebar", "iat": now.Unix(), "nbf": now.Unix(),
 			"exp": now.Add(time.Minute).Unix(), "jti": "abc", "tenant": "acme", "subdomain": "acme", "installation": 101,
+			"auth_time": now.Unix(),
 		}
 		change(c)
 		return c
@@ -281,6 +282,7 @@ func TestSessionToken(t *testing.T) {
 		{"another audience", auth, hs(signingKey, claims(func(c jwt.MapClaims) { c["aud"] = "zenklav:reports" })), zenklav.EUNAUTHORIZED},
 		{"another issuer", auth, hs(signingKey, claims(func(c jwt.MapClaims) { c["iss"] = "acme.zendesk.com" })), zenklav.EUNAUTHORIZED},
 		{"no tenant", auth, hs(signingKey, claims(func(c jwt.MapClaims) { delete(c, "tenant") })), zenklav.EUNAUTHORIZED},
+		{"no auth_time", auth, hs(signingKey, claims(func(c jwt.MapClaims) { delete(c, "auth_time") })), zenklav.EUNAUTHORIZED},
 		{"tenant not owning the installation", auth, hs(signingKey, claims(func(c jwt.MapClaims) { c["tenant"] = "globex" })), zenklav.EFORBIDDEN},
 		{"installation moved to another id", sidebarAuthWith(t, sidebarConns(t, 102)), token, zenklav.EFORBIDDEN},
 		{"alg none", auth, none, zenklav.EUNAUTHORIZED},
