@@ -213,6 +213,19 @@ func TestProfileSegmentsAndLists(t *testing.T) {
 	if _, err := c.ProfileLists(ctx, "01UNKNOWNPROFILE0000000000"); zenklav.ErrorCode(err) != zenklav.ENOTFOUND {
 		t.Errorf("unknown profile: %v, want not found", err)
 	}
+
+	// One failing endpoint leaves the others answering.
+	sim.SetOperationFault("get_segments_for_profile", http.StatusBadRequest, 1)
+	if _, err := c.ProfileSegments(ctx, id); zenklav.ErrorCode(err) != zenklav.EINVALID {
+		t.Errorf("segments with their endpoint failing: %v, want the injected 400", err)
+	}
+	if _, err := c.ProfileLists(ctx, id); err != nil {
+		t.Errorf("lists while only segments fail: %v", err)
+	}
+	sim.SetOperationFault("get_segments_for_profile", 0, 0)
+	if _, err := c.ProfileSegments(ctx, id); err != nil {
+		t.Errorf("segments after the fault cleared: %v", err)
+	}
 	sim.AssertNoViolations(t)
 }
 

@@ -67,6 +67,7 @@ type Server struct {
 	failN      int
 	failStatus int
 	fault      fault
+	opFaults   map[string]fault // by operation id
 	refuse     func(klaviyo.Event) bool
 	onAccept   func(privateKey string, events []klaviyo.Event)
 	accounts   map[string]*account // by private key
@@ -168,6 +169,22 @@ func (s *Server) SetFault(status int, fraction float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault = fault{status: status, fraction: fraction}
+}
+
+// SetOperationFault is SetFault for one operation of the spec (its operationId, e.g.
+// "get_segments_for_profile"): a Klaviyo failing in one endpoint only. A zero status
+// clears it.
+func (s *Server) SetOperationFault(opID string, status int, fraction float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opFaults == nil {
+		s.opFaults = map[string]fault{}
+	}
+	if status == 0 {
+		delete(s.opFaults, opID)
+		return
+	}
+	s.opFaults[opID] = fault{status: status, fraction: fraction}
 }
 
 // RefuseEvents makes the server refuse, with a 400 that points at them, the events match
@@ -333,7 +350,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		func(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string) {
 			key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
 			opID := route.Operation.OperationID
-			a := s.admit(w, key, limitKey(opID, r.URL.Query()))
+			a := s.admit(w, key, opID, limitKey(opID, r.URL.Query()))
 			if a.status == 0 {
 				if h, ok := handlers[opID]; ok {
 					s.mu.Lock()
@@ -383,17 +400,21 @@ var refusals = apispec.Refusals{
 // admit applies injected failures and the rate limit of opID for the account of key. It
 // returns a zero answer when the request may proceed, and then sets the RateLimit-* headers
 // of a rate-limited operation: Klaviyo sends them on every answer but a 429, which carries
-// Retry-After instead. Injected failures are not counted against the limit.
-func (s *Server) admit(w http.ResponseWriter, key, opID string) answer {
+// Retry-After instead. Injected failures are not counted against the limit. limitID is
+// opID, or the variant of it that has limits of its own (see limitKey).
+func (s *Server) admit(w http.ResponseWriter, key, opID, limitID string) answer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	status := 0
+	opFault := s.opFaults[opID]
 	switch {
 	case s.failN > 0:
 		s.failN--
 		status = s.failStatus
 	case s.fault.status != 0 && mrand.Float64() < s.fault.fraction:
 		status = s.fault.status
+	case opFault.status != 0 && mrand.Float64() < opFault.fraction:
+		status = opFault.status
 	}
 	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
@@ -402,11 +423,11 @@ func (s *Server) admit(w http.ResponseWriter, key, opID string) answer {
 	if status != 0 {
 		return answer{status: status, errors: []apiError{{Code: "error", Title: "A server error occurred.", Detail: fmt.Sprintf("klaviyotest: injected failure %d", status)}}}
 	}
-	lim, ok := limits[opID]
+	lim, ok := limits[limitID]
 	if !ok {
 		return answer{}
 	}
-	q, wait, ok := s.accounts[key].take(opID, lim, s.now())
+	q, wait, ok := s.accounts[key].take(limitID, lim, s.now())
 	if !ok {
 		secs := apispec.RetryAfterSeconds(wait)
 		w.Header().Set("Retry-After", fmt.Sprint(secs))
