@@ -26,7 +26,7 @@ func (b banner) print(w io.Writer) {
 			fmt.Fprintf(&s, "  %-11s %s\n", k, v)
 		}
 	}
-	row("http", b.http+"  (POST /webhooks/zendesk/{subdomain}, GET /healthz /readyz /metrics)")
+	row("http", b.http+"  (POST /webhooks/zendesk/{subdomain}, POST /app/sidebar, GET /healthz /readyz /metrics)")
 	row("kafka", b.kafka)
 	row("clickhouse", b.clickhouse)
 	row("zendesk", b.zendesk)
@@ -35,6 +35,7 @@ func (b banner) print(w io.Writer) {
 	if sb := b.sandbox; sb != nil {
 		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)
 		row("klaviyo", "SANDBOX MODE: Klaviyo is a simulator; watch the metrics arrive at "+sb.klaviyoURL+"/sandbox")
+		row("sidebar", "the agent's view of a ticket, with the zenklav app in its sidebar: "+sb.agentPage())
 		fmt.Fprintf(&s, "\nSend a correctly signed test webhook (a new ticket):\n\n  %s\n", sb.curlCommand())
 		fmt.Fprintf(&s, "\nOr have the simulator send one exactly as Zendesk does:\n\n  curl -sS -X POST '%s/sandbox/webhooks?event=ticket.created'\n", sb.url)
 	}

@@ -19,37 +19,59 @@ import (
 // The adapters below join the emitter to the API clients: the pipeline and the clients do not
 // know each other.
 
-// routes builds the emitter's route for every connection with a Klaviyo account.
-func routes(logger *slog.Logger, cfg config.Config, conns *config.Connections) (map[string]pipeline.Route, error) {
-	out := map[string]pipeline.Route{}
-	// One client per Klaviyo account: its rate limits are the account's, whichever
-	// connections share the key.
-	clients := map[config.Secret]*klaviyo.Client{}
+// apiClients are the connections' API clients, made once and shared by the emitter and the
+// sidebar: one Klaviyo client per private key, since its rate limits are the account's
+// whichever connections (and parts) share the key, and one Zendesk client per connection.
+type apiClients struct {
+	klaviyo map[string]*klaviyo.Client // by connection id; absent without a Klaviyo key
+	zendesk map[string]*zendesk.Client // by connection id; absent without API credentials
+}
+
+func newAPIClients(logger *slog.Logger, cfg config.Config, conns *config.Connections) (*apiClients, error) {
+	out := &apiClients{klaviyo: map[string]*klaviyo.Client{}, zendesk: map[string]*zendesk.Client{}}
+	byKey := map[config.Secret]*klaviyo.Client{}
 	var errs []error
 	for _, c := range conns.Connections {
-		if c.Klaviyo.PrivateKey == "" {
-			logger.Warn("connection has no Klaviyo private key: its tickets reach ClickHouse but not Klaviyo", "connection", c.ID)
-			continue
+		if key := c.Klaviyo.PrivateKey; key != "" {
+			kc := byKey[key]
+			if kc == nil {
+				var err error
+				if kc, err = klaviyo.NewClient(logger, klaviyo.ClientConfig{BaseURL: cfg.KlaviyoBaseURL, PrivateKey: key.Reveal()}); err != nil {
+					errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
+					continue
+				}
+				byKey[key] = kc
+			}
+			out.klaviyo[c.ID] = kc
 		}
-		if c.Zendesk.APIToken == "" {
-			errs = append(errs, fmt.Errorf("connection %q: the emitter needs zendesk.email and zendesk.api_token to look up assignees, groups and requesters", c.ID))
-			continue
-		}
-		kc := clients[c.Klaviyo.PrivateKey]
-		if kc == nil {
-			var err error
-			if kc, err = klaviyo.NewClient(logger, klaviyo.ClientConfig{BaseURL: cfg.KlaviyoBaseURL, PrivateKey: c.Klaviyo.PrivateKey.Reveal()}); err != nil {
+		if c.Zendesk.APIToken != "" {
+			zc, err := zendesk.NewClient(logger, zendesk.ClientConfig{
+				BaseURL: strings.ReplaceAll(cfg.ZendeskBaseURL, "{subdomain}", c.Zendesk.Subdomain),
+				Email:   c.Zendesk.Email, APIToken: c.Zendesk.APIToken.Reveal(),
+			})
+			if err != nil {
 				errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
 				continue
 			}
-			clients[c.Klaviyo.PrivateKey] = kc
+			out.zendesk[c.ID] = zc
 		}
-		zc, err := zendesk.NewClient(logger, zendesk.ClientConfig{
-			BaseURL: strings.ReplaceAll(cfg.ZendeskBaseURL, "{subdomain}", c.Zendesk.Subdomain),
-			Email:   c.Zendesk.Email, APIToken: c.Zendesk.APIToken.Reveal(),
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
+	}
+	return out, errors.Join(errs...)
+}
+
+// routes builds the emitter's route for every connection with a Klaviyo account.
+func routes(logger *slog.Logger, conns *config.Connections, clients *apiClients) (map[string]pipeline.Route, error) {
+	out := map[string]pipeline.Route{}
+	var errs []error
+	for _, c := range conns.Connections {
+		kc := clients.klaviyo[c.ID]
+		if kc == nil {
+			logger.Warn("connection has no Klaviyo private key: its tickets reach ClickHouse but not Klaviyo", "connection", c.ID)
+			continue
+		}
+		zc := clients.zendesk[c.ID]
+		if zc == nil {
+			errs = append(errs, fmt.Errorf("connection %q: the emitter needs zendesk.email and zendesk.api_token to look up assignees, groups and requesters", c.ID))
 			continue
 		}
 		out[c.ID] = pipeline.Route{Brands: c.Zendesk.Brands, Sender: sender{kc}, Profiles: sender{kc}, Directory: directory{zc}}

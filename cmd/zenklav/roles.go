@@ -90,14 +90,41 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 
 	// Build every part first; start them only when nothing can fail any more, so a start-up
 	// error never leaves a running part behind.
+	var conns *config.Connections
+	var sb *sandbox
+	cfg := e.cfg
+	if role == "all" || role == "api" || role == "emitter" {
+		if conns, sb, err = e.connections(ctx, role, &b); err != nil {
+			return err
+		}
+		if sb != nil {
+			defer sb.Close()
+			cfg.KlaviyoBaseURL, cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
+			if cfg.JWTSigningKey == "" {
+				cfg.JWTSigningKey = randomSigningKey()
+			}
+		}
+	}
+	withSidebar := (role == "all" || role == "api") && sidebarWanted(conns)
 	var store *analytics.Store
-	if role == "all" || role == "sink" || role == "emitter" {
+	if role == "all" || role == "sink" || role == "emitter" || withSidebar {
 		if store, err = e.openStore(ctx); err != nil {
 			return err
 		}
 		defer store.Close()
-		ready["clickhouse"] = store.Ping
+		if role != "api" {
+			// The api role reads ClickHouse for the sidebar's support history only; a
+			// ClickHouse outage leaves that section out, and must not pull the webhook
+			// receiver out of a load balancer.
+			ready["clickhouse"] = store.Ping
+		}
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
+	}
+	var clients *apiClients
+	if conns != nil {
+		if clients, err = newAPIClients(e.logger, cfg, conns); err != nil {
+			return err
+		}
 	}
 	var sink *pipeline.Sink
 	if role == "all" || role == "sink" {
@@ -110,24 +137,10 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		}
 	}
 
-	var conns *config.Connections
-	var sb *sandbox
-	if role == "all" || role == "api" || role == "emitter" {
-		if conns, sb, err = e.connections(ctx, role, &b); err != nil {
-			return err
-		}
-		if sb != nil {
-			defer sb.Close()
-		}
-	}
 	var emitter *pipeline.Emitter
 	if role == "all" || role == "emitter" {
-		cfg := e.cfg
-		if sb != nil {
-			cfg.KlaviyoBaseURL, cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
-		}
 		logger := e.logger.With("role", "emitter")
-		rs, err := routes(logger, cfg, conns)
+		rs, err := routes(logger, conns, clients)
 		if err != nil {
 			return err
 		}
@@ -144,6 +157,11 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	opts := backend.Options{Registry: e.registry, Ready: ready}
 	if role == "all" || role == "api" {
 		opts.Connections, opts.Publisher = conns, producer
+	}
+	if withSidebar {
+		if opts.Sidebar, err = newSidebar(e.logger.With("role", "api"), cfg, conns, clients, store); err != nil {
+			return err
+		}
 	}
 	srv, err := backend.New(e.logger.With("role", "api"), opts)
 	if err != nil {

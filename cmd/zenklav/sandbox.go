@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -23,6 +24,8 @@ const (
 	sandboxSecret = "sandbox-webhook-signing-secret"
 	// sandboxKlaviyoKey is the sandbox's Klaviyo account: a simulator's, worthless elsewhere.
 	sandboxKlaviyoKey = "pk_sandbox_zenklav"
+	// sandboxInstallation is the id of the sidebar app installed on the simulated account.
+	sandboxInstallation = 1
 )
 
 type sandbox struct {
@@ -47,6 +50,13 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 		return nil, fmt.Errorf("start klaviyo simulator: %w", err)
 	}
 	ksim.AddAccount(sandboxKlaviyoKey)
+	// The simulated account has the sidebar app installed, signing its page's tokens with a
+	// key of its own; zenklav's connection holds the public half, as an operator's would.
+	if err := sim.InstallApp(zendesktest.AppInstallation{Subdomain: sandboxSubdomain, InstallationID: sandboxInstallation}); err != nil {
+		sim.Close()
+		ksim.Close()
+		return nil, err
+	}
 	conns, err := config.NewConnections(config.Connection{
 		ID: sandboxSubdomain,
 		Zendesk: config.Zendesk{
@@ -55,6 +65,7 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 			APIToken:       zendesktest.DefaultAPIToken,
 			WebhookSecrets: []config.Secret{sandboxSecret},
 			Brands:         config.Brands{All: true},
+			App:            &config.ZendeskApp{InstallationID: sandboxInstallation, PublicKey: sim.AppPublicKeyPEM()},
 		},
 		Klaviyo: config.Klaviyo{PrivateKey: sandboxKlaviyoKey},
 	})
@@ -70,7 +81,53 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 		sb.Close()
 		return nil, err
 	}
+	if err := sb.seedKlaviyo(ctx, logger); err != nil {
+		sb.Close()
+		return nil, err
+	}
 	return sb, nil
+}
+
+// seedKlaviyo gives the sandbox's first customer a full Klaviyo profile (consent,
+// predictions, segments, lists and a few orders) so the sidebar has a card to show; the
+// second has no profile, which shows the sidebar's empty state. The orders go through the
+// Klaviyo client, as any event would.
+func (sb *sandbox) seedKlaviyo(ctx context.Context, logger *slog.Logger) error {
+	if len(sb.sample.Customers) < 2 {
+		return nil
+	}
+	ana := sb.sample.Customers[0]
+	now := time.Now().UTC()
+	num := func(v float64) *float64 { return &v }
+	next := now.AddDate(0, 0, 12)
+	sb.klaviyo.SetProfileDetails(sandboxKlaviyoKey, ana.Email, klaviyotest.ProfileDetails{
+		FirstName: "Ana", LastName: "Souza", Organization: "Northwind Outfitters",
+		Location:     klaviyo.Location{City: "Lisbon", Country: "Portugal", Timezone: "Europe/Lisbon"},
+		EmailConsent: &klaviyo.Consent{Consent: "SUBSCRIBED", CanReceive: true, Timestamp: now.AddDate(-1, -2, 0)},
+		SMSConsent:   &klaviyo.Consent{Consent: "UNSUBSCRIBED", Timestamp: now.AddDate(0, -3, 0)},
+		Predictive: &klaviyo.PredictiveAnalytics{
+			PredictedCLV: num(412.5), HistoricCLV: num(689.9), TotalCLV: num(1102.4), ChurnProbability: num(0.18),
+			AverageOrderValue: num(86.2), ExpectedDateOfNextOrder: &next,
+		},
+		Segments: []string{"VIP customers", "Outdoor enthusiasts"},
+		Lists:    []string{"Newsletter", "Back in stock alerts"},
+	})
+	kc, err := klaviyo.NewClient(logger, klaviyo.ClientConfig{BaseURL: sb.klaviyoURL, PrivateKey: sandboxKlaviyoKey})
+	if err != nil {
+		return err
+	}
+	events := []klaviyo.Event{
+		{Metric: "Placed Order", Properties: map[string]any{"$value": 129.9, "OrderId": "10482"}, Time: now.AddDate(0, 0, -9)},
+		{Metric: "Viewed Product", Properties: map[string]any{"ProductName": "Storm rain jacket"}, Time: now.AddDate(0, 0, -10)},
+		{Metric: "Placed Order", Properties: map[string]any{"$value": 64.5, "OrderId": "10117"}, Time: now.AddDate(0, -2, 0)},
+	}
+	for i := range events {
+		events[i].Profile = klaviyo.Profile{Email: ana.Email}
+		events[i].UniqueID = fmt.Sprintf("sandbox-seed-%d", i)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return errors.Join(kc.Deliver(ctx, events)...)
 }
 
 // serve serves a simulator on a loopback port of its own and returns its base URL.
@@ -96,6 +153,16 @@ func (sb *sandbox) finish(httpURL string) {
 	}
 	sb.webhook = httpURL + "/webhooks/zendesk/" + sandboxSubdomain
 	sb.sim.SetWebhookTarget(sb.webhook, sandboxSecret)
+	// httpURL is zenklav's own, http://host:port: a URL the simulator takes.
+	_ = sb.sim.SetAppURL(httpURL + "/app/sidebar")
+}
+
+// agentPage is the simulator's ticket view of the first sample ticket, with the sidebar.
+func (sb *sandbox) agentPage() string {
+	if len(sb.sample.Tickets) == 0 {
+		return sb.url + "/agent/"
+	}
+	return fmt.Sprintf("%s/agent/tickets/%d", sb.url, sb.sample.Tickets[0].ID)
 }
 
 func (sb *sandbox) Close() {
