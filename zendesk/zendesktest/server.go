@@ -11,7 +11,8 @@
 //
 // Tests use NewServer; zenklav's sandbox mode uses New and serves the *Server (an
 // http.Handler) on its own listener. Paths under /sandbox/ are the simulator's own, not
-// Zendesk's, and are not validated.
+// Zendesk's, and are not validated; nor are the agent's pages under /agent/, where a
+// ticket view loads the sidebar app installed with InstallApp as Zendesk does.
 package zendesktest
 
 import (
@@ -81,6 +82,7 @@ type Server struct {
 	lastTicket int64
 	lastID     int64
 	samples    int
+	app        *installedApp // the sidebar app the agent pages load; nil until InstallApp
 }
 
 // New returns a simulator that is not listening anywhere: serve it as an http.Handler
@@ -175,10 +177,15 @@ func (s *Server) clock() time.Time {
 // document.
 type Violation = apispec.Violation
 
-// ServeHTTP answers the Zendesk API and, under /sandbox/, the simulator's own endpoints.
+// ServeHTTP answers the Zendesk API, under /sandbox/ the simulator's own endpoints, and
+// under /agent/ the agent's pages (a ticket view with the sidebar app).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/sandbox/") {
 		s.serveSandbox(w, r)
+		return
+	}
+	if r.URL.Path == "/agent" || strings.HasPrefix(r.URL.Path, "/agent/") {
+		s.serveAgent(w, r)
 		return
 	}
 	s.serveAPI(w, r)
