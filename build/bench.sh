@@ -16,6 +16,8 @@ BENCH_DRAIN_ACCOUNTS=${BENCH_DRAIN_ACCOUNTS:-10}
 # Per account in the run with BENCH_DRAIN_ACCOUNTS: 10 × 50,000 takes about a minute here,
 # where the machine, not Klaviyo's limit, sets the pace.
 BENCH_DRAIN_EVENTS_PER_ACCOUNT=${BENCH_DRAIN_EVENTS_PER_ACCOUNT:-50000}
+# Cold sidebar cards, paced under each Klaviyo account's segments limit (about 20 s).
+BENCH_SIDEBAR_CARDS=${BENCH_SIDEBAR_CARDS:-200}
 
 echo "== Go micro-benchmarks"
 go test -run='^$' -bench=. -benchmem -count=1 ./...
@@ -80,3 +82,6 @@ bin/loadgen emitter -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV
 	-http "$BENCH_HTTP" -n "$BENCH_DRAIN_EVENTS"
 bin/loadgen emitter -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
 	-http "$BENCH_HTTP" -accounts "$BENCH_DRAIN_ACCOUNTS" -n "$BENCH_DRAIN_EVENTS_PER_ACCOUNT"
+# The sidebar's profile card through `zenklav api`, the Klaviyo simulator answering in 50 ms.
+bin/loadgen sidebar -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
+	-http "$BENCH_HTTP" -cards "$BENCH_SIDEBAR_CARDS" -latency 50ms

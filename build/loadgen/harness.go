@@ -166,6 +166,9 @@ func pct(part, whole int) float64 {
 // benchConnection is one entry of the connections file zenklav is started with.
 type benchConnection struct {
 	id, secret, klaviyoKey string
+	// installation and publicKey, when set, install the sidebar app on the connection.
+	installation int64
+	publicKey    string
 }
 
 func writeConnections(path string, conns []benchConnection) error {
@@ -177,6 +180,10 @@ func writeConnections(path string, conns []benchConnection) error {
 			APIToken       string   `json:"api_token"`
 			WebhookSecrets []string `json:"webhook_secrets"`
 			Brands         string   `json:"brands"`
+			App            *struct {
+				InstallationID int64  `json:"installation_id"`
+				PublicKey      string `json:"public_key"`
+			} `json:"app,omitempty"`
 		} `json:"zendesk"`
 		Klaviyo struct {
 			PrivateKey string `json:"private_key"`
@@ -192,6 +199,12 @@ func writeConnections(path string, conns []benchConnection) error {
 		e.Zendesk.Email, e.Zendesk.APIToken = zendesktest.DefaultEmail, zendesktest.DefaultAPIToken
 		e.Zendesk.WebhookSecrets = []string{c.secret}
 		e.Zendesk.Brands = "all"
+		if c.installation != 0 {
+			e.Zendesk.App = &struct {
+				InstallationID int64  `json:"installation_id"`
+				PublicKey      string `json:"public_key"`
+			}{c.installation, c.publicKey}
+		}
 		e.Klaviyo.PrivateKey = c.klaviyoKey
 		file.Connections = append(file.Connections, e)
 	}

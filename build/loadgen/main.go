@@ -11,6 +11,9 @@
 //	loadgen latency -brokers … -clickhouse … [-rate 150] [-duration 30s] [-zenklav bin/zenklav]
 //	    signed webhooks into bin/zenklav all at a steady rate: time from sending each to
 //	    the Klaviyo simulator accepting its event
+//	loadgen sidebar -brokers … -clickhouse … [-accounts 10] [-cards 200] [-latency 50ms]
+//	    the sidebar's profile card through bin/zenklav api, cold and warm, with the Klaviyo
+//	    simulator answering each call after -latency
 //
 // It prints one Markdown table row per measurement, for docs/benchmarks.md.
 package main
@@ -39,7 +42,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -52,6 +55,8 @@ func main() {
 		err = emitterDrain(os.Args[2:])
 	case "latency":
 		err = latency(os.Args[2:])
+	case "sidebar":
+		err = sidebarCards(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown measurement %q", os.Args[1])
 	}
