@@ -22,7 +22,11 @@ export RUN_CLICKHOUSE_HTTP_PORT ?= 28123
 # Extra flags for go test, e.g. make test GOTESTFLAGS='-run TestSink -v'.
 GOTESTFLAGS ?=
 
-.PHONY: help build run test services services-stop lint bench clean
+# What the Zendesk app's tests need (build/deps.sh): its npm packages, and Chromium, whose path
+# the browser test reads from ZENKLAV_CHROMIUM. A shell prefix for the recipes that run tests.
+DEPS = bash build/deps.sh npm && chromium=$$(bash build/deps.sh chromium) && export ZENKLAV_CHROMIUM="$$chromium"
+
+.PHONY: help build run test services services-stop lint bench deps app clean
 
 help: ## list the targets
 	@echo 'usage: make TARGET'
@@ -36,9 +40,9 @@ build: ## build bin/zenklav
 run: build ## run `zenklav all` (embedded Kafka, sandbox; starts a local ClickHouse unless ZENKLAV_CLICKHOUSE_ADDR is set)
 	@bash build/run.sh
 
-test: ## start real Kafka and ClickHouse, run go test -race ./..., stop them
+test: ## install npm packages and Chromium, start real Kafka and ClickHouse, run go test -race ./..., stop them
 	$(GO) mod download
-	@bash build/services.sh run $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+	@$(DEPS) && bash build/services.sh run $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
 
 services: ## start the test Kafka and ClickHouse and print the env for `go test ./...`
 	@bash build/services.sh start
@@ -53,9 +57,17 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-bench: ## start real Kafka and ClickHouse, run build/bench.sh, stop them
+bench: ## install npm packages and Chromium, start real Kafka and ClickHouse, run build/bench.sh, stop them
 	$(GO) mod download
-	@bash build/services.sh run bash build/bench.sh
+	@$(DEPS) && bash build/services.sh run bash build/bench.sh
+
+deps: ## install npm packages and Chromium for the app tests
+	@bash build/deps.sh npm
+	@bash build/deps.sh chromium
+
+app: ## rebuild zendesk-app/web/zaf_sdk.js from npm
+	@bash build/deps.sh npm
+	cd zendesk-app && npm run --silent build
 
 clean: ## remove bin/ and .data/ (keeps the cached jars in .cache/)
 	@bash build/services.sh stop
