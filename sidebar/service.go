@@ -250,6 +250,11 @@ func cached[T any](ctx context.Context, s *Service, cache *lru.Cache[ticketKey, 
 		defer cancel()
 		v, err := read(ctx)
 		if err != nil {
+			if zenklav.ErrorCode(err) != zenklav.ENOTFOUND {
+				// Whatever else Zendesk answered (a revoked API token's 401 too) is
+				// zenklav's dependency failing, not the agent's request or session.
+				err = zenklav.Wrap(zenklav.EUNAVAILABLE, err, "Zendesk did not answer")
+			}
 			return v, err
 		}
 		cache.Add(key, cachedValue[T]{v: v, expires: s.cfg.Now().Add(s.cfg.CacheTTL)})

@@ -39,6 +39,9 @@ func (z *fakeZendesk) User(_ context.Context, id int64) (sidebar.Person, error) 
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	u, ok := z.users[id]
+	if id == revoked {
+		return u, zenklav.Errorf(zenklav.EUNAUTHORIZED, "Zendesk refused the API token")
+	}
 	if !ok {
 		return u, zenklav.Errorf(zenklav.ENOTFOUND, "no user %d", id)
 	}
@@ -137,6 +140,8 @@ const (
 	ana   = int64(360000000001) // has a Klaviyo profile
 	liam  = int64(360000000002) // has none
 	nomad = int64(360000000003) // no email, a local phone number: no Klaviyo identity
+	// revoked is a user Zendesk answers 401 for, as for a revoked API token.
+	revoked = int64(360000000004)
 )
 
 func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
@@ -276,6 +281,7 @@ func TestCardRefusals(t *testing.T) {
 		{"ticket of another connection's brand", acme, sidebar.Query{TicketID: 20}, zenklav.EFORBIDDEN},
 		{"unknown ticket", acme, sidebar.Query{TicketID: 99}, zenklav.ENOTFOUND},
 		{"unknown requester", acme, sidebar.Query{RequesterID: 42}, zenklav.ENOTFOUND},
+		{"Zendesk refusing zenklav's token", acme, sidebar.Query{RequesterID: revoked}, zenklav.EUNAVAILABLE},
 		{"connection without Zendesk credentials", sidebar.Viewer{Tenant: "acme-outlet"}, sidebar.Query{TicketID: 20}, zenklav.EUNAVAILABLE},
 	}
 	for _, tt := range tests {
