@@ -243,7 +243,8 @@
     const klaviyo = data.klaviyo;
     const profile = klaviyo === 'found' && data.profile && typeof data.profile === 'object' ? data.profile : null;
     let missing = arrayOf(data.unavailable).filter((s) => typeof s === 'string');
-    if (klaviyo !== 'found' && klaviyo !== 'not_found' && !missing.includes('profile')) {
+    // "unavailable" (or a "found" without its profile): the profile is missing, say so.
+    if (!profile && klaviyo !== 'not_found' && !missing.includes('profile')) {
       missing = ['profile', ...missing];
     }
     let state;
