@@ -21,7 +21,7 @@ type sidebarData struct {
 
 // errorData has exactly the fields the backend passes to web/error.html.
 type errorData struct {
-	Title, Message, Lang string
+	Title, Message, Lang, Assets string
 }
 
 func render(t *testing.T, name string, data any) string {
@@ -118,14 +118,14 @@ func TestSidebarPage(t *testing.T) {
 }
 
 func TestErrorPage(t *testing.T) {
-	page := render(t, "error.html", errorData{Title: "Access refused", Message: `The Zendesk token has expired <reopen>`, Lang: "en"})
+	page := render(t, "error.html", errorData{Title: "Access refused", Message: `The Zendesk token has expired <reopen>`, Lang: "en", Assets: "/app/web/0123abcd/"})
 	checkCSPSafe(t, "error.html", page)
 	for _, w := range []string{
 		`<html lang="en">`,
 		`<title>Access refused</title>`,
 		`The Zendesk token has expired &lt;reopen&gt;`,
 		`data-state="error"`,
-		`href="/app/web/sidebar.css"`,
+		`href="/app/web/0123abcd/sidebar.css"`,
 	} {
 		if !strings.Contains(page, w) {
 			t.Errorf("error page lacks %s\n%s", w, page)

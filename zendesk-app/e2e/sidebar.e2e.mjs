@@ -1,0 +1,104 @@
+// Drives the sidebar app in headless Chromium for cmd/zenklav's TestSidebarInBrowser.
+//
+// The Go test serves the Zendesk simulator's ticket page (which plays Zendesk's side of the
+// ZAF handshake) and zenklav's backend, and changes the simulators between scenarios. It
+// writes one scenario per line on stdin, as JSON:
+//
+//   {"name":"found","url":"http://…/agent/tickets/1?locale=es","state":"found",
+//    "screenshot":"/path/found.png","colorScheme":"dark"}
+//
+// and reads one result per line on stdout:
+//
+//   {"name":"found","state":"found","text":"…","firstRenderMs":312,"height":540,
+//    "theme":"dark","lang":"es","zafLog":[…],"consoleErrors":[…]}
+//
+// "state" is the state to wait for ("loading" waits only for the page to show it).
+// Chromium is Debian's: CHROMIUM names it (default /usr/bin/chromium).
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const timeout = Number(process.env.E2E_TIMEOUT_MS || 15000);
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+
+async function run(sc) {
+  const context = await browser.newContext({
+    viewport: { width: 1100, height: 900 },
+    colorScheme: sc.colorScheme || 'light',
+    locale: sc.browserLocale || 'en-US',
+  });
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const failedRequests = [];
+  page.on('response', (r) => { if (r.status() >= 400) failedRequests.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
+  try {
+    const started = Date.now();
+    await page.goto(sc.url, { waitUntil: 'domcontentloaded', timeout });
+    const iframe = await page.waitForSelector('iframe[name="app-iframe"]', { timeout });
+    // The frame is the app page once the signed-URL form has been posted into it.
+    let frame = null;
+    for (const deadline = Date.now() + timeout; Date.now() < deadline;) {
+      frame = await iframe.contentFrame();
+      if (frame && frame.url().includes('/app/sidebar')) break;
+      await page.waitForEvent('framenavigated', { timeout: Math.max(1, deadline - Date.now()) }).catch(() => {});
+    }
+    if (!frame || !frame.url().includes('/app/sidebar')) throw new Error('the app page never loaded in the sidebar');
+    const want = sc.state;
+    await frame.waitForFunction(
+      (want) => {
+        const s = window.zenklavSidebar && window.zenklavSidebar.state;
+        return want === 'loading' ? s === 'loading' : s === want;
+      },
+      want,
+      { timeout, polling: 10 },
+    ).catch(async (e) => {
+      const s = await frame.evaluate(() => window.zenklavSidebar && window.zenklavSidebar.state).catch(() => undefined);
+      throw new Error(`waiting for state ${want}, the sidebar is in ${s}: ${e.message}`);
+    });
+    const firstRenderMs = Date.now() - started;
+    if (want !== 'loading') {
+      // The host resizes the iframe on the app's request: wait for the height to settle.
+      await page.waitForFunction(() => window.zafHost && window.zafHost.lastResize, null, { timeout }).catch(() => {});
+    }
+    const root = frame.locator('[data-testid="sidebar"]');
+    const text = await root.innerText();
+    const info = await frame.evaluate(() => ({
+      theme: document.documentElement.dataset.theme || '',
+      lang: document.documentElement.lang || '',
+      links: [...document.querySelectorAll('a[href]')].map((a) => ({ href: a.href, target: a.target, rel: a.rel, text: a.textContent.trim() })),
+      sections: [...document.querySelectorAll('[data-testid]')].map((e) => e.dataset.testid),
+      background: getComputedStyle(document.body).backgroundColor,
+    }));
+    const host = await page.evaluate(() => ({
+      lastResize: window.zafHost.lastResize,
+      iframeHeight: document.querySelector('iframe[name="app-iframe"]').getBoundingClientRect().height,
+      subscriptions: window.zafHost.subscriptions,
+      rejected: window.zafHost.rejected,
+      requests: window.zafHost.log.filter((l) => l.dir === 'in').map((l) => l.message),
+    }));
+    if (sc.screenshot) await page.screenshot({ path: sc.screenshot, fullPage: true });
+    return { name: sc.name, state: want, text, firstRenderMs, ...info, host, consoleErrors, failedRequests };
+  } finally {
+    await context.close();
+  }
+}
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+for await (const line of lines) {
+  if (!line.trim()) continue;
+  let sc;
+  try {
+    sc = JSON.parse(line);
+    process.stdout.write(JSON.stringify(await run(sc)) + '\n');
+  } catch (e) {
+    process.stdout.write(JSON.stringify({ name: sc && sc.name, error: String(e && e.stack || e) }) + '\n');
+  }
+}
+await browser.close();
