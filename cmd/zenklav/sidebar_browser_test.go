@@ -301,7 +301,7 @@ func TestSidebarInBrowser(t *testing.T) {
 		sb.sim.SetCredentials("someone@else.example", "another-token")
 		defer sb.sim.SetCredentials(zendesktest.DefaultEmail, zendesktest.DefaultAPIToken)
 		r := scenario(t, "error", page(tk.ID, ""), "error", "light")
-		contains(t, r, "Omar Diaz", "Zendesk did not answer", "Retry")
+		contains(t, r, "Omar Diaz", "Zendesk or Klaviyo is not answering zenklav right now", "Details: Zendesk did not answer", "Retry")
 		if len(r.FailedRequests) != 1 || !strings.Contains(r.FailedRequests[0], "503 GET") {
 			t.Errorf("failed requests %q, want the card's 503", r.FailedRequests)
 		}

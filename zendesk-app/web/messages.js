@@ -60,6 +60,10 @@ window.ZENKLAV_MESSAGES = {
     "error_generic": "Could not load the Klaviyo profile.",
     "error_network": "Could not reach zenklav. Check your connection and try again.",
     "error_timeout": "zenklav took too long to answer.",
+    "error_unavailable": "Zendesk or Klaviyo is not answering zenklav right now. Try again in a moment.",
+    "error_forbidden": "This app cannot show this ticket's customer.",
+    "error_not_found": "Zendesk does not know this ticket or its requester.",
+    "error_detail": "Details: {detail}",
     "session_expired": "Your session has expired. Reopen the ticket to continue."
   },
   "es": {
@@ -120,6 +124,10 @@ window.ZENKLAV_MESSAGES = {
     "error_generic": "No se ha podido cargar el perfil de Klaviyo.",
     "error_network": "No se ha podido conectar con zenklav. Comprueba tu conexión y vuelve a intentarlo.",
     "error_timeout": "zenklav ha tardado demasiado en responder.",
+    "error_unavailable": "Zendesk o Klaviyo no responden a zenklav en este momento. Vuelve a intentarlo en unos instantes.",
+    "error_forbidden": "Esta aplicación no puede mostrar el cliente de este ticket.",
+    "error_not_found": "Zendesk no conoce este ticket o a su solicitante.",
+    "error_detail": "Detalles: {detail}",
     "session_expired": "Tu sesión ha caducado. Vuelve a abrir el ticket para continuar."
   }
 };

@@ -230,13 +230,23 @@
     root.setAttribute('aria-busy', 'true');
   }
 
+  // ERROR_TEXT names the agent's words for the server's error codes; the server's own message
+  // (English, for whoever diagnoses it) follows as a detail.
+  const ERROR_TEXT = { unavailable: 'error_unavailable', forbidden: 'error_forbidden', not_found: 'error_not_found' };
+
   function renderError(err) {
     let text;
+    let detail = '';
     if (err.status === 401) text = t('session_expired');
     else if (err.code === 'timeout') text = t('error_timeout');
     else if (err.status === 0 && err.code === 'network') text = t('error_network');
-    else text = err.message || t('error_generic');
-    render('error', [requesterHeader(requester), message(text, 'error', true)]);
+    else {
+      text = t(ERROR_TEXT[err.code] || 'error_generic');
+      detail = err.message || '';
+    }
+    const box = message(text, 'error', true);
+    if (detail) box.insertBefore(h('p', { class: 'zk-detail', text: t('error_detail', { detail }) }), box.lastChild);
+    render('error', [requesterHeader(requester), box]);
   }
 
   function renderCard(data) {
