@@ -11,6 +11,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/pipeline"
@@ -74,6 +75,8 @@ type Config struct {
 	Accounts    map[string]Account // by connection id
 	History     History
 	Now         func() time.Time
+	// Registry, when set, gets the card metrics.
+	Registry prometheus.Registerer
 
 	// CacheTTL is how long a complete card is served from memory (default a minute);
 	// PartialTTL how long one with missing sections is (default 5 s, so a recovered
@@ -104,6 +107,9 @@ type Service struct {
 	tickets *lru.Cache[ticketKey, cachedValue[Ticket]]
 	users   *lru.Cache[ticketKey, cachedValue[Person]]
 	flight  singleflight.Group
+
+	cardsServed *prometheus.CounterVec // by where from: cache or built
+	unavailable *prometheus.CounterVec // built cards' missing sections, by section
 }
 
 type cardKey struct {
@@ -151,7 +157,24 @@ func New(logger *slog.Logger, cfg Config) (*Service, error) {
 		cfg.KlaviyoAppURL = "https://www.klaviyo.com"
 	}
 	cfg.KlaviyoAppURL = strings.TrimRight(cfg.KlaviyoAppURL, "/")
-	s := &Service{logger: logger, cfg: cfg}
+	s := &Service{
+		logger: logger, cfg: cfg,
+		cardsServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zenklav_sidebar_cards_total",
+			Help: "Sidebar profile cards served, by where from: cache or built.",
+		}, []string{"from"}),
+		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zenklav_sidebar_sections_unavailable_total",
+			Help: "Sections left out of built sidebar cards because Klaviyo or ClickHouse failed or was too slow, by section.",
+		}, []string{"section"}),
+	}
+	if cfg.Registry != nil {
+		for _, c := range []prometheus.Collector{s.cardsServed, s.unavailable} {
+			if err := cfg.Registry.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
 	var err error
 	if s.cards, err = lru.New[cardKey, cachedCard](cfg.CacheSize); err != nil {
 		return nil, err
@@ -285,10 +308,15 @@ func (s *Service) share(ctx context.Context, key string, f func(context.Context)
 func (s *Service) card(ctx context.Context, conn *config.Connection, requester Person) (Card, error) {
 	key := cardKey{conn.ID, requester.ID}
 	if c, ok := s.cards.Get(key); ok && s.cfg.Now().Before(c.expires) && c.card.Requester == requester {
+		s.cardsServed.WithLabelValues("cache").Inc()
 		return c.card, nil
 	}
 	v, err := s.share(ctx, "card/"+conn.ID+"/"+strconv.FormatInt(requester.ID, 10), func(ctx context.Context) (any, error) {
 		card := s.build(ctx, conn, requester)
+		s.cardsServed.WithLabelValues("built").Inc()
+		for _, section := range card.Unavailable {
+			s.unavailable.WithLabelValues(section).Inc()
+		}
 		ttl := s.cfg.CacheTTL
 		if len(card.Unavailable) > 0 {
 			ttl = s.cfg.PartialTTL

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/sidebar"
@@ -134,6 +137,7 @@ type fixture struct {
 	history *fakeHistory
 	clock   *atomic.Int64 // unix nanoseconds
 	svc     *sidebar.Service
+	reg     *prometheus.Registry
 }
 
 const (
@@ -170,6 +174,7 @@ func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 		klaviyo: &fakeKlaviyo{profiles: map[string]sidebar.Profile{"ana@example.com": {ID: "01KANA", Name: "Ana Souza"}}},
 		history: &fakeHistory{},
 		clock:   new(atomic.Int64),
+		reg:     prometheus.NewRegistry(),
 	}
 	f.clock.Store(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC).UnixNano())
 	cfg := sidebar.Config{
@@ -177,6 +182,7 @@ func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 		Accounts:    map[string]sidebar.Account{"acme": {Zendesk: f.zendesk, Klaviyo: f.klaviyo}},
 		History:     f.history,
 		Now:         func() time.Time { return time.Unix(0, f.clock.Load()) },
+		Registry:    f.reg,
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -346,6 +352,20 @@ func TestCardCache(t *testing.T) {
 	f.advance(6 * time.Second)
 	if c := get(); len(c.Unavailable) != 0 {
 		t.Errorf("card still partial 6 s after Klaviyo recovered: %v", c.Unavailable)
+	}
+
+	// Five cards: the first, one after each expiry and the partial one built, one cached.
+	want := `
+# HELP zenklav_sidebar_cards_total Sidebar profile cards served, by where from: cache or built.
+# TYPE zenklav_sidebar_cards_total counter
+zenklav_sidebar_cards_total{from="built"} 4
+zenklav_sidebar_cards_total{from="cache"} 1
+# HELP zenklav_sidebar_sections_unavailable_total Sections left out of built sidebar cards because Klaviyo or ClickHouse failed or was too slow, by section.
+# TYPE zenklav_sidebar_sections_unavailable_total counter
+zenklav_sidebar_sections_unavailable_total{section="segments"} 1
+`
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
 	}
 }
 

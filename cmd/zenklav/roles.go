@@ -159,7 +159,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		opts.Connections, opts.Publisher = conns, producer
 	}
 	if withSidebar {
-		if opts.Sidebar, err = newSidebar(e.logger.With("role", "api"), cfg, conns, clients, store); err != nil {
+		if opts.Sidebar, err = newSidebar(e.logger.With("role", "api"), e.registry, cfg, conns, clients, store); err != nil {
 			return err
 		}
 	}

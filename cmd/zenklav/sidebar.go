@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/config"
@@ -30,7 +31,7 @@ func sidebarWanted(conns *config.Connections) bool {
 }
 
 // newSidebar builds the agent sidebar's part of the HTTP server.
-func newSidebar(logger *slog.Logger, cfg config.Config, conns *config.Connections, clients *apiClients, store *analytics.Store) (*backend.Sidebar, error) {
+func newSidebar(logger *slog.Logger, reg prometheus.Registerer, cfg config.Config, conns *config.Connections, clients *apiClients, store *analytics.Store) (*backend.Sidebar, error) {
 	auth, err := backend.NewSidebarAuth(conns, cfg.JWTSigningKey, nil)
 	if err != nil {
 		return nil, err
@@ -48,7 +49,7 @@ func newSidebar(logger *slog.Logger, cfg config.Config, conns *config.Connection
 		}
 		accounts[c.ID] = a
 	}
-	cards, err := sidebar.New(logger, sidebar.Config{Connections: conns, Accounts: accounts, History: cardHistory{store}})
+	cards, err := sidebar.New(logger, sidebar.Config{Connections: conns, Accounts: accounts, History: cardHistory{store}, Registry: reg})
 	if err != nil {
 		return nil, err
 	}

@@ -159,11 +159,12 @@ func TestSidebarInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	side, err := newSidebar(logger, cfg, sb.conns, clients, store)
+	reg := prometheus.NewRegistry()
+	side, err := newSidebar(logger, reg, cfg, sb.conns, clients, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := backend.New(logger, backend.Options{Registry: prometheus.NewRegistry(), Sidebar: side})
+	srv, err := backend.New(logger, backend.Options{Registry: reg, Sidebar: side})
 	if err != nil {
 		t.Fatal(err)
 	}
