@@ -85,3 +85,6 @@ bin/loadgen emitter -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV
 # The sidebar's profile card through `zenklav api`, the Klaviyo simulator answering in 50 ms.
 bin/loadgen sidebar -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
 	-http "$BENCH_HTTP" -cards "$BENCH_SIDEBAR_CARDS" -latency 50ms
+# The sidebar's first render in headless Chromium: the browser test, loading the ticket view
+# 20 more times and timing each until the card shows.
+ZENKLAV_BENCH_RENDERS=20 go test -count=1 -run 'TestSidebarInBrowser$' -v ./cmd/zenklav | grep '^| '
