@@ -341,7 +341,13 @@ func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, que
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// Network failures, timeouts and a cancelled ctx are worth another try later;
-		// errors.Is still finds context.Canceled and DeadlineExceeded in the chain.
+		// errors.Is still finds context.Canceled and DeadlineExceeded in the chain. The
+		// url.Error around them quotes the URL, whose filter names the customer (an email or
+		// phone): it is dropped so no log or error carries it.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		c.logger.DebugContext(ctx, "klaviyo call failed", "op", op, "err", err)
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
 	}

@@ -2,6 +2,7 @@ package klaviyo
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -71,6 +72,11 @@ func newBucket(l Limit) *bucket {
 func (b *bucket) wait(ctx context.Context) error {
 	for {
 		if pause := b.paused(); pause > 0 {
+			// Like the limiter below, give up at once when the pause outlasts the caller's
+			// deadline: the sidebar's card would otherwise spend its whole timeout here.
+			if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
+				return fmt.Errorf("rate: paused for %s after a 429, beyond the context's deadline", pause.Round(time.Millisecond))
+			}
 			t := time.NewTimer(pause)
 			select {
 			case <-ctx.Done():

@@ -1,6 +1,7 @@
 package klaviyo
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -33,5 +34,20 @@ func TestBucketStaysInsideTheMinuteWindow(t *testing.T) {
 		if got, want := float64(len(sent))/3, float64(l.PerMinute)*0.95; got < want {
 			t.Errorf("%+v: %.0f requests a minute, want at least %.0f (95%% of the limit)", l, got, want)
 		}
+	}
+}
+
+// TestPausedBucketFailsFastPastTheDeadline: after a 429, a caller whose deadline comes before
+// the pause ends is told at once, as the limiter tells one that would wait too long.
+func TestPausedBucketFailsFastPastTheDeadline(t *testing.T) {
+	b := newBucket(ProfileMembershipLimit)
+	b.throttled(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := b.wait(ctx); err == nil {
+		t.Fatal("a 30 s pause let a caller with 1 s left through")
+	}
+	if ctx.Err() != nil {
+		t.Error("wait spent the caller's whole deadline before failing")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,4 +251,20 @@ func TestReadsHonourThrottling(t *testing.T) {
 		t.Errorf("second call went after %s, want it to wait out Retry-After (1s)", waited)
 	}
 	sim.AssertNoViolations(t)
+}
+
+// TestReadErrorsNameNoCustomer: a read that fails on the way (Klaviyo unreachable) says which
+// operation failed, never the URL, whose filter holds the customer's email.
+func TestReadErrorsNameNoCustomer(t *testing.T) {
+	sim := klaviyotest.NewServer()
+	sim.AddAccount(testKey)
+	c := newClient(t, sim, testKey)
+	sim.Close() // nothing listens there any more
+	_, _, err := c.FindProfile(context.Background(), klaviyo.Profile{Email: "private.person@example.com"})
+	if zenklav.ErrorCode(err) != zenklav.EUNAVAILABLE {
+		t.Fatalf("err = %v, want unavailable", err)
+	}
+	if strings.Contains(err.Error(), "private.person") || strings.Contains(err.Error(), "filter") {
+		t.Errorf("the error names the customer: %v", err)
+	}
 }
