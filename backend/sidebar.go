@@ -97,9 +97,9 @@ func (s *Server) routeSidebar(e *gin.Engine) error {
 	s.page = page
 	e.POST("/app/sidebar", s.sidebarPage)
 	e.GET("/app/web/:version/:file", s.sidebarFile)
-	api := e.Group("/api/v1/sidebar", noStore, sb.Auth.RequireSession())
-	api.GET("/profile", s.sidebarProfile)
-	api.POST("/session", s.renewSession)
+	api := e.Group("/api/v1/sidebar", noStore)
+	api.GET("/profile", sb.Auth.RequireSession(), s.sidebarProfile)
+	api.POST("/session", sb.Auth.RequireRenewableSession(), s.renewSession)
 	return nil
 }
 
@@ -208,11 +208,12 @@ func (s *Server) sidebarFile(c *gin.Context) {
 	c.Data(http.StatusOK, ctype, b)
 }
 
-// sidebarProfile answers the profile card: ?ticket_id=, or ?requester_id= on a new ticket.
+// sidebarProfile answers the profile card: ?ticket_id= (with the requester_id the page
+// sees), or ?requester_id=&brand_id= on a new ticket.
 func (s *Server) sidebarProfile(c *gin.Context) {
 	sess, _ := SessionFrom(c)
 	var q sidebar.Query
-	for name, dst := range map[string]*int64{"ticket_id": &q.TicketID, "requester_id": &q.RequesterID} {
+	for name, dst := range map[string]*int64{"ticket_id": &q.TicketID, "requester_id": &q.RequesterID, "brand_id": &q.BrandID} {
 		v := c.Query(name)
 		if v == "" {
 			continue
@@ -224,7 +225,7 @@ func (s *Server) sidebarProfile(c *gin.Context) {
 		}
 		*dst = n
 	}
-	card, err := s.opts.Sidebar.Cards.Card(c.Request.Context(), sidebar.Viewer{Tenant: sess.Tenant, TicketID: sess.TicketID}, q)
+	card, err := s.opts.Sidebar.Cards.Card(c.Request.Context(), sidebar.Viewer{Tenant: sess.Tenant, Session: sess.ID, TicketID: sess.TicketID}, q)
 	if err != nil {
 		_ = c.Error(err)
 		return

@@ -38,9 +38,14 @@ const (
 	// maxAppTokenAge refuses a Zendesk token issued long ago even if its exp says otherwise:
 	// Zendesk signs the URL for the page load at hand, so a sane token is minutes old.
 	maxAppTokenAge = time.Hour
-	// MaxSessionLife is how long sessions may be renewed after Zendesk's token was verified:
-	// a workday. An agent who keeps a ticket open longer reloads it.
-	MaxSessionLife = 12 * time.Hour
+	// MaxSessionLife is how long sessions may be renewed after Zendesk's token was verified.
+	// zenklav cannot ask Zendesk whether the agent may still use the app, so it asks again
+	// (by a reload of the ticket) every two hours: an agent removed from Zendesk, or a
+	// leaked session, reads nothing for longer than that.
+	MaxSessionLife = 2 * time.Hour
+	// renewGrace is how long after its expiry a session may still be renewed: a laptop
+	// that slept through the page's renewal wakes to a working sidebar.
+	renewGrace = 30 * time.Minute
 	// maxTokenBytes bounds what is parsed at all.
 	maxTokenBytes = 8 << 10
 	// minSigningKeyBytes is the least key HS256 is given (RFC 7518 §3.2: at least the hash size).
@@ -74,7 +79,7 @@ func (id AppIdentity) Authorize(tenant string) error {
 // and when Zendesk's token behind it was verified (renewals keep that time).
 type Session struct {
 	AppIdentity
-	ID        string // the token's jti
+	ID        string // the token's jti: one per page load, kept by renewals
 	ExpiresAt time.Time
 	AuthTime  time.Time
 }
@@ -213,28 +218,29 @@ type sessionClaims struct {
 // IssueSession signs a session token (HS256, SessionTTL) for an identity VerifyAppToken
 // verified just now.
 func (a *SidebarAuth) IssueSession(id AppIdentity) (string, Session, error) {
-	return a.issue(id, a.now().UTC().Truncate(time.Second))
-}
-
-// RenewSession signs a new session token for the identity of a valid session, keeping its
-// AuthTime: the sidebar page renews its token before it expires, for up to MaxSessionLife.
-func (a *SidebarAuth) RenewSession(s Session) (string, Session, error) {
-	if a.now().Sub(s.AuthTime) > MaxSessionLife {
-		return "", Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session is over %s old: reload the ticket", MaxSessionLife)
-	}
-	return a.issue(s.AppIdentity, s.AuthTime)
-}
-
-func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time) (string, Session, error) {
-	if id.Tenant == "" || id.Installation == 0 {
-		return "", Session{}, zenklav.Errorf(zenklav.EINTERNAL, "session for an unverified identity")
-	}
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
 		return "", Session{}, zenklav.Wrap(zenklav.EINTERNAL, err, "session id")
 	}
+	return a.issue(id, a.now().UTC().Truncate(time.Second), hex.EncodeToString(jti[:]))
+}
+
+// RenewSession signs a new token of a valid session, keeping its id (what the session read
+// stays tied to it) and its AuthTime: the sidebar page renews its token before it expires,
+// for up to MaxSessionLife.
+func (a *SidebarAuth) RenewSession(s Session) (string, Session, error) {
+	if a.now().Sub(s.AuthTime) > MaxSessionLife {
+		return "", Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session is over %s old: reload the ticket", MaxSessionLife)
+	}
+	return a.issue(s.AppIdentity, s.AuthTime, s.ID)
+}
+
+func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time, sessionID string) (string, Session, error) {
+	if id.Tenant == "" || id.Installation == 0 {
+		return "", Session{}, zenklav.Errorf(zenklav.EINTERNAL, "session for an unverified identity")
+	}
 	now := a.now().UTC().Truncate(time.Second) // JWT times are whole seconds
-	s := Session{AppIdentity: id, ID: hex.EncodeToString(jti[:]), ExpiresAt: now.Add(SessionTTL), AuthTime: authTime}
+	s := Session{AppIdentity: id, ID: sessionID, ExpiresAt: now.Add(SessionTTL), AuthTime: authTime}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, sessionClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    sessionIssuer,
@@ -257,6 +263,11 @@ func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time) (string, Session
 // the sidebar audience, exp and nbf required. A bad token is EUNAUTHORIZED; a good one whose
 // installation no longer belongs to its tenant (the connections file changed) is EFORBIDDEN.
 func (a *SidebarAuth) VerifySession(token string) (Session, error) {
+	return a.verifySession(token, jwtLeeway)
+}
+
+// verifySession is VerifySession with the given leeway on the token's times.
+func (a *SidebarAuth) verifySession(token string, leeway time.Duration) (Session, error) {
 	if token == "" {
 		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing session token")
 	}
@@ -271,7 +282,7 @@ func (a *SidebarAuth) VerifySession(token string) (Session, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithNotBeforeRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(jwtLeeway),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(a.now),
 	).ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.key, nil })
 	if err != nil {
@@ -298,7 +309,15 @@ func (a *SidebarAuth) VerifySession(token string) (Session, error) {
 // RequireSession is the Gin middleware of the sidebar API: it verifies the session token of
 // "Authorization: Bearer …", refuses it when the route names another tenant (a :tenant
 // parameter), and puts the Session in the context for SessionFrom.
-func (a *SidebarAuth) RequireSession() gin.HandlerFunc {
+func (a *SidebarAuth) RequireSession() gin.HandlerFunc { return a.requireSession(jwtLeeway) }
+
+// RequireRenewableSession is RequireSession for the renewal route: it also takes a session
+// that expired up to renewGrace ago (RenewSession still holds it to MaxSessionLife).
+func (a *SidebarAuth) RequireRenewableSession() gin.HandlerFunc {
+	return a.requireSession(renewGrace)
+}
+
+func (a *SidebarAuth) requireSession(leeway time.Duration) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
@@ -306,7 +325,7 @@ func (a *SidebarAuth) RequireSession() gin.HandlerFunc {
 			c.Abort()
 			return
 		}
-		s, err := a.VerifySession(strings.TrimSpace(token))
+		s, err := a.verifySession(strings.TrimSpace(token), leeway)
 		if err == nil {
 			if tenant := c.Param("tenant"); tenant != "" {
 				err = s.Authorize(tenant)

@@ -257,8 +257,8 @@ func TestSidebarProfileAPI(t *testing.T) {
 				}
 				return
 			}
-			if len(seen) != 1 || seen[0].Tenant != tc.tenant {
-				t.Fatalf("cards asked for %+v, want tenant %s only", seen, tc.tenant)
+			if len(seen) != 1 || seen[0].Tenant != tc.tenant || seen[0].Session == "" {
+				t.Fatalf("cards asked for %+v, want tenant %s only, with the session's id", seen, tc.tenant)
 			}
 			var card sidebar.Card
 			if err := json.Unmarshal(body, &card); err != nil || card.Requester.Name != tc.tenant {
@@ -293,8 +293,22 @@ func TestSidebarSessionRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	renewed, err := srv.auth.VerifySession(got.Token)
-	if err != nil || renewed.Tenant != "acme" || renewed.ID == first.ID || !renewed.AuthTime.Equal(first.AuthTime) {
-		t.Fatalf("renewed %+v, %v; want a new acme session with the first one's auth time", renewed, err)
+	if err != nil || renewed.Tenant != "acme" || renewed.ID != first.ID || !renewed.AuthTime.Equal(first.AuthTime) {
+		t.Fatalf("renewed %+v, %v; want the acme session going on, with its id and auth time", renewed, err)
+	}
+
+	// A session that expired while the laptop slept is renewed within the grace; the card
+	// itself wants a live one.
+	later := newSidebarServer(t, now.Add(backend.SessionTTL+10*time.Minute))
+	if code, body := later.get(t, http.MethodPost, "/api/v1/sidebar/session", token); code != http.StatusOK {
+		t.Errorf("renewing a session 10 minutes past its expiry: %d %s", code, body)
+	}
+	if code, _ := later.get(t, http.MethodGet, "/api/v1/sidebar/profile?ticket_id=1", token); code != http.StatusUnauthorized {
+		t.Errorf("an expired session read a card: %d", code)
+	}
+	muchLater := newSidebarServer(t, now.Add(backend.SessionTTL+time.Hour))
+	if code, _ := muchLater.get(t, http.MethodPost, "/api/v1/sidebar/session", token); code != http.StatusUnauthorized {
+		t.Errorf("renewing a session an hour past its expiry: %d, want 401", code)
 	}
 
 	// A session whose Zendesk token was verified over MaxSessionLife ago is not renewed.

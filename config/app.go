@@ -17,8 +17,6 @@ type ZendeskApp struct {
 	// PublicKey is the app's PEM public key ("-----BEGIN PUBLIC KEY-----…"). It is not a
 	// secret, so it prints.
 	PublicKey string `json:"public_key"`
-	// SharedSecret, when set, is the secret the app signs client.request JWTs with (HS256).
-	SharedSecret Secret `json:"shared_secret,omitempty"`
 
 	rsaKey *rsa.PublicKey
 }
@@ -51,9 +49,6 @@ func (a *ZendeskApp) validate() error {
 		errs = append(errs, fmt.Errorf("zendesk.app.public_key: %w", err))
 	}
 	a.rsaKey = key
-	if s := a.SharedSecret; s != "" && len(s) < 16 {
-		errs = append(errs, errors.New("zendesk.app.shared_secret is shorter than 16 characters"))
-	}
 	return errors.Join(errs...)
 }
 

@@ -47,6 +47,7 @@ type Person struct {
 	Name  string `json:"name"`
 	Email string `json:"email,omitempty"`
 	Phone string `json:"phone,omitempty"`
+	Role  string `json:"-"` // end-user, agent or admin
 }
 
 // Profile is the requester's Klaviyo profile.

@@ -55,18 +55,23 @@ type Account struct {
 	Klaviyo Klaviyo
 }
 
-// Viewer is who asks for a card: an agent of a connection's app installation, and the
-// ticket Zendesk signed the app's page for (0 when Zendesk's token named none).
+// Viewer is who asks for a card: an agent of a connection's app installation, through a
+// session of the app's page, and the ticket Zendesk signed that page for (0 when Zendesk's
+// token named none).
 type Viewer struct {
 	Tenant   string
+	Session  string // the session's id
 	TicketID int64
 }
 
 // Query names the card asked for: a ticket's requester, or (on a new, unsaved ticket,
-// which has no id yet) a requester by their Zendesk user id.
+// which has no id yet) a requester by their Zendesk user id and the ticket's brand. With a
+// ticket, RequesterID is the requester the page sees, which makes a cached ticket whose
+// requester changed be read again.
 type Query struct {
 	TicketID    int64
 	RequesterID int64
+	BrandID     int64
 }
 
 // Config is the Service's dependencies and limits; zero limits take the defaults.
@@ -107,6 +112,10 @@ type Service struct {
 	tickets *lru.Cache[ticketKey, cachedValue[Ticket]]
 	users   *lru.Cache[ticketKey, cachedValue[Person]]
 	flight  singleflight.Group
+	// sessions holds each session to the ticket it read first (see Card); bindMu makes
+	// the check and the hold one step.
+	sessions *lru.Cache[string, int64]
+	bindMu   sync.Mutex
 
 	cardsServed *prometheus.CounterVec // by where from: cache or built
 	unavailable *prometheus.CounterVec // built cards' missing sections, by section
@@ -185,15 +194,24 @@ func New(logger *slog.Logger, cfg Config) (*Service, error) {
 	if s.users, err = lru.New[ticketKey, cachedValue[Person]](cfg.CacheSize); err != nil {
 		return nil, err
 	}
+	// Sessions live 15 minutes, renewed for at most a few hours: room for every agent's
+	// open tabs many times over.
+	if s.sessions, err = lru.New[string, int64](100_000); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // Card returns the profile card of the requester q names, for v. The requester is always
-// the one Zendesk says: the ticket's (read from Zendesk, never taken from the page), or
-// for a new ticket the Zendesk user asked for. When Zendesk signed the page for a ticket,
-// only that ticket's card is given. The card is the viewer's connection's only: a ticket
-// whose brand another connection of the same Zendesk account syncs is refused, since its
-// customer belongs to that connection's Klaviyo account (and installation).
+// the one Zendesk says: the ticket's (read from Zendesk, never taken from the page), or on a
+// new ticket the end-user the page names by Zendesk id (also read from Zendesk).
+//
+// A session reads one ticket: the one Zendesk's token named, or else the first it asks for
+// (the app has one page per ticket tab, and every page load starts a new session). It may
+// ask by requester only until then, as the page of a new ticket does. The card is the
+// viewer's connection's only: a ticket (or a new ticket's brand) that another connection
+// of the same Zendesk account syncs is refused, since its customer belongs to that
+// connection's Klaviyo account and installation.
 //
 // Errors are for the card as a whole (bad query, another ticket, Zendesk failing); a
 // Klaviyo or ClickHouse failure only leaves its section out and names it in Unavailable.
@@ -202,14 +220,21 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 	if home == nil {
 		return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "no connection %q", v.Tenant)
 	}
-	if q.TicketID < 0 || q.RequesterID < 0 {
-		return Card{}, zenklav.Errorf(zenklav.EINVALID, "ticket_id and requester_id are positive Zendesk ids")
+	if q.TicketID < 0 || q.RequesterID < 0 || q.BrandID < 0 {
+		return Card{}, zenklav.Errorf(zenklav.EINVALID, "ticket_id, requester_id and brand_id are positive Zendesk ids")
 	}
-	if v.TicketID != 0 {
-		if q.TicketID != 0 && q.TicketID != v.TicketID {
-			return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "this session is for ticket %d, not %d", v.TicketID, q.TicketID)
+	bound := v.TicketID
+	if bound == 0 && v.Session != "" {
+		bound, _ = s.sessions.Get(v.Session)
+	}
+	if bound != 0 {
+		if q.TicketID == 0 && q.RequesterID != 0 {
+			return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "this session is for ticket %d: ask by ticket_id", bound)
 		}
-		q.TicketID = v.TicketID
+		if q.TicketID != 0 && q.TicketID != bound {
+			return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "this session is for ticket %d, not %d", bound, q.TicketID)
+		}
+		q.TicketID = bound
 	}
 	if q.TicketID == 0 && q.RequesterID == 0 {
 		return Card{}, zenklav.Errorf(zenklav.EINVALID, "give ticket_id, or requester_id for a new ticket")
@@ -219,6 +244,12 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 		return Card{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "connection %q has no Zendesk API credentials", home.ID)
 	}
 	sub := home.Zendesk.Subdomain
+	others := func(brand int64) error {
+		if c := config.ForBrand(s.cfg.Connections.BySubdomain(sub), brand); c != nil && c != home {
+			return zenklav.Errorf(zenklav.EFORBIDDEN, "brand %d belongs to another connection of this Zendesk account: its app installation shows this customer", brand)
+		}
+		return nil
+	}
 
 	requesterID := q.RequesterID
 	if q.TicketID != 0 {
@@ -226,9 +257,16 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 		if err != nil {
 			return Card{}, err
 		}
+		if err := others(t.BrandID); err != nil {
+			return Card{}, err
+		}
+		if err := s.bind(v, q.TicketID); err != nil {
+			return Card{}, err
+		}
 		requesterID = t.RequesterID
-		if c := config.ForBrand(s.cfg.Connections.BySubdomain(sub), t.BrandID); c != nil && c != home {
-			return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "ticket %d is of a brand connection %q syncs: its app installation shows this customer", q.TicketID, c.ID)
+	} else if q.BrandID != 0 {
+		if err := others(q.BrandID); err != nil {
+			return Card{}, err
 		}
 	}
 	if requesterID == 0 {
@@ -240,6 +278,11 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 	if err != nil {
 		return Card{}, err
 	}
+	if q.TicketID == 0 && requester.Role != "end-user" {
+		// On a new ticket the page names the requester: only a customer's card, never an
+		// agent's, is shown that way.
+		return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "user %d is not an end-user", requesterID)
+	}
 
 	card, err := s.card(ctx, home, requester)
 	if err != nil {
@@ -247,6 +290,20 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 	}
 	card.TicketID = q.TicketID
 	return card, nil
+}
+
+// bind holds the viewer's session to ticket, the first it reads; another ticket is refused.
+func (s *Service) bind(v Viewer, ticket int64) error {
+	if v.TicketID != 0 || v.Session == "" {
+		return nil // held by Zendesk's own token, or not a session at all
+	}
+	s.bindMu.Lock()
+	defer s.bindMu.Unlock()
+	if t, ok := s.sessions.Get(v.Session); ok && t != ticket {
+		return zenklav.Errorf(zenklav.EFORBIDDEN, "this session is for ticket %d, not %d", t, ticket)
+	}
+	s.sessions.Add(v.Session, ticket)
+	return nil
 }
 
 // ticket reads a ticket's requester and brand, from the cache when it is fresh and names
@@ -311,7 +368,10 @@ func (s *Service) card(ctx context.Context, conn *config.Connection, requester P
 		s.cardsServed.WithLabelValues("cache").Inc()
 		return c.card, nil
 	}
-	v, err := s.share(ctx, "card/"+conn.ID+"/"+strconv.FormatInt(requester.ID, 10), func(ctx context.Context) (any, error) {
+	// The key holds what the card is built from: a requester whose email changed joins no
+	// build for the old one.
+	flightKey := "card/" + conn.ID + "/" + strconv.FormatInt(requester.ID, 10) + "/" + requester.Email + "/" + requester.Phone
+	v, err := s.share(ctx, flightKey, func(ctx context.Context) (any, error) {
 		card := s.build(ctx, conn, requester)
 		s.cardsServed.WithLabelValues("built").Inc()
 		for _, section := range card.Unavailable {

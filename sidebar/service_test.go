@@ -146,6 +146,7 @@ const (
 	nomad = int64(360000000003) // no email, a local phone number: no Klaviyo identity
 	// revoked is a user Zendesk answers 401 for, as for a revoked API token.
 	revoked = int64(360000000004)
+	maya    = int64(360000000005) // an agent
 )
 
 func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
@@ -166,9 +167,10 @@ func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 				20: {ID: 20, RequesterID: ana, BrandID: 2},
 			},
 			users: map[int64]sidebar.Person{
-				ana:   {ID: ana, Name: "Ana Souza", Email: "ana@example.com"},
-				liam:  {ID: liam, Name: "Liam Walsh", Email: "liam@example.com"},
-				nomad: {ID: nomad, Name: "Nomad", Phone: "555 0142"},
+				ana:   {ID: ana, Name: "Ana Souza", Email: "ana@example.com", Role: "end-user"},
+				liam:  {ID: liam, Name: "Liam Walsh", Email: "liam@example.com", Role: "end-user"},
+				nomad: {ID: nomad, Name: "Nomad", Phone: "555 0142", Role: "end-user"},
+				maya:  {ID: maya, Name: "Maya Chen", Email: "maya@acme.example", Role: "agent"},
 			},
 		},
 		klaviyo: &fakeKlaviyo{profiles: map[string]sidebar.Profile{"ana@example.com": {ID: "01KANA", Name: "Ana Souza"}}},
@@ -288,6 +290,9 @@ func TestCardRefusals(t *testing.T) {
 		{"unknown ticket", acme, sidebar.Query{TicketID: 99}, zenklav.ENOTFOUND},
 		{"unknown requester", acme, sidebar.Query{RequesterID: 42}, zenklav.ENOTFOUND},
 		{"Zendesk refusing zenklav's token", acme, sidebar.Query{RequesterID: revoked}, zenklav.EUNAVAILABLE},
+		{"an agent's card on a new ticket", acme, sidebar.Query{RequesterID: maya}, zenklav.EFORBIDDEN},
+		{"new ticket of another connection's brand", acme, sidebar.Query{RequesterID: ana, BrandID: 2}, zenklav.EFORBIDDEN},
+		{"session of a ticket asking by requester", sidebar.Viewer{Tenant: "acme", TicketID: 11}, sidebar.Query{RequesterID: ana}, zenklav.EFORBIDDEN},
 		{"connection without Zendesk credentials", sidebar.Viewer{Tenant: "acme-outlet"}, sidebar.Query{TicketID: 20}, zenklav.EUNAVAILABLE},
 	}
 	for _, tt := range tests {
@@ -312,6 +317,51 @@ func TestCardSessionTicket(t *testing.T) {
 	}
 	if card.TicketID != 11 || card.Requester.ID != liam {
 		t.Errorf("card of ticket %d, requester %d; want the session's ticket 11 and Liam", card.TicketID, card.Requester.ID)
+	}
+}
+
+// TestCardSessionBinding: a session whose Zendesk token named no ticket is held to the first
+// ticket it reads; before that it may read new-ticket cards by requester.
+func TestCardSessionBinding(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s1 := sidebar.Viewer{Tenant: "acme", Session: "s1"}
+	if _, err := f.svc.Card(ctx, s1, sidebar.Query{RequesterID: liam, BrandID: 1}); err != nil {
+		t.Fatalf("new ticket's requester before any ticket: %v", err)
+	}
+	if _, err := f.svc.Card(ctx, s1, sidebar.Query{TicketID: 99}); zenklav.ErrorCode(err) != zenklav.ENOTFOUND {
+		t.Fatalf("unknown ticket: %v", err)
+	}
+	if _, err := f.svc.Card(ctx, s1, sidebar.Query{TicketID: 10}); err != nil {
+		t.Fatalf("first ticket: %v", err)
+	}
+	for _, q := range []sidebar.Query{{TicketID: 11}, {RequesterID: liam}, {TicketID: 12, RequesterID: nomad}} {
+		if _, err := f.svc.Card(ctx, s1, q); zenklav.ErrorCode(err) != zenklav.EFORBIDDEN {
+			t.Errorf("%+v after ticket 10: %v, want forbidden", q, err)
+		}
+	}
+	card, err := f.svc.Card(ctx, s1, sidebar.Query{})
+	if err != nil || card.TicketID != 10 {
+		t.Errorf("the bound ticket again, unnamed: ticket %d, %v", card.TicketID, err)
+	}
+	if _, err := f.svc.Card(ctx, sidebar.Viewer{Tenant: "acme", Session: "s2"}, sidebar.Query{TicketID: 11}); err != nil {
+		t.Errorf("another session, another ticket: %v", err)
+	}
+
+	// Two first requests of one session for different tickets at once: one ticket wins.
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	s3 := sidebar.Viewer{Tenant: "acme", Session: "s3"}
+	for _, id := range []int64{10, 11, 12, 10, 11, 12} {
+		wg.Go(func() {
+			if _, err := f.svc.Card(ctx, s3, sidebar.Query{TicketID: id}); err == nil {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := ok.Load(); n < 1 || n > 2 {
+		t.Errorf("%d of 6 racing first requests succeeded, want those of one ticket only (1 or 2)", n)
 	}
 }
 

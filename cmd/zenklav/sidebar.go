@@ -78,7 +78,7 @@ func (d cardDirectory) Ticket(ctx context.Context, id int64) (sidebar.Ticket, er
 
 func (d cardDirectory) User(ctx context.Context, id int64) (sidebar.Person, error) {
 	u, err := d.c.User(ctx, id)
-	return sidebar.Person{ID: u.ID, Name: u.Name, Email: u.Email, Phone: u.Phone}, err
+	return sidebar.Person{ID: u.ID, Name: u.Name, Email: u.Email, Phone: u.Phone, Role: u.Role}, err
 }
 
 // cardKlaviyo is a Klaviyo account as the sidebar's Klaviyo.

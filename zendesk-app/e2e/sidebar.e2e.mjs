@@ -12,6 +12,13 @@
 //   {"name":"found","state":"found","text":"…","firstRenderMs":312,"height":540,
 //    "theme":"dark","lang":"es","zafLog":[…],"consoleErrors":[…]}
 //
+// A scenario may go on in "steps", each run after the previous result line was read: the
+// step's "host" script runs in the ticket view (e.g. zafHost.trigger('ticket.saved')), then
+// the step waits until the app is in its "until" state ({"state":…, "testid":…}: the
+// sidebar's state, and an element with that data-testid present), and reports the
+// sidebar's text as {"name":…,"step":i,"text":…}. A step with "await": true first waits for
+// a line on stdin, so the test can change the simulators in between.
+//
 // "state" is the state to wait for ("loading" waits only for the page to show it).
 // Chromium is Debian's: CHROMIUM names it (default /usr/bin/chromium).
 import { createInterface } from 'node:readline';
@@ -26,7 +33,7 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
 });
 
-async function run(sc) {
+async function run(sc, nextLine) {
   const context = await browser.newContext({
     viewport: { width: 1100, height: 900 },
     colorScheme: sc.colorScheme || 'light',
@@ -84,19 +91,43 @@ async function run(sc) {
       requests: window.zafHost.log.filter((l) => l.dir === 'in').map((l) => l.message),
     }));
     if (sc.screenshot) await page.screenshot({ path: sc.screenshot, fullPage: true });
-    return { name: sc.name, state: want, text, firstRenderMs, ...info, host, consoleErrors, failedRequests };
+    const result = { name: sc.name, state: want, text, firstRenderMs, ...info, host, consoleErrors, failedRequests };
+    const steps = sc.steps || [];
+    if (!steps.length) return result;
+    process.stdout.write(JSON.stringify(result) + '\n');
+    for (let i = 0; i < steps.length; i++) {
+      const step = steps[i];
+      if (step.await) await nextLine();
+      if (step.host) await page.evaluate(step.host);
+      // A function, not a string: the app's CSP forbids eval, as it should.
+      await frame.waitForFunction(({ state, testid }) =>
+        window.zenklavSidebar && window.zenklavSidebar.state === state &&
+        (!testid || !!document.querySelector(`[data-testid="${testid}"]`)), step.until, { timeout, polling: 10 },
+      ).catch(async (e) => {
+        const s = await root.innerText().catch(() => '');
+        throw new Error(`step ${i}: waiting for ${JSON.stringify(step.until)}: ${e.message}\nsidebar:\n${s}`);
+      });
+      if (step.screenshot) await page.screenshot({ path: step.screenshot, fullPage: true });
+      const last = { name: sc.name, step: i, text: await root.innerText(), consoleErrors, failedRequests };
+      if (i < steps.length - 1) process.stdout.write(JSON.stringify(last) + '\n');
+      else return last;
+    }
   } finally {
     await context.close();
   }
 }
 
-const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
-for await (const line of lines) {
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity })[Symbol.asyncIterator]();
+const nextLine = async () => {
+  const { value, done } = await lines.next();
+  return done ? null : value;
+};
+for (let line = await nextLine(); line !== null; line = await nextLine()) {
   if (!line.trim()) continue;
   let sc;
   try {
     sc = JSON.parse(line);
-    process.stdout.write(JSON.stringify(await run(sc)) + '\n');
+    process.stdout.write(JSON.stringify(await run(sc, nextLine)) + '\n');
   } catch (e) {
     process.stdout.write(JSON.stringify({ name: sc && sc.name, error: String(e && e.stack || e) }) + '\n');
   }

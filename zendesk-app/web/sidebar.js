@@ -69,11 +69,16 @@
   client.on('ticket.saved', () => load({ quiet: true }));
   observeSize();
   scheduleSessionRenewal();
+  // Timers do not run while a laptop sleeps: on waking, renew at once if the token is near or
+  // past its end (zenklav renews one that expired up to half an hour ago).
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && session.expires - Date.now() < SESSION_RENEW_BEFORE_MS) renewSession();
+  });
   load({ first: true });
 
   // load reads the ticket from Zendesk, then the card from zenklav. quiet keeps the current card
   // on screen while it refreshes (after a save); otherwise the skeleton shows.
-  async function load({ first = false, quiet = false } = {}) {
+  async function load({ first = false, quiet = false, renewed = false } = {}) {
     const seq = ++loadSeq;
     if (inflight) inflight.abort();
     inflight = null;
@@ -108,7 +113,10 @@
 
     let query;
     if (ticketId) {
+      // The requester the agent sees goes along: zenklav reads the ticket again when its
+      // cached copy names someone else (the requester was changed and saved).
       query = 'ticket_id=' + encodeURIComponent(ticketId);
+      if (requester && requester.id) query += '&requester_id=' + encodeURIComponent(requester.id);
     } else if (requester && requester.id) {
       // A new ticket has no id yet: ask by requester, and say which brand the ticket is for
       // (a brand decides the Klaviyo account).
@@ -135,6 +143,13 @@
     }
     if (seq !== loadSeq) return;
     inflight = null;
+    if (result.error && result.error.status === 401 && !renewed) {
+      // The token lapsed (a sleeping laptop, a failed renewal): renew once and ask again.
+      const before = session.token;
+      await renewSession();
+      if (seq === loadSeq && session.token !== before) return load({ quiet, renewed: true });
+    }
+    if (seq !== loadSeq) return;
     if (result.error) {
       renderError(result.error);
       return;
@@ -264,6 +279,13 @@
 
     const who = Object.assign({}, requester || {}, pickDefined(data.requester || {}));
     const parts = [requesterHeader(who)];
+    // The card is the saved ticket's requester's; an unsaved change of requester shows once
+    // the ticket is saved.
+    const shownId = data.requester && idOf(data.requester.id);
+    if (requester && requester.id && shownId && String(shownId) !== String(requester.id)) {
+      parts.push(h('div', { class: 'zk-message zk-message--info', role: 'status', 'data-testid': 'requester-changed' },
+        h('p', { text: t('requester_changed') })));
+    }
     if (missing.length) parts.push(notice(missing));
 
     if (profile) {
@@ -365,13 +387,12 @@
 
   function predictionsSection(pr) {
     if (!pr || typeof pr !== 'object') return null;
-    const currency = typeof pr.currency === 'string' ? pr.currency : '';
     const list = rows([
-      [t('predicted_clv'), money(pr.predicted_clv, currency)],
-      [t('historic_clv'), money(pr.historic_clv, currency)],
+      [t('predicted_clv'), money(pr.predicted_clv)],
+      [t('historic_clv'), money(pr.historic_clv)],
       [t('churn_risk'), churn(pr.churn_probability)],
       [t('expected_next_order'), calendarDate(pr.expected_next_order)],
-      [t('average_order_value'), money(pr.average_order_value, currency)],
+      [t('average_order_value'), money(pr.average_order_value)],
     ]);
     return list && section('predictions', t('predictions_heading'), list);
   }
@@ -483,16 +504,10 @@
     }
   }
 
-  // money formats an amount with two decimals and no currency sign, unless a currency is given.
-  function money(v, currency) {
+  // money formats an amount with two decimals and no currency sign: Klaviyo's values are in
+  // the account's currency, which its API does not name.
+  function money(v) {
     if (typeof v !== 'number' || !isFinite(v)) return null;
-    if (currency) {
-      try {
-        return new Intl.NumberFormat(locale, { style: 'currency', currency }).format(v);
-      } catch (err) {
-        // An unknown currency code: fall through to the plain number.
-      }
-    }
     return numberFormat({ minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(v);
   }
 

@@ -45,6 +45,10 @@ type AppInstallation struct {
 	URL string
 	// Key signs the app tokens; nil generates a 2048-bit key.
 	Key *rsa.PrivateKey
+	// IdentityClaims adds the agent ("user": {id, email}) and the ticket ("ticket": {id}) to
+	// the app tokens. Zendesk documents only iss, aud, exp, iat and context, so by default
+	// the simulator sends those alone, and zenklav must not depend on more.
+	IdentityClaims bool
 }
 
 // installedApp is an AppInstallation with the parts derived from it.
@@ -508,10 +512,12 @@ func (s *Server) appToken(app *installedApp, agent zendesk.User, ticketID int64,
 		"exp":     now.Add(appTokenTTL).Unix(),
 		"jti":     jti,
 		"context": map[string]any{"product": "support", "location": "ticket_sidebar"},
-		"user":    map[string]any{"id": agent.ID, "email": agent.Email},
 	}
-	if !isNew {
-		claims["ticket"] = map[string]any{"id": ticketID}
+	if app.IdentityClaims {
+		claims["user"] = map[string]any{"id": agent.ID, "email": agent.Email}
+		if !isNew {
+			claims["ticket"] = map[string]any{"id": ticketID}
+		}
 	}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodRS256, claims).SignedString(app.Key)
 	if err != nil {

@@ -46,10 +46,28 @@ func newAgentSandbox(t *testing.T) (*zendesktest.Server, string, zendesktest.Sam
 	t.Helper()
 	sim, base, sample := newSandbox(t)
 	sim.SetClock(func() time.Time { return testClock })
-	if err := sim.InstallApp(zendesktest.AppInstallation{Subdomain: testSubdomain, InstallationID: testInstallation, URL: testAppURL, Key: appKey()}); err != nil {
+	if err := sim.InstallApp(zendesktest.AppInstallation{Subdomain: testSubdomain, InstallationID: testInstallation, URL: testAppURL, Key: appKey(), IdentityClaims: true}); err != nil {
 		t.Fatal(err)
 	}
 	return sim, base, sample
+}
+
+// TestAgentTokenHasDocumentedClaimsOnly: by default the app token carries what Zendesk
+// documents (iss, aud, exp, iat, context), not the agent or the ticket.
+func TestAgentTokenHasDocumentedClaimsOnly(t *testing.T) {
+	sim, base, sample := newSandbox(t)
+	sim.SetClock(func() time.Time { return testClock })
+	if err := sim.InstallApp(zendesktest.AppInstallation{Subdomain: testSubdomain, InstallationID: testInstallation, URL: testAppURL, Key: appKey()}); err != nil {
+		t.Fatal(err)
+	}
+	p := getAgentPage(t, base, fmt.Sprintf("/agent/tickets/%d", sample.Tickets[0].ID))
+	claims := verifyAppToken(t, sim, p.token)
+	if claims.User != nil || claims.Ticket != nil {
+		t.Errorf("token carries user %+v and ticket %+v, which Zendesk does not document", claims.User, claims.Ticket)
+	}
+	if claims.Context["location"] != "ticket_sidebar" {
+		t.Errorf("context = %v", claims.Context)
+	}
 }
 
 // agentPage is a ticket page as a test reads it.
