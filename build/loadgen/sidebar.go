@@ -120,18 +120,19 @@ func sidebarCards(args []string) error {
 	}
 	defer p.stop()
 
-	// A session per connection, from the app page, as the sidebar gets one.
-	zendeskOrigin := s.zendeskURL
-	sessions := make([]string, *accounts)
-	for i, c := range conns {
-		if sessions[i], err = openSidebar(*httpAddr, zendeskOrigin, key, c); err != nil {
+	// A session per card, from the app page, as each ticket's sidebar gets one (a session
+	// reads one ticket); opened before the clock starts.
+	sessions := make([]string, len(all))
+	for j, c := range all {
+		if sessions[j], err = openSidebar(*httpAddr, s.zendeskURL, key, conns[c.conn]); err != nil {
 			return err
 		}
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	get := func(c card) (time.Duration, bool, error) {
+	get := func(j int) (time.Duration, bool, error) {
+		c := all[j]
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/v1/sidebar/profile?ticket_id=%d", *httpAddr, c.ticket), nil)
-		req.Header.Set("Authorization", "Bearer "+sessions[c.conn])
+		req.Header.Set("Authorization", "Bearer "+sessions[j])
 		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
@@ -161,9 +162,9 @@ func sidebarCards(args []string) error {
 	var cold, hot []time.Duration
 	partial := 0
 	start := time.Now()
-	for j, c := range all {
+	for j := range all {
 		time.Sleep(time.Until(start.Add(time.Duration(j) * pace)))
-		d, complete, err := get(c)
+		d, complete, err := get(j)
 		if err != nil {
 			return err
 		}
@@ -172,7 +173,7 @@ func sidebarCards(args []string) error {
 			partial++
 		}
 		for range *warm {
-			d, _, err := get(c)
+			d, _, err := get(j)
 			if err != nil {
 				return err
 			}
