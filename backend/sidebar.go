@@ -113,28 +113,33 @@ func noStore(c *gin.Context) {
 // an agent reads it in the sidebar.
 func (s *Server) sidebarPage(c *gin.Context) {
 	lang := pageLang(c.GetHeader("Accept-Language"))
+	// Zendesk names its colour scheme in the URL: the page starts in it, before any script.
+	theme := c.Query("colorScheme")
+	if theme != "light" && theme != "dark" {
+		theme = ""
+	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxAppForm)
 	token := c.PostForm("token")
 	id, err := s.opts.Sidebar.Auth.VerifyAppToken(token)
 	if err != nil {
 		// Whose page it would have been is unknown: any Zendesk may frame the refusal.
-		s.refusePage(c, lang, strings.Join(s.opts.Sidebar.FrameAncestors("*"), " "), err)
+		s.refusePage(c, lang, theme, strings.Join(s.opts.Sidebar.FrameAncestors("*"), " "), err)
 		return
 	}
 	ancestors := s.opts.Sidebar.FrameAncestors(id.Subdomain)
 	origin, guid := c.Query("origin"), c.Query("app_guid")
 	switch {
 	case guid == "" || origin == "":
-		s.refusePage(c, lang, strings.Join(ancestors, " "), zenklav.Errorf(zenklav.EINVALID, "the page needs the origin and app_guid Zendesk puts in its URL"))
+		s.refusePage(c, lang, theme, strings.Join(ancestors, " "), zenklav.Errorf(zenklav.EINVALID, "the page needs the origin and app_guid Zendesk puts in its URL"))
 		return
 	case !slices.Contains(ancestors, origin):
 		// The ZAF SDK talks to origin; only the account's Zendesk may be it.
-		s.refusePage(c, lang, strings.Join(ancestors, " "), zenklav.Errorf(zenklav.EFORBIDDEN, "origin %q is not this account's Zendesk", origin))
+		s.refusePage(c, lang, theme, strings.Join(ancestors, " "), zenklav.Errorf(zenklav.EFORBIDDEN, "origin %q is not this account's Zendesk", origin))
 		return
 	}
 	session, sess, err := s.opts.Sidebar.Auth.IssueSession(id)
 	if err != nil {
-		s.refusePage(c, lang, origin, err)
+		s.refusePage(c, lang, theme, origin, err)
 		return
 	}
 	s.logger.Debug("sidebar session issued", "tenant", id.Tenant, "installation", id.Installation, "user", id.UserID, "session", sess.ID)
@@ -143,11 +148,12 @@ func (s *Server) sidebarPage(c *gin.Context) {
 		"SessionExpires": sess.ExpiresAt.Unix(),
 		"Assets":         "/app/web/" + s.page.version + "/",
 		"Lang":           lang,
+		"Theme":          theme,
 	})
 }
 
 // refusePage shows why the page cannot be shown, in the sidebar, framed by ancestors.
-func (s *Server) refusePage(c *gin.Context, lang, ancestors string, err error) {
+func (s *Server) refusePage(c *gin.Context, lang, theme, ancestors string, err error) {
 	code := zenklav.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
@@ -162,6 +168,7 @@ func (s *Server) refusePage(c *gin.Context, lang, ancestors string, err error) {
 	}
 	s.renderPage(c, status, ancestors, s.page.refusal, map[string]any{
 		"Lang":    lang,
+		"Theme":   theme,
 		"Title":   refusalTitle[lang],
 		"Message": msg,
 		"Assets":  "/app/web/" + s.page.version + "/",

@@ -41,9 +41,9 @@ func (f *fakeCards) Card(_ context.Context, v sidebar.Viewer, q sidebar.Query) (
 
 // testWeb is a page with the template fields the real one uses.
 var testWeb = fstest.MapFS{
-	"sidebar.html": {Data: []byte(`<html lang="{{.Lang}}"><meta name="zenklav-session" content="{{.Session}}">` +
+	"sidebar.html": {Data: []byte(`<html lang="{{.Lang}}"{{with .Theme}} data-theme="{{.}}"{{end}}><meta name="zenklav-session" content="{{.Session}}">` +
 		`<meta name="zenklav-session-expires" content="{{.SessionExpires}}"><script src="{{.Assets}}sidebar.js"></script></html>`)},
-	"error.html": {Data: []byte(`<html lang="{{.Lang}}"><h1>{{.Title}}</h1><p>{{.Message}}</p></html>`)},
+	"error.html": {Data: []byte(`<html lang="{{.Lang}}"{{with .Theme}} data-theme="{{.}}"{{end}}><link href="{{.Assets}}sidebar.css"><h1>{{.Title}}</h1><p>{{.Message}}</p></html>`)},
 	"sidebar.js": {Data: []byte(`console.log("zenklav")`)},
 }
 
@@ -72,10 +72,11 @@ func newSidebarServer(t *testing.T, clock time.Time) *sidebarServer {
 	return s
 }
 
-// openPage posts token to the app page as Zendesk does, with the given ZAF origin.
+// openPage posts token to the app page as Zendesk does, with the given ZAF origin, in
+// Zendesk's dark theme.
 func (s *sidebarServer) openPage(t *testing.T, token, origin string) (*http.Response, string) {
 	t.Helper()
-	q := url.Values{"origin": {origin}, "app_guid": {"8f14e45f-ceea-467f-a8f5-3a5f2d0c1a9b"}}
+	q := url.Values{"origin": {origin}, "app_guid": {"8f14e45f-ceea-467f-a8f5-3a5f2d0c1a9b"}, "colorScheme": {"dark"}}
 	resp, err := http.PostForm(s.url+"/app/sidebar?"+q.Encode(), url.Values{"token": {token}})
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +126,9 @@ func TestSidebarPage(t *testing.T) {
 	}
 	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Error("the page answers with CORS headers; nothing cross-origin reads it")
+	}
+	if !strings.HasPrefix(body, `<html lang="en" data-theme="dark">`) {
+		t.Errorf("the page does not start in Zendesk's dark theme: %s", body)
 	}
 	m := sessionMeta.FindStringSubmatch(body)
 	if m == nil {
@@ -193,6 +197,9 @@ func TestSidebarPageRefusals(t *testing.T) {
 			}
 			if strings.Contains(body, "zenklav-session") {
 				t.Errorf("a refused page holds a session token: %s", body)
+			}
+			if !strings.Contains(body, `data-theme="dark"`) || !regexp.MustCompile(`href="/app/web/[0-9a-f]{12}/sidebar.css"`).MatchString(body) {
+				t.Errorf("the refusal page lacks the theme or the versioned style sheet: %s", body)
 			}
 			if !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors https://") {
 				t.Errorf("refusal CSP %q: Zendesk could not show it", resp.Header.Get("Content-Security-Policy"))

@@ -17,11 +17,12 @@ type sidebarData struct {
 	SessionExpires int64
 	Assets         string
 	Lang           string
+	Theme          string
 }
 
 // errorData has exactly the fields the backend passes to web/error.html.
 type errorData struct {
-	Title, Message, Lang, Assets string
+	Title, Message, Lang, Assets, Theme string
 }
 
 func render(t *testing.T, name string, data any) string {
@@ -95,6 +96,12 @@ func TestSidebarPage(t *testing.T) {
 			want: []string{`<html lang="es">`, `Cargando el perfil de Klaviyo…`},
 		},
 		{
+			// Zendesk's colour scheme, from the page's URL, applies before any script runs.
+			name: "dark",
+			data: sidebarData{Session: "t", SessionExpires: 1, Assets: "/app/web/", Lang: "en", Theme: "dark"},
+			want: []string{`<html lang="en" data-theme="dark">`},
+		},
+		{
 			name:    "hostile values are escaped",
 			data:    sidebarData{Session: `"><script>alert(1)</script>`, SessionExpires: 2, Assets: `javascript:alert(1)//`, Lang: `en"><b>`},
 			notWant: []string{`<script>alert(1)`, `src="javascript:`, `<b>`},
@@ -164,7 +171,9 @@ func TestWebFiles(t *testing.T) {
 	}
 
 	css := readWeb(t, "sidebar.css")
-	for _, want := range []string{`:root[data-theme="dark"]`, `@media (prefers-color-scheme: dark)`, `@media (prefers-reduced-motion: reduce)`} {
+	// Dark is chosen by data-theme alone: the server sets it from Zendesk's colorScheme, the
+	// script from Zendesk or else the browser's prefers-color-scheme.
+	for _, want := range []string{`:root[data-theme="dark"]`, `@media (prefers-reduced-motion: reduce)`} {
 		if !strings.Contains(css, want) {
 			t.Errorf("sidebar.css lacks %s", want)
 		}

@@ -496,12 +496,18 @@
     return s;
   }
 
-  function numberFormat(opts) {
+  // intl makes an Intl formatter for the agent's locale, or for the page's language when the
+  // browser does not know that locale.
+  function intl(Format, opts) {
     try {
-      return new Intl.NumberFormat(locale, opts);
+      return new Format(locale, opts);
     } catch (err) {
-      return new Intl.NumberFormat(lang, opts);
+      return new Format(lang, opts);
     }
+  }
+
+  function numberFormat(opts) {
+    return intl(Intl.NumberFormat, opts);
   }
 
   // money formats an amount with two decimals and no currency sign: Klaviyo's values are in
@@ -512,11 +518,7 @@
   }
 
   function dateFormat(opts) {
-    try {
-      return new Intl.DateTimeFormat(locale, opts);
-    } catch (err) {
-      return new Intl.DateTimeFormat(lang, opts);
-    }
+    return intl(Intl.DateTimeFormat, opts);
   }
 
   function shortDate(d) {
@@ -543,12 +545,7 @@
   function relative(d) {
     const diff = d.getTime() - Date.now();
     const abs = Math.abs(diff);
-    let rtf;
-    try {
-      rtf = new Intl.RelativeTimeFormat(locale, { numeric: 'auto' });
-    } catch (err) {
-      rtf = new Intl.RelativeTimeFormat(lang, { numeric: 'auto' });
-    }
+    const rtf = intl(Intl.RelativeTimeFormat, { numeric: 'auto' });
     const units = [['year', 365 * 864e5], ['month', 30 * 864e5], ['week', 7 * 864e5], ['day', 864e5], ['hour', 36e5], ['minute', 6e4]];
     for (const [unit, ms] of units) {
       if (abs >= ms) return rtf.format(Math.round(diff / ms), unit);
