@@ -142,7 +142,7 @@ func (s *Server) sidebarPage(c *gin.Context) {
 		s.refusePage(c, lang, theme, origin, err)
 		return
 	}
-	s.logger.Debug("sidebar session issued", "tenant", id.Tenant, "installation", id.Installation, "user", id.UserID, "session", sess.ID)
+	s.logger.Info("sidebar session issued", "tenant", id.Tenant, "installation", id.Installation, "user", id.UserID, "session", sess.ID)
 	s.renderPage(c, http.StatusOK, origin, s.page.page, map[string]any{
 		"Session":        session,
 		"SessionExpires": sess.ExpiresAt.Unix(),

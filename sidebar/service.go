@@ -299,10 +299,15 @@ func (s *Service) bind(v Viewer, ticket int64) error {
 	}
 	s.bindMu.Lock()
 	defer s.bindMu.Unlock()
-	if t, ok := s.sessions.Get(v.Session); ok && t != ticket {
+	t, ok := s.sessions.Get(v.Session)
+	if ok && t != ticket {
 		return zenklav.Errorf(zenklav.EFORBIDDEN, "this session is for ticket %d, not %d", t, ticket)
 	}
-	s.sessions.Add(v.Session, ticket)
+	if !ok {
+		// The audit trail of which agent session read which customer.
+		s.logger.Info("sidebar session reads ticket", "connection", v.Tenant, "session", v.Session, "ticket", ticket)
+		s.sessions.Add(v.Session, ticket)
+	}
 	return nil
 }
 
