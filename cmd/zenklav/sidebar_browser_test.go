@@ -213,9 +213,11 @@ func TestSidebarInBrowser(t *testing.T) {
 		r := b.run(t, map[string]any{"name": name, "url": url, "state": state, "colorScheme": scheme, "screenshot": filepath.Join(shots, name+".png")})
 		t.Logf("%s: first render %d ms, text:\n%s", name, r.FirstRenderMs, r.Text)
 		if state == "error" {
-			// The browser logs the failed card request the scenario is about; nothing else.
+			// The browser logs the failed request the scenario is about (the card's 503, the
+			// refused page's 401); nothing else.
 			r.ConsoleErrors = slices.DeleteFunc(r.ConsoleErrors, func(m string) bool {
-				return m == "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
+				return m == "Failed to load resource: the server responded with a status of 503 (Service Unavailable)" ||
+					m == "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
 			})
 		}
 		if len(r.ConsoleErrors) > 0 {
@@ -364,6 +366,22 @@ func TestSidebarInBrowser(t *testing.T) {
 		fmt.Printf("| sidebar first render, headless Chromium | %d loads of the ticket view until the card shows (ZAF handshake, signed-URL page, card) | — | p50 %d ms, p95 %d ms, max %d ms |\n",
 			n, ms[n/2], ms[min(n-1, n*95/100)], ms[n-1])
 	}
+
+	// Last, as it replaces the app's key for good: Zendesk's token signed with a key the
+	// connection does not hold shows the refusal page, in the sidebar, without a session.
+	t.Run("refused", func(t *testing.T) {
+		if err := sb.sim.InstallApp(zendesktest.AppInstallation{Subdomain: sandboxSubdomain, InstallationID: sandboxInstallation, URL: ts.URL + "/app/sidebar"}); err != nil {
+			t.Fatal(err)
+		}
+		r := scenario(t, "refused", page(anaTicket.ID, "theme=dark"), "error", "dark")
+		contains(t, r, "The Klaviyo profile cannot be shown", "not signed with the expected key")
+		if strings.Contains(r.Text, "Ana Souza") {
+			t.Error("the refusal shows the customer")
+		}
+		if !darkColor(r.Background) {
+			t.Errorf("the refusal page ignores Zendesk's dark theme: background %s", r.Background)
+		}
+	})
 }
 
 // darkColor says whether a CSS rgb() colour is dark.

@@ -60,7 +60,9 @@ async function run(sc, nextLine) {
     const want = sc.state;
     await frame.waitForFunction(
       (want) => {
-        const s = window.zenklavSidebar && window.zenklavSidebar.state;
+        // The refusal page has no script: its state is on its root element.
+        const el = document.querySelector('[data-testid="sidebar"]');
+        const s = window.zenklavSidebar ? window.zenklavSidebar.state : el && el.dataset.state;
         return want === 'loading' ? s === 'loading' : s === want;
       },
       want,
@@ -70,7 +72,7 @@ async function run(sc, nextLine) {
       throw new Error(`waiting for state ${want}, the sidebar is in ${s}: ${e.message}`);
     });
     const firstRenderMs = Date.now() - started;
-    if (want !== 'loading') {
+    if (want !== 'loading' && await frame.evaluate(() => !!window.zenklavSidebar)) {
       // The host resizes the iframe on the app's request: wait for the height to settle.
       await page.waitForFunction(() => window.zafHost && window.zafHost.lastResize, null, { timeout }).catch(() => {});
     }
