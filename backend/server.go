@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,10 @@ type Options struct {
 	Sidebar  *Sidebar
 	Registry *prometheus.Registry
 	Now      func() time.Time // the clock webhook timestamps are checked against
+
+	// ReportsPage, when set, holds the marketers' /reports page (reportsui.Page()): it is
+	// served at GET /reports, its files under /reports/web/{version}/.
+	ReportsPage fs.FS
 }
 
 // Server is zenklav's HTTP server.
@@ -98,6 +103,11 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	if opts.Sidebar != nil {
 		if err := s.routeSidebar(e); err != nil {
+			return nil, err
+		}
+	}
+	if opts.ReportsPage != nil {
+		if err := s.routeReportsPage(e); err != nil {
 			return nil, err
 		}
 	}
