@@ -17,6 +17,9 @@ const (
 const (
 	SourceEvent   = "event"   // event-subscribed webhook (zen:event-type:ticket.*)
 	SourceTrigger = "trigger" // trigger-connected webhook with zenklav's body template
+	// SourceBackfill is no webhook: `zenklav backfill` rebuilt the event from a ticket
+	// snapshot of Zendesk's Incremental Ticket Export.
+	SourceBackfill = "backfill"
 )
 
 // Ticket statuses, lowercase as zenklav writes them whatever casing Zendesk sent.
@@ -32,17 +35,21 @@ const (
 
 // TicketEvent is ticket_event.v1: one change to one Zendesk ticket.
 type TicketEvent struct {
-	EventID     string    `json:"event_id"`
-	Tenant      string    `json:"tenant"`
-	Account     Account   `json:"account"`
-	BrandID     int64     `json:"brand_id,omitempty"`
-	Type        string    `json:"type"`
-	ZendeskType string    `json:"zendesk_type,omitempty"`
-	Source      string    `json:"source"`
-	OccurredAt  time.Time `json:"occurred_at"`
-	ReceivedAt  time.Time `json:"received_at"`
-	Ticket      Ticket    `json:"ticket"`
-	Comment     *Comment  `json:"comment,omitempty"`
+	EventID     string  `json:"event_id"`
+	Tenant      string  `json:"tenant"`
+	Account     Account `json:"account"`
+	BrandID     int64   `json:"brand_id,omitempty"`
+	Type        string  `json:"type"`
+	ZendeskType string  `json:"zendesk_type,omitempty"`
+	Source      string  `json:"source"`
+	// Klaviyo is read only for SourceBackfill: its metrics go to Klaviyo (as backfill, never
+	// triggering flows) when true, and not at all when false, so a backfill that was not asked
+	// to reach Klaviyo cannot.
+	Klaviyo    bool      `json:"klaviyo,omitempty"`
+	OccurredAt time.Time `json:"occurred_at"`
+	ReceivedAt time.Time `json:"received_at"`
+	Ticket     Ticket    `json:"ticket"`
+	Comment    *Comment  `json:"comment,omitempty"`
 }
 
 // Key is the Kafka key of the event: one ticket's events share a partition and stay in order.

@@ -83,6 +83,7 @@ type Server struct {
 	lastID     int64
 	samples    int
 	app        *installedApp // the sidebar app the agent pages load; nil until InstallApp
+	export     exportState   // the Incremental Ticket Export's own limit and page size
 }
 
 // New returns a simulator that is not listening anywhere: serve it as an http.Handler
@@ -226,6 +227,7 @@ type call struct {
 	r      *http.Request
 	params map[string]string // path parameters
 	base   string            // scheme and host the client used, for the url fields
+	header http.Header       // the answer's headers, for those an endpoint sets itself
 }
 
 // handler answers one operation of the spec with a status and a JSON body.
@@ -234,12 +236,13 @@ type handler func(s *Server, c *call) (int, any)
 // handlers are the operations the simulator serves, by operationId. Any other operation
 // of the spec is validated and then answered 501.
 var handlers = map[string]handler{
-	"ShowTicket":      (*Server).showTicket,
-	"ShowUser":        (*Server).showUser,
-	"ShowManyUsers":   (*Server).showManyUsers,
-	"TicketsShowMany": (*Server).showManyTickets,
-	"ShowGroupById":   (*Server).showGroup,
-	"ListBrands":      (*Server).listBrands,
+	"ShowTicket":                    (*Server).showTicket,
+	"ShowUser":                      (*Server).showUser,
+	"ShowManyUsers":                 (*Server).showManyUsers,
+	"TicketsShowMany":               (*Server).showManyTickets,
+	"ShowGroupById":                 (*Server).showGroup,
+	"ListBrands":                    (*Server).listBrands,
+	"IncrementalTicketExportCursor": (*Server).exportTickets,
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
@@ -249,7 +252,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			case !s.allow(w):
 				writeJSON(w, http.StatusTooManyRequests, errorBody("TooManyRequests", "Rate limit exceeded; retry after the number of seconds in Retry-After"))
 			case ok:
-				status, body := h(s, &call{r: r, params: params, base: baseURL(r)})
+				status, body := h(s, &call{r: r, params: params, base: baseURL(r), header: w.Header()})
 				writeJSON(w, status, body)
 			default:
 				writeJSON(w, http.StatusNotImplemented, errorBody("NotSimulated", fmt.Sprintf("zendesktest does not simulate %s (%s %s)", route.Operation.OperationID, r.Method, route.Path)))
