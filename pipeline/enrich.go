@@ -189,7 +189,7 @@ func (l *lane) tryEnrich(ctx context.Context, batch []*item) ([]*outgoing, []Dea
 		}
 		left, failed := len(ms), false
 		for _, m := range ms {
-			m.Backfill = time.Since(ev.ReceivedAt) > l.e.cfg.BackfillAfter
+			m.Backfill = m.Backfill || time.Since(ev.ReceivedAt) > l.e.cfg.BackfillAfter
 			out = append(out, &outgoing{item: it, metric: m, requester: it.requester, left: &left, failed: &failed})
 		}
 	}

@@ -46,7 +46,13 @@ var (
 // becomes closed is resolved (solved is not: Zendesk closes solved tickets later, by
 // automation). A ticket created already closed, as imports do, is both. Nothing else
 // reaches Klaviyo.
+//
+// A backfilled event reaches Klaviyo only when its backfill was asked to send it there
+// (`zenklav backfill --to-klaviyo`), and then as a Klaviyo backfill (see metricsFor).
 func transitions(e *schemas.TicketEvent) []transition {
+	if e.Source == schemas.SourceBackfill && !e.Klaviyo {
+		return nil
+	}
 	closed := e.Ticket.Status == schemas.StatusClosed
 	switch {
 	case e.Type == schemas.TicketCreated && closed:
@@ -194,6 +200,9 @@ func metricsFor(e *schemas.TicketEvent, ts []transition, requester, assignee Per
 			Name: t.metric, Email: email, Phone: phone,
 			Properties: properties(e, assignee, group, description, custom),
 			Time:       e.OccurredAt, UniqueID: uniqueID(e, t),
+			// History read by a backfill is recorded without triggering flows, however
+			// recently it was read; later live events of the ticket share its unique ids.
+			Backfill: e.Source == schemas.SourceBackfill,
 		}
 	}
 	return out, nil

@@ -24,9 +24,19 @@ func TestTransitions(t *testing.T) {
 		{schemas.TicketStatusChanged, "pending", nil},
 		{schemas.TicketCommentAdded, "closed", nil},
 		{schemas.TicketFieldsChanged, "open", nil},
+		{"backfill " + schemas.TicketCreated, "new", nil},
+		{"backfill " + schemas.TicketStatusChanged, "closed", nil},
+		{"backfill to-klaviyo " + schemas.TicketCreated, "new", []string{MetricOpened}},
+		{"backfill to-klaviyo " + schemas.TicketStatusChanged, "closed", []string{MetricResolved}},
+		{"backfill to-klaviyo " + schemas.TicketStatusChanged, "solved", nil},
 	}
 	for _, tt := range tests {
 		e := schemas.TicketEvent{Type: tt.typ, Ticket: schemas.Ticket{Status: tt.status}}
+		// Backfilled events: without --to-klaviyo nothing, with it the live rules.
+		if rest, ok := strings.CutPrefix(tt.typ, "backfill "); ok {
+			e.Source = schemas.SourceBackfill
+			e.Type, e.Klaviyo = strings.CutPrefix(rest, "to-klaviyo ")
+		}
 		var got []string
 		for _, tr := range transitions(&e) {
 			got = append(got, tr.metric)
