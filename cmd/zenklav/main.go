@@ -33,6 +33,7 @@ Roles (run until stopped):
 Tools:
   migrate   applies the ClickHouse migrations and exits
   replay    sends dead letters back to the topic they came from (zenklav replay -h)
+  backfill  writes a connection's Zendesk ticket history to Kafka (zenklav backfill -h)
   help      prints this
 
 Configuration is read from the environment (see README.md, "Configuration").
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return migrate(ctx, getenv, stdout)
 	case "replay":
 		return replay(ctx, args[1:], getenv, stdout)
+	case "backfill":
+		return backfill(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
