@@ -38,6 +38,9 @@ type Options struct {
 	// ReportsPage, when set, holds the marketers' /reports page (reportsui.Page()): it is
 	// served at GET /reports, its files under /reports/web/{version}/.
 	ReportsPage fs.FS
+	// Reports, when set, serves the reports API (GET /api/v1/reports/{kind}) and its
+	// OpenAPI document (GET /api/v1/openapi.json).
+	Reports *Reports
 }
 
 // Server is zenklav's HTTP server.
@@ -103,6 +106,11 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	if opts.Sidebar != nil {
 		if err := s.routeSidebar(e); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Reports != nil {
+		if err := s.routeReports(e); err != nil {
 			return nil, err
 		}
 	}

@@ -48,9 +48,12 @@ type Config struct {
 	KlaviyoBaseURL     string        // ZENKLAV_KLAVIYO_BASE_URL
 	ZendeskBaseURL     string        // ZENKLAV_ZENDESK_BASE_URL, may contain {subdomain}
 	ConnectionsFile    string        // ZENKLAV_CONNECTIONS_FILE; empty = sandbox mode
-	JWTSigningKey      Secret        // ZENKLAV_JWT_SIGNING_KEY
+	JWTSigningKey      Secret        // ZENKLAV_JWT_SIGNING_KEY: the current key's secret (JWTKeys[0])
 	SinkBatchSize      int           // ZENKLAV_SINK_BATCH_SIZE
 	SinkBatchWait      time.Duration // ZENKLAV_SINK_BATCH_WAIT
+	// JWTKeys are the keys of ZENKLAV_JWT_SIGNING_KEY, current first: tokens are signed with
+	// the first and verified with any listed, so keys rotate without downtime.
+	JWTKeys []SigningKey
 	// EmitterRetryFor (ZENKLAV_EMITTER_RETRY_FOR) is how long the emitter retries a Klaviyo
 	// or Zendesk failure that may pass (5xx, timeouts, 429, a key being fixed) before the
 	// event goes to the dead-letter topic for `zenklav replay`.
@@ -80,7 +83,6 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		KlaviyoBaseURL:       cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
 		ZendeskBaseURL:       cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
 		ConnectionsFile:      getenv("ZENKLAV_CONNECTIONS_FILE"),
-		JWTSigningKey:        Secret(getenv("ZENKLAV_JWT_SIGNING_KEY")),
 		SinkBatchSize:        50_000,
 		SinkBatchWait:        time.Second,
 		EmitterRetryFor:      15 * time.Minute,
@@ -92,6 +94,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("ZENKLAV_LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("ZENKLAV_LOG_LEVEL: %w", err)
 	}
+	keys, err := ParseSigningKeys(getenv("ZENKLAV_JWT_SIGNING_KEY"))
+	if err != nil {
+		return c, err
+	}
+	c.SetSigningKeys(keys)
 	if err := intEnv(getenv, "ZENKLAV_EMBEDDED_KAFKA_PORT", &c.EmbeddedKafkaPort); err != nil {
 		return c, err
 	}

@@ -137,3 +137,78 @@ func TestFromEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSigningKeys(t *testing.T) {
+	const (
+		a = "secret-a-0123456789abcdef0123456789"
+		b = "secret-b-0123456789abcdef0123456789"
+	)
+	for _, tc := range []struct {
+		name, value string
+		want        []string // id=secret, current first
+		err         string
+	}{
+		{name: "unset", value: ""},
+		{name: "bare secret keeps working", value: a, want: []string{"default=" + a}},
+		{name: "bare secret is taken byte for byte", value: " " + a + " ", want: []string{"default= " + a + " "}},
+		{name: "bare secret with a colon after a non-id", value: "a b:" + a, want: []string{"default=a b:" + a}},
+		{name: "one key with an id", value: "2026-11:" + a, want: []string{"2026-11=" + a}},
+		{name: "rotation, current first", value: "2026-11:" + a + ", 2026-10:" + b, want: []string{"2026-11=" + a, "2026-10=" + b}},
+		{name: "explicit default id", value: "default:x:" + a, want: []string{"default=x:" + a}},
+		{name: "short bare secret", value: "short", err: "at least 32"},
+		{name: "short keyed secret", value: "2026-11:" + a + ",2026-10:short", err: `key "2026-10" is 5 characters`},
+		{name: "duplicate id", value: "k1:" + a + ",k1:" + b, err: `"k1" is listed twice`},
+		{name: "item without id", value: "k1:" + a + "," + b, err: "key 2 is not id:secret"},
+		{name: "empty item", value: "k1:" + a + ",", err: "key 2 is not id:secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, err := config.ParseSigningKeys(tc.value)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want one saying %q", err, tc.err)
+				}
+				if strings.Contains(err.Error(), a) || strings.Contains(err.Error(), b) {
+					t.Errorf("error shows a secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, k := range keys {
+				got = append(got, k.ID+"="+k.Secret.Reveal())
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("keys = %q, want %q", got, tc.want)
+			}
+			if s := fmt.Sprintf("%v %+v %#v", keys, keys, keys); strings.Contains(s, a) || strings.Contains(s, b) {
+				t.Errorf("keys print their secrets: %s", s)
+			}
+		})
+	}
+}
+
+func TestFromEnvSigningKeys(t *testing.T) {
+	const current, previous = "current-0123456789abcdef0123456789", "previous-0123456789abcdef0123456789"
+	c, err := config.FromEnv(func(k string) string {
+		if k == "ZENKLAV_JWT_SIGNING_KEY" {
+			return "2026-11:" + current + ",2026-10:" + previous
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.JWTKeys) != 2 || c.JWTKeys[0].ID != "2026-11" || c.JWTSigningKey.Reveal() != current {
+		t.Errorf("keys = %v, signing key %q: want 2026-11 signing, 2026-10 listed", c.JWTKeys, c.JWTSigningKey)
+	}
+	if _, err := config.FromEnv(func(k string) string {
+		if k == "ZENKLAV_JWT_SIGNING_KEY" {
+			return "too-short"
+		}
+		return ""
+	}); err == nil || !strings.Contains(err.Error(), "ZENKLAV_JWT_SIGNING_KEY") {
+		t.Errorf("a short key: %v, want an error naming ZENKLAV_JWT_SIGNING_KEY", err)
+	}
+}
