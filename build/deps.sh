@@ -2,8 +2,9 @@
 # Installs what the Zendesk app's tests need, for `make test`, `make bench` and `make deps`:
 #
 #   build/deps.sh            both of the below
-#   build/deps.sh npm        npm ci in zendesk-app/ when node_modules is missing or older than
-#                            package-lock.json (the ZAF SDK, esbuild, zcli, playwright-core)
+#   build/deps.sh npm        npm ci in zendesk-app/ and reportsui/ when node_modules is missing
+#                            or older than package-lock.json (the ZAF SDK, ECharts, esbuild,
+#                            zcli, playwright-core)
 #   build/deps.sh chromium   Debian's chromium when no `chromium` is on PATH (for the browser
 #                            test, through playwright-core; no browser is downloaded)
 #
@@ -21,13 +22,16 @@ SERVICE=deps
 
 cmd_npm() {
 	command -v npm >/dev/null 2>&1 || die "npm is not installed: install Node.js 20.17 or newer (zcli needs it), then run 'make deps'"
-	local lock="$APP/package-lock.json" modules="$APP/node_modules"
-	# npm ci writes node_modules/.package-lock.json last: it is the mark of a finished install.
-	if [ -f "$modules/.package-lock.json" ] && [ ! "$lock" -nt "$modules/.package-lock.json" ]; then
-		return 0
-	fi
-	log "installing zendesk-app's npm packages (npm ci)"
-	(cd "$APP" && npm ci --no-audit --no-fund --loglevel=error) >&2
+	local dir lock modules
+	for dir in "$APP" "$ROOT/reportsui"; do
+		lock="$dir/package-lock.json" modules="$dir/node_modules"
+		# npm ci writes node_modules/.package-lock.json last: it is the mark of a finished install.
+		if [ -f "$modules/.package-lock.json" ] && [ ! "$lock" -nt "$modules/.package-lock.json" ]; then
+			continue
+		fi
+		log "installing $(basename "$dir")'s npm packages (npm ci)"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+	done
 }
 
 cmd_chromium() {

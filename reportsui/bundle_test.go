@@ -57,7 +57,7 @@ func TestChartsBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, committed) {
-		t.Fatalf("web/charts.js (%d bytes) differs from a fresh build of the npm packages (%d bytes): run `make reportsui` and commit it", len(committed), len(got))
+		t.Fatalf("web/charts.js (%d bytes) differs from a fresh build of the npm packages (%d bytes): run `make deps`, then `npm run build` in reportsui/, and commit it", len(committed), len(got))
 	}
 	if !bytes.Contains(committed, []byte("window.ZenklavCharts=")) {
 		t.Error("web/charts.js does not set window.ZenklavCharts")

@@ -1,6 +1,6 @@
 // Package reportsui is the marketers' /reports page: filters, a trend line chart, cohort
 // heat-map triangles, tables and CSV downloads over zenklav's reports API. The charts are
-// Apache ECharts from npm, bundled into web/charts.js (`make reportsui`) and committed, so
+// Apache ECharts from npm, bundled into web/charts.js (`npm run build` in reportsui/, after `make deps`) and committed, so
 // `make run` serves the page with no npm and no CDN.
 package reportsui
 

@@ -95,7 +95,14 @@ func (b *browser) next(t *testing.T) browserResult {
 // does), else the test skips locally and fails in CI.
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
-	app, err := filepath.Abs("../../zendesk-app")
+	return startBrowserScript(t, "../../zendesk-app", "sidebar.e2e.mjs")
+}
+
+// startBrowserScript starts dir/e2e/script, a Playwright script of the npm package in dir,
+// with Debian's Chromium; both must be installed, as for startBrowser.
+func startBrowserScript(t *testing.T, dir, script string) *browser {
+	t.Helper()
+	app, err := filepath.Abs(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,11 +113,11 @@ func startBrowser(t *testing.T) *browser {
 	_, npmErr := os.Stat(filepath.Join(app, "node_modules", "playwright-core"))
 	if chromium == "" || npmErr != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("the browser test needs Debian's chromium and zendesk-app/node_modules: run it through `make test`")
+			t.Fatalf("the browser test needs Debian's chromium and %s/node_modules: run it through `make test`", filepath.Base(app))
 		}
-		t.Skip("chromium or zendesk-app/node_modules missing: `make deps` installs them")
+		t.Skipf("chromium or %s/node_modules missing: `make deps` installs them", filepath.Base(app))
 	}
-	cmd := exec.Command("node", filepath.Join(app, "e2e", "sidebar.e2e.mjs"))
+	cmd := exec.Command("node", filepath.Join(app, "e2e", script))
 	cmd.Dir = app
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	cmd.Stderr = os.Stderr

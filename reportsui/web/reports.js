@@ -24,9 +24,9 @@
   var dec = new Intl.NumberFormat('en', { maximumFractionDigits: 1 });
   var pct = new Intl.NumberFormat('en', { style: 'percent', maximumFractionDigits: 1 });
 
-  // state is read by the browser test: the page's, and each report's
-  // (idle, loading, ready, empty, error).
-  var state = { state: 'idle', reports: {}, downloads: 0 };
+  // state is read by the browser test: the page's, each report's (idle, loading, ready,
+  // empty, error), and whether each chart has drawn its data.
+  var state = { state: 'idle', reports: {}, drawn: {}, downloads: 0 };
   window.zenklavReports = state;
 
   var token = '';
@@ -292,7 +292,12 @@
   function chartFor(kind) {
     var el = section(kind).querySelector('.rp-chart');
     if (!el || !window.ZenklavCharts) return null;
-    if (!charts[kind]) charts[kind] = window.ZenklavCharts.init(el, null, { renderer: 'canvas' });
+    if (!charts[kind]) {
+      charts[kind] = window.ZenklavCharts.init(el, null, { renderer: 'canvas' });
+      // ECharts draws on a later frame: drawn says when the canvas shows the data.
+      charts[kind].on('finished', function () { state.drawn[kind] = true; });
+    }
+    state.drawn[kind] = false;
     return charts[kind];
   }
 
@@ -315,7 +320,8 @@
     var table = sec.querySelector('table');
     var box = sec.querySelector('.rp-chart');
     if (box) box.hidden = r.length === 0;
-    var chart = chartFor(kind);
+    // No rows, no chart: its box is hidden, and a chart cannot size itself in a hidden box.
+    var chart = r.length ? chartFor(kind) : null;
     if (kind === 'trends') renderTrends(r, chart, table);
     if (kind === 'resolution-cohorts') renderResolution(r, chart, table);
     if (kind === 'repeat-cohorts') renderRepeat(r, chart, table);
@@ -384,8 +390,8 @@
       textStyle: { color: t.text },
       tooltip: tooltip(t, 'item'),
       grid: { left: 96, right: 24, top: 16, bottom: 88 },
-      xAxis: Object.assign(axis(t, xs, xName), { splitArea: { show: true } }),
-      yAxis: Object.assign(axis(t, ys, ''), { inverse: true, nameGap: 0, splitArea: { show: true } }),
+      xAxis: axis(t, xs, xName),
+      yAxis: Object.assign(axis(t, ys, ''), { inverse: true, nameGap: 0 }),
       visualMap: {
         min: 0, max: 100, calculable: false, orient: 'horizontal', left: 'center', bottom: 0,
         itemHeight: 160, text: ['100%', '0%'], textStyle: { color: t.muted },
@@ -474,8 +480,8 @@
   // ---- wiring --------------------------------------------------------------------------
 
   takeToken();
+  showClaims(); // first: the connections it lists may be chosen by the URL
   initFilters();
-  showClaims();
   if (token) tokenInput.value = token;
 
   tokenForm.addEventListener('submit', function (e) {
