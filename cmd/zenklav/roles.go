@@ -22,6 +22,7 @@ import (
 	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/reportsui"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -157,6 +158,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	opts := backend.Options{Registry: e.registry, Ready: ready}
 	if role == "all" || role == "api" {
 		opts.Connections, opts.Publisher = conns, producer
+		opts.ReportsPage = reportsui.Page()
 	}
 	if withSidebar {
 		if opts.Sidebar, err = newSidebar(e.logger.With("role", "api"), e.registry, cfg, conns, clients, store); err != nil {
