@@ -1,14 +1,10 @@
 package main
 
 import (
-	"encoding/base64"
-	"encoding/csv"
+	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav/backend"
+	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/reports"
 	"github.com/zenklav/zenklav/reportsui"
 )
@@ -66,12 +63,41 @@ func (b *browser) runReports(t *testing.T, sc map[string]any) reportsResult {
 	return r
 }
 
-// fakeReportsAPI plays GET /api/v1/reports/{kind} as the API documents it, with fixed rows
-// of each kind, for one token.
-type fakeReportsAPI struct {
-	token string
+// fakeSource answers the reports API with fixed rows of each kind (none for globex, which
+// has no tickets yet), and keeps the filters it was asked with.
+type fakeSource struct {
 	mu    sync.Mutex
-	asked []url.Values
+	asked []reports.Filter
+}
+
+func (f *fakeSource) ask(kind string, flt reports.Filter) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, flt)
+	return flt.Connection != "globex"
+}
+
+func rowsOf[T any](f *fakeSource, kind string, flt reports.Filter) ([]T, error) {
+	if !f.ask(kind, flt) {
+		return nil, nil
+	}
+	return fakeReports[kind].([]T), nil
+}
+
+func (f *fakeSource) Trends(_ context.Context, flt reports.Filter) ([]reports.TrendRow, error) {
+	return rowsOf[reports.TrendRow](f, reports.KindTrends, flt)
+}
+
+func (f *fakeSource) ResolutionCohorts(_ context.Context, flt reports.Filter) ([]reports.ResolutionCohortRow, error) {
+	return rowsOf[reports.ResolutionCohortRow](f, reports.KindResolutionCohorts, flt)
+}
+
+func (f *fakeSource) RepeatCohorts(_ context.Context, flt reports.Filter) ([]reports.RepeatCohortRow, error) {
+	return rowsOf[reports.RepeatCohortRow](f, reports.KindRepeatCohorts, flt)
+}
+
+func (f *fakeSource) Segments(_ context.Context, flt reports.Filter) ([]reports.SegmentRow, error) {
+	return rowsOf[reports.SegmentRow](f, reports.KindSegments, flt)
 }
 
 var fakeReports = map[string]any{
@@ -103,69 +129,35 @@ var fakeReports = map[string]any{
 
 func ptr(f float64) *float64 { return &f }
 
-func (f *fakeReportsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	fail := func(status int, code, msg string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}}) //nolint:errcheck
-	}
-	if r.Header.Get("Authorization") != "Bearer "+f.token {
-		fail(http.StatusUnauthorized, "unauthorized", "the token is not valid")
-		return
-	}
-	kind := strings.TrimPrefix(r.URL.Path, "/api/v1/reports/")
-	rows, ok := fakeReports[kind]
-	if !ok {
-		fail(http.StatusNotFound, "not_found", "no report "+kind)
-		return
-	}
-	q := r.URL.Query()
-	f.mu.Lock()
-	f.asked = append(f.asked, q)
-	f.mu.Unlock()
-	if q.Get("connection") == "globex" {
-		// globex has no tickets yet.
-		rows = []struct{}{}
-	}
-	if q.Get("format") == "csv" {
-		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"period", "opened", "resolved", "backlog"}) //nolint:errcheck
-		trends, _ := rows.([]reports.TrendRow)
-		for _, row := range trends {
-			cw.Write([]string{row.Period, fmt.Sprint(row.Opened), fmt.Sprint(row.Resolved), fmt.Sprint(row.Backlog)}) //nolint:errcheck
-		}
-		cw.Flush()
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"report": kind, "filters": map[string]string{"from": q.Get("from"), "to": q.Get("to")}, "rows": rows}) //nolint:errcheck
-}
-
-// fakeJWT is a token whose claims the page shows (it does not check signatures; the API does).
-func fakeJWT(claims map[string]any) string {
-	enc := base64.RawURLEncoding
-	head, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
-	body, _ := json.Marshal(claims)
-	return enc.EncodeToString(head) + "." + enc.EncodeToString(body) + "." + enc.EncodeToString([]byte("signature"))
-}
-
 // TestReportsInBrowser loads the real /reports page in headless Chromium against the
-// backend serving it and a reports API answering fixed rows, and checks what a marketer
+// real reports API over a fake reports.Source with fixed rows, and checks what a marketer
 // sees: the charts drawn, the tables, the CSV download, the token taken out of the URL, and
 // a refused token. Screenshots land in reportsui/e2e/screenshots/.
 func TestReportsInBrowser(t *testing.T) {
 	b := startBrowserScript(t, "../../reportsui", "reports.e2e.mjs")
-	token := fakeJWT(map[string]any{"role": "marketer", "tenants": []string{"acme", "globex"}, "exp": time.Now().Add(24 * time.Hour).Unix()})
-	api := &fakeReportsAPI{token: token}
-	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{Registry: prometheus.NewRegistry(), ReportsPage: reportsui.Page()})
+	conns, err := config.ParseConnections([]byte(`{"connections": [
+		{"id": "acme", "zendesk": {"subdomain": "acme", "webhook_secrets": ["0123456789abcdef0123456789abcdef"], "brands": "all"}},
+		{"id": "globex", "zendesk": {"subdomain": "globex", "webhook_secrets": ["0123456789abcdef0123456789abcdef"], "brands": "all"}}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/reports/", api)
-	mux.Handle("/", srv.Handler())
-	ts := httptest.NewServer(mux)
+	auth, err := backend.NewReportsAuth([]config.SigningKey{{ID: "k1", Secret: randomSigningKey()}}, conns, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := auth.Issue(backend.TokenRequest{Subject: "marketer@acme.example", Role: "marketer", Tenants: []string{"acme", "globex"}, TTL: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSource{}
+	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
+		Registry: prometheus.NewRegistry(), ReportsPage: reportsui.Page(),
+		Reports: &backend.Reports{Auth: auth, Source: src},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 
 	shots, err := filepath.Abs("../../reportsui/e2e/screenshots")
@@ -226,7 +218,7 @@ func TestReportsInBrowser(t *testing.T) {
 			if got, want := len(r.Tables[reports.KindTrends]), 1+4; got != want {
 				t.Errorf("the trends table has %d rows, want %d", got, want)
 			}
-			if r.Download == nil || !strings.HasPrefix(r.Download.Body, "period,opened,resolved,backlog\n2026-01-05,12,4,8\n") {
+			if r.Download == nil || !strings.HasPrefix(r.Download.Body, "period,key,opened,resolved,backlog\n2026-01-05,,12,4,8\n") {
 				t.Errorf("the CSV download: %+v", r.Download)
 			} else if r.Download.Filename != "zenklav-trends-2026-01-05-to-2026-02-01.csv" {
 				t.Errorf("the CSV is saved as %q", r.Download.Filename)
@@ -246,14 +238,14 @@ func TestReportsInBrowser(t *testing.T) {
 		})
 	}
 
-	// Every request carried the page's filters, as the API names them.
-	api.mu.Lock()
-	for _, q := range api.asked {
-		if q.Get("from") != "2026-01-05" || q.Get("to") != "2026-02-01" || q.Get("interval") != "week" || q.Get("tz") != "Europe/Lisbon" {
-			t.Errorf("the page asked with %v", q)
+	// Every report was asked with the page's filters.
+	src.mu.Lock()
+	for _, f := range src.asked {
+		if f.From.Format(time.DateOnly) != "2026-01-05" || f.To.Format(time.DateOnly) != "2026-02-01" || f.Interval != reports.Week || f.TZ.String() != "Europe/Lisbon" {
+			t.Errorf("the page asked with %s", f)
 		}
 	}
-	api.mu.Unlock()
+	src.mu.Unlock()
 
 	t.Run("empty", func(t *testing.T) {
 		r := b.runReports(t, map[string]any{
