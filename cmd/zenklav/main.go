@@ -34,6 +34,7 @@ Tools:
   migrate   applies the ClickHouse migrations and exits
   replay    sends dead letters back to the topic they came from (zenklav replay -h)
   backfill  writes a connection's Zendesk ticket history to Kafka (zenklav backfill -h)
+  token     prints a report token for the reports API and page (zenklav token -h)
   help      prints this
 
 Configuration is read from the environment (see README.md, "Configuration").
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return replay(ctx, args[1:], getenv, stdout)
 	case "backfill":
 		return backfill(ctx, args[1:], getenv, stdout)
+	case "token":
+		return token(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
