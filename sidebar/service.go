@@ -48,6 +48,12 @@ type History interface {
 	SupportHistory(ctx context.Context, tenant string, requesterID int64, since time.Time) (Support, error)
 }
 
+// Memberships keeps what the sidebar saw of a customer's Klaviyo segments and lists, for the
+// segments report: which segment a customer was in when a ticket of theirs opened.
+type Memberships interface {
+	RecordMemberships(ctx context.Context, tenant string, requesterID int64, at time.Time, kind string, names []string) error
+}
+
 // Account is what one connection reads from: its Zendesk, and its Klaviyo (nil when the
 // connection has no Klaviyo key).
 type Account struct {
@@ -82,6 +88,8 @@ type Config struct {
 	Now         func() time.Time
 	// Registry, when set, gets the card metrics.
 	Registry prometheus.Registerer
+	// Memberships, when set, is told the segments and lists of every card built with them.
+	Memberships Memberships
 
 	// CacheTTL is how long a complete card is served from memory (default a minute);
 	// PartialTTL how long one with missing sections is (default 5 s, so a recovered
@@ -485,7 +493,47 @@ func (s *Service) build(ctx context.Context, conn *config.Connection, requester 
 			card.Unavailable = append(card.Unavailable, name)
 		}
 	}
+	if card.Klaviyo == KlaviyoFound {
+		var seen []snapshot
+		if !unavailable[SectionSegments] {
+			seen = append(seen, snapshot{"segment", card.Segments})
+		}
+		if !unavailable[SectionLists] {
+			seen = append(seen, snapshot{"list", card.Lists})
+		}
+		s.recordMemberships(ctx, conn.ID, requester.ID, seen)
+	}
 	return card
+}
+
+// snapshot is the segments (kind "segment") or lists ("list") a card read.
+type snapshot struct {
+	kind string
+	ms   []Membership
+}
+
+// recordMemberships keeps the segments and lists a card read (a section Klaviyo did not
+// give is no snapshot, rather than a false "in none"), for the segments report, without
+// holding the card up: it is written in the background, and one that fails is only logged
+// (the report then counts the ticket under the customer's previous snapshot).
+func (s *Service) recordMemberships(ctx context.Context, tenant string, requester int64, seen []snapshot) {
+	if s.cfg.Memberships == nil || len(seen) == 0 {
+		return
+	}
+	at := s.cfg.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		for _, sn := range seen {
+			names := make([]string, len(sn.ms))
+			for i, m := range sn.ms {
+				names[i] = m.Name
+			}
+			if err := s.cfg.Memberships.RecordMemberships(ctx, tenant, requester, at, sn.kind, names); err != nil {
+				s.logger.Warn("record memberships", "connection", tenant, "requester", requester, "kind", sn.kind, "err", err)
+			}
+		}
+	}()
 }
 
 // ConsentState turns Klaviyo's consent word (SUBSCRIBED, UNSUBSCRIBED, NEVER_SUBSCRIBED, …)

@@ -2,6 +2,7 @@ package sidebar_test
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"log/slog"
 	"slices"
@@ -131,6 +132,14 @@ func (h *fakeHistory) SupportHistory(_ context.Context, tenant string, requester
 	return sidebar.Support{Open: 1, Recent: 2, Total: 3, LastResolved: &sidebar.Resolved{TicketID: 7, Subject: "Refund", At: since}}, nil
 }
 
+// fakeMemberships passes on every snapshot recorded.
+type fakeMemberships chan string
+
+func (m fakeMemberships) RecordMemberships(_ context.Context, tenant string, requester int64, _ time.Time, kind string, names []string) error {
+	m <- fmt.Sprintf("%s/%d/%s:%v", tenant, requester, kind, names)
+	return nil
+}
+
 type fixture struct {
 	zendesk *fakeZendesk
 	klaviyo *fakeKlaviyo
@@ -138,6 +147,7 @@ type fixture struct {
 	clock   *atomic.Int64 // unix nanoseconds
 	svc     *sidebar.Service
 	reg     *prometheus.Registry
+	seen    fakeMemberships
 }
 
 const (
@@ -177,6 +187,7 @@ func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 		history: &fakeHistory{},
 		clock:   new(atomic.Int64),
 		reg:     prometheus.NewRegistry(),
+		seen:    make(fakeMemberships, 10),
 	}
 	f.clock.Store(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC).UnixNano())
 	cfg := sidebar.Config{
@@ -185,6 +196,7 @@ func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 		History:     f.history,
 		Now:         func() time.Time { return time.Unix(0, f.clock.Load()) },
 		Registry:    f.reg,
+		Memberships: f.seen,
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -222,6 +234,26 @@ func TestCard(t *testing.T) {
 	}
 	if got := f.history.tenants; !slices.Equal(got, []string{"acme"}) {
 		t.Errorf("history read for tenants %v, want [acme]", got)
+	}
+	// The segments and lists it read are kept for the segments report.
+	got := []string{<-f.seen, <-f.seen}
+	slices.Sort(got)
+	if want := []string{"acme/360000000001/list:[Newsletter]", "acme/360000000001/segment:[VIP]"}; !slices.Equal(got, want) {
+		t.Errorf("snapshots %v, want %v", got, want)
+	}
+}
+
+// TestCardSnapshotsOnlyWhatWasRead: a section Klaviyo did not give is no snapshot (not a
+// false "in none").
+func TestCardSnapshotsOnlyWhatWasRead(t *testing.T) {
+	f := newFixture(t, nil)
+	f.klaviyo.fail = map[string]error{"segments": errors.New("503")}
+	if _, err := f.svc.Card(context.Background(), acme, sidebar.Query{TicketID: 10}); err != nil {
+		t.Fatal(err)
+	}
+	// Segments are written before lists: the lists coming first means no segments came.
+	if got := <-f.seen; got != "acme/360000000001/list:[Newsletter]" {
+		t.Errorf("snapshot %s, want the lists only", got)
 	}
 }
 

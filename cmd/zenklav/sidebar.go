@@ -49,7 +49,9 @@ func newSidebar(logger *slog.Logger, reg prometheus.Registerer, cfg config.Confi
 		}
 		accounts[c.ID] = a
 	}
-	cards, err := sidebar.New(logger, sidebar.Config{Connections: conns, Accounts: accounts, History: cardHistory{store}, Registry: reg})
+	cards, err := sidebar.New(logger, sidebar.Config{
+		Connections: conns, Accounts: accounts, History: cardHistory{store}, Registry: reg, Memberships: store,
+	})
 	if err != nil {
 		return nil, err
 	}
