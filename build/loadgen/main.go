@@ -14,6 +14,10 @@
 //	loadgen sidebar -brokers … -clickhouse … [-accounts 10] [-cards 200] [-latency 50ms]
 //	    the sidebar's profile card through bin/zenklav api, cold and warm, with the Klaviyo
 //	    simulator answering each call after -latency
+//	loadgen reports -clickhouse 127.0.0.1:19000 [-events 10000000] [-runs 20]
+//	    a year of ticket events into ClickHouse, then p50/p95 of each report
+//	loadgen freshness -brokers … -clickhouse … [-rate 20] [-duration 30s]
+//	    signed webhooks into bin/zenklav all: time until the trends report counts each
 //
 // It prints one Markdown table row per measurement, for docs/benchmarks.md.
 package main
@@ -42,7 +46,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -57,6 +61,12 @@ func main() {
 		err = latency(os.Args[2:])
 	case "sidebar":
 		err = sidebarCards(os.Args[2:])
+	case "reports":
+		err = reportLatency(os.Args[2:])
+	case "backfill":
+		err = backfillRate(os.Args[2:])
+	case "freshness":
+		err = freshness(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown measurement %q", os.Args[1])
 	}

@@ -214,8 +214,8 @@ type backfillStats struct {
 	export   zendesk.ExportStats
 }
 
-func (j *backfillJob) run(ctx context.Context) (backfillStats, error) {
-	st := backfillStats{started: time.Now()}
+func (j *backfillJob) run(ctx context.Context) (st backfillStats, err error) {
+	st.started = time.Now()
 	state, err := j.loadState()
 	if err != nil {
 		return st, err

@@ -133,7 +133,7 @@ func TestBackfillKilledAndRerun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.state.Tickets != int64(len(mine)) || !st.state.EndOfStream || st.state.Skipped == 0 {
+	if st.state.Tickets != int64(len(mine)) || !st.state.EndOfStream || st.state.Skipped == 0 || st.export.Requests < st.state.Pages {
 		t.Fatalf("clean run: %+v, want %d tickets and the other brand's passed over", st.state, len(mine))
 	}
 
