@@ -35,6 +35,7 @@ Tools:
   replay    sends dead letters back to the topic they came from (zenklav replay -h)
   backfill  writes a connection's Zendesk ticket history to Kafka (zenklav backfill -h)
   token     prints a report token for the reports API and page (zenklav token -h)
+  report    prints a ticket report from ClickHouse (zenklav report trends -h)
   help      prints this
 
 Configuration is read from the environment (see README.md, "Configuration").
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return backfill(ctx, args[1:], getenv, stdout)
 	case "token":
 		return token(ctx, args[1:], getenv, stdout)
+	case "report":
+		return report(ctx, args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -102,21 +102,24 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 			defer sb.Close()
 			cfg.KlaviyoBaseURL, cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
 			if cfg.JWTSigningKey == "" {
-				cfg.JWTSigningKey = randomSigningKey()
+				cfg.SetSigningKeys([]config.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
 			}
 		}
 	}
 	withSidebar := (role == "all" || role == "api") && sidebarWanted(conns)
+	// Report tokens are verified with ZENKLAV_JWT_SIGNING_KEY: without it there is no
+	// reports API (the /reports page then shows the API's 404).
+	withReports := (role == "all" || role == "api") && len(cfg.JWTKeys) > 0
 	var store *analytics.Store
-	if role == "all" || role == "sink" || role == "emitter" || withSidebar {
+	if role == "all" || role == "sink" || role == "emitter" || withSidebar || withReports {
 		if store, err = e.openStore(ctx); err != nil {
 			return err
 		}
 		defer store.Close()
 		if role != "api" {
-			// The api role reads ClickHouse for the sidebar's support history only; a
-			// ClickHouse outage leaves that section out, and must not pull the webhook
-			// receiver out of a load balancer.
+			// The api role reads ClickHouse for the sidebar's support history and the
+			// reports only; a ClickHouse outage leaves that section out (or answers a
+			// report 503), and must not pull the webhook receiver out of a load balancer.
 			ready["clickhouse"] = store.Ping
 		}
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
@@ -159,6 +162,15 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	if role == "all" || role == "api" {
 		opts.Connections, opts.Publisher = conns, producer
 		opts.ReportsPage = reportsui.Page()
+	}
+	if withReports {
+		auth, err := backend.NewReportsAuth(cfg.JWTKeys, conns, nil)
+		if err != nil {
+			return err
+		}
+		opts.Reports = &backend.Reports{Auth: auth, Source: store}
+	} else if role == "all" || role == "api" {
+		e.logger.Info("reports API off: ZENKLAV_JWT_SIGNING_KEY is empty")
 	}
 	if withSidebar {
 		if opts.Sidebar, err = newSidebar(e.logger.With("role", "api"), e.registry, cfg, conns, clients, store); err != nil {
