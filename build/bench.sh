@@ -88,3 +88,5 @@ bin/loadgen sidebar -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV
 # The sidebar's first render in headless Chromium: the browser test, loading the ticket view
 # 20 more times and timing each until the card shows.
 ZENKLAV_BENCH_RENDERS=20 go test -count=1 -run 'TestSidebarInBrowser$' -v ./cmd/zenklav | grep '^| '
+# Backfill at Zendesk's export limit (10 pages of 1,000 tickets a minute) against the simulator.
+bin/loadgen backfill -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -tickets 20000 -duration 65s
