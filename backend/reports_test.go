@@ -211,7 +211,7 @@ func TestReportsAuth(t *testing.T) {
 	}
 	// A real sidebar session, signed with the same secret (the sidebar signs with the
 	// current key): its audience keeps it out of the reports.
-	sidebar, err := backend.NewSidebarAuth(s.conns, currentKey.Secret, func() time.Time { return now })
+	sidebar, err := backend.NewSidebarAuth(s.conns, []config.SigningKey{currentKey}, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestReportsAuth(t *testing.T) {
 		{name: "issued in the future", token: good(reportClaimsWith(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Minute).Unix() })), status: 401, message: "not valid yet"},
 		{name: "no exp", token: good(reportClaimsWith(func(c jwt.MapClaims) { delete(c, "exp") })), status: 401, message: "lacks a required claim"},
 		{name: "no nbf", token: good(reportClaimsWith(func(c jwt.MapClaims) { delete(c, "nbf") })), status: 401, message: "lacks a required claim"},
-		{name: "sidebar session", token: session, status: 401, message: "does not have"},
+		{name: "sidebar session", token: session, status: 401, message: "for another audience"},
 		{name: "sidebar audience with the current kid", token: good(reportClaimsWith(func(c jwt.MapClaims) { c["aud"] = "zenklav:sidebar" })), status: 401, message: "another audience"},
 		{name: "no audience", token: good(reportClaimsWith(func(c jwt.MapClaims) { delete(c, "aud") })), status: 401},
 		{name: "wrong issuer", token: good(reportClaimsWith(func(c jwt.MapClaims) { c["iss"] = "acme.zendesk.com" })), status: 401, message: "wrong issuer"},
@@ -327,7 +327,7 @@ func TestReportTokenAudiences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sidebar, err := backend.NewSidebarAuth(s.conns, currentKey.Secret, func() time.Time { return now })
+	sidebar, err := backend.NewSidebarAuth(s.conns, []config.SigningKey{currentKey}, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -48,8 +49,6 @@ const (
 	renewGrace = 30 * time.Minute
 	// maxTokenBytes bounds what is parsed at all.
 	maxTokenBytes = 8 << 10
-	// minSigningKeyBytes is the least key HS256 is given (RFC 7518 §3.2: at least the hash size).
-	minSigningKeyBytes = 32
 
 	sessionIssuer   = "zenklav"
 	sessionAudience = "zenklav:sidebar" // so no other token zenklav signs passes as a session
@@ -87,24 +86,30 @@ type Session struct {
 // SidebarAuth verifies Zendesk's app tokens and issues and verifies zenklav's sidebar sessions.
 type SidebarAuth struct {
 	conns *config.Connections
-	key   []byte
+	keys  []config.SigningKey // the first signs; any verifies the tokens whose kid names it
 	now   func() time.Time
 }
 
 // NewSidebarAuth returns a SidebarAuth for the app installations of conns, signing sessions
-// with signingKey (ZENKLAV_JWT_SIGNING_KEY). now is the clock tokens are checked against;
-// nil means time.Now.
-func NewSidebarAuth(conns *config.Connections, signingKey config.Secret, now func() time.Time) (*SidebarAuth, error) {
+// with keys[0] and verifying them with whichever of keys (ZENKLAV_JWT_SIGNING_KEY) their kid
+// names, so that a key rotation logs no agent out. now is the clock tokens are checked
+// against; nil means time.Now.
+func NewSidebarAuth(conns *config.Connections, keys []config.SigningKey, now func() time.Time) (*SidebarAuth, error) {
 	if conns == nil {
 		return nil, errors.New("sidebar auth needs the connections")
 	}
-	if len(signingKey) < minSigningKeyBytes {
-		return nil, errors.New("ZENKLAV_JWT_SIGNING_KEY must be at least 32 characters to sign sidebar sessions")
+	if len(keys) == 0 {
+		return nil, errors.New("the sidebar needs ZENKLAV_JWT_SIGNING_KEY to sign its sessions")
+	}
+	for _, k := range keys {
+		if len(k.Secret) < config.MinSigningKeyBytes {
+			return nil, fmt.Errorf("key %q of ZENKLAV_JWT_SIGNING_KEY is shorter than %d characters", k.ID, config.MinSigningKeyBytes)
+		}
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &SidebarAuth{conns: conns, key: []byte(signingKey.Reveal()), now: now}, nil
+	return &SidebarAuth{conns: conns, keys: keys, now: now}, nil
 }
 
 // installationAudience is the aud of a Zendesk app JWT: the installation's API URL.
@@ -241,7 +246,7 @@ func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time, sessionID string
 	}
 	now := a.now().UTC().Truncate(time.Second) // JWT times are whole seconds
 	s := Session{AppIdentity: id, ID: sessionID, ExpiresAt: now.Add(SessionTTL), AuthTime: authTime}
-	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, sessionClaims{
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, sessionClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    sessionIssuer,
 			Audience:  jwt.ClaimStrings{sessionAudience},
@@ -252,7 +257,9 @@ func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time, sessionID string
 		},
 		Tenant: id.Tenant, Subdomain: id.Subdomain, Installation: id.Installation,
 		UserID: id.UserID, Email: id.Email, TicketID: id.TicketID, AuthTime: authTime.Unix(),
-	}).SignedString(a.key)
+	})
+	t.Header["kid"] = a.keys[0].ID
+	token, err := t.SignedString([]byte(a.keys[0].Secret.Reveal()))
 	if err != nil {
 		return "", Session{}, zenklav.Wrap(zenklav.EINTERNAL, err, "sign session")
 	}
@@ -284,7 +291,7 @@ func (a *SidebarAuth) verifySession(token string, leeway time.Duration) (Session
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(a.now),
-	).ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	).ParseWithClaims(token, &claims, a.sessionKey)
 	if err != nil {
 		return Session{}, refusal("session token", err)
 	}
@@ -304,6 +311,21 @@ func (a *SidebarAuth) verifySession(token string, leeway time.Duration) (Session
 		ExpiresAt: claims.ExpiresAt.Time.UTC(),
 		AuthTime:  time.Unix(claims.AuthTime, 0).UTC(),
 	}, nil
+}
+
+// sessionKey finds the key a session token names in its kid; a token without one was
+// signed before keys had ids, with the current key.
+func (a *SidebarAuth) sessionKey(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	if kid == "" {
+		return []byte(a.keys[0].Secret.Reveal()), nil
+	}
+	for _, k := range a.keys {
+		if k.ID == kid {
+			return []byte(k.Secret.Reveal()), nil
+		}
+	}
+	return nil, fmt.Errorf("no signing key %q", kid)
 }
 
 // RequireSession is the Gin middleware of the sidebar API: it verifies the session token of

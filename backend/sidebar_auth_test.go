@@ -74,7 +74,7 @@ func sidebarConns(t *testing.T, acmeInstallation int64) *config.Connections {
 
 func sidebarAuth(t *testing.T, key config.Secret, clock time.Time) *backend.SidebarAuth {
 	t.Helper()
-	a, err := backend.NewSidebarAuth(sidebarConns(t, 101), key, func() time.Time { return clock })
+	a, err := backend.NewSidebarAuth(sidebarConns(t, 101), []config.SigningKey{{ID: "k1", Secret: key}}, func() time.Time { return clock })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,10 +214,13 @@ func TestVerifyAppToken(t *testing.T) {
 }
 
 func TestNewSidebarAuth(t *testing.T) {
-	if _, err := backend.NewSidebarAuth(sidebarConns(t, 101), "short", nil); err == nil {
+	if _, err := backend.NewSidebarAuth(sidebarConns(t, 101), []config.SigningKey{{ID: "k1", Secret: "short"}}, nil); err == nil {
 		t.Error("a 5-character signing key was accepted")
 	}
-	if _, err := backend.NewSidebarAuth(nil, signingKey, nil); err == nil {
+	if _, err := backend.NewSidebarAuth(sidebarConns(t, 101), nil, nil); err == nil {
+		t.Error("no keys accepted")
+	}
+	if _, err := backend.NewSidebarAuth(nil, []config.SigningKey{{ID: "k1", Secret: signingKey}}, nil); err == nil {
 		t.Error("no connections accepted")
 	}
 }
@@ -364,7 +367,7 @@ func TestSessionToken(t *testing.T) {
 
 func sidebarAuthWith(t *testing.T, conns *config.Connections) *backend.SidebarAuth {
 	t.Helper()
-	a, err := backend.NewSidebarAuth(conns, signingKey, func() time.Time { return now })
+	a, err := backend.NewSidebarAuth(conns, []config.SigningKey{{ID: "k1", Secret: signingKey}}, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}

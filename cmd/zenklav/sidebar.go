@@ -32,7 +32,7 @@ func sidebarWanted(conns *config.Connections) bool {
 
 // newSidebar builds the agent sidebar's part of the HTTP server.
 func newSidebar(logger *slog.Logger, reg prometheus.Registerer, cfg config.Config, conns *config.Connections, clients *apiClients, store *analytics.Store) (*backend.Sidebar, error) {
-	auth, err := backend.NewSidebarAuth(conns, cfg.JWTSigningKey, nil)
+	auth, err := backend.NewSidebarAuth(conns, cfg.JWTKeys, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +62,8 @@ func newSidebar(logger *slog.Logger, reg prometheus.Registerer, cfg config.Confi
 	return &backend.Sidebar{Auth: auth, Cards: cards, Web: web, FrameAncestors: backend.ZendeskOrigins(cfg.ZendeskBaseURL)}, nil
 }
 
-// randomSigningKey is sandbox mode's session key when none is configured: sessions need
-// not outlive the process there.
+// randomSigningKey is sandbox mode's signing key when none is configured: its sessions and
+// tokens need not outlive the process.
 func randomSigningKey() config.Secret {
 	var b [32]byte
 	_, _ = rand.Read(b[:])

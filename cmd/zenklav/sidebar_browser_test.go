@@ -173,7 +173,8 @@ func TestSidebarInBrowser(t *testing.T) {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Config{KlaviyoBaseURL: sb.klaviyoURL, ZendeskBaseURL: sb.url, JWTSigningKey: randomSigningKey()}
+	cfg := config.Config{KlaviyoBaseURL: sb.klaviyoURL, ZendeskBaseURL: sb.url}
+	cfg.SetSigningKeys([]config.SigningKey{{ID: "test", Secret: randomSigningKey()}})
 	clients, err := newAPIClients(logger, cfg, sb.conns)
 	if err != nil {
 		t.Fatal(err)
