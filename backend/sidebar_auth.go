@@ -1,11 +1,11 @@
 package backend
 
 import (
-	"fmt"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"

@@ -373,3 +373,28 @@ func sidebarAuthWith(t *testing.T, conns *config.Connections) *backend.SidebarAu
 	}
 	return a
 }
+
+// TestSessionSurvivesKeyRotation: a session signed with the key that was current keeps
+// working once a new key is put first, and stops when the old key is dropped.
+func TestSessionSurvivesKeyRotation(t *testing.T) {
+	oldKey := config.SigningKey{ID: "2026-10", Secret: "old-sidebar-signing-key-0123456789abcdef"}
+	newKey := config.SigningKey{ID: "2026-11", Secret: "new-sidebar-signing-key-0123456789abcdef"}
+	conns := sidebarConns(t, 101)
+	clock := func() time.Time { return now }
+	before, err := backend.NewSidebarAuth(conns, []config.SigningKey{oldKey}, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := before.IssueSession(backend.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	during, _ := backend.NewSidebarAuth(conns, []config.SigningKey{newKey, oldKey}, clock)
+	if _, err := during.VerifySession(token); err != nil {
+		t.Errorf("a session of the previous key during the rotation: %v", err)
+	}
+	after, _ := backend.NewSidebarAuth(conns, []config.SigningKey{newKey}, clock)
+	if _, err := after.VerifySession(token); zenklav.ErrorCode(err) != zenklav.EUNAUTHORIZED {
+		t.Errorf("a session of a dropped key: %v, want unauthorized", err)
+	}
+}
