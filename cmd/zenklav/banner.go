@@ -16,6 +16,8 @@ type banner struct {
 	klaviyo    string
 	pprof      string
 	sandbox    *sandbox
+	// reportsToken is a marketer's token for the sandbox connection; empty elsewhere.
+	reportsToken string
 }
 
 func (b banner) print(w io.Writer) {
@@ -26,7 +28,7 @@ func (b banner) print(w io.Writer) {
 			fmt.Fprintf(&s, "  %-11s %s\n", k, v)
 		}
 	}
-	row("http", b.http+"  (POST /webhooks/zendesk/{subdomain}, POST /app/sidebar, GET /healthz /readyz /metrics)")
+	row("http", b.http+"  (POST /webhooks/zendesk/{subdomain}, POST /app/sidebar, GET /reports /api/v1/reports/{kind} /healthz /readyz /metrics)")
 	row("kafka", b.kafka)
 	row("clickhouse", b.clickhouse)
 	row("zendesk", b.zendesk)
@@ -36,6 +38,9 @@ func (b banner) print(w io.Writer) {
 		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)
 		row("klaviyo", "SANDBOX MODE: Klaviyo is a simulator; watch the metrics arrive at "+sb.klaviyoURL+"/sandbox")
 		row("sidebar", "the agent's view of a ticket, with the zenklav app in its sidebar: "+sb.agentPage())
+		if b.reportsToken != "" {
+			row("reports", "ticket reports for marketers (a 24-hour token for the sandbox): "+b.http+"/reports#token="+b.reportsToken)
+		}
 		fmt.Fprintf(&s, "\nSend a correctly signed test webhook (a new ticket):\n\n  %s\n", sb.curlCommand())
 		fmt.Fprintf(&s, "\nOr have the simulator send one exactly as Zendesk does:\n\n  curl -sS -X POST '%s/sandbox/webhooks?event=ticket.created'\n", sb.url)
 	}

@@ -26,7 +26,7 @@ Usage: zenklav <command>
 
 Roles (run until stopped):
   all       every role in one process; embedded Kafka and sandbox mode when not configured
-  api       HTTP: Zendesk webhooks in, health, metrics
+  api       HTTP: Zendesk webhooks in, the sidebar, the reports API and page, health, metrics
   emitter   turns ticket events into Klaviyo metrics (Opened Ticket, Resolved Ticket)
   sink      copies ticket events from Kafka into ClickHouse
 

@@ -299,6 +299,22 @@ func TestSandboxMode(t *testing.T) {
 			t.Errorf("the agent page (%d) does not post a token to %s/app/sidebar:\n%s", resp.StatusCode, base, body)
 		}
 	}
+	// The banner's reports link carries a token the reports API takes.
+	link := regexp.MustCompile(`(http://127\.0\.0\.1:\d+)/reports#token=(\S+)`).FindStringSubmatch(banner)
+	if link == nil {
+		t.Fatalf("the banner shows no reports link:\n%s", banner)
+	}
+	req, _ := http.NewRequest(http.MethodGet, link[1]+"/api/v1/reports/trends?connection=sandbox", nil)
+	req.Header.Set("Authorization", "Bearer "+link[2])
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("the banner's token on the reports API: %d %s", resp.StatusCode, body)
+		}
+	}
 	resp, err := http.Post(sim[1]+"?event=ticket.created", "", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -169,6 +169,15 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 			return err
 		}
 		opts.Reports = &backend.Reports{Auth: auth, Source: store}
+		if sb != nil {
+			// Sandbox mode's key lives as long as the process: the banner hands out a
+			// marketer's token for the sandbox connection, as `zenklav token` would.
+			if b.reportsToken, _, err = auth.Issue(backend.TokenRequest{
+				Subject: "sandbox", Role: backend.RoleMarketer, Tenants: []string{sandboxSubdomain}, TTL: 24 * time.Hour,
+			}); err != nil {
+				return err
+			}
+		}
 	} else if role == "all" || role == "api" {
 		e.logger.Info("reports API off: ZENKLAV_JWT_SIGNING_KEY is empty")
 	}
