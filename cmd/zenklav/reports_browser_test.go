@@ -220,7 +220,7 @@ func TestReportsInBrowser(t *testing.T) {
 			}
 			if r.Download == nil || !strings.HasPrefix(r.Download.Body, "period,key,opened,resolved,backlog\n2026-01-05,,12,4,8\n") {
 				t.Errorf("the CSV download: %+v", r.Download)
-			} else if r.Download.Filename != "zenklav-trends-2026-01-05-to-2026-02-01.csv" {
+			} else if r.Download.Filename != "zenklav-trends-2026-01-05-2026-02-01.csv" {
 				t.Errorf("the CSV is saved as %q", r.Download.Filename)
 			}
 			if !slices.Equal(r.Connections, []string{"", "acme", "globex"}) {

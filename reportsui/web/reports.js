@@ -258,13 +258,17 @@
     var bad = checkFilters();
     if (bad) { showAlert(bad); return; }
     button.disabled = true;
+    var name = 'zenklav-' + kind + '.csv';
     request(kind, { format: 'csv' }, 'text/csv').then(function (res) {
+      // The API names the file (kind and dates) in Content-Disposition.
+      var m = /filename="?([^";]+)"?/.exec(res.headers.get('Content-Disposition') || '');
+      if (m) name = m[1];
       return res.blob();
     }).then(function (blob) {
       var url = URL.createObjectURL(blob);
       var a = document.createElement('a');
       a.href = url;
-      a.download = 'zenklav-' + kind + '-' + filters.elements.from.value + '-to-' + filters.elements.to.value + '.csv';
+      a.download = name;
       document.body.appendChild(a);
       a.click();
       a.remove();
