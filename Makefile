@@ -61,13 +61,14 @@ bench: ## install npm packages and Chromium, start real Kafka and ClickHouse, ru
 	$(GO) mod download
 	@$(DEPS) && bash build/services.sh run bash build/bench.sh
 
-deps: ## install npm packages and Chromium for the app tests
+deps: ## install npm packages and Chromium for the sidebar's and /reports' tests
 	@bash build/deps.sh npm
 	@bash build/deps.sh chromium
 
-app: ## rebuild zendesk-app/web/zaf_sdk.js from npm
+app: ## rebuild the committed bundles from npm: the sidebar's ZAF SDK, the /reports charts
 	@bash build/deps.sh npm
 	cd zendesk-app && npm run --silent build
+	cd reportsui && npm run --silent build
 
 clean: ## remove bin/ and .data/ (keeps the cached jars in .cache/)
 	@bash build/services.sh stop
