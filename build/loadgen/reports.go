@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/reports"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// reportLatency generates a year of one tenant's ticket events into a ClickHouse database of
+// its own, through analytics.Store.InsertTicketEvents in time order (so each ticket's events
+// reach ticket_facts in different batches, as they do in production), and then times each
+// report with the filters a marketer uses most.
+func reportLatency(args []string) error {
+	fs := flag.NewFlagSet("reports", flag.ExitOnError)
+	ch := fs.String("clickhouse", "", "ClickHouse native address")
+	events := fs.Int("events", 10_000_000, "ticket events to generate, over one year")
+	runs := fs.Int("runs", 20, "runs of each report")
+	batch := fs.Int("batch", 100_000, "events per insert")
+	keep := fs.Bool("keep", false, "keep the database afterwards")
+	fs.Parse(args)
+	if *ch == "" || *events < 1000 {
+		return fmt.Errorf("reports needs -clickhouse and -events ≥ 1000")
+	}
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	db := fmt.Sprintf("bench_reports_%d", time.Now().UnixNano())
+	store, err := analytics.Open(ctx, logger, analytics.Config{Addr: *ch, Database: db, User: "default"})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if !*keep {
+		defer store.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+db) //nolint:errcheck // best effort
+	} else {
+		fmt.Fprintln(os.Stderr, "loadgen: database", db)
+	}
+	if _, err := store.Migrate(ctx); err != nil {
+		return err
+	}
+
+	start := time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC)
+	g := newYear(*events, start)
+	t0 := time.Now()
+	n, err := g.insert(ctx, store, *batch)
+	if err != nil {
+		return err
+	}
+	load := time.Since(t0)
+	// Snapshots of segments for a fifth of the customers, as if the sidebar had shown them,
+	// straight from ClickHouse: the report reads them, their insert is not what is measured.
+	if err := store.Exec(ctx, `INSERT INTO klaviyo_memberships (tenant, kind, requester_id, at, names)
+SELECT 'bench', 'segment', toInt64(number * 5 + 1), toDateTime(?) + number % 300 * 86400,
+    arrayFilter(x -> x != '', [if(number % 3 = 0, 'VIP', ''), if(number % 4 = 1, 'Newsletter', ''), if(number % 7 = 2, 'Churn risk', '')])
+FROM numbers(?)`, start.Unix(), g.customers/5); err != nil {
+		return fmt.Errorf("memberships: %w", err)
+	}
+	fmt.Printf("| reports: load | %s events, %s tickets, one year | %.0f events/s | through InsertTicketEvents in batches of %s, ticket_facts filled by its view on the way |\n",
+		thousands(n), thousands(g.tickets), float64(n)/load.Seconds(), thousands(*batch))
+
+	year := reports.Filter{Tenants: []string{"bench"}, From: start, To: start.AddDate(1, 0, -1), Interval: reports.Week, TZ: time.UTC}
+	month := year
+	month.From, month.To, month.Interval = start.AddDate(0, 9, 0), start.AddDate(0, 10, -1), reports.Day
+	la, err := time.LoadLocation("America/Los_Angeles")
+	if err != nil {
+		return err
+	}
+	type measure struct {
+		name string
+		run  func() error
+	}
+	with := func(f reports.Filter, change func(*reports.Filter)) reports.Filter { change(&f); return f }
+	trends := func(f reports.Filter) func() error {
+		return func() error { _, err := store.Trends(ctx, f); return err }
+	}
+	measures := []measure{
+		{"trends, a year by week", trends(year)},
+		{"trends, a year by week, by brand", trends(with(year, func(f *reports.Filter) { f.By = "brand" }))},
+		{"trends, a year by week, one tag, by channel", trends(with(year, func(f *reports.Filter) { f.Tag, f.By = "shipping", "channel" }))},
+		{"trends, a month by day, one brand, Los Angeles", trends(with(month, func(f *reports.Filter) { f.BrandID, f.TZ = 2, la }))},
+		{"resolution cohorts, a year by week", func() error { _, err := store.ResolutionCohorts(ctx, year); return err }},
+		{"resolution cohorts, a year by month, one brand", func() error {
+			_, err := store.ResolutionCohorts(ctx, with(year, func(f *reports.Filter) { f.Interval, f.BrandID = reports.Month, 1 }))
+			return err
+		}},
+		{"repeat cohorts, a year by week", func() error { _, err := store.RepeatCohorts(ctx, year); return err }},
+		{"repeat cohorts, a year by month, one tag", func() error {
+			_, err := store.RepeatCohorts(ctx, with(year, func(f *reports.Filter) { f.Interval, f.Tag = reports.Month, "refund" }))
+			return err
+		}},
+		{"segments, a year", func() error { _, err := store.Segments(ctx, year); return err }},
+		{"segments, a month, one channel", func() error {
+			_, err := store.Segments(ctx, with(month, func(f *reports.Filter) { f.Channel = "email" }))
+			return err
+		}},
+	}
+	timeAll := func(label string) error {
+		for _, m := range measures {
+			if err := m.run(); err != nil { // the first run warms the caches
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			lat := make([]time.Duration, *runs)
+			for i := range lat {
+				t := time.Now()
+				if err := m.run(); err != nil {
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
+				lat[i] = time.Since(t)
+			}
+			slices.Sort(lat)
+			p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+			fmt.Printf("| report: %s | %s events%s | %d runs | p50 %s, p95 %s |\n", m.name, thousands(n), label, *runs, ms(p(.50)), ms(p(.95)))
+		}
+		return nil
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{*ch}, Auth: clickhouse.Auth{Database: db, Username: "default"}})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	parts := func() string {
+		var count, rows uint64
+		if err := conn.QueryRow(ctx, "SELECT count(), sum(rows) FROM system.parts WHERE database = ? AND table = 'ticket_facts' AND active", db).Scan(&count, &rows); err != nil {
+			return "parts unknown: " + err.Error()
+		}
+		return fmt.Sprintf("%d parts, %s rows", count, thousands(int(rows)))
+	}
+	if err := timeAll(", just loaded (ticket_facts: " + parts() + ")"); err != nil {
+		return err
+	}
+	// A year-old store has had its merges done long ago, except for the last hours' parts.
+	if err := store.Exec(ctx, "OPTIMIZE TABLE ticket_facts FINAL"); err != nil {
+		return err
+	}
+	return timeAll(", merged (ticket_facts: " + parts() + ")")
+}
+
+// year is a tenant's year of tickets, kept compact: each ticket's attributes, and its
+// events by day as (ticket, step) pairs, turned into TicketEvents only when inserted.
+type year struct {
+	start     time.Time
+	tickets   int
+	customers int
+	info      []ticketInfo
+	days      [][]eventRef // by day since start; the last ones hold what spills past the year
+}
+
+type ticketInfo struct {
+	created   uint32 // seconds since start
+	requester int32
+	brand     int8
+	channel   int8
+	priority  int8
+	tags      int8
+	group     int8
+	assignee  int16
+}
+
+type eventRef struct {
+	ticket int32
+	step   int8   // index into steps
+	at     uint32 // seconds since start
+}
+
+// A ticket's life: created, open, pending, solved, and then closed (most), or reopened once
+// and solved again before closing, or still open or solved at the year's end.
+var steps = []struct{ typ, status, previous string }{
+	{schemas.TicketCreated, schemas.StatusNew, ""},
+	{schemas.TicketStatusChanged, schemas.StatusOpen, schemas.StatusNew},
+	{schemas.TicketCommentAdded, schemas.StatusOpen, ""},
+	{schemas.TicketStatusChanged, schemas.StatusPending, schemas.StatusOpen},
+	{schemas.TicketStatusChanged, schemas.StatusSolved, schemas.StatusPending},
+	{schemas.TicketStatusChanged, schemas.StatusOpen, schemas.StatusSolved}, // reopened
+	{schemas.TicketStatusChanged, schemas.StatusSolved, schemas.StatusOpen},
+	{schemas.TicketStatusChanged, schemas.StatusClosed, schemas.StatusSolved},
+}
+
+var (
+	benchChannels = []string{"email", "email", "email", "web", "web", "chat", "sms", "api"}
+	benchPriority = []string{"low", "normal", "normal", "normal", "high", "urgent"}
+	benchTagSets  = [][]string{{"order"}, {"order", "shipping"}, {"refund"}, {"shipping"}, {"vip", "order"}, {}, {"sms"}, {"returns", "refund"}, {"account"}, {"billing", "vip"}}
+)
+
+func newYear(events int, start time.Time) *year {
+	r := rand.New(rand.NewPCG(42, 6))
+	const avg = 5.3 // events per ticket, on average over the life above
+	y := &year{start: start, tickets: int(float64(events) / avg)}
+	y.customers = max(1, y.tickets/4)
+	y.days = make([][]eventRef, 366+120)
+	secs := float64(365 * 24 * 3600)
+	total := 0
+	for i := range y.tickets {
+		created := uint32(float64(i) / float64(y.tickets) * secs)
+		// Customers: most write once, a long tail many times.
+		req := int32(1 + int(math.Pow(r.Float64(), 2.5)*float64(y.customers)))
+		y.info = append(y.info, ticketInfo{created: created, requester: req, brand: int8(1 + min(4, int(r.ExpFloat64()))),
+			channel: int8(r.IntN(len(benchChannels))), priority: int8(r.IntN(len(benchPriority))), tags: int8(r.IntN(len(benchTagSets))),
+			group: int8(1 + r.IntN(8)), assignee: int16(1 + r.IntN(60))})
+		at := created
+		add := func(step int8) {
+			if total >= events {
+				return
+			}
+			d := int(at / 86400)
+			if d < len(y.days) {
+				y.days[d] = append(y.days[d], eventRef{int32(i), step, at})
+				total++
+			}
+		}
+		// Hours between steps: log-normal, a long tail of tickets that wait for weeks.
+		wait := func(median float64) { at += uint32(60 + median*3600*math.Exp(r.NormFloat64())) }
+		add(0)
+		wait(0.5)
+		add(1)
+		if r.IntN(2) == 0 {
+			wait(2)
+			add(2)
+		}
+		if r.IntN(10) == 0 {
+			continue // still open
+		}
+		wait(4)
+		add(3)
+		wait(12)
+		add(4)
+		if r.IntN(8) == 0 {
+			wait(24)
+			add(5)
+			wait(6)
+			add(6)
+		}
+		if r.IntN(10) == 0 {
+			continue // solved, not closed
+		}
+		wait(72)
+		add(7)
+	}
+	return y
+}
+
+// insert sends the events in time order, in batches, two at a time as the sink does.
+func (y *year) insert(ctx context.Context, store *analytics.Store, size int) (int, error) {
+	batches := make(chan []schemas.TicketEvent, 2)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range 2 {
+		wg.Go(func() {
+			for b := range batches {
+				if err := store.InsertTicketEvents(ctx, b); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	n := 0
+	cur := make([]schemas.TicketEvent, 0, size)
+	for _, day := range y.days {
+		slices.SortFunc(day, func(a, b eventRef) int { return int(a.at) - int(b.at) })
+		for _, e := range day {
+			cur = append(cur, y.event(e))
+			n++
+			if len(cur) == size {
+				batches <- cur
+				cur = make([]schemas.TicketEvent, 0, size)
+			}
+		}
+	}
+	if len(cur) > 0 {
+		batches <- cur
+	}
+	close(batches)
+	wg.Wait()
+	return n, firstErr
+}
+
+func (y *year) event(e eventRef) schemas.TicketEvent {
+	t := y.info[e.ticket]
+	s := steps[e.step]
+	at := y.start.Add(time.Duration(e.at) * time.Second)
+	id := int64(e.ticket) + 1
+	return schemas.TicketEvent{
+		EventID: "zd:bench-" + strconv.FormatInt(id, 10) + "-" + strconv.Itoa(int(e.step)), Tenant: "bench",
+		Account: schemas.Account{Subdomain: "bench", ID: 1}, BrandID: int64(t.brand), Type: s.typ, Source: schemas.SourceEvent,
+		OccurredAt: at, ReceivedAt: at,
+		Ticket: schemas.Ticket{ID: id, Subject: "Where is my order?", Status: s.status, PreviousStatus: s.previous,
+			Priority: benchPriority[t.priority], Tags: benchTagSets[t.tags], Channel: benchChannels[t.channel], Via: benchChannels[t.channel],
+			Requester: schemas.Requester{ID: int64(t.requester)}, AssigneeID: int64(t.assignee), GroupID: int64(t.group)},
+	}
+}
