@@ -78,13 +78,13 @@ func (s span) indexSQL(expr string) string {
 }
 
 // ticketsSQL is the tickets of the filter's tenants, brand, channel and tag, deleted ones
-// left out, one row each with created_s, is_closed, closed_s, reopened and requester, plus
-// key when by names a breakdown (one row per tag for "tag"). closed_s is never before
+// left out, one row each with created_s, is_closed, closed_s, and reopened and requester when
+// need names them (0 otherwise), plus key when by names a breakdown (one row per tag for "tag"). closed_s is never before
 // created_s, so a ticket is never resolved before it is opened. Times are Unix seconds:
 // they compare without a time zone.
 //
 // The aliases differ from ticket_facts' column names on purpose (see the migration).
-func ticketsSQL(f reports.Filter, sp span, by string) (string, []any) {
+func ticketsSQL(f reports.Filter, sp span, by string, need ...string) (string, []any) {
 	var having []string
 	args := []any{sp.tenants}
 	if f.BrandID != 0 {
@@ -99,12 +99,20 @@ func ticketsSQL(f reports.Filter, sp span, by string) (string, []any) {
 		having = append(having, "has(tag_list, ?)")
 		args = append(args, f.Tag)
 	}
+	// Each state merged costs a good part of the query: only those the report reads are.
 	cols := []string{
 		"bitAnd(minMerge(opened_state), 4294967295) AS created_s",
 		"minMerge(closed_state) AS closed_raw",
 		"bitAnd(maxMerge(latest_state), 1) AS deleted",
-		"maxMerge(reopened_state) = 1 OR maxMerge(open_state) > minMerge(solved_state) AS reopened",
-		"argMaxIfMerge(requester_state) AS requester",
+	}
+	reopened, requester := "0", "toInt64(0)"
+	if slices.Contains(need, "reopened") {
+		cols = append(cols, "maxMerge(reopened_state) = 1 OR maxMerge(open_state) > minMerge(solved_state) AS reopened_flag")
+		reopened = "reopened_flag"
+	}
+	if slices.Contains(need, "requester") {
+		cols = append(cols, "argMaxIfMerge(requester_state) AS requester_id_latest")
+		requester = "requester_id_latest"
 	}
 	if f.BrandID != 0 || by == "brand" {
 		cols = append(cols, "argMaxMerge(brand_state) AS brand")
@@ -141,8 +149,8 @@ WHERE tenant IN ?
 GROUP BY tenant, ticket_id
 HAVING %s`, strings.Join(cols, ",\n    "), strings.Join(having, " AND "))
 	q := fmt.Sprintf(`SELECT tenant, ticket_id, created_s, closed_raw != 4294967295 AS is_closed,
-    toUInt32(greatest(closed_raw, created_s)) AS closed_s, reopened, requester, %s AS key
-FROM (%s)`, key, inner)
+    toUInt32(greatest(closed_raw, created_s)) AS closed_s, %s AS reopened, %s AS requester, %s AS key
+FROM (%s)`, reopened, requester, key, inner)
 	return q, args
 }
 
@@ -250,7 +258,7 @@ func (s *Store) ResolutionCohorts(ctx context.Context, f reports.Filter) ([]repo
 	if err != nil {
 		return nil, err
 	}
-	tickets, args := ticketsSQL(f, sp, "")
+	tickets, args := ticketsSQL(f, sp, "", "reopened")
 	q := fmt.Sprintf(`SELECT toString(%s) AS cohort, count(),
     countIf(is_closed AND dur <= 86400), countIf(is_closed AND dur <= 3 * 86400), countIf(is_closed AND dur <= 7 * 86400),
     countIf(is_closed AND dur <= 14 * 86400), countIf(is_closed AND dur <= 30 * 86400),
@@ -303,7 +311,7 @@ func (s *Store) RepeatCohorts(ctx context.Context, f reports.Filter) ([]reports.
 	if err != nil {
 		return nil, err
 	}
-	tickets, args := ticketsSQL(f, sp, "")
+	tickets, args := ticketsSQL(f, sp, "", "requester")
 	// Per customer, their tickets' creation times in order; the first is their cohort, the
 	// rest become the distinct offsets they came back in. Offset -1 counts the cohort.
 	q := fmt.Sprintf(`SELECT toString(%s) AS cohort, off, count()
@@ -378,7 +386,7 @@ func (s *Store) Segments(ctx context.Context, f reports.Filter) ([]reports.Segme
 	if kind == "" {
 		kind = "segment"
 	}
-	tickets, args := ticketsSQL(f, sp, "")
+	tickets, args := ticketsSQL(f, sp, "", "reopened", "requester")
 	// No ASOF JOIN in 18.16: every snapshot of the ticket's requester joins the ticket, those
 	// after its creation are dropped, and argMax keeps the latest of the rest. The right side
 	// is the snapshots of the tenants asked for, which the join holds in memory.
