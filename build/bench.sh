@@ -94,3 +94,6 @@ bin/loadgen backfill -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -tickets 20000 -dura
 # ticket_facts merged as a year-old store has it; -loaded times them before the merge too.
 # About 60 s to load 10 million events here, then 6 runs of each report.
 bin/loadgen reports -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -events "${BENCH_REPORT_EVENTS:-10000000}" -runs "${BENCH_REPORT_RUNS:-5}"
+# Freshness: from an accepted webhook to the trends report (issue 6's target: p95 ≤ 5 s).
+bin/loadgen freshness -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
+	-http "$BENCH_HTTP" -rate 20 -duration 30s
