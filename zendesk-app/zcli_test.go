@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zenklav/zenklav/internal/npmtest"
 )
 
 // TestZCLIAppsServer runs `zcli apps:server` on the app as a developer would, offline and
@@ -27,7 +29,7 @@ import (
 // makes zcli prompt, and with standard input at EOF it exits instead of serving), and the
 // app.json it serves to Zendesk (?zcli_apps=true) must describe the sidebar app.
 func TestZCLIAppsServer(t *testing.T) {
-	needNodeModules(t)
+	npmtest.NeedNodeModules(t)
 
 	var man struct {
 		Name     string `json:"name"`
@@ -257,7 +259,7 @@ func (b *syncBuffer) String() string {
 // zcli's own code, which needs no account) and requires it to hold only the Zendesk app:
 // .zcliignore must keep out the sidebar page, the npm packages and the Go files.
 func TestZCLIPackage(t *testing.T) {
-	needNodeModules(t)
+	npmtest.NeedNodeModules(t)
 	// zcli writes the zip under the app folder; tmp/ is where it puts its own and never packs.
 	if err := os.MkdirAll("tmp", 0o755); err != nil {
 		t.Fatal(err)
