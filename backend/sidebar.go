@@ -3,18 +3,13 @@ package backend
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
-	"mime"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -46,35 +41,18 @@ type Cards interface {
 // maxAppForm bounds the body of Zendesk's signed-URL request: one form field, a JWT.
 const maxAppForm = 16 << 10
 
-// sidebarPage is the parsed page and its files' fingerprint.
+// sidebarPage is the parsed page, its refusal, and their files.
 type sidebarPage struct {
 	page, refusal *template.Template
-	// version changes whenever a file of the page does; it is part of the files' URLs, so
-	// they may be cached for good.
-	version string
-	files   map[string][]byte
+	webFiles
 }
 
 func loadSidebarPage(web fs.FS) (*sidebarPage, error) {
-	p := &sidebarPage{files: map[string][]byte{}}
-	h := sha256.New()
-	names, err := fs.Glob(web, "*")
+	files, err := loadWebFiles(web)
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		b, err := fs.ReadFile(web, name)
-		if err != nil {
-			continue // a directory
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(b))
-		h.Write(b)
-		if path.Ext(name) != ".html" {
-			p.files[name] = b
-		}
-	}
-	p.version = hex.EncodeToString(h.Sum(nil))[:12]
+	p := &sidebarPage{webFiles: files}
 	if p.page, err = template.ParseFS(web, "sidebar.html"); err != nil {
 		return nil, fmt.Errorf("sidebar page: %w", err)
 	}
@@ -96,7 +74,7 @@ func (s *Server) routeSidebar(e *gin.Engine) error {
 	}
 	s.page = page
 	e.POST("/app/sidebar", s.sidebarPage)
-	e.GET("/app/web/:version/:file", s.sidebarFile)
+	e.GET("/app/web/:version/:file", s.page.serve)
 	api := e.Group("/api/v1/sidebar", noStore)
 	api.GET("/profile", sb.Auth.RequireSession(), s.sidebarProfile)
 	api.POST("/session", sb.Auth.RequireRenewableSession(), s.renewSession)
@@ -146,7 +124,7 @@ func (s *Server) sidebarPage(c *gin.Context) {
 	s.renderPage(c, http.StatusOK, origin, s.page.page, map[string]any{
 		"Session":        session,
 		"SessionExpires": sess.ExpiresAt.Unix(),
-		"Assets":         "/app/web/" + s.page.version + "/",
+		"Assets":         s.page.prefix("/app/web"),
 		"Lang":           lang,
 		"Theme":          theme,
 	})
@@ -171,7 +149,7 @@ func (s *Server) refusePage(c *gin.Context, lang, theme, ancestors string, err e
 		"Theme":   theme,
 		"Title":   refusalTitle[lang],
 		"Message": msg,
-		"Assets":  "/app/web/" + s.page.version + "/",
+		"Assets":  s.page.prefix("/app/web"),
 	})
 }
 
@@ -196,23 +174,6 @@ func (s *Server) renderPage(c *gin.Context, status int, ancestors string, t *tem
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
-}
-
-// sidebarFile serves the page's scripts and styles. Their URLs carry the version of the
-// page's files, so they are cached for a year and a new release loads new ones.
-func (s *Server) sidebarFile(c *gin.Context) {
-	b, ok := s.page.files[c.Param("file")]
-	if !ok || c.Param("version") != s.page.version {
-		_ = c.Error(zenklav.Errorf(zenklav.ENOTFOUND, "no file %s", c.Request.URL.Path))
-		return
-	}
-	ctype := mime.TypeByExtension(path.Ext(c.Param("file")))
-	if ctype == "" {
-		ctype = "application/octet-stream"
-	}
-	c.Header("Cache-Control", "public, max-age=31536000, immutable")
-	c.Header("X-Content-Type-Options", "nosniff")
-	c.Data(http.StatusOK, ctype, b)
 }
 
 // sidebarProfile answers the profile card: ?ticket_id= (with the requester_id the page
