@@ -2,8 +2,8 @@ package sidebar_test
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
