@@ -30,7 +30,6 @@ const (
 const AllTenants = "*"
 
 const (
-	reportsIssuer   = "zenklav"
 	reportsAudience = "zenklav:reports"
 	callerKey       = "zenklav.reports.caller"
 	// MaxReportTokenTTL is the longest a report token may live: it cannot be revoked except by
@@ -104,10 +103,9 @@ func (a *ReportsAuth) Issue(req TokenRequest) (string, time.Time, error) {
 	}
 	now := a.now().UTC().Truncate(time.Second) // JWT times are whole seconds
 	exp := now.Add(req.TTL)
-	key := a.keys[0]
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, ReportClaims{
+	signed, err := signZenklavToken(a.keys[0], ReportClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    reportsIssuer,
+			Issuer:    zenklavIssuer,
 			Subject:   req.Subject,
 			Audience:  jwt.ClaimStrings{reportsAudience},
 			IssuedAt:  jwt.NewNumericDate(now),
@@ -117,8 +115,6 @@ func (a *ReportsAuth) Issue(req TokenRequest) (string, time.Time, error) {
 		Role:    req.Role,
 		Tenants: slices.Compact(slices.Sorted(slices.Values(req.Tenants))),
 	})
-	t.Header["kid"] = key.ID
-	signed, err := t.SignedString([]byte(key.Secret.Reveal()))
 	if err != nil {
 		return "", time.Time{}, zenklav.Wrap(zenklav.EINTERNAL, err, "sign report token")
 	}
@@ -165,25 +161,7 @@ func (a *ReportsAuth) Verify(token string) (Caller, error) {
 		return Caller{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "report token is over %d bytes", maxTokenBytes)
 	}
 	var claims ReportClaims
-	var kid string
-	_, err := jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithIssuer(reportsIssuer),
-		jwt.WithAudience(reportsAudience),
-		jwt.WithExpirationRequired(),
-		jwt.WithNotBeforeRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(jwtLeeway),
-		jwt.WithTimeFunc(a.now),
-	).ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
-		kid, _ = t.Header["kid"].(string)
-		for _, k := range a.keys {
-			if k.ID == kid {
-				return []byte(k.Secret.Reveal()), nil
-			}
-		}
-		return nil, errUnknownKey
-	})
+	kid, err := parseZenklavToken(token, reportsAudience, a.keys, false, jwtLeeway, a.now, &claims)
 	if errors.Is(err, errUnknownKey) {
 		// A retired key's tokens end here: say so, since the operator's fix is a new token.
 		return Caller{}, zenklav.Wrap(zenklav.EUNAUTHORIZED, err, "report token is signed with a key zenklav does not have (kid %q): ask for a new token", trimKid(kid))
@@ -212,8 +190,6 @@ func (a *ReportsAuth) Verify(token string) (Caller, error) {
 	return Caller{Subject: claims.Subject, Role: claims.Role, Tenants: tenants, KeyID: kid, ExpiresAt: claims.ExpiresAt.Time.UTC()}, nil
 }
 
-var errUnknownKey = errors.New("unknown key id")
-
 // trimKid bounds a value from an unverified token before it goes into a message.
 func trimKid(s string) string {
 	if len(s) > 64 {
@@ -226,14 +202,14 @@ func trimKid(s string) string {
 // "Authorization: Bearer …" and puts the Caller in the context for CallerFrom.
 func (a *ReportsAuth) RequireCaller() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		token := bearerToken(c)
+		if token == "" {
 			c.Header("WWW-Authenticate", `Bearer realm="zenklav reports"`)
 			_ = c.Error(zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing report token: send Authorization: Bearer <token> (zenklav token prints one)"))
 			c.Abort()
 			return
 		}
-		caller, err := a.Verify(strings.TrimSpace(token))
+		caller, err := a.Verify(token)
 		if err != nil {
 			if zenklav.ErrorCode(err) == zenklav.EUNAUTHORIZED {
 				c.Header("WWW-Authenticate", `Bearer realm="zenklav reports", error="invalid_token"`)

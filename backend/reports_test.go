@@ -6,8 +6,8 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"github.com/zenklav/zenklav/internal/golden"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,8 +31,6 @@ import (
 	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/reports"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // The keys of the tests: 2026-11 signs, 2026-10 (the previous generation) still verifies,
 // 2026-09 was rotated out.
@@ -394,22 +392,6 @@ func TestNewReportsAuthRefusesWeakKeys(t *testing.T) {
 	}
 }
 
-func checkGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to write it)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update rewrites it after review):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
 // TestReportAnswers checks each report's JSON and CSV against testdata, and what the
 // source was asked.
 func TestReportAnswers(t *testing.T) {
@@ -465,7 +447,7 @@ func TestReportAnswers(t *testing.T) {
 				if _, err := csv.NewReader(bytes.NewReader(body)).ReadAll(); err != nil {
 					t.Errorf("not CSV: %v", err)
 				}
-				checkGolden(t, filepath.Join("testdata", "report_"+tc.name+".csv"), body)
+				golden.Check(t, filepath.Join("testdata", "report_"+tc.name+".csv"), body)
 				return
 			}
 			if !strings.HasPrefix(ctype, "application/json") || disp != "" {
@@ -476,7 +458,7 @@ func TestReportAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			indented.WriteByte('\n')
-			checkGolden(t, filepath.Join("testdata", "report_"+tc.name+".json"), indented.Bytes())
+			golden.Check(t, filepath.Join("testdata", "report_"+tc.name+".json"), indented.Bytes())
 		})
 	}
 }

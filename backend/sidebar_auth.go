@@ -50,7 +50,6 @@ const (
 	// maxTokenBytes bounds what is parsed at all.
 	maxTokenBytes = 8 << 10
 
-	sessionIssuer   = "zenklav"
 	sessionAudience = "zenklav:sidebar" // so no other token zenklav signs passes as a session
 	sessionKey      = "zenklav.sidebar.session"
 )
@@ -246,9 +245,9 @@ func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time, sessionID string
 	}
 	now := a.now().UTC().Truncate(time.Second) // JWT times are whole seconds
 	s := Session{AppIdentity: id, ID: sessionID, ExpiresAt: now.Add(SessionTTL), AuthTime: authTime}
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, sessionClaims{
+	token, err := signZenklavToken(a.keys[0], sessionClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    sessionIssuer,
+			Issuer:    zenklavIssuer,
 			Audience:  jwt.ClaimStrings{sessionAudience},
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
@@ -258,8 +257,6 @@ func (a *SidebarAuth) issue(id AppIdentity, authTime time.Time, sessionID string
 		Tenant: id.Tenant, Subdomain: id.Subdomain, Installation: id.Installation,
 		UserID: id.UserID, Email: id.Email, TicketID: id.TicketID, AuthTime: authTime.Unix(),
 	})
-	t.Header["kid"] = a.keys[0].ID
-	token, err := t.SignedString([]byte(a.keys[0].Secret.Reveal()))
 	if err != nil {
 		return "", Session{}, zenklav.Wrap(zenklav.EINTERNAL, err, "sign session")
 	}
@@ -282,17 +279,8 @@ func (a *SidebarAuth) verifySession(token string, leeway time.Duration) (Session
 		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session token is over %d bytes", maxTokenBytes)
 	}
 	var claims sessionClaims
-	_, err := jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithIssuer(sessionIssuer),
-		jwt.WithAudience(sessionAudience),
-		jwt.WithExpirationRequired(),
-		jwt.WithNotBeforeRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(leeway),
-		jwt.WithTimeFunc(a.now),
-	).ParseWithClaims(token, &claims, a.sessionKey)
-	if err != nil {
+	// A session without a kid was signed before keys had ids, with the current key.
+	if _, err := parseZenklavToken(token, sessionAudience, a.keys, true, leeway, a.now, &claims); err != nil {
 		return Session{}, refusal("session token", err)
 	}
 	if claims.Tenant == "" || claims.ID == "" || claims.AuthTime == 0 {
@@ -313,21 +301,6 @@ func (a *SidebarAuth) verifySession(token string, leeway time.Duration) (Session
 	}, nil
 }
 
-// sessionKey finds the key a session token names in its kid; a token without one was
-// signed before keys had ids, with the current key.
-func (a *SidebarAuth) sessionKey(t *jwt.Token) (any, error) {
-	kid, _ := t.Header["kid"].(string)
-	if kid == "" {
-		return []byte(a.keys[0].Secret.Reveal()), nil
-	}
-	for _, k := range a.keys {
-		if k.ID == kid {
-			return []byte(k.Secret.Reveal()), nil
-		}
-	}
-	return nil, fmt.Errorf("no signing key %q", kid)
-}
-
 // RequireSession is the Gin middleware of the sidebar API: it verifies the session token of
 // "Authorization: Bearer …", refuses it when the route names another tenant (a :tenant
 // parameter), and puts the Session in the context for SessionFrom.
@@ -341,13 +314,13 @@ func (a *SidebarAuth) RequireRenewableSession() gin.HandlerFunc {
 
 func (a *SidebarAuth) requireSession(leeway time.Duration) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		token := bearerToken(c)
+		if token == "" {
 			_ = c.Error(zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing session token: send Authorization: Bearer <token>"))
 			c.Abort()
 			return
 		}
-		s, err := a.verifySession(strings.TrimSpace(token), leeway)
+		s, err := a.verifySession(token, leeway)
 		if err == nil {
 			if tenant := c.Param("tenant"); tenant != "" {
 				err = s.Authorize(tenant)

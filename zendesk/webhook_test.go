@@ -3,8 +3,8 @@ package zendesk_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"github.com/zenklav/zenklav/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +15,6 @@ import (
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var received = time.Date(2025, 1, 8, 10, 12, 9, 0, time.UTC)
 
@@ -54,19 +52,7 @@ func TestParseWebhookGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			pretty.WriteByte('\n')
-			golden := strings.TrimSuffix(in, ".json") + ".golden.json"
-			if *update {
-				if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./zendesk -update to create it)", err)
-			}
-			if !bytes.Equal(pretty.Bytes(), want) {
-				t.Errorf("event differs from %s:\ngot:\n%s\nwant:\n%s", golden, pretty.Bytes(), want)
-			}
+			golden.Check(t, strings.TrimSuffix(in, ".json")+".golden.json", pretty.Bytes())
 		})
 	}
 }

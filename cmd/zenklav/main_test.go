@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
+	"github.com/zenklav/zenklav/internal/golden"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -212,7 +212,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	checkGolden(t, "testdata/ticket_metrics.golden.json", metricsJSON(t, kl.Events(klaviyoKey), tenant))
+	golden.Check(t, "testdata/ticket_metrics.golden.json", metricsJSON(t, kl.Events(klaviyoKey), tenant))
 	// Open_tickets follows the metrics: his ticket closed, hers is open.
 	for who, want := range map[string]float64{sample.Customers[1].Email: 0, sample.Customers[0].Email: 1} {
 		for {
@@ -231,8 +231,6 @@ func TestEndToEnd(t *testing.T) {
 	kl.AssertNoViolations(t)
 }
 
-var update = flag.Bool("update", false, "rewrite the golden files from what the tests produce")
-
 // metricsJSON renders Klaviyo events for a golden file: sorted by metric, with the test's
 // random connection id replaced by CONNECTION.
 func metricsJSON(t *testing.T, events []klaviyo.Event, tenant string) []byte {
@@ -243,22 +241,6 @@ func metricsJSON(t *testing.T, events []klaviyo.Event, tenant string) []byte {
 		t.Fatal(err)
 	}
 	return append(bytes.ReplaceAll(b, []byte(tenant), []byte("CONNECTION")), '\n')
-}
-
-func checkGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to write it)", err, t.Name())
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update rewrites it after review):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 // TestSandboxMode is `make run`'s path: no brokers and no connections file, so `zenklav all`

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/zenklav/zenklav/internal/golden"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -85,7 +86,7 @@ func TestReportOutput(t *testing.T) {
 				t.Errorf("asked %d times", len(src.asked))
 			}
 			ext := map[string]string{"table": ".txt", "csv": ".csv", "json": ".json"}[rr.format]
-			checkGolden(t, filepath.Join("testdata", "report_"+tc.name+ext), out.Bytes())
+			golden.Check(t, filepath.Join("testdata", "report_"+tc.name+ext), out.Bytes())
 		})
 	}
 }
