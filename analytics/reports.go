@@ -3,17 +3,19 @@ package analytics
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/reports"
 )
 
-// The Store answers the reports from ticket_facts, one row per ticket (migration 0003 says
-// what opened, resolved, reopened and deleted mean there).
+// The Store answers the reports from ticket_rows and customer_rows, one live row per ticket
+// and per customer (migration 0005 says what opened, resolved, reopened and deleted mean).
 var _ reports.Source = (*Store)(nil)
 
 // span is a Filter turned into what the SQL needs: the tenants it may read, the range as
@@ -77,82 +79,32 @@ func (s span) indexSQL(expr string) string {
 	return fmt.Sprintf("toUInt32(toDate(%s, '%s'))", t, s.tz)
 }
 
-// ticketsSQL is the tickets of the filter's tenants, brand, channel and tag, deleted ones
-// left out, one row each with created_s, is_closed, closed_s, and reopened and requester when
-// need names them (0 otherwise), plus key when by names a breakdown (one row per tag for "tag"). closed_s is never before
-// created_s, so a ticket is never resolved before it is opened. Times are Unix seconds:
-// they compare without a time zone.
-//
-// The aliases differ from ticket_facts' column names on purpose (see the migration).
-func ticketsSQL(f reports.Filter, sp span, by string, need ...string) (string, []any) {
-	var having []string
+// where is the WHERE clause (and its arguments) that selects ticket_rows for the filter:
+// its tenants, brand, channel and tag, deleted tickets left out.
+func where(f reports.Filter, sp span) (string, []any) {
+	conds := []string{"tenant IN ?", "deleted = 0"}
 	args := []any{sp.tenants}
 	if f.BrandID != 0 {
-		having = append(having, "brand = ?")
-		args = append(args, f.BrandID)
+		conds, args = append(conds, "brand_id = ?"), append(args, f.BrandID)
 	}
 	if f.Channel != "" {
-		having = append(having, "chan = ?")
-		args = append(args, f.Channel)
+		conds, args = append(conds, "channel = ?"), append(args, f.Channel)
 	}
 	if f.Tag != "" {
-		having = append(having, "has(tag_list, ?)")
-		args = append(args, f.Tag)
+		conds, args = append(conds, "has(tags, ?)"), append(args, f.Tag)
 	}
-	// Each state merged costs a good part of the query: only those the report reads are.
-	cols := []string{
-		"bitAnd(minMerge(opened_state), 4294967295) AS created_s",
-		"minMerge(closed_state) AS closed_raw",
-		"bitAnd(maxMerge(latest_state), 1) AS deleted",
-	}
-	reopened, requester := "0", "toInt64(0)"
-	if slices.Contains(need, "reopened") {
-		cols = append(cols, "maxMerge(reopened_state) = 1 OR maxMerge(open_state) > minMerge(solved_state) AS reopened_flag")
-		reopened = "reopened_flag"
-	}
-	if slices.Contains(need, "requester") {
-		cols = append(cols, "argMaxIfMerge(requester_state) AS requester_id_latest")
-		requester = "requester_id_latest"
-	}
-	if f.BrandID != 0 || by == "brand" {
-		cols = append(cols, "argMaxMerge(brand_state) AS brand")
-	}
-	if f.Channel != "" || by == "channel" {
-		cols = append(cols, "argMaxMerge(channel_state) AS chan")
-	}
-	if f.Tag != "" || by == "tag" {
-		cols = append(cols, "argMaxMerge(tags_state) AS tag_list")
-	}
-	key := "''"
-	switch by {
-	case "brand":
-		key = "toString(brand)"
-	case "channel":
-		key = "chan"
-	case "priority":
-		cols = append(cols, "argMaxMerge(priority_state) AS prio")
-		key = "prio"
-	case "group":
-		cols = append(cols, "argMaxMerge(group_state) AS grp")
-		key = "toString(grp)"
-	case "assignee":
-		cols = append(cols, "argMaxMerge(assignee_state) AS asg")
-		key = "toString(asg)"
-	case "tag":
-		// A ticket without tags is counted under "", so every ticket is under some key.
-		key = "arrayJoin(if(empty(tag_list), [''], tag_list))"
-	}
-	having = append([]string{"deleted = 0"}, having...)
-	inner := fmt.Sprintf(`SELECT tenant, ticket_id, %s
-FROM ticket_facts
-WHERE tenant IN ?
-GROUP BY tenant, ticket_id
-HAVING %s`, strings.Join(cols, ",\n    "), strings.Join(having, " AND "))
-	q := fmt.Sprintf(`SELECT tenant, ticket_id, created_s, closed_raw != 4294967295 AS is_closed,
-    toUInt32(greatest(closed_raw, created_s)) AS closed_s, %s AS reopened, %s AS requester, %s AS key
-FROM (%s)`, reopened, requester, key, inner)
-	return q, args
+	return strings.Join(conds, " AND "), args
 }
+
+// dayNumber turns a ClickHouse Date read as its day number into YYYY-MM-DD.
+func dayNumber(d uint16) string {
+	return time.Unix(int64(d)*86400, 0).UTC().Format(time.DateOnly)
+}
+
+// Weighing rows by sign: every query below counts with sum(sign) and takes quantiles with
+// sign as the weight, so a row and its cancel row (ticket_rows and customer_rows are
+// CollapsingMergeTree, collapsed in the background) add up to nothing. No query groups by
+// ticket: that grouping over a year's tickets is what a report could not afford.
 
 // Trends counts, per period of f.Interval in f.TZ (and per key of f.By), the tickets opened
 // and resolved in it and the backlog at its end: tickets created and not yet closed, counting
@@ -166,19 +118,42 @@ func (s *Store) Trends(ctx context.Context, f reports.Filter) ([]reports.TrendRo
 	if err != nil {
 		return nil, err
 	}
-	tickets, args := ticketsSQL(f, sp, f.By)
-	// Each ticket is an opening (what 1, at created_s) and maybe a resolution (what 2); before
-	// From they only make the starting backlog, period ''.
-	q := fmt.Sprintf(`SELECT key, if(t < ?, '', toString(%s)) AS p, countIf(what = 1), countIf(what = 2)
+	cond, args := where(f, sp)
+	// One pass: per key, the tickets by the period they opened in and the one they closed in
+	// (0 = before From, 65535 = not closed by To's end), so both counts and the backlog come
+	// from one grouping. Periods are Dates, compared as day numbers.
+	key, outer := "toUInt8(0)", "''"
+	switch f.By {
+	case "brand":
+		key, outer = "brand_id", "toString(k)"
+	case "channel":
+		key, outer = "channel", "k"
+	case "priority":
+		key, outer = "priority", "k"
+	case "group":
+		key, outer = "group_id", "toString(k)"
+	case "assignee":
+		key, outer = "assignee_id", "toString(k)"
+	case "tag":
+		// A ticket without tags is counted under "", so every ticket is under some key.
+		key, outer = "tags", "arrayJoin(if(empty(k), [''], k))"
+	}
+	q := fmt.Sprintf(`SELECT key, pc, pr, sum(n)
 FROM
 (
-    SELECT key, ev.1 AS what, ev.2 AS t
-    FROM (%s)
-    ARRAY JOIN if(is_closed, [(1, created_s), (2, closed_s)], [(1, created_s)]) AS ev
+    SELECT %s AS key, pc, pr, n
+    FROM
+    (
+        SELECT %s AS k, if(created_s < ?, toUInt16(0), toUInt16(%s)) AS pc,
+            if(is_closed = 0 OR closed_s >= ?, toUInt16(65535), if(closed_s < ?, toUInt16(0), toUInt16(%s))) AS pr,
+            sum(sign) AS n
+        FROM ticket_rows
+        WHERE %s AND created_s < ?
+        GROUP BY k, pc, pr
+    )
 )
-WHERE t < ?
-GROUP BY key, p`, sp.periodSQL("t"), tickets)
-	args = append([]any{sp.from}, args...)
+GROUP BY key, pc, pr`, outer, key, sp.periodSQL("created_s"), sp.periodSQL("closed_s"), cond)
+	args = append([]any{sp.from, sp.end, sp.from}, args...)
 	args = append(args, sp.end)
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
@@ -188,13 +163,32 @@ GROUP BY key, p`, sp.periodSQL("t"), tickets)
 	type cell struct{ opened, resolved int64 }
 	cells := map[[2]string]cell{}
 	keys := map[string]bool{}
+	period := func(d uint16) string {
+		if d == 0 {
+			return "" // before From: the starting backlog
+		}
+		return dayNumber(d)
+	}
 	for rows.Next() {
-		var key, period string
-		var opened, resolved uint64
-		if err := rows.Scan(&key, &period, &opened, &resolved); err != nil {
+		var key string
+		var pc, pr uint16
+		var n int64
+		if err := rows.Scan(&key, &pc, &pr, &n); err != nil {
 			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "trends %s", f)
 		}
-		cells[[2]string{key, period}] = cell{int64(opened), int64(resolved)}
+		if n == 0 {
+			continue // rows that cancelled out
+		}
+		o := [2]string{key, period(pc)}
+		c := cells[o]
+		c.opened += n
+		cells[o] = c
+		if pr != 65535 {
+			r := [2]string{key, period(pr)}
+			c := cells[r]
+			c.resolved += n
+			cells[r] = c
+		}
 		keys[key] = true
 	}
 	if err := rows.Err(); err != nil {
@@ -250,55 +244,114 @@ func Periods(from, to time.Time, interval string, tz *time.Location) []string {
 // ResolutionCohorts groups the tickets created in the range by the period they were created
 // in and says how fast they became closed, as of now: the share closed within 1, 3, 7, 14
 // and 30 days of creation (closed_at - created_at ≤ N × 24 h), the median and 90th
-// percentile hours to close over those closed so far (ClickHouse's quantileExact: the
-// element at ⌊level × n⌋ of the sorted times), and the share reopened. Periods without
-// tickets have no row.
+// percentile hours to close over those closed so far (in whole minutes, nearest rank: the
+// smallest time with at least ⌈level × n⌉ of the n times at or below it), and the share
+// reopened. Periods without tickets have no row.
 func (s *Store) ResolutionCohorts(ctx context.Context, f reports.Filter) ([]reports.ResolutionCohortRow, error) {
 	sp, err := newSpan(f)
 	if err != nil {
 		return nil, err
 	}
-	tickets, args := ticketsSQL(f, sp, "", "reopened")
-	q := fmt.Sprintf(`SELECT toString(%s) AS cohort, count(),
-    countIf(is_closed AND dur <= 86400), countIf(is_closed AND dur <= 3 * 86400), countIf(is_closed AND dur <= 7 * 86400),
-    countIf(is_closed AND dur <= 14 * 86400), countIf(is_closed AND dur <= 30 * 86400),
-    countIf(is_closed), quantileExactIf(0.5)(dur, is_closed), quantileExactIf(0.9)(dur, is_closed), countIf(reopened)
-FROM (SELECT created_s, is_closed, toUInt32(closed_s - created_s) AS dur, reopened FROM (%s))
-WHERE created_s >= ? AND created_s < ?
-GROUP BY cohort
-ORDER BY cohort`, sp.periodSQL("created_s"), tickets)
+	cond, args := where(f, sp)
 	args = append(args, sp.from, sp.end)
-	rows, err := s.conn.Query(ctx, q, args...)
+	period := sp.periodSQL("created_s")
+	// Counts by the close bucket (0 = open) and reopened, then quantiles, each one pass.
+	q := fmt.Sprintf(`SELECT toUInt16(%s) AS cohort, close_bucket, reopened, sum(sign)
+FROM ticket_rows
+WHERE %s AND created_s >= ? AND created_s < ?
+GROUP BY cohort, close_bucket, reopened`, period, cond)
+	type cohort struct {
+		n, closed, reopened int64
+		within              map[uint8]int64 // closed within N days, for the bucket N
+		minutes             []uint32
+	}
+	cohorts := map[uint16]*cohort{}
+	err = s.query(ctx, q, args, func(rows driver.Rows) error {
+		var c uint16
+		var bucket, reopened uint8
+		var n int64
+		if err := rows.Scan(&c, &bucket, &reopened, &n); err != nil {
+			return err
+		}
+		if cohorts[c] == nil {
+			cohorts[c] = &cohort{within: map[uint8]int64{}}
+		}
+		co := cohorts[c]
+		co.n += n
+		if bucket != 0 {
+			co.closed += n
+			co.within[bucket] += n
+		}
+		if reopened == 1 {
+			co.reopened += n
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
 	}
-	defer rows.Close()
-	var out []reports.ResolutionCohortRow
-	for rows.Next() {
-		var r reports.ResolutionCohortRow
-		var n, c1, c3, c7, c14, c30, closed, reopened uint64
-		var median, p90 uint32
-		if err := rows.Scan(&r.Cohort, &n, &c1, &c3, &c7, &c14, &c30, &closed, &median, &p90, &reopened); err != nil {
-			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
+	q = fmt.Sprintf(`SELECT toUInt16(%s) AS cohort, quantilesExactWeighted(0.5, 0.9)(close_minutes, sign)
+FROM ticket_rows
+WHERE %s AND is_closed = 1 AND created_s >= ? AND created_s < ?
+GROUP BY cohort`, period, cond)
+	err = s.query(ctx, q, args, func(rows driver.Rows) error {
+		var c uint16
+		var qs []uint32
+		if err := rows.Scan(&c, &qs); err != nil {
+			return err
 		}
-		share := func(k uint64) float64 { return float64(k) / float64(n) }
-		r.Tickets = int64(n)
-		r.Closed1d, r.Closed3d, r.Closed7d, r.Closed14d, r.Closed30d = share(c1), share(c3), share(c7), share(c14), share(c30)
-		r.ReopenRate = share(reopened)
-		if closed > 0 {
-			r.MedianHours, r.P90Hours = hours(median), hours(p90)
+		if co := cohorts[c]; co != nil {
+			co.minutes = qs
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
+	}
+	var out []reports.ResolutionCohortRow
+	for _, c := range slices.Sorted(maps.Keys(cohorts)) {
+		co := cohorts[c]
+		if co.n == 0 {
+			continue // only rows that cancelled out
+		}
+		share := func(k int64) float64 { return float64(k) / float64(co.n) }
+		upTo := func(days uint8) float64 {
+			var k int64
+			for b, n := range co.within {
+				if b <= days {
+					k += n
+				}
+			}
+			return share(k)
+		}
+		r := reports.ResolutionCohortRow{Cohort: dayNumber(c), Tickets: co.n, ReopenRate: share(co.reopened),
+			Closed1d: upTo(1), Closed3d: upTo(3), Closed7d: upTo(7), Closed14d: upTo(14), Closed30d: upTo(30)}
+		if co.closed > 0 && len(co.minutes) == 2 {
+			r.MedianHours, r.P90Hours = hours(co.minutes[0]), hours(co.minutes[1])
 		}
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
 	}
 	return out, nil
 }
 
-func hours(seconds uint32) *float64 {
-	h := float64(seconds) / 3600
+func hours(minutes uint32) *float64 {
+	h := float64(minutes) / 60
 	return &h
+}
+
+// query runs q and hands each row to scan.
+func (s *Store) query(ctx context.Context, q string, args []any, scan func(driver.Rows) error) error {
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // RepeatCohorts groups customers (a tenant's requesters) by the period of their first ticket
@@ -311,49 +364,55 @@ func (s *Store) RepeatCohorts(ctx context.Context, f reports.Filter) ([]reports.
 	if err != nil {
 		return nil, err
 	}
-	tickets, args := ticketsSQL(f, sp, "", "requester")
-	// Per customer, their tickets' creation times in order; the first is their cohort, the
-	// rest become the distinct offsets they came back in. Offset -1 counts the cohort.
-	q := fmt.Sprintf(`SELECT toString(%s) AS cohort, off, count()
+	// One row per customer: their tickets' creation times in order, filtered; the first is
+	// their cohort, the rest become the distinct offsets they came back in. Offset -1 counts
+	// the cohort.
+	conds := []string{"t < ?"}
+	args := []any{sp.end}
+	if f.BrandID != 0 {
+		conds, args = append(conds, "b = ?"), append(args, f.BrandID)
+	}
+	if f.Channel != "" {
+		conds, args = append(conds, "ch = ?"), append(args, f.Channel)
+	}
+	if f.Tag != "" {
+		conds, args = append(conds, "has(g, ?)"), append(args, f.Tag)
+	}
+	q := fmt.Sprintf(`SELECT toUInt16(%s) AS cohort, off, sum(sign)
 FROM
 (
-    SELECT ts[1] AS first_s, arrayDistinct(arrayMap(t -> toInt64(%s) - toInt64(%s), arraySlice(ts, 2))) AS offs
+    SELECT sign, ts[1] AS first_s, arrayMap(t -> toInt64(%s), ts) AS ps
     FROM
     (
-        SELECT arraySort(groupArray(created_s)) AS ts
-        FROM (%s)
-        WHERE requester != 0 AND created_s < ?
-        GROUP BY tenant, requester
+        SELECT sign, arrayFilter((t, b, ch, g) -> %s, created, brands, channels, tag_sets) AS ts
+        FROM customer_rows
+        WHERE tenant IN ?
     )
-    WHERE ts[1] >= ?
+    WHERE notEmpty(ts) AND ts[1] >= ?
 )
-ARRAY JOIN arrayConcat([-1], offs) AS off
-GROUP BY cohort, off`, sp.periodSQL("first_s"), sp.indexSQL("t"), sp.indexSQL("ts[1]"), tickets)
-	args = append(args, sp.end, sp.from)
-	rows, err := s.conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "repeat cohorts %s", f)
-	}
-	defer rows.Close()
+ARRAY JOIN arrayConcat([-1], arrayDistinct(arrayMap(p -> p - ps[1], arraySlice(ps, 2)))) AS off
+GROUP BY cohort, off`, sp.periodSQL("first_s"), sp.indexSQL("t"), strings.Join(conds, " AND "))
+	args = append(args, sp.tenants, sp.from)
 	customers := map[string]int64{}
 	returned := map[string]map[int]int64{}
-	for rows.Next() {
-		var cohort string
-		var off int64
-		var n uint64
-		if err := rows.Scan(&cohort, &off, &n); err != nil {
-			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "repeat cohorts %s", f)
+	err = s.query(ctx, q, args, func(rows driver.Rows) error {
+		var c uint16
+		var off, n int64
+		if err := rows.Scan(&c, &off, &n); err != nil {
+			return err
 		}
+		cohort := dayNumber(c)
 		if off < 0 {
-			customers[cohort] = int64(n)
-			continue
+			customers[cohort] += n
+			return nil
 		}
 		if returned[cohort] == nil {
 			returned[cohort] = map[int]int64{}
 		}
-		returned[cohort][int(off)] = int64(n)
-	}
-	if err := rows.Err(); err != nil {
+		returned[cohort][int(off)] += n
+		return nil
+	})
+	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "repeat cohorts %s", f)
 	}
 	periods := Periods(f.From, f.To, f.Interval, f.TZ)
@@ -373,70 +432,78 @@ GROUP BY cohort, off`, sp.periodSQL("first_s"), sp.indexSQL("t"), sp.indexSQL("t
 
 // Segments counts the tickets created in the range by the Klaviyo segments (or lists, with
 // f.Kind "list") their requester was in when the ticket was created: the names of the
-// requester's latest snapshot (RecordMemberships) at or before that second. A ticket counts
-// under each of those names; a ticket whose requester had no snapshot yet counts under none.
-// Resolved, median hours and reopen rate are as in ResolutionCohorts. Rows are sorted by
-// segment name.
+// requester's latest snapshot (RecordMemberships) at or before that second, as found when the
+// ticket's row was last written (SummarizeTicketEvents). A ticket counts under each of those
+// names; a ticket whose requester had no snapshot yet counts under none. Resolved, median
+// hours and reopen rate are as in ResolutionCohorts. Rows are sorted by segment name.
 func (s *Store) Segments(ctx context.Context, f reports.Filter) ([]reports.SegmentRow, error) {
 	sp, err := newSpan(f)
 	if err != nil {
 		return nil, err
 	}
-	kind := f.Kind
-	if kind == "" {
-		kind = "segment"
+	names := "segments"
+	if f.Kind == "list" {
+		names = "lists"
 	}
-	tickets, args := ticketsSQL(f, sp, "", "reopened", "requester")
-	// No ASOF JOIN in 18.16: every snapshot of the ticket's requester joins the ticket, those
-	// after its creation are dropped, and argMax keeps the latest of the rest. The right side
-	// is the snapshots of the tenants asked for, which the join holds in memory.
-	q := fmt.Sprintf(`SELECT segment, uniqExact(tenant, t_requester), count(), countIf(t_closed),
-    quantileExactIf(0.5)(t_dur, t_closed), countIf(t_reopened)
-FROM
-(
-    SELECT tenant, ticket_id, any(requester_id) AS t_requester, any(is_closed) AS t_closed, any(dur) AS t_dur,
-        any(reopened) AS t_reopened, argMax(names, snap_s) AS seg_names
-    FROM
-    (
-        SELECT tenant, ticket_id, requester AS requester_id, created_s, is_closed, toUInt32(closed_s - created_s) AS dur, reopened
-        FROM (%s)
-        WHERE requester != 0 AND created_s >= ? AND created_s < ?
-    )
-    ALL INNER JOIN
-    (
-        SELECT tenant, requester_id, toUInt32(at) AS snap_s, names
-        FROM klaviyo_memberships
-        WHERE tenant IN ? AND kind = ?
-    ) USING (tenant, requester_id)
-    WHERE snap_s <= created_s
-    GROUP BY tenant, ticket_id
-)
-ARRAY JOIN seg_names AS segment
-GROUP BY segment
-ORDER BY segment`, tickets)
-	args = append(args, sp.from, sp.end, sp.tenants, kind)
-	rows, err := s.conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
-	}
-	defer rows.Close()
-	var out []reports.SegmentRow
-	for rows.Next() {
+	cond, args := where(f, sp)
+	args = append(args, sp.from, sp.end)
+	// Tickets, then customers: a customer counts in a segment while any of their tickets
+	// there is live (sum(sign) > 0).
+	q := fmt.Sprintf(`SELECT segment, sum(sign), sumIf(sign, is_closed = 1), quantileExactWeightedIf(0.5)(close_minutes, sign, is_closed = 1),
+    sumIf(sign, reopened = 1)
+FROM ticket_rows
+ARRAY JOIN %s AS segment
+WHERE %s AND requester_id != 0 AND created_s >= ? AND created_s < ?
+GROUP BY segment`, names, cond)
+	bySegment := map[string]*reports.SegmentRow{}
+	err = s.query(ctx, q, args, func(rows driver.Rows) error {
 		var r reports.SegmentRow
-		var customers, opened, resolved, reopened uint64
+		var resolved, reopened int64
 		var median uint32
-		if err := rows.Scan(&r.Segment, &customers, &opened, &resolved, &median, &reopened); err != nil {
-			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
+		if err := rows.Scan(&r.Segment, &r.Opened, &resolved, &median, &reopened); err != nil {
+			return err
 		}
-		r.Customers, r.Opened, r.Resolved = int64(customers), int64(opened), int64(resolved)
-		r.ReopenRate = float64(reopened) / float64(opened)
+		if r.Opened == 0 {
+			return nil
+		}
+		r.Resolved = resolved
+		r.ReopenRate = float64(reopened) / float64(r.Opened)
 		if resolved > 0 {
 			r.MedianHours = hours(median)
 		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+		bySegment[r.Segment] = &r
+		return nil
+	})
+	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
+	}
+	q = fmt.Sprintf(`SELECT segment, countIf(n > 0)
+FROM
+(
+    SELECT segment, tenant, requester_id, sum(sign) AS n
+    FROM ticket_rows
+    ARRAY JOIN %s AS segment
+    WHERE %s AND requester_id != 0 AND created_s >= ? AND created_s < ?
+    GROUP BY segment, tenant, requester_id
+)
+GROUP BY segment`, names, cond)
+	err = s.query(ctx, q, args, func(rows driver.Rows) error {
+		var segment string
+		var n uint64
+		if err := rows.Scan(&segment, &n); err != nil {
+			return err
+		}
+		if r := bySegment[segment]; r != nil {
+			r.Customers = int64(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
+	}
+	out := make([]reports.SegmentRow, 0, len(bySegment))
+	for _, name := range slices.Sorted(maps.Keys(bySegment)) {
+		out = append(out, *bySegment[name])
 	}
 	return out, nil
 }

@@ -146,28 +146,13 @@ func generate(seed uint64) dataset {
 	return d
 }
 
-// load stores the data set the way production sees it: in several batches, the batches out
-// of order, and a third of the events delivered twice.
+// load stores the data set the way production sees it: the snapshots as the sidebar records
+// them, before the tickets they describe; then the events in several batches, the batches
+// out of order, and a third of the events delivered twice, each batch inserted and folded
+// into ticket_rows as the sink's two consumers do.
 func load(t *testing.T, s *analytics.Store, d dataset) {
 	t.Helper()
 	ctx := context.Background()
-	r := rand.New(rand.NewPCG(3, 4))
-	events := slices.Clone(d.events)
-	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	for off := 0; off < len(events); off += 700 {
-		if err := s.InsertTicketEvents(ctx, events[off:min(off+700, len(events))]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var again []schemas.TicketEvent
-	for _, e := range events {
-		if r.IntN(3) == 0 {
-			again = append(again, e)
-		}
-	}
-	if err := s.InsertTicketEvents(ctx, again); err != nil {
-		t.Fatal(err)
-	}
 	for i, sn := range d.snapshots {
 		if err := s.RecordMemberships(ctx, sn.tenant, sn.requester, sn.at, sn.kind, sn.names); err != nil {
 			t.Fatal(err)
@@ -176,6 +161,27 @@ func load(t *testing.T, s *analytics.Store, d dataset) {
 			if err := s.RecordMemberships(ctx, sn.tenant, sn.requester, sn.at, sn.kind, sn.names); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	events := slices.Clone(d.events)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	var batches [][]schemas.TicketEvent
+	for off := 0; off < len(events); off += 700 {
+		batches = append(batches, events[off:min(off+700, len(events))])
+	}
+	var again []schemas.TicketEvent
+	for _, e := range events {
+		if r.IntN(3) == 0 {
+			again = append(again, e)
+		}
+	}
+	for _, b := range append(batches, again) {
+		if err := s.InsertTicketEvents(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SummarizeTicketEvents(ctx, b); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -355,10 +361,11 @@ func wantTrends(all []ticket, f reports.Filter) []reports.TrendRow {
 	return out
 }
 
-// quantile is ClickHouse's quantileExact: the element at ⌊level × n⌋ of the sorted values.
+// quantile is the nearest rank of the sorted durations in seconds, taken in whole minutes:
+// the ⌈level × n⌉-th smallest, in hours.
 func quantile(sorted []int64, level float64) float64 {
-	i := min(len(sorted)-1, int(level*float64(len(sorted))))
-	return float64(sorted[i]) / 3600
+	i := max(0, int(math.Ceil(level*float64(len(sorted))))-1)
+	return float64(sorted[i]/60) / 60
 }
 
 func wantCohorts(all []ticket, f reports.Filter) []reports.ResolutionCohortRow {

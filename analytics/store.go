@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -33,6 +34,8 @@ type Store struct {
 	conn   driver.Conn
 	db     string
 	logger *slog.Logger
+	// summarizing keeps SummarizeTicketEvents to one batch at a time in a process.
+	summarizing sync.Mutex
 }
 
 // Open connects to ClickHouse and creates the database when it is missing. It does not
@@ -173,7 +176,7 @@ func statements(sql string) []string {
 	return out
 }
 
-const insertTicketEvents = `INSERT INTO ticket_events (event_id, tenant, account_subdomain, account_id, brand_id,
+const insertTicketEvents = `ticket_events (event_id, tenant, account_subdomain, account_id, brand_id,
 event_type, zendesk_type, source, occurred_at, received_at, ticket_id, subject, status, previous_status,
 priority, ticket_type, tags, channel, via, requester_id, requester_email, requester_phone, assignee_id,
 group_id, custom_field_ids, custom_field_values)`
@@ -184,22 +187,9 @@ func (s *Store) InsertTicketEvents(ctx context.Context, events []schemas.TicketE
 	if len(events) == 0 {
 		return nil
 	}
-	batch, err := s.conn.PrepareBatch(ctx, insertTicketEvents)
-	if err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "prepare insert of %d ticket events", len(events))
-	}
-	defer batch.Abort() //nolint:errcheck // no-op after Send
 	// Whole columns at once: appending row by row costs a reflection call per value, which
 	// was the sink's largest cost after JSON decoding.
-	for i, col := range ticketEventColumns(events) {
-		if err := batch.Column(i).Append(col); err != nil {
-			return zenklav.Wrap(zenklav.EINVALID, err, "append column %d of %d ticket events", i, len(events))
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert %d ticket events", len(events))
-	}
-	return nil
+	return s.insertColumns(ctx, insertTicketEvents, len(events), ticketEventColumns(events)...)
 }
 
 // ticketEventColumns lays events out as the columns of insertTicketEvents, in its order.

@@ -1,0 +1,567 @@
+package analytics
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// ticketRow is a ticket's row in ticket_rows (migration 0005 says what each column means):
+// the state its events fold into, then what the reports read, derived from that state.
+type ticketRow struct {
+	Tenant       string
+	TicketID     int64
+	OpenedKey    uint64
+	ClosedMin    uint32
+	SolvedMin    uint32
+	OpenMax      uint32
+	ReopenedFlag uint8
+	LatestKey    uint64
+	DimsAt       uint32
+	BrandID      int64
+	Channel      string
+	Priority     string
+	Tags         []string
+	GroupID      int64
+	AssigneeID   int64
+	RequesterAt  uint32
+	RequesterID  int64
+	// Derived when the row is written.
+	CreatedS     uint32
+	ClosedS      uint32
+	IsClosed     uint8
+	CloseBucket  uint8
+	CloseMinutes uint32
+	Reopened     uint8
+	Deleted      uint8
+	Segments     []string
+	Lists        []string
+}
+
+const ticketRowColumns = `tenant, ticket_id, opened_key, closed_min, solved_min, open_max, reopened_flag, latest_key,
+    dims_at, brand_id, channel, priority, tags, group_id, assignee_id, requester_at, requester_id, created_s,
+    closed_s, is_closed, close_bucket, close_minutes, reopened, deleted, segments, lists`
+
+func (r *ticketRow) fields() []any {
+	return []any{&r.Tenant, &r.TicketID, &r.OpenedKey, &r.ClosedMin, &r.SolvedMin, &r.OpenMax, &r.ReopenedFlag, &r.LatestKey,
+		&r.DimsAt, &r.BrandID, &r.Channel, &r.Priority, &r.Tags, &r.GroupID, &r.AssigneeID, &r.RequesterAt, &r.RequesterID, &r.CreatedS,
+		&r.ClosedS, &r.IsClosed, &r.CloseBucket, &r.CloseMinutes, &r.Reopened, &r.Deleted, &r.Segments, &r.Lists}
+}
+
+const never = math.MaxUint32
+
+// newTicketRow is the state of a ticket no event has been folded into.
+func newTicketRow(tenant string, id int64) ticketRow {
+	return ticketRow{Tenant: tenant, TicketID: id, OpenedKey: math.MaxUint64, ClosedMin: never, SolvedMin: never,
+		Tags: []string{}, Segments: []string{}, Lists: []string{}}
+}
+
+func isOpenStatus(s string) bool { return s == "new" || s == "open" || s == "pending" || s == "hold" }
+
+// fold folds one event into the state. Folding an event twice, or events in another order,
+// gives the same state: every field is a min, a max, or the value of the latest event with
+// ties within one second broken by the values themselves.
+func (r *ticketRow) fold(e *schemas.TicketEvent) {
+	at := uint32(max(e.OccurredAt.Unix(), 0))
+	opened := uint64(at)
+	if e.Type != schemas.TicketCreated {
+		opened |= 1 << 32
+	}
+	r.OpenedKey = min(r.OpenedKey, opened)
+	t := &e.Ticket
+	switch {
+	case t.Status == "closed":
+		r.ClosedMin = min(r.ClosedMin, at)
+	case t.Status == "solved":
+		r.SolvedMin = min(r.SolvedMin, at)
+	case isOpenStatus(t.Status):
+		r.OpenMax = max(r.OpenMax, at)
+		if t.PreviousStatus == "solved" {
+			r.ReopenedFlag = 1
+		}
+	}
+	if t.Status != "" {
+		latest := uint64(at) << 1
+		if t.Status == "deleted" {
+			latest |= 1
+		}
+		r.LatestKey = max(r.LatestKey, latest)
+	}
+	tags := t.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	r.takeDims(ticketRow{DimsAt: at, BrandID: e.BrandID, Channel: t.Channel, Priority: t.Priority, Tags: tags, GroupID: t.GroupID, AssigneeID: t.AssigneeID})
+	r.takeRequester(at, t.Requester.ID)
+}
+
+// takeDims takes o's brand, channel, priority, tags, group and assignee when o is later.
+func (r *ticketRow) takeDims(o ticketRow) {
+	if o.DimsAt < r.DimsAt || o.DimsAt == r.DimsAt && compareDims(&o, r) <= 0 {
+		return
+	}
+	r.DimsAt, r.BrandID, r.Channel, r.Priority, r.Tags, r.GroupID, r.AssigneeID = o.DimsAt, o.BrandID, o.Channel, o.Priority, o.Tags, o.GroupID, o.AssigneeID
+}
+
+func compareDims(a, b *ticketRow) int {
+	return cmp.Or(cmp.Compare(a.BrandID, b.BrandID), cmp.Compare(a.Channel, b.Channel), cmp.Compare(a.Priority, b.Priority),
+		slices.Compare(a.Tags, b.Tags), cmp.Compare(a.GroupID, b.GroupID), cmp.Compare(a.AssigneeID, b.AssigneeID))
+}
+
+func (r *ticketRow) takeRequester(at uint32, id int64) {
+	if id != 0 && (at > r.RequesterAt || at == r.RequesterAt && id > r.RequesterID) {
+		r.RequesterAt, r.RequesterID = at, id
+	}
+}
+
+// merge joins another row's state into r, as if r had folded o's events too. Two live rows
+// of one ticket exist only when two writers raced on it (see SummarizeTicketEvents).
+func (r *ticketRow) merge(o ticketRow) {
+	r.OpenedKey = min(r.OpenedKey, o.OpenedKey)
+	r.ClosedMin, r.SolvedMin = min(r.ClosedMin, o.ClosedMin), min(r.SolvedMin, o.SolvedMin)
+	r.OpenMax, r.ReopenedFlag, r.LatestKey = max(r.OpenMax, o.OpenMax), max(r.ReopenedFlag, o.ReopenedFlag), max(r.LatestKey, o.LatestKey)
+	r.takeDims(o)
+	r.takeRequester(o.RequesterAt, o.RequesterID)
+}
+
+// derive fills in what the reports read from the state (not segments and lists).
+func (r *ticketRow) derive() {
+	r.CreatedS = uint32(r.OpenedKey) // the low half: the time
+	r.IsClosed, r.ClosedS, r.CloseBucket, r.CloseMinutes = 0, 0, 0, 0
+	if r.ClosedMin != never {
+		// A close stamped before the creation counts at the creation.
+		r.IsClosed, r.ClosedS = 1, max(r.ClosedMin, r.CreatedS)
+		d := r.ClosedS - r.CreatedS
+		r.CloseMinutes = d / 60
+		r.CloseBucket = 31
+		for _, days := range []uint32{30, 14, 7, 3, 1} {
+			if d <= days*86400 {
+				r.CloseBucket = uint8(days)
+			}
+		}
+	}
+	r.Reopened = 0
+	if r.ReopenedFlag == 1 || r.SolvedMin != never && r.OpenMax > r.SolvedMin {
+		r.Reopened = 1
+	}
+	r.Deleted = uint8(r.LatestKey & 1)
+}
+
+func (r *ticketRow) equal(o *ticketRow) bool {
+	return r.Tenant == o.Tenant && r.TicketID == o.TicketID && r.OpenedKey == o.OpenedKey && r.ClosedMin == o.ClosedMin &&
+		r.SolvedMin == o.SolvedMin && r.OpenMax == o.OpenMax && r.ReopenedFlag == o.ReopenedFlag && r.LatestKey == o.LatestKey &&
+		r.DimsAt == o.DimsAt && compareDims(r, o) == 0 && r.RequesterAt == o.RequesterAt && r.RequesterID == o.RequesterID &&
+		r.CreatedS == o.CreatedS && r.ClosedS == o.ClosedS && r.IsClosed == o.IsClosed && r.CloseBucket == o.CloseBucket &&
+		r.CloseMinutes == o.CloseMinutes && r.Reopened == o.Reopened && r.Deleted == o.Deleted &&
+		slices.Equal(r.Segments, o.Segments) && slices.Equal(r.Lists, o.Lists)
+}
+
+// customerTicket is what customer_rows keeps of one of a customer's tickets.
+type customerTicket struct {
+	id      int64
+	created uint32
+	brand   int64
+	channel string
+	tags    []string
+}
+
+func (a customerTicket) equal(b customerTicket) bool {
+	return a.id == b.id && a.created == b.created && a.brand == b.brand && a.channel == b.channel && slices.Equal(a.tags, b.tags)
+}
+
+// customerRow is a customer's row in customer_rows: their tickets that are not deleted,
+// sorted by creation, then id.
+type customerRow struct {
+	tenant    string
+	requester int64
+	tickets   []customerTicket
+}
+
+func (c *customerRow) equal(o *customerRow) bool {
+	return c.tenant == o.tenant && c.requester == o.requester && slices.EqualFunc(c.tickets, o.tickets, customerTicket.equal)
+}
+
+// stored is a row as ClickHouse holds it, with its net sign: 1 for a live row, 0 once
+// cancelled; anything else is left by writers that raced, and is repaired.
+type stored[R any] struct {
+	row R
+	n   int64
+}
+
+type ticketKey struct {
+	tenant string
+	id     int64
+}
+
+// SummarizeTicketEvents folds events into ticket_rows and customer_rows, the tables the
+// reports read (migration 0005). It reads the live rows of the events' tickets, folds the
+// events into them, and for each ticket whose row changes writes a cancel row and the new row;
+// the customers whose tickets changed get the same. Folding is idempotent and order-free, so
+// a batch handled again (a redelivery, a retry after a failed insert) writes nothing new.
+//
+// One writer per ticket at a time: the sink's ticket-rows consumer handles each ticket's
+// partition alone. Should two writers still race on a ticket (a consumer-group rebalance in
+// the middle of a batch), its next event repairs its rows: every live row is read, merged and
+// cancelled.
+func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.TicketEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	s.summarizing.Lock()
+	defer s.summarizing.Unlock()
+
+	byTicket := map[ticketKey][]*schemas.TicketEvent{}
+	for i := range events {
+		e := &events[i]
+		k := ticketKey{e.Tenant, e.Ticket.ID}
+		byTicket[k] = append(byTicket[k], e)
+	}
+	old, err := s.liveTicketRows(ctx, keysByTenant(byTicket))
+	if err != nil {
+		return err
+	}
+	rows := make(map[ticketKey]*ticketRow, len(byTicket))
+	for k, evs := range byTicket {
+		r := newTicketRow(k.tenant, k.id)
+		for _, st := range old[k] {
+			if st.n > 0 {
+				r.merge(st.row)
+			}
+		}
+		for _, e := range evs {
+			r.fold(e)
+		}
+		r.derive()
+		rows[k] = &r
+	}
+	if err := s.resolveMemberships(ctx, rows); err != nil {
+		return err
+	}
+
+	var ticketWrites []signed[ticketRow]
+	involved := map[ticketKey][]*ticketRow{} // per customer, the changed tickets that were or are theirs
+	for k, r := range rows {
+		prev := old[k]
+		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(r) {
+			continue
+		}
+		customers := map[int64]bool{r.RequesterID: true}
+		for _, st := range prev {
+			ticketWrites = append(ticketWrites, cancel(st)...)
+			customers[st.row.RequesterID] = true
+		}
+		ticketWrites = append(ticketWrites, signed[ticketRow]{*r, 1})
+		delete(customers, 0)
+		for c := range customers {
+			involved[ticketKey{k.tenant, c}] = append(involved[ticketKey{k.tenant, c}], r)
+		}
+	}
+	if len(ticketWrites) == 0 {
+		return nil
+	}
+	customerWrites, err := s.customerChanges(ctx, involved)
+	if err != nil {
+		return err
+	}
+	// Customers first: should the second insert fail, the batch is handled again, finds its
+	// tickets' rows unchanged, and brings the customers (already right) to the same place.
+	if err := s.insertCustomerRows(ctx, customerWrites); err != nil {
+		return err
+	}
+	return s.insertTicketRows(ctx, ticketWrites)
+}
+
+// signed is a row to insert with its sign.
+type signed[R any] struct {
+	row  R
+	sign int8
+}
+
+// cancel is what takes a stored row's net sign to zero.
+func cancel[R any](st stored[R]) []signed[R] {
+	var out []signed[R]
+	for n := st.n; n != 0; {
+		if n > 0 {
+			out, n = append(out, signed[R]{st.row, -1}), n-1
+		} else {
+			out, n = append(out, signed[R]{st.row, 1}), n+1
+		}
+	}
+	return out
+}
+
+func keysByTenant[V any](m map[ticketKey]V) map[string][]int64 {
+	out := map[string][]int64{}
+	for k := range m {
+		out[k.tenant] = append(out[k.tenant], k.id)
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
+}
+
+// chunk is how many ids one query names: the IN list stays well under ClickHouse's 256 KiB
+// limit on a query's text.
+const chunk = 5_000
+
+// idSet binds ids as a set, (1, 2, 3), for IN.
+func idSet(ids []int64) clickhouse.GroupSet {
+	set := make([]any, len(ids))
+	for i, id := range ids {
+		set[i] = id
+	}
+	return clickhouse.GroupSet{Value: set}
+}
+
+// liveTicketRows reads the rows of the tickets whose net sign is not zero.
+func (s *Store) liveTicketRows(ctx context.Context, ids map[string][]int64) (map[ticketKey][]stored[ticketRow], error) {
+	out := map[ticketKey][]stored[ticketRow]{}
+	q := fmt.Sprintf(`SELECT %s, sum(sign) AS n FROM ticket_rows WHERE tenant = ? AND ticket_id IN ?
+GROUP BY %[1]s HAVING n != 0`, ticketRowColumns)
+	for tenant, all := range ids {
+		for ids := range slices.Chunk(all, chunk) {
+			rows, err := s.conn.Query(ctx, q, tenant, idSet(ids))
+			if err != nil {
+				return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read rows of %d tickets", len(ids))
+			}
+			for rows.Next() {
+				var st stored[ticketRow]
+				if err := rows.Scan(append(st.row.fields(), &st.n)...); err != nil {
+					rows.Close()
+					return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read rows of %d tickets", len(ids))
+				}
+				k := ticketKey{st.row.Tenant, st.row.TicketID}
+				out[k] = append(out[k], st)
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read rows of %d tickets", len(ids))
+			}
+		}
+	}
+	return out, nil
+}
+
+// snapshot is one klaviyo_memberships row.
+type snapshot struct {
+	kind  string
+	at    uint32
+	names []string
+}
+
+// resolveMemberships sets each row's segments and lists: the names of its requester's latest
+// snapshot of each kind at or before the ticket's creation (of two in the same second, the
+// one whose names sort last).
+func (s *Store) resolveMemberships(ctx context.Context, rows map[ticketKey]*ticketRow) error {
+	requesters := map[ticketKey]bool{}
+	for k, r := range rows {
+		if r.RequesterID != 0 {
+			requesters[ticketKey{k.tenant, r.RequesterID}] = true
+		}
+	}
+	snaps := map[ticketKey][]snapshot{}
+	for tenant, all := range keysByTenant(requesters) {
+		for ids := range slices.Chunk(all, chunk) {
+			rows, err := s.conn.Query(ctx, `SELECT requester_id, kind, toUInt32(at), names FROM klaviyo_memberships
+WHERE tenant = ? AND requester_id IN ?`, tenant, idSet(ids))
+			if err != nil {
+				return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read memberships of %d customers", len(ids))
+			}
+			for rows.Next() {
+				var id int64
+				var sn snapshot
+				if err := rows.Scan(&id, &sn.kind, &sn.at, &sn.names); err != nil {
+					rows.Close()
+					return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read memberships of %d customers", len(ids))
+				}
+				snaps[ticketKey{tenant, id}] = append(snaps[ticketKey{tenant, id}], sn)
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read memberships of %d customers", len(ids))
+			}
+		}
+	}
+	for k, r := range rows {
+		r.Segments, r.Lists = []string{}, []string{}
+		var seg, list *snapshot
+		for i := range snaps[ticketKey{k.tenant, r.RequesterID}] {
+			sn := &snaps[ticketKey{k.tenant, r.RequesterID}][i]
+			if sn.at > r.CreatedS {
+				continue
+			}
+			latest := &seg
+			if sn.kind == "list" {
+				latest = &list
+			}
+			if *latest == nil || sn.at > (*latest).at || sn.at == (*latest).at && slices.Compare(sn.names, (*latest).names) > 0 {
+				*latest = sn
+			}
+		}
+		if seg != nil {
+			r.Segments = seg.names
+		}
+		if list != nil {
+			r.Lists = list.names
+		}
+	}
+	return nil
+}
+
+// customerChanges brings the rows of the customers in involved up to date with their changed
+// tickets: each is listed under its requester, unless deleted, and under no one else.
+func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*ticketRow) ([]signed[customerRow], error) {
+	old, err := s.liveCustomerRows(ctx, keysByTenant(involved))
+	if err != nil {
+		return nil, err
+	}
+	var out []signed[customerRow]
+	for c, changed := range involved {
+		tickets := map[int64]customerTicket{}
+		for _, st := range old[c] {
+			if st.n > 0 {
+				for _, t := range st.row.tickets {
+					tickets[t.id] = t
+				}
+			}
+		}
+		for _, r := range changed {
+			delete(tickets, r.TicketID)
+			if r.RequesterID == c.id && r.Deleted == 0 {
+				tickets[r.TicketID] = customerTicket{id: r.TicketID, created: r.CreatedS, brand: r.BrandID, channel: r.Channel, tags: r.Tags}
+			}
+		}
+		next := customerRow{tenant: c.tenant, requester: c.id}
+		for _, t := range tickets {
+			next.tickets = append(next.tickets, t)
+		}
+		slices.SortFunc(next.tickets, func(a, b customerTicket) int {
+			return cmp.Or(cmp.Compare(a.created, b.created), cmp.Compare(a.id, b.id))
+		})
+		prev := old[c]
+		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(&next) || len(prev) == 0 && len(next.tickets) == 0 {
+			continue
+		}
+		for _, st := range prev {
+			out = append(out, cancel(st)...)
+		}
+		if len(next.tickets) > 0 {
+			out = append(out, signed[customerRow]{next, 1})
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) liveCustomerRows(ctx context.Context, ids map[string][]int64) (map[ticketKey][]stored[customerRow], error) {
+	out := map[ticketKey][]stored[customerRow]{}
+	const q = `SELECT requester_id, ticket_ids, created, brands, channels, tag_sets, sum(sign) AS n FROM customer_rows
+WHERE tenant = ? AND requester_id IN ?
+GROUP BY requester_id, ticket_ids, created, brands, channels, tag_sets HAVING n != 0`
+	for tenant, all := range ids {
+		for ids := range slices.Chunk(all, chunk) {
+			rows, err := s.conn.Query(ctx, q, tenant, idSet(ids))
+			if err != nil {
+				return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read rows of %d customers", len(ids))
+			}
+			for rows.Next() {
+				var (
+					id       int64
+					tickets  []int64
+					created  []uint32
+					brands   []int64
+					channels []string
+					tags     [][]string
+					n        int64
+				)
+				if err := rows.Scan(&id, &tickets, &created, &brands, &channels, &tags, &n); err != nil {
+					rows.Close()
+					return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read rows of %d customers", len(ids))
+				}
+				c := customerRow{tenant: tenant, requester: id, tickets: make([]customerTicket, len(tickets))}
+				for i := range tickets {
+					c.tickets[i] = customerTicket{id: tickets[i], created: created[i], brand: brands[i], channel: channels[i], tags: tags[i]}
+				}
+				out[ticketKey{tenant, id}] = append(out[ticketKey{tenant, id}], stored[customerRow]{c, n})
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read rows of %d customers", len(ids))
+			}
+		}
+	}
+	return out, nil
+}
+
+// insertTicketRows writes rows column by column (row by row costs a reflection call a value).
+func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow]) error {
+	n := len(rows)
+	var (
+		tenant, channel, priority                         = make([]string, n), make([]string, n), make([]string, n)
+		ticketID, brand, group, assignee, requester       = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		openedKey, latestKey                              = make([]uint64, n), make([]uint64, n)
+		closedMin, solvedMin, openMax, dimsAt, reqAt      = make([]uint32, n), make([]uint32, n), make([]uint32, n), make([]uint32, n), make([]uint32, n)
+		created, closed, minutes                          = make([]uint32, n), make([]uint32, n), make([]uint32, n)
+		reopenedFlag, isClosed, bucket, reopened, deleted = make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
+		tags, segments, lists                             = make([][]string, n), make([][]string, n), make([][]string, n)
+		sign                                              = make([]int8, n)
+	)
+	for i, w := range rows {
+		r := &w.row
+		tenant[i], ticketID[i], openedKey[i], closedMin[i], solvedMin[i], openMax[i] = r.Tenant, r.TicketID, r.OpenedKey, r.ClosedMin, r.SolvedMin, r.OpenMax
+		reopenedFlag[i], latestKey[i], dimsAt[i], brand[i], channel[i], priority[i] = r.ReopenedFlag, r.LatestKey, r.DimsAt, r.BrandID, r.Channel, r.Priority
+		tags[i], group[i], assignee[i], reqAt[i], requester[i] = r.Tags, r.GroupID, r.AssigneeID, r.RequesterAt, r.RequesterID
+		created[i], closed[i], isClosed[i], bucket[i], minutes[i] = r.CreatedS, r.ClosedS, r.IsClosed, r.CloseBucket, r.CloseMinutes
+		reopened[i], deleted[i], segments[i], lists[i], sign[i] = r.Reopened, r.Deleted, r.Segments, r.Lists, w.sign
+	}
+	return s.insertColumns(ctx, "ticket_rows ("+ticketRowColumns+", sign)", n, tenant, ticketID, openedKey, closedMin, solvedMin, openMax,
+		reopenedFlag, latestKey, dimsAt, brand, channel, priority, tags, group, assignee, reqAt, requester, created, closed,
+		isClosed, bucket, minutes, reopened, deleted, segments, lists, sign)
+}
+
+func (s *Store) insertCustomerRows(ctx context.Context, rows []signed[customerRow]) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	n := len(rows)
+	tenant, requester, sign := make([]string, n), make([]int64, n), make([]int8, n)
+	ids, created, brands, channels, tags := make([][]int64, n), make([][]uint32, n), make([][]int64, n), make([][]string, n), make([][][]string, n)
+	for i, w := range rows {
+		tenant[i], requester[i], sign[i] = w.row.tenant, w.row.requester, w.sign
+		for _, t := range w.row.tickets {
+			ids[i], created[i], brands[i] = append(ids[i], t.id), append(created[i], t.created), append(brands[i], t.brand)
+			channels[i], tags[i] = append(channels[i], t.channel), append(tags[i], t.tags)
+		}
+	}
+	return s.insertColumns(ctx, "customer_rows (tenant, requester_id, ticket_ids, created, brands, channels, tag_sets, sign)", n,
+		tenant, requester, ids, created, brands, channels, tags, sign)
+}
+
+// insertColumns inserts n rows given as whole columns, in one block.
+func (s *Store) insertColumns(ctx context.Context, into string, n int, columns ...any) error {
+	what := strings.Fields(into)[0]
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+into)
+	if err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "prepare insert of %d %s", n, what)
+	}
+	defer batch.Abort() //nolint:errcheck // no-op after Send
+	for i, col := range columns {
+		if err := batch.Column(i).Append(col); err != nil {
+			return zenklav.Wrap(zenklav.EINVALID, err, "append column %d of %d %s", i, n, what)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert %d %s", n, what)
+	}
+	return nil
+}
