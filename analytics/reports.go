@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -244,99 +245,140 @@ func Periods(from, to time.Time, interval string, tz *time.Location) []string {
 // ResolutionCohorts groups the tickets created in the range by the period they were created
 // in and says how fast they became closed, as of now: the share closed within 1, 3, 7, 14
 // and 30 days of creation (closed_at - created_at ≤ N × 24 h), the median and 90th
-// percentile hours to close over those closed so far (in whole minutes, nearest rank: the
-// smallest time with at least ⌈level × n⌉ of the n times at or below it), and the share
-// reopened. Periods without tickets have no row.
+// percentile hours to close over those closed so far (in whole minutes, as ClickHouse's
+// quantileExact: the element at ⌊level × n⌋ of the sorted times), and the share reopened.
+// Periods without tickets have no row.
 func (s *Store) ResolutionCohorts(ctx context.Context, f reports.Filter) ([]reports.ResolutionCohortRow, error) {
 	sp, err := newSpan(f)
 	if err != nil {
 		return nil, err
 	}
 	cond, args := where(f, sp)
+	cond += " AND created_s >= ? AND created_s < ?"
 	args = append(args, sp.from, sp.end)
-	period := sp.periodSQL("created_s")
-	// Counts by the close bucket (0 = open) and reopened, then quantiles, each one pass.
-	q := fmt.Sprintf(`SELECT toUInt16(%s) AS cohort, close_bucket, reopened, sum(sign)
+	period := fmt.Sprintf("toUInt16(%s)", sp.periodSQL("created_s"))
+	q := fmt.Sprintf(`SELECT %s AS cohort, sum(sign), sumIf(sign, close_bucket = 1), sumIf(sign, close_bucket = 3),
+    sumIf(sign, close_bucket = 7), sumIf(sign, close_bucket = 14), sumIf(sign, close_bucket = 30), sumIf(sign, is_closed = 1),
+    sumIf(sign, reopened = 1), %s
 FROM ticket_rows
-WHERE %s AND created_s >= ? AND created_s < ?
-GROUP BY cohort, close_bucket, reopened`, period, cond)
-	type cohort struct {
-		n, closed, reopened int64
-		within              map[uint8]int64 // closed within N days, for the bucket N
-		minutes             []uint32
-	}
-	cohorts := map[uint16]*cohort{}
-	err = s.query(ctx, q, args, func(rows driver.Rows) error {
-		var c uint16
-		var bucket, reopened uint8
-		var n int64
-		if err := rows.Scan(&c, &bucket, &reopened, &n); err != nil {
-			return err
-		}
-		if cohorts[c] == nil {
-			cohorts[c] = &cohort{within: map[uint8]int64{}}
-		}
-		co := cohorts[c]
-		co.n += n
-		if bucket != 0 {
-			co.closed += n
-			co.within[bucket] += n
-		}
-		if reopened == 1 {
-			co.reopened += n
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
-	}
-	q = fmt.Sprintf(`SELECT toUInt16(%s) AS cohort, quantilesExactWeighted(0.5, 0.9)(close_minutes, sign)
-FROM ticket_rows
-WHERE %s AND is_closed = 1 AND created_s >= ? AND created_s < ?
-GROUP BY cohort`, period, cond)
-	err = s.query(ctx, q, args, func(rows driver.Rows) error {
-		var c uint16
-		var qs []uint32
-		if err := rows.Scan(&c, &qs); err != nil {
-			return err
-		}
-		if co := cohorts[c]; co != nil {
-			co.minutes = qs
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
-	}
+WHERE %s
+GROUP BY cohort`, period, quantilesSQL, cond)
 	var out []reports.ResolutionCohortRow
-	for _, c := range slices.Sorted(maps.Keys(cohorts)) {
-		co := cohorts[c]
-		if co.n == 0 {
-			continue // only rows that cancelled out
+	var minutes []*durations
+	err = s.query(ctx, q, args, func(rows driver.Rows) error {
+		var c uint16
+		var n, c1, c3, c7, c14, c30, closed, reopened int64
+		d := &durations{}
+		if err := rows.Scan(append([]any{&c, &n, &c1, &c3, &c7, &c14, &c30, &closed, &reopened}, d.fields()...)...); err != nil {
+			return err
 		}
-		share := func(k int64) float64 { return float64(k) / float64(co.n) }
-		upTo := func(days uint8) float64 {
-			var k int64
-			for b, n := range co.within {
-				if b <= days {
-					k += n
-				}
-			}
-			return share(k)
+		if n == 0 {
+			return nil // only rows that cancelled out
 		}
-		r := reports.ResolutionCohortRow{Cohort: dayNumber(c), Tickets: co.n, ReopenRate: share(co.reopened),
-			Closed1d: upTo(1), Closed3d: upTo(3), Closed7d: upTo(7), Closed14d: upTo(14), Closed30d: upTo(30)}
-		if co.closed > 0 && len(co.minutes) == 2 {
-			r.MedianHours, r.P90Hours = hours(co.minutes[0]), hours(co.minutes[1])
-		}
-		out = append(out, r)
+		c3, c7, c14, c30 = c1+c3, c1+c3+c7, c1+c3+c7+c14, c1+c3+c7+c14+c30
+		share := func(k int64) float64 { return float64(k) / float64(n) }
+		out = append(out, reports.ResolutionCohortRow{Cohort: dayNumber(c), Tickets: n, ReopenRate: share(reopened),
+			Closed1d: share(c1), Closed3d: share(c3), Closed7d: share(c7), Closed14d: share(c14), Closed30d: share(c30)})
+		d.group, d.closed = c, closed
+		minutes = append(minutes, d)
+		return nil
+	})
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
+	}
+	if err := s.settle(ctx, minutes, "ticket_rows", period, cond, args); err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "resolution cohorts %s", f)
+	}
+	slices.SortFunc(out, func(a, b reports.ResolutionCohortRow) int { return strings.Compare(a.Cohort, b.Cohort) })
+	for i, d := range minutes {
+		out[i].MedianHours, out[i].P90Hours = d.hours(0), d.hours(1)
 	}
 	return out, nil
 }
 
-func hours(minutes uint32) *float64 {
-	h := float64(minutes) / 60
+// Quantiles of time to close, with cancel rows. quantilesSQL takes the median and 90th
+// percentile of the live rows' minutes (sign 1) and counts the cancel rows among them: with
+// none, the quantiles are exact as they are, which is nearly always (a closed ticket's row
+// seldom changes again, and merges collapse the pairs). A group that has some is settled
+// by reading its minutes, both signs, and taking the quantiles of the difference here:
+// weighing by sign in ClickHouse (quantileExactWeighted) is exact but slower on every query.
+const quantilesSQL = `countIf(sign < 0 AND is_closed = 1), quantilesExactIf(0.5, 0.9)(close_minutes, sign > 0 AND is_closed = 1)`
+
+// durations are one group's quantiles of time to close, as quantilesSQL reads them.
+type durations struct {
+	group  any   // the group's key, as the query grouped by it
+	closed int64 // tickets closed, net
+	cancel uint64
+	q      []uint32 // median and 90th percentile, minutes
+}
+
+func (d *durations) fields() []any { return []any{&d.cancel, &d.q} }
+
+func (d *durations) hours(i int) *float64 {
+	if d.closed <= 0 || i >= len(d.q) {
+		return nil
+	}
+	h := float64(d.q[i]) / 60
 	return &h
+}
+
+// settle recomputes the quantiles of the groups that have cancel rows: table's closed rows
+// matching cond (with args), grouped by key.
+func (s *Store) settle(ctx context.Context, ds []*durations, table, key, cond string, args []any) error {
+	byGroup := map[any]*durations{}
+	var groups []any
+	for _, d := range ds {
+		if d.cancel > 0 {
+			byGroup[d.group] = d
+			groups = append(groups, d.group)
+		}
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	q := fmt.Sprintf(`SELECT %s AS g, groupArrayIf(close_minutes, sign > 0), groupArrayIf(close_minutes, sign < 0)
+FROM %s
+WHERE %s AND is_closed = 1 AND g IN ?
+GROUP BY g`, key, table, cond)
+	return s.query(ctx, q, append(slices.Clone(args), clickhouse.GroupSet{Value: groups}), func(rows driver.Rows) error {
+		var live, cancelled []uint32
+		d := &durations{}
+		g := reflect.New(reflect.TypeOf(groups[0]))
+		if err := rows.Scan(g.Interface(), &live, &cancelled); err != nil {
+			return err
+		}
+		if d = byGroup[g.Elem().Interface()]; d != nil {
+			d.q = netQuantiles(live, cancelled, 0.5, 0.9)
+		}
+		return nil
+	})
+}
+
+// netQuantiles is quantileExact of live less cancelled (as multisets; every cancelled value
+// is among the live ones): for each level, the element at ⌊level × n⌋ of the sorted rest.
+func netQuantiles(live, cancelled []uint32, levels ...float64) []uint32 {
+	slices.Sort(live)
+	slices.Sort(cancelled)
+	rest := live[:0]
+	j := 0
+	for _, v := range live {
+		for j < len(cancelled) && cancelled[j] < v {
+			j++ // not among the live ones: nothing to take away
+		}
+		if j < len(cancelled) && cancelled[j] == v {
+			j++
+			continue
+		}
+		rest = append(rest, v)
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	out := make([]uint32, len(levels))
+	for i, l := range levels {
+		out[i] = rest[min(len(rest)-1, int(l*float64(len(rest))))]
+	}
+	return out
 }
 
 // query runs q and hands each row to scan.
@@ -446,60 +488,76 @@ func (s *Store) Segments(ctx context.Context, f reports.Filter) ([]reports.Segme
 		names = "lists"
 	}
 	cond, args := where(f, sp)
+	cond += " AND requester_id != 0 AND created_s >= ? AND created_s < ?"
 	args = append(args, sp.from, sp.end)
-	// Tickets, then customers: a customer counts in a segment while any of their tickets
-	// there is live (sum(sign) > 0).
-	q := fmt.Sprintf(`SELECT segment, sum(sign), sumIf(sign, is_closed = 1), quantileExactWeightedIf(0.5)(close_minutes, sign, is_closed = 1),
-    sumIf(sign, reopened = 1)
+	// Customers are the distinct requesters of the live rows; a segment with cancel rows
+	// (a ticket of it changed since the last merge) is counted again below, by customer.
+	q := fmt.Sprintf(`SELECT segment, sum(sign), sumIf(sign, is_closed = 1), sumIf(sign, reopened = 1),
+    countIf(sign < 0), uniqExactIf(tenant, requester_id, sign > 0), %s
 FROM ticket_rows
 ARRAY JOIN %s AS segment
-WHERE %s AND requester_id != 0 AND created_s >= ? AND created_s < ?
-GROUP BY segment`, names, cond)
+WHERE %s
+GROUP BY segment`, quantilesSQL, names, cond)
 	bySegment := map[string]*reports.SegmentRow{}
+	var minutes []*durations
+	var recount []any
 	err = s.query(ctx, q, args, func(rows driver.Rows) error {
 		var r reports.SegmentRow
-		var resolved, reopened int64
-		var median uint32
-		if err := rows.Scan(&r.Segment, &r.Opened, &resolved, &median, &reopened); err != nil {
+		var reopened int64
+		var cancels, customers uint64
+		d := &durations{}
+		if err := rows.Scan(append([]any{&r.Segment, &r.Opened, &r.Resolved, &reopened, &cancels, &customers}, d.fields()...)...); err != nil {
 			return err
 		}
 		if r.Opened == 0 {
 			return nil
 		}
-		r.Resolved = resolved
+		r.Customers = int64(customers)
 		r.ReopenRate = float64(reopened) / float64(r.Opened)
-		if resolved > 0 {
-			r.MedianHours = hours(median)
+		if cancels > 0 {
+			recount = append(recount, r.Segment)
 		}
+		d.group, d.closed = r.Segment, r.Resolved
+		minutes = append(minutes, d)
 		bySegment[r.Segment] = &r
 		return nil
 	})
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
 	}
-	q = fmt.Sprintf(`SELECT segment, countIf(n > 0)
+	if len(recount) > 0 {
+		// A customer counts in a segment while any of their tickets there is live.
+		q = fmt.Sprintf(`SELECT segment, countIf(n > 0)
 FROM
 (
     SELECT segment, tenant, requester_id, sum(sign) AS n
     FROM ticket_rows
     ARRAY JOIN %s AS segment
-    WHERE %s AND requester_id != 0 AND created_s >= ? AND created_s < ?
+    WHERE %s AND segment IN ?
     GROUP BY segment, tenant, requester_id
 )
 GROUP BY segment`, names, cond)
-	err = s.query(ctx, q, args, func(rows driver.Rows) error {
-		var segment string
-		var n uint64
-		if err := rows.Scan(&segment, &n); err != nil {
-			return err
+		err = s.query(ctx, q, append(slices.Clone(args), clickhouse.GroupSet{Value: recount}), func(rows driver.Rows) error {
+			var segment string
+			var n uint64
+			if err := rows.Scan(&segment, &n); err != nil {
+				return err
+			}
+			if r := bySegment[segment]; r != nil {
+				r.Customers = int64(n)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
 		}
-		if r := bySegment[segment]; r != nil {
-			r.Customers = int64(n)
-		}
-		return nil
-	})
-	if err != nil {
+	}
+	arrayJoin := fmt.Sprintf("ticket_rows ARRAY JOIN %s AS segment", names)
+	if err := s.settle(ctx, minutes, arrayJoin, "segment", cond, args); err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
+	}
+	for _, d := range minutes {
+		bySegment[d.group.(string)].MedianHours = d.hours(0)
 	}
 	out := make([]reports.SegmentRow, 0, len(bySegment))
 	for _, name := range slices.Sorted(maps.Keys(bySegment)) {

@@ -16,10 +16,12 @@ import (
 	"github.com/zenklav/zenklav/schemas"
 )
 
-// EventStore is where the sink writes ticket events (analytics.Store). Inserting the same
-// events twice must be harmless.
+// EventStore is where the sink writes ticket events (analytics.Store): the events
+// themselves, and the per-ticket rows the reports read folded from them. Doing either twice
+// with the same events must be harmless; folding must see one ticket's batches one at a time.
 type EventStore interface {
 	InsertTicketEvents(ctx context.Context, events []schemas.TicketEvent) error
+	SummarizeTicketEvents(ctx context.Context, events []schemas.TicketEvent) error
 }
 
 // Publisher produces messages and waits for the acknowledgement (Producer).
@@ -27,10 +29,15 @@ type Publisher interface {
 	Publish(ctx context.Context, msgs ...Message) error
 }
 
-// Sink is the sink role: it copies ticket-events.v1 into ClickHouse in large batches.
+// Sink is the sink role. Two consumers of ticket-events.v1, each with its own group and
+// pace: one copies the events into ClickHouse in large batches, the other folds them into
+// the per-ticket and per-customer rows the reports read (analytics.SummarizeTicketEvents).
+// Apart, a slow fold never holds back the copy (issue 3's throughput), and each retries on
+// its own.
 type Sink struct {
 	logger   *slog.Logger
 	consumer *Consumer
+	rows     *Consumer
 	store    EventStore
 	dlq      Publisher
 	metrics  sinkMetrics
@@ -40,15 +47,27 @@ type sinkMetrics struct {
 	events      prometheus.Counter
 	deadLetters prometheus.Counter
 	batchTime   prometheus.Histogram
+	rowsEvents  prometheus.Counter
+	rowsTime    prometheus.Histogram
 }
 
-// SinkGroup is the sink's consumer group.
-const SinkGroup = "zenklav-sink"
+// SinkGroup is the sink's consumer group; the fold's is SinkGroup + TicketRowsSuffix.
+const (
+	SinkGroup        = "zenklav-sink"
+	TicketRowsSuffix = "-ticket-rows"
+)
 
-// NewSink returns a sink reading cfg.Topic in cfg.Group. Messages that are not ticket events
-// go to dlq with the reason, so one bad record never blocks the partition.
+// NewSink returns a sink reading cfg.Topic in cfg.Group, and folding it in cfg.Group +
+// TicketRowsSuffix. Messages that are not ticket events go to dlq with the reason, so one bad
+// record never blocks the partition; the fold passes over them.
 func NewSink(logger *slog.Logger, reg prometheus.Registerer, cfg ConsumerConfig, store EventStore, dlq Publisher) (*Sink, error) {
 	c, err := NewConsumer(logger, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rowsCfg := cfg
+	rowsCfg.Group += TicketRowsSuffix
+	rows, err := NewConsumer(logger, rowsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -63,19 +82,52 @@ func NewSink(logger *slog.Logger, reg prometheus.Registerer, cfg ConsumerConfig,
 			Name: "zenklav_sink_batch_seconds", Help: "Time to decode and insert one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
+		rowsEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zenklav_sink_ticket_rows_events_total", Help: "Ticket events folded into the rows the reports read (re-folds included).",
+		}),
+		rowsTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "zenklav_sink_ticket_rows_batch_seconds", Help: "Time to decode one batch and fold it into the report rows.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.deadLetters, m.batchTime} {
+	for _, c := range []prometheus.Collector{m.events, m.deadLetters, m.batchTime, m.rowsEvents, m.rowsTime} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sink metrics: %w", err)
 		}
 	}
-	return &Sink{logger: logger, consumer: c, store: store, dlq: dlq, metrics: m}, nil
+	return &Sink{logger: logger, consumer: c, rows: rows, store: store, dlq: dlq, metrics: m}, nil
 }
 
-// Run consumes until ctx ends.
+// Run consumes until ctx ends, or either consumer fails for good (which stops the other).
 func (s *Sink) Run(ctx context.Context) error {
 	s.logger.Info("sink started")
-	return s.consumer.Run(ctx, s.handle)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, run := range []func() error{
+		func() error { return s.consumer.Run(ctx, s.handle) },
+		func() error { return s.rows.Run(ctx, s.fold) },
+	} {
+		go func() {
+			err := run()
+			cancel()
+			errs <- err
+		}()
+	}
+	return errors.Join(<-errs, <-errs)
+}
+
+// fold folds a batch into the report rows. What does not decode is the other consumer's to
+// dead-letter.
+func (s *Sink) fold(ctx context.Context, msgs []kafka.Message) error {
+	start := time.Now()
+	events, _ := decodeEvents(msgs)
+	if err := s.store.SummarizeTicketEvents(ctx, events); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "fold batch into report rows")
+	}
+	s.metrics.rowsEvents.Add(float64(len(events)))
+	s.metrics.rowsTime.Observe(time.Since(start).Seconds())
+	return nil
 }
 
 func (s *Sink) handle(ctx context.Context, msgs []kafka.Message) error {

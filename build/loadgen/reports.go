@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,7 +22,7 @@ import (
 
 // reportLatency generates a year of one tenant's ticket events into a ClickHouse database of
 // its own, through analytics.Store.InsertTicketEvents in time order (so each ticket's events
-// reach ticket_facts in different batches, as they do in production), and then times each
+// reach the report rows in different batches, as they do in production), and then times each
 // report with the filters a marketer uses most.
 func reportLatency(args []string) error {
 	fs := flag.NewFlagSet("reports", flag.ExitOnError)
@@ -30,7 +31,7 @@ func reportLatency(args []string) error {
 	runs := fs.Int("runs", 20, "runs of each report")
 	batch := fs.Int("batch", 100_000, "events per insert")
 	keep := fs.Bool("keep", false, "keep the database afterwards")
-	loaded := fs.Bool("loaded", false, "time the reports right after loading too, before ticket_facts is merged")
+	loaded := fs.Bool("loaded", false, "time the reports right after loading too, before the report rows are merged")
 	fs.Parse(args)
 	if *ch == "" || *events < 1000 {
 		return fmt.Errorf("reports needs -clickhouse and -events ≥ 1000")
@@ -54,22 +55,21 @@ func reportLatency(args []string) error {
 
 	start := time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC)
 	g := newYear(*events, start)
-	t0 := time.Now()
-	n, err := g.insert(ctx, store, *batch)
-	if err != nil {
-		return err
-	}
-	load := time.Since(t0)
-	// Snapshots of segments for a fifth of the customers, as if the sidebar had shown them,
-	// straight from ClickHouse: the report reads them, their insert is not what is measured.
+	// Snapshots of segments for a fifth of the customers, as if the sidebar had shown them
+	// along the year, straight into ClickHouse before the tickets they describe (the fold
+	// reads them); their insert is not what is measured.
 	if err := store.Exec(ctx, `INSERT INTO klaviyo_memberships (tenant, kind, requester_id, at, names)
 SELECT 'bench', 'segment', toInt64(number * 5 + 1), toDateTime(?) + number % 300 * 86400,
     arrayFilter(x -> x != '', [if(number % 3 = 0, 'VIP', ''), if(number % 4 = 1, 'Newsletter', ''), if(number % 7 = 2, 'Churn risk', '')])
 FROM numbers(?)`, start.Unix(), g.customers/5); err != nil {
 		return fmt.Errorf("memberships: %w", err)
 	}
-	fmt.Printf("| reports: load | %s events, %s tickets, one year | %.0f events/s | through InsertTicketEvents in batches of %s, ticket_facts filled by its view on the way |\n",
-		thousands(n), thousands(g.tickets), float64(n)/load.Seconds(), thousands(*batch))
+	n, copied, folded, err := g.insert(ctx, store, *batch)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| reports: load | %s events, %s tickets, %s customers, one year | copied %.0f events/s, folded %.0f events/s | batches of %s: InsertTicketEvents two at a time and SummarizeTicketEvents one at a time, side by side, as the sink's consumers |\n",
+		thousands(n), thousands(g.tickets), thousands(g.customers), float64(n)/copied.Seconds(), float64(n)/folded.Seconds(), thousands(*batch))
 
 	year := reports.Filter{Tenants: []string{"bench"}, From: start, To: start.AddDate(1, 0, -1), Interval: reports.Week, TZ: time.UTC}
 	month := year
@@ -133,21 +133,23 @@ FROM numbers(?)`, start.Unix(), g.customers/5); err != nil {
 	defer conn.Close()
 	parts := func() string {
 		var count, rows uint64
-		if err := conn.QueryRow(ctx, "SELECT count(), sum(rows) FROM system.parts WHERE database = ? AND table = 'ticket_facts' AND active", db).Scan(&count, &rows); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count(), sum(rows) FROM system.parts WHERE database = ? AND table = 'ticket_rows' AND active", db).Scan(&count, &rows); err != nil {
 			return "parts unknown: " + err.Error()
 		}
 		return fmt.Sprintf("%d parts, %s rows", count, thousands(int(rows)))
 	}
 	if *loaded {
-		if err := timeAll(", just loaded (ticket_facts: " + parts() + ")"); err != nil {
+		if err := timeAll(", just loaded (ticket_rows: " + parts() + ")"); err != nil {
 			return err
 		}
 	}
 	// A year-old store has had its merges done long ago, except for the last hours' parts.
-	if err := store.Exec(ctx, "OPTIMIZE TABLE ticket_facts FINAL"); err != nil {
-		return err
+	for _, table := range []string{"ticket_rows", "customer_rows"} {
+		if err := store.Exec(ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
+			return err
+		}
 	}
-	return timeAll(", merged (ticket_facts: " + parts() + ")")
+	return timeAll(", merged (ticket_rows: " + parts() + ")")
 }
 
 // year is a tenant's year of tickets, kept compact: each ticket's attributes, and its
@@ -253,44 +255,64 @@ func newYear(events int, start time.Time) *year {
 	return y
 }
 
-// insert sends the events in time order, in batches, two at a time as the sink does.
-func (y *year) insert(ctx context.Context, store *analytics.Store, size int) (int, error) {
-	batches := make(chan []schemas.TicketEvent, 2)
+// insert sends the events in time order, in batches, as the sink's two consumers take them:
+// inserted into ticket_events two at a time, and folded into the report rows one at a time,
+// side by side. It says how long each took.
+func (y *year) insert(ctx context.Context, store *analytics.Store, size int) (n int, copied, folded time.Duration, err error) {
+	start := time.Now()
+	toCopy, toFold := make(chan []schemas.TicketEvent, 2), make(chan []schemas.TicketEvent, 4)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var firstErr error
+	var errs []error
+	var copiers sync.WaitGroup
 	for range 2 {
-		wg.Go(func() {
-			for b := range batches {
+		copiers.Go(func() {
+			for b := range toCopy {
 				if err := store.InsertTicketEvents(ctx, b); err != nil {
 					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
+					errs = append(errs, err)
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	n := 0
+	wg.Go(func() {
+		copiers.Wait()
+		copied = time.Since(start)
+	})
+	wg.Go(func() {
+		for b := range toFold {
+			if err := store.SummarizeTicketEvents(ctx, b); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}
+		folded = time.Since(start)
+	})
 	cur := make([]schemas.TicketEvent, 0, size)
+	flush := func() {
+		toCopy <- cur
+		toFold <- cur
+		cur = make([]schemas.TicketEvent, 0, size)
+	}
 	for _, day := range y.days {
 		slices.SortFunc(day, func(a, b eventRef) int { return int(a.at) - int(b.at) })
 		for _, e := range day {
 			cur = append(cur, y.event(e))
 			n++
 			if len(cur) == size {
-				batches <- cur
-				cur = make([]schemas.TicketEvent, 0, size)
+				flush()
 			}
 		}
 	}
 	if len(cur) > 0 {
-		batches <- cur
+		flush()
 	}
-	close(batches)
+	close(toCopy)
+	close(toFold)
 	wg.Wait()
-	return n, firstErr
+	return n, copied, folded, errors.Join(errs...)
 }
 
 func (y *year) event(e eventRef) schemas.TicketEvent {
