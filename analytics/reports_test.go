@@ -767,6 +767,7 @@ func TestTicketRowsRepairAfterRacingWriters(t *testing.T) {
 	if reflect.DeepEqual(trends, wantTrends(all, f)) {
 		t.Fatal("the doubled rows do not show in the trends: the test tests nothing")
 	}
+	s.ForgetTicketRows() // as the sink's fold does after a rebalance: the rows changed behind it
 	if err := s.SummarizeTicketEvents(ctx, d.events); err != nil {
 		t.Fatal(err)
 	}

@@ -34,8 +34,10 @@ type Store struct {
 	conn   driver.Conn
 	db     string
 	logger *slog.Logger
-	// summarizing keeps SummarizeTicketEvents to one batch at a time in a process.
+	// summarizing keeps SummarizeTicketEvents to one batch at a time in a process, and
+	// guards rows, what it remembers of the rows it read and wrote.
 	summarizing sync.Mutex
+	rows        *rowCache
 }
 
 // Open connects to ClickHouse and creates the database when it is missing. It does not
@@ -70,7 +72,7 @@ func Open(ctx context.Context, logger *slog.Logger, cfg Config) (*Store, error) 
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "connect to ClickHouse at %s", cfg.Addr)
 	}
-	return &Store{conn: conn, db: cfg.Database, logger: logger}, nil
+	return &Store{conn: conn, db: cfg.Database, logger: logger, rows: newRowCache()}, nil
 }
 
 // Close closes the connections.

@@ -218,12 +218,17 @@ type ticketKey struct {
 // partition alone. Should two writers still race on a ticket (a consumer-group rebalance in
 // the middle of a batch), its next event repairs its rows: every live row is read, merged and
 // cancelled.
-func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.TicketEvent) error {
+func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.TicketEvent) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
 	s.summarizing.Lock()
 	defer s.summarizing.Unlock()
+	defer func() {
+		if err != nil {
+			s.rows.clear() // what was written is unknown
+		}
+	}()
 
 	byTicket := map[ticketKey][]*schemas.TicketEvent{}
 	for i := range events {
@@ -231,8 +236,16 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 		k := ticketKey{e.Tenant, e.Ticket.ID}
 		byTicket[k] = append(byTicket[k], e)
 	}
-	old, err := s.liveTicketRows(ctx, keysByTenant(byTicket))
-	if err != nil {
+	old := map[ticketKey][]stored[ticketRow]{}
+	missing := map[ticketKey]bool{}
+	for k := range byTicket {
+		if r, ok := s.rows.tickets.get(k); ok {
+			old[k] = []stored[ticketRow]{{r, 1}}
+		} else {
+			missing[k] = true
+		}
+	}
+	if err := s.liveTicketRows(ctx, keysByTenant(missing), old); err != nil {
 		return err
 	}
 	rows := make(map[ticketKey]*ticketRow, len(byTicket))
@@ -274,10 +287,7 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 			involved[ticketKey{k.tenant, c}] = append(involved[ticketKey{k.tenant, c}], r)
 		}
 	}
-	if len(ticketWrites) == 0 {
-		return nil
-	}
-	customerWrites, err := s.customerChanges(ctx, involved)
+	customerWrites, customers, err := s.customerChanges(ctx, involved)
 	if err != nil {
 		return err
 	}
@@ -286,7 +296,75 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 	if err := s.insertCustomerRows(ctx, customerWrites); err != nil {
 		return err
 	}
-	return s.insertTicketRows(ctx, ticketWrites)
+	if err := s.insertTicketRows(ctx, ticketWrites); err != nil {
+		return err
+	}
+	for k, r := range rows {
+		s.rows.tickets.put(k, *r)
+	}
+	for k, c := range customers {
+		s.rows.customers.put(k, c)
+	}
+	return nil
+}
+
+// rowCache keeps the live rows the fold last read or wrote, so that the next batch of a
+// ticket or customer need not read them back: most of a ticket's events come within days of
+// each other. Only the ticket's one writer may trust it (the sink's fold, which owns the
+// ticket's partition): ForgetTicketRows empties it whenever that may no longer hold, and a
+// failed batch does. Each table keeps at most its max entries, the most recently used.
+type rowCache struct {
+	tickets   recent[ticketKey, ticketRow]
+	customers recent[ticketKey, customerRow] // a customer without tickets has no row
+}
+
+func newRowCache() *rowCache {
+	// About 100 MB at most: a ticket's row is some 300 bytes, most customers' less.
+	return &rowCache{tickets: recent[ticketKey, ticketRow]{max: 200_000}, customers: recent[ticketKey, customerRow]{max: 100_000}}
+}
+
+func (c *rowCache) clear() {
+	c.tickets.clear()
+	c.customers.clear()
+}
+
+// recent is a map that forgets what was not used lately: two generations, the older
+// dropped when the newer is full.
+type recent[K comparable, V any] struct {
+	max      int
+	cur, old map[K]V
+}
+
+func (r *recent[K, V]) get(k K) (V, bool) {
+	if v, ok := r.cur[k]; ok {
+		return v, true
+	}
+	v, ok := r.old[k]
+	if ok {
+		r.put(k, v)
+	}
+	return v, ok
+}
+
+func (r *recent[K, V]) put(k K, v V) {
+	if r.cur == nil {
+		r.cur = map[K]V{}
+	}
+	r.cur[k] = v
+	if len(r.cur) >= r.max/2 {
+		r.old, r.cur = r.cur, map[K]V{}
+	}
+}
+
+func (r *recent[K, V]) clear() { r.cur, r.old = nil, nil }
+
+// ForgetTicketRows forgets the rows SummarizeTicketEvents remembers, so that it reads them
+// from ClickHouse again: call it when another writer may have folded the same tickets since
+// (the sink's fold, after its consumer group rebalanced).
+func (s *Store) ForgetTicketRows() {
+	s.summarizing.Lock()
+	defer s.summarizing.Unlock()
+	s.rows.clear()
 }
 
 // signed is a row to insert with its sign.
@@ -342,11 +420,14 @@ func (s *Store) queryByIDs(ctx context.Context, q string, ids map[string][]int64
 	return nil
 }
 
-// liveTicketRows reads the rows of the tickets whose net sign is not zero. Rows are netted
-// here, not by a GROUP BY over every column, which cost ClickHouse more than the read.
-func (s *Store) liveTicketRows(ctx context.Context, ids map[string][]int64) (map[ticketKey][]stored[ticketRow], error) {
-	out := map[ticketKey][]stored[ticketRow]{}
+// liveTicketRows reads the rows of the tickets whose net sign is not zero, into out. Rows are
+// netted here, not by a GROUP BY over every column, which cost ClickHouse more than the read.
+func (s *Store) liveTicketRows(ctx context.Context, ids map[string][]int64, out map[ticketKey][]stored[ticketRow]) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	q := fmt.Sprintf(`SELECT %s, sign FROM ticket_rows WHERE tenant = ? AND ticket_id IN (SELECT id FROM ids)`, ticketRowColumns)
+	read := map[ticketKey][]stored[ticketRow]{}
 	err := s.queryByIDs(ctx, q, ids, func(_ string, rows driver.Rows) error {
 		var r ticketRow
 		var sign int8
@@ -354,16 +435,16 @@ func (s *Store) liveTicketRows(ctx context.Context, ids map[string][]int64) (map
 			return err
 		}
 		k := ticketKey{r.Tenant, r.TicketID}
-		out[k] = net(out[k], r, sign, (*ticketRow).equal)
+		read[k] = net(read[k], r, sign, (*ticketRow).equal)
 		return nil
 	})
 	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read the rows of %d tickets", len(ids))
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read the rows of tickets")
 	}
-	for k, st := range out {
+	for k, st := range read {
 		out[k] = slices.DeleteFunc(st, func(st stored[ticketRow]) bool { return st.n == 0 })
 	}
-	return out, nil
+	return nil
 }
 
 // net adds a row read with its sign to the rows read before it of the same ticket (or
@@ -436,13 +517,23 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(request
 }
 
 // customerChanges brings the rows of the customers in involved up to date with their changed
-// tickets: each is listed under its requester, unless deleted, and under no one else.
-func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*ticketRow) ([]signed[customerRow], error) {
-	old, err := s.liveCustomerRows(ctx, keysByTenant(involved))
-	if err != nil {
-		return nil, err
+// tickets: each is listed under its requester, unless deleted, and under no one else. It
+// returns the rows to write, and every involved customer's row as it will be.
+func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*ticketRow) ([]signed[customerRow], map[ticketKey]customerRow, error) {
+	old := map[ticketKey][]stored[customerRow]{}
+	missing := map[ticketKey]bool{}
+	for c := range involved {
+		if row, ok := s.rows.customers.get(c); !ok {
+			missing[c] = true
+		} else if len(row.tickets) > 0 {
+			old[c] = []stored[customerRow]{{row, 1}}
+		}
+	}
+	if err := s.liveCustomerRows(ctx, keysByTenant(missing), old); err != nil {
+		return nil, nil, err
 	}
 	var out []signed[customerRow]
+	after := make(map[ticketKey]customerRow, len(involved))
 	for c, changed := range involved {
 		tickets := map[int64]customerTicket{}
 		for _, st := range old[c] {
@@ -465,6 +556,7 @@ func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*t
 		slices.SortFunc(next.tickets, func(a, b customerTicket) int {
 			return cmp.Or(cmp.Compare(a.created, b.created), cmp.Compare(a.id, b.id))
 		})
+		after[c] = next
 		prev := old[c]
 		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(&next) || len(prev) == 0 && len(next.tickets) == 0 {
 			continue
@@ -476,11 +568,14 @@ func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*t
 			out = append(out, signed[customerRow]{next, 1})
 		}
 	}
-	return out, nil
+	return out, after, nil
 }
 
-func (s *Store) liveCustomerRows(ctx context.Context, ids map[string][]int64) (map[ticketKey][]stored[customerRow], error) {
-	out := map[ticketKey][]stored[customerRow]{}
+func (s *Store) liveCustomerRows(ctx context.Context, ids map[string][]int64, out map[ticketKey][]stored[customerRow]) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	read := map[ticketKey][]stored[customerRow]{}
 	const q = `SELECT requester_id, ticket_ids, created, brands, channels, tag_sets, sign FROM customer_rows
 WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
 	err := s.queryByIDs(ctx, q, ids, func(tenant string, rows driver.Rows) error {
@@ -501,16 +596,16 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
 			c.tickets[i] = customerTicket{id: tickets[i], created: created[i], brand: brands[i], channel: channels[i], tags: tags[i]}
 		}
 		k := ticketKey{tenant, id}
-		out[k] = net(out[k], c, sign, (*customerRow).equal)
+		read[k] = net(read[k], c, sign, (*customerRow).equal)
 		return nil
 	})
 	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read the rows of %d customers", len(ids))
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read the rows of customers")
 	}
-	for k, st := range out {
+	for k, st := range read {
 		out[k] = slices.DeleteFunc(st, func(st stored[customerRow]) bool { return st.n == 0 })
 	}
-	return out, nil
+	return nil
 }
 
 // insertTicketRows writes rows column by column (row by row costs a reflection call a value).
@@ -540,9 +635,6 @@ func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow]) 
 }
 
 func (s *Store) insertCustomerRows(ctx context.Context, rows []signed[customerRow]) error {
-	if len(rows) == 0 {
-		return nil
-	}
 	n := len(rows)
 	tenant, requester, sign := make([]string, n), make([]int64, n), make([]int8, n)
 	ids, created, brands, channels, tags := make([][]int64, n), make([][]uint32, n), make([][]int64, n), make([][]string, n), make([][][]string, n)
@@ -559,6 +651,9 @@ func (s *Store) insertCustomerRows(ctx context.Context, rows []signed[customerRo
 
 // insertColumns inserts n rows given as whole columns, in one block.
 func (s *Store) insertColumns(ctx context.Context, into string, n int, columns ...any) error {
+	if n == 0 {
+		return nil
+	}
 	what := strings.Fields(into)[0]
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+into)
 	if err != nil {

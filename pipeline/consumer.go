@@ -110,6 +110,13 @@ func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
 	}
 }
 
+// Rebalanced says whether the consumer joined a new generation of its group (the first
+// join included) since it was last asked: its partitions may have been another member's
+// in between. Only one goroutine may ask (kafka-go's Stats counts since the last call).
+func (c *Consumer) Rebalanced() bool {
+	return c.reader.Stats().Rebalances > 0
+}
+
 // fill blocks for the first message, then takes more until the batch is full or BatchWait
 // has passed since the first one.
 func (c *Consumer) fill(ctx context.Context, batch *[]kafka.Message) error {

@@ -22,6 +22,8 @@ import (
 type EventStore interface {
 	InsertTicketEvents(ctx context.Context, events []schemas.TicketEvent) error
 	SummarizeTicketEvents(ctx context.Context, events []schemas.TicketEvent) error
+	// ForgetTicketRows makes the fold read the rows it remembers from the store again.
+	ForgetTicketRows()
 }
 
 // Publisher produces messages and waits for the acknowledgement (Producer).
@@ -121,6 +123,11 @@ func (s *Sink) Run(ctx context.Context) error {
 // dead-letter.
 func (s *Sink) fold(ctx context.Context, msgs []kafka.Message) error {
 	start := time.Now()
+	if s.rows.Rebalanced() {
+		// Another member may have folded these partitions meanwhile: what the store
+		// remembers of their rows may be stale.
+		s.store.ForgetTicketRows()
+	}
 	events, _ := decodeEvents(msgs)
 	if err := s.store.SummarizeTicketEvents(ctx, events); err != nil {
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "fold batch into report rows")

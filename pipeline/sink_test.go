@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/internal/testenv"
 	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/reports"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -53,7 +55,9 @@ type crashingStore struct {
 	pipeline.EventStore
 	mu      sync.Mutex
 	calls   int
-	crashAt int
+	folds   int
+	crashAt int // the insert that dies (0: none)
+	foldAt  int // the fold that dies (0: none; -1: every fold fails, as with ClickHouse down)
 	kill    context.CancelFunc
 }
 
@@ -61,10 +65,28 @@ func (c *crashingStore) InsertTicketEvents(ctx context.Context, events []schemas
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
-	if c.calls < c.crashAt {
+	if c.crashAt == 0 || c.calls < c.crashAt {
 		return c.EventStore.InsertTicketEvents(ctx, events)
 	}
 	if err := c.EventStore.InsertTicketEvents(ctx, events[:len(events)/2]); err != nil {
+		return err
+	}
+	c.kill()
+	return zenklav.Errorf(zenklav.EUNAVAILABLE, "killed mid-batch")
+}
+
+// SummarizeTicketEvents folds half of its nth batch and then "dies" likewise.
+func (c *crashingStore) SummarizeTicketEvents(ctx context.Context, events []schemas.TicketEvent) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.folds++
+	if c.foldAt < 0 {
+		return zenklav.Errorf(zenklav.EUNAVAILABLE, "ClickHouse is down")
+	}
+	if c.foldAt == 0 || c.folds < c.foldAt {
+		return c.EventStore.SummarizeTicketEvents(ctx, events)
+	}
+	if err := c.EventStore.SummarizeTicketEvents(ctx, events[:len(events)/2]); err != nil {
 		return err
 	}
 	c.kill()
@@ -106,23 +128,41 @@ func TestSinkCountsExactly(t *testing.T) {
 		}
 	}
 
-	// First sink: killed in the middle of its third batch.
+	// First sink: killed in the middle of its third batch, its fold failing all along.
 	ctx, kill := context.WithTimeout(context.Background(), 60*time.Second)
-	crash := &crashingStore{EventStore: store, crashAt: 3, kill: kill}
+	crash := &crashingStore{EventStore: store, crashAt: 3, foldAt: -1, kill: kill}
 	runSink(crash, ctx)
 	kill()
 	if crash.calls < 3 {
 		t.Fatalf("the first sink stopped after %d inserts, before the crash", crash.calls)
 	}
+	// Second sink: its fold killed in the middle of its second batch.
+	ctx, kill = context.WithTimeout(context.Background(), 60*time.Second)
+	crash = &crashingStore{EventStore: store, foldAt: 2, kill: kill}
+	runSink(crash, ctx)
+	kill()
+	if crash.folds < 2 {
+		t.Fatalf("the second sink stopped after %d folds, before the crash", crash.folds)
+	}
 
-	// Second sink: runs until the group has committed everything.
+	// Third sink: runs until both groups have committed everything.
 	ctx, stop := context.WithTimeout(context.Background(), 90*time.Second)
 	defer stop()
 	done := make(chan struct{})
 	go func() { defer close(done); runSink(store, ctx) }()
 	waitCommitted(t, ctx, brokers, topic, "sink-test", len(msgs))
+	waitCommitted(t, ctx, brokers, topic, "sink-test"+pipeline.TicketRowsSuffix, len(msgs))
 	stop()
 	<-done
+	// The fold counts each of the 50 tickets once, opened in the first hour.
+	day := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	trends, err := store.Trends(context.Background(), reports.Filter{Tenants: []string{"acme"}, From: day, To: day, Interval: reports.Day, TZ: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []reports.TrendRow{{Period: "2025-03-01", Opened: 50, Backlog: 50}}; !reflect.DeepEqual(trends, want) {
+		t.Errorf("trends %+v, want %+v", trends, want)
+	}
 
 	rows, err := store.CountTicketEventRows(context.Background(), "acme")
 	if err != nil {
