@@ -38,6 +38,8 @@ type Store struct {
 	// guards rows, what it remembers of the rows it read and wrote.
 	summarizing sync.Mutex
 	rows        *rowCache
+	tenants     map[string]uint32 // the tenants' numbers in ticketKey, and their names
+	tenantNames []string
 }
 
 // Open connects to ClickHouse and creates the database when it is missing. It does not
@@ -72,7 +74,7 @@ func Open(ctx context.Context, logger *slog.Logger, cfg Config) (*Store, error) 
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "connect to ClickHouse at %s", cfg.Addr)
 	}
-	return &Store{conn: conn, db: cfg.Database, logger: logger, rows: newRowCache()}, nil
+	return &Store{conn: conn, db: cfg.Database, logger: logger, rows: newRowCache(), tenants: map[string]uint32{}}, nil
 }
 
 // Close closes the connections.

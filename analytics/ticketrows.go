@@ -203,9 +203,22 @@ type stored[R any] struct {
 	n   int64
 }
 
+// ticketKey names a ticket, or a customer, of a tenant: the tenant by its number in the
+// Store's list (hashing a number, not a name, is a good part of a batch's map work).
 type ticketKey struct {
-	tenant string
+	tenant uint32
 	id     int64
+}
+
+// key is the ticketKey of the tenant's ticket or customer id.
+func (s *Store) key(tenant string, id int64) ticketKey {
+	n, ok := s.tenants[tenant]
+	if !ok {
+		n = uint32(len(s.tenantNames))
+		s.tenants[tenant] = n
+		s.tenantNames = append(s.tenantNames, tenant)
+	}
+	return ticketKey{n, id}
 }
 
 // SummarizeTicketEvents folds events into ticket_rows and customer_rows, the tables the
@@ -230,14 +243,14 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 		}
 	}()
 
-	byTicket := map[ticketKey][]*schemas.TicketEvent{}
+	byTicket := make(map[ticketKey][]*schemas.TicketEvent, len(events)/2)
 	for i := range events {
 		e := &events[i]
-		k := ticketKey{e.Tenant, e.Ticket.ID}
+		k := s.key(e.Tenant, e.Ticket.ID)
 		byTicket[k] = append(byTicket[k], e)
 	}
-	old := map[ticketKey][]stored[ticketRow]{}
-	missing := map[ticketKey]bool{}
+	old := make(map[ticketKey][]stored[ticketRow], len(byTicket))
+	missing := make(map[ticketKey]bool, len(byTicket))
 	for k := range byTicket {
 		if r, ok := s.rows.tickets.get(k); ok {
 			old[k] = []stored[ticketRow]{{r, 1}}
@@ -245,12 +258,12 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 			missing[k] = true
 		}
 	}
-	if err := s.liveTicketRows(ctx, keysByTenant(missing), old); err != nil {
+	if err := s.liveTicketRows(ctx, keysByTenant(s, missing), old); err != nil {
 		return err
 	}
 	rows := make(map[ticketKey]*ticketRow, len(byTicket))
 	for k, evs := range byTicket {
-		r := newTicketRow(k.tenant, k.id)
+		r := newTicketRow(s.tenantNames[k.tenant], k.id)
 		for _, st := range old[k] {
 			if st.n > 0 {
 				r.merge(st.row)
@@ -267,7 +280,7 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 	}
 
 	var ticketWrites []signed[ticketRow]
-	involved := map[ticketKey][]*ticketRow{} // per customer, the changed tickets that were or are theirs
+	involved := make(map[ticketKey][]*ticketRow, len(rows)/4) // per customer, the changed tickets that were or are theirs
 	for k, r := range rows {
 		prev := old[k]
 		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(r) {
@@ -284,7 +297,8 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 		}
 		delete(customers, 0)
 		for c := range customers {
-			involved[ticketKey{k.tenant, c}] = append(involved[ticketKey{k.tenant, c}], r)
+			ck := ticketKey{k.tenant, c}
+			involved[ck] = append(involved[ck], r)
 		}
 	}
 	customerWrites, customers, err := s.customerChanges(ctx, involved)
@@ -348,11 +362,11 @@ func (r *recent[K, V]) get(k K) (V, bool) {
 
 func (r *recent[K, V]) put(k K, v V) {
 	if r.cur == nil {
-		r.cur = map[K]V{}
+		r.cur = make(map[K]V, r.max/2) // sized once: growing it rehashes every entry
 	}
 	r.cur[k] = v
 	if len(r.cur) >= r.max/2 {
-		r.old, r.cur = r.cur, map[K]V{}
+		r.old, r.cur = r.cur, nil
 	}
 }
 
@@ -386,10 +400,10 @@ func cancel[R any](st stored[R]) []signed[R] {
 	return out
 }
 
-func keysByTenant[V any](m map[ticketKey]V) map[string][]int64 {
+func keysByTenant[V any](s *Store, m map[ticketKey]V) map[string][]int64 {
 	out := map[string][]int64{}
 	for k := range m {
-		out[k.tenant] = append(out[k.tenant], k.id)
+		out[s.tenantNames[k.tenant]] = append(out[s.tenantNames[k.tenant]], k.id)
 	}
 	for _, ids := range out {
 		slices.Sort(ids)
@@ -434,7 +448,7 @@ func (s *Store) liveTicketRows(ctx context.Context, ids map[string][]int64, out 
 		if err := rows.Scan(append(r.fields(), &sign)...); err != nil {
 			return err
 		}
-		k := ticketKey{r.Tenant, r.TicketID}
+		k := s.key(r.Tenant, r.TicketID)
 		read[k] = net(read[k], r, sign, (*ticketRow).equal)
 		return nil
 	})
@@ -470,7 +484,7 @@ type snapshot struct {
 // snapshot of each kind at or before the ticket's creation (of two in the same second, the
 // one whose names sort last).
 func (s *Store) resolveMemberships(ctx context.Context, rows map[ticketKey]*ticketRow) error {
-	requesters := map[ticketKey]bool{}
+	requesters := make(map[ticketKey]bool, len(rows)/2)
 	for k, r := range rows {
 		if r.RequesterID != 0 {
 			requesters[ticketKey{k.tenant, r.RequesterID}] = true
@@ -478,13 +492,14 @@ func (s *Store) resolveMemberships(ctx context.Context, rows map[ticketKey]*tick
 	}
 	snaps := map[ticketKey][]snapshot{}
 	err := s.queryByIDs(ctx, `SELECT requester_id, kind, toUInt32(at), names FROM klaviyo_memberships
-WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(requesters), func(tenant string, rows driver.Rows) error {
+WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(s, requesters), func(tenant string, rows driver.Rows) error {
 		var id int64
 		var sn snapshot
 		if err := rows.Scan(&id, &sn.kind, &sn.at, &sn.names); err != nil {
 			return err
 		}
-		snaps[ticketKey{tenant, id}] = append(snaps[ticketKey{tenant, id}], sn)
+		k := s.key(tenant, id)
+		snaps[k] = append(snaps[k], sn)
 		return nil
 	})
 	if err != nil {
@@ -493,8 +508,9 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(request
 	for k, r := range rows {
 		r.Segments, r.Lists = []string{}, []string{}
 		var seg, list *snapshot
-		for i := range snaps[ticketKey{k.tenant, r.RequesterID}] {
-			sn := &snaps[ticketKey{k.tenant, r.RequesterID}][i]
+		mine := snaps[ticketKey{k.tenant, r.RequesterID}]
+		for i := range mine {
+			sn := &mine[i]
 			if sn.at > r.CreatedS {
 				continue
 			}
@@ -520,8 +536,8 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(request
 // tickets: each is listed under its requester, unless deleted, and under no one else. It
 // returns the rows to write, and every involved customer's row as it will be.
 func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*ticketRow) ([]signed[customerRow], map[ticketKey]customerRow, error) {
-	old := map[ticketKey][]stored[customerRow]{}
-	missing := map[ticketKey]bool{}
+	old := make(map[ticketKey][]stored[customerRow], len(involved))
+	missing := make(map[ticketKey]bool, len(involved))
 	for c := range involved {
 		if row, ok := s.rows.customers.get(c); !ok {
 			missing[c] = true
@@ -529,33 +545,36 @@ func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*t
 			old[c] = []stored[customerRow]{{row, 1}}
 		}
 	}
-	if err := s.liveCustomerRows(ctx, keysByTenant(missing), old); err != nil {
+	if err := s.liveCustomerRows(ctx, keysByTenant(s, missing), old); err != nil {
 		return nil, nil, err
 	}
 	var out []signed[customerRow]
 	after := make(map[ticketKey]customerRow, len(involved))
 	for c, changed := range involved {
-		tickets := map[int64]customerTicket{}
+		// The live row's tickets (merged, should writers have raced), less the changed ones,
+		// plus those of them that are the customer's now.
+		var tickets []customerTicket
 		for _, st := range old[c] {
 			if st.n > 0 {
-				for _, t := range st.row.tickets {
-					tickets[t.id] = t
-				}
+				tickets = append(tickets, st.row.tickets...)
 			}
 		}
+		tickets = slices.DeleteFunc(tickets, func(t customerTicket) bool {
+			return slices.ContainsFunc(changed, func(r *ticketRow) bool { return r.TicketID == t.id })
+		})
 		for _, r := range changed {
-			delete(tickets, r.TicketID)
 			if r.RequesterID == c.id && r.Deleted == 0 {
-				tickets[r.TicketID] = customerTicket{id: r.TicketID, created: r.CreatedS, brand: r.BrandID, channel: r.Channel, tags: r.Tags}
+				tickets = append(tickets, customerTicket{id: r.TicketID, created: r.CreatedS, brand: r.BrandID, channel: r.Channel, tags: r.Tags})
 			}
 		}
-		next := customerRow{tenant: c.tenant, requester: c.id}
-		for _, t := range tickets {
-			next.tickets = append(next.tickets, t)
+		if len(old[c]) > 1 { // rows of racing writers may list a ticket twice
+			slices.SortStableFunc(tickets, func(a, b customerTicket) int { return cmp.Compare(a.id, b.id) })
+			tickets = slices.CompactFunc(tickets, func(a, b customerTicket) bool { return a.id == b.id })
 		}
-		slices.SortFunc(next.tickets, func(a, b customerTicket) int {
+		slices.SortFunc(tickets, func(a, b customerTicket) int {
 			return cmp.Or(cmp.Compare(a.created, b.created), cmp.Compare(a.id, b.id))
 		})
+		next := customerRow{tenant: s.tenantNames[c.tenant], requester: c.id, tickets: tickets}
 		after[c] = next
 		prev := old[c]
 		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(&next) || len(prev) == 0 && len(next.tickets) == 0 {
@@ -595,7 +614,7 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
 		for i := range tickets {
 			c.tickets[i] = customerTicket{id: tickets[i], created: created[i], brand: brands[i], channel: channels[i], tags: tags[i]}
 		}
-		k := ticketKey{tenant, id}
+		k := s.key(tenant, id)
 		read[k] = net(read[k], c, sign, (*customerRow).equal)
 		return nil
 	})

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	json "github.com/goccy/go-json"
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +45,22 @@ type Sink struct {
 	store    EventStore
 	dlq      Publisher
 	metrics  sinkMetrics
+	// copyUntil is when the copy's backlog last seemed to end (Unix nanoseconds; the largest
+	// int64 while it handles a full batch). Under a backlog the copy goes first and the fold
+	// waits, for up to foldYield at a time: the emitter reads ticket_events to keep
+	// Open_tickets right, and on a small machine the two share the cores.
+	copyUntil atomic.Int64
+	batchSize int
 }
+
+const (
+	// foldYield is the longest the fold waits for the copy at a time, so that under a load
+	// the sink cannot keep up with, the reports still move.
+	foldYield = 10 * time.Second
+	// copyGrace is how long after a full batch the copy is taken to be still busy: the next
+	// one is usually fetched by then.
+	copyGrace = 500 * time.Millisecond
+)
 
 type sinkMetrics struct {
 	events      prometheus.Counter
@@ -97,7 +114,7 @@ func NewSink(logger *slog.Logger, reg prometheus.Registerer, cfg ConsumerConfig,
 			return nil, fmt.Errorf("register sink metrics: %w", err)
 		}
 	}
-	return &Sink{logger: logger, consumer: c, rows: rows, store: store, dlq: dlq, metrics: m}, nil
+	return &Sink{logger: logger, consumer: c, rows: rows, store: store, dlq: dlq, metrics: m, batchSize: cfg.BatchSize}, nil
 }
 
 // Run consumes until ctx ends, or either consumer fails for good (which stops the other).
@@ -122,6 +139,16 @@ func (s *Sink) Run(ctx context.Context) error {
 // fold folds a batch into the report rows. What does not decode is the other consumer's to
 // dead-letter.
 func (s *Sink) fold(ctx context.Context, msgs []kafka.Message) error {
+	// With a backlog (a full batch), the copy, which has one too, is given the moment it
+	// needs to start first.
+	backlog := len(msgs) >= s.batchSize
+	for waited := time.Duration(0); waited < foldYield && (backlog && waited < copyGrace || time.Now().UnixNano() < s.copyUntil.Load()); waited += 50 * time.Millisecond {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	start := time.Now()
 	if s.rows.Rebalanced() {
 		// Another member may have folded these partitions meanwhile: what the store
@@ -139,6 +166,10 @@ func (s *Sink) fold(ctx context.Context, msgs []kafka.Message) error {
 
 func (s *Sink) handle(ctx context.Context, msgs []kafka.Message) error {
 	start := time.Now()
+	if len(msgs) >= s.batchSize {
+		s.copyUntil.Store(math.MaxInt64)
+		defer func() { s.copyUntil.Store(time.Now().Add(copyGrace).UnixNano()) }()
+	}
 	events, bad := decodeEvents(msgs)
 	if err := s.insert(ctx, events); err != nil {
 		// Whatever ClickHouse said, the events are fine (they were validated when produced):

@@ -208,7 +208,7 @@ func sink(args []string) error {
 				BrandID: 1, Type: schemas.TicketCreated, ZendeskType: "zen:event-type:ticket.created", Source: schemas.SourceEvent,
 				OccurredAt: base.Add(time.Duration(i) * time.Second), ReceivedAt: base.Add(time.Duration(i) * time.Second),
 				Ticket: schemas.Ticket{ID: int64(i + 1), Subject: "Where is my order?", Status: schemas.StatusNew, Priority: "normal",
-					Tags: []string{"order"}, Channel: "email", Via: "email", Requester: schemas.Requester{ID: int64(1000 + i%5000)}},
+					Tags: []string{"order"}, Channel: "email", Via: "email", Requester: schemas.Requester{ID: int64(1000 + i%250_000)}},
 			}
 			v, err := e.Marshal()
 			if err != nil {
@@ -272,7 +272,7 @@ func sink(args []string) error {
 	fmt.Printf("| sink: Kafka → ClickHouse | %d events, batches of %d, 4 partitions | %.0f events/s | %s in all (%.0f events/s counting the consumer-group join); %d inserts took %s (summed; they run two at a time) |\n",
 		*n, *batch, float64(*n)/steady.Seconds(), elapsed.Round(time.Millisecond), float64(*n)/elapsed.Seconds(),
 		timed.calls, timed.total.Round(time.Millisecond))
-	fmt.Printf("| sink: fold into report rows | the same events, side by side with the copy | %.0f events/s | %s in all from the first insert; every event a new ticket, 5,000 customers |\n",
+	fmt.Printf("| sink: fold into report rows | the same events, side by side with the copy | %.0f events/s | %s in all from the first insert; every event a new ticket, 250,000 customers with 4 each |\n",
 		float64(*n)/(folded-timed.first.Sub(start)).Seconds(), (folded - timed.first.Sub(start)).Round(time.Millisecond))
 	return nil
 }
