@@ -339,6 +339,11 @@ func cached[T any](ctx context.Context, s *Service, cache *lru.Cache[ticketKey, 
 	}
 	flightKey := fmt.Sprintf("%T/%s/%d", *new(T), key.subdomain, key.id)
 	v, err := s.share(ctx, flightKey, func(ctx context.Context) (any, error) {
+		// A caller that missed the cache just before the last flight filled it starts a
+		// flight of its own after that one ended: look again.
+		if c, ok := cache.Get(key); ok && s.cfg.Now().Before(c.expires) {
+			return c.v, nil
+		}
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.ZendeskTimeout)
 		defer cancel()
 		v, err := read(ctx)
@@ -385,6 +390,10 @@ func (s *Service) card(ctx context.Context, conn *config.Connection, requester P
 	// build for the old one.
 	flightKey := "card/" + conn.ID + "/" + strconv.FormatInt(requester.ID, 10) + "/" + requester.Email + "/" + requester.Phone
 	v, err := s.share(ctx, flightKey, func(ctx context.Context) (any, error) {
+		if c, ok := s.cards.Get(key); ok && s.cfg.Now().Before(c.expires) && c.card.Requester == requester {
+			s.cardsServed.WithLabelValues("cache").Inc() // filled by the flight that ended just before
+			return c.card, nil
+		}
 		card := s.build(ctx, conn, requester)
 		s.cardsServed.WithLabelValues("built").Inc()
 		for _, section := range card.Unavailable {
