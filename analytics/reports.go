@@ -107,6 +107,19 @@ func dayNumber(d uint16) string {
 // CollapsingMergeTree, collapsed in the background) add up to nothing. No query groups by
 // ticket: that grouping over a year's tickets is what a report could not afford.
 
+// breakdown is how trends group by a key: the column grouped by, then the key made of it (k).
+type breakdown struct{ column, key string }
+
+var breakdowns = map[string]breakdown{
+	"brand":    {"brand_id", "toString(k)"},
+	"channel":  {"channel", "k"},
+	"priority": {"priority", "k"},
+	"group":    {"group_id", "toString(k)"},
+	"assignee": {"assignee_id", "toString(k)"},
+	// A ticket without tags is counted under "", so every ticket is under some key.
+	"tag": {"tags", "arrayJoin(if(empty(k), [''], k))"},
+}
+
 // Trends counts, per period of f.Interval in f.TZ (and per key of f.By), the tickets opened
 // and resolved in it and the backlog at its end: tickets created and not yet closed, counting
 // those created before From. Every period from the one holding From to the one holding To is
@@ -123,22 +136,11 @@ func (s *Store) Trends(ctx context.Context, f reports.Filter) ([]reports.TrendRo
 	// One pass: per key, the tickets by the period they opened in and the one they closed in
 	// (0 = before From, 65535 = not closed by To's end), so both counts and the backlog come
 	// from one grouping. Periods are Dates, compared as day numbers.
-	key, outer := "toUInt8(0)", "''"
-	switch f.By {
-	case "brand":
-		key, outer = "brand_id", "toString(k)"
-	case "channel":
-		key, outer = "channel", "k"
-	case "priority":
-		key, outer = "priority", "k"
-	case "group":
-		key, outer = "group_id", "toString(k)"
-	case "assignee":
-		key, outer = "assignee_id", "toString(k)"
-	case "tag":
-		// A ticket without tags is counted under "", so every ticket is under some key.
-		key, outer = "tags", "arrayJoin(if(empty(k), [''], k))"
+	by, ok := breakdowns[f.By]
+	if !ok {
+		by = breakdown{"toUInt8(0)", "''"} // one line
 	}
+	key, outer := by.column, by.key
 	q := fmt.Sprintf(`SELECT key, pc, pr, sum(n)
 FROM
 (

@@ -253,7 +253,7 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 	missing := make(map[ticketKey]bool, len(byTicket))
 	for k := range byTicket {
 		if r, ok := s.rows.tickets.get(k); ok {
-			old[k] = []stored[ticketRow]{{r, 1}}
+			old[k] = []stored[ticketRow]{{*r, 1}}
 		} else {
 			missing[k] = true
 		}
@@ -314,10 +314,10 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 		return err
 	}
 	for k, r := range rows {
-		s.rows.tickets.put(k, *r)
+		s.rows.tickets.put(k, r)
 	}
 	for k, c := range customers {
-		s.rows.customers.put(k, c)
+		s.rows.customers.put(k, &c)
 	}
 	return nil
 }
@@ -328,13 +328,14 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 // ticket's partition): ForgetTicketRows empties it whenever that may no longer hold, and a
 // failed batch does. Each table keeps at most its max entries, the most recently used.
 type rowCache struct {
-	tickets   recent[ticketKey, ticketRow]
-	customers recent[ticketKey, customerRow] // a customer without tickets has no row
+	tickets   recent[ticketKey, *ticketRow]
+	customers recent[ticketKey, *customerRow] // a customer without tickets has no row
 }
 
 func newRowCache() *rowCache {
-	// About 100 MB at most: a ticket's row is some 300 bytes, most customers' less.
-	return &rowCache{tickets: recent[ticketKey, ticketRow]{max: 200_000}, customers: recent[ticketKey, customerRow]{max: 100_000}}
+	// About 40 MB at most: a ticket's row is some 300 bytes, most customers' less. A week of
+	// a busy account's tickets.
+	return &rowCache{tickets: recent[ticketKey, *ticketRow]{max: 100_000}, customers: recent[ticketKey, *customerRow]{max: 100_000}}
 }
 
 func (c *rowCache) clear() {
@@ -362,7 +363,7 @@ func (r *recent[K, V]) get(k K) (V, bool) {
 
 func (r *recent[K, V]) put(k K, v V) {
 	if r.cur == nil {
-		r.cur = make(map[K]V, r.max/2) // sized once: growing it rehashes every entry
+		r.cur = make(map[K]V, r.max/8)
 	}
 	r.cur[k] = v
 	if len(r.cur) >= r.max/2 {
@@ -542,7 +543,7 @@ func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*t
 		if row, ok := s.rows.customers.get(c); !ok {
 			missing[c] = true
 		} else if len(row.tickets) > 0 {
-			old[c] = []stored[customerRow]{{row, 1}}
+			old[c] = []stored[customerRow]{{*row, 1}}
 		}
 	}
 	if err := s.liveCustomerRows(ctx, keysByTenant(s, missing), old); err != nil {

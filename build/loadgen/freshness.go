@@ -81,7 +81,7 @@ func freshness(args []string) error {
 		return err
 	}
 	defer p.stop()
-	if err := waitCaughtUp(ctx, bs, p, pipeline.EmitterGroup, pipeline.SinkGroup); err != nil {
+	if err := waitCaughtUp(ctx, bs, p, pipeline.EmitterGroup, pipeline.SinkGroup, pipeline.SinkGroup+pipeline.TicketRowsSuffix); err != nil {
 		return err
 	}
 

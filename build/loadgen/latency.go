@@ -92,7 +92,7 @@ func latency(args []string) error {
 	defer p.stop()
 	// "No backlog": the shared topic may hold what earlier runs left to the sink and the
 	// emitter of `zenklav all`; that waits until both have caught up.
-	if err := waitCaughtUp(ctx, bs, p, pipeline.EmitterGroup, pipeline.SinkGroup); err != nil {
+	if err := waitCaughtUp(ctx, bs, p, pipeline.EmitterGroup, pipeline.SinkGroup, pipeline.SinkGroup+pipeline.TicketRowsSuffix); err != nil {
 		return err
 	}
 	url := "http://" + *httpAddr + "/webhooks/zendesk/" + conn.id

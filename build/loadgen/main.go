@@ -131,7 +131,7 @@ func sendRange(client *http.Client, url, secret string, from, n, c int, lat []ti
 		body := fmt.Sprintf(`{"type":"zen:event-type:ticket.created","account_id":1,"id":"bench-%d-%d","time":"%s",`+
 			`"zendesk_event_version":"2022-11-06","subject":"zen:ticket:%d","detail":{"id":"%d","status":"NEW",`+
 			`"subject":"Where is my order?","requester_id":"%d","brand_id":"1","tags":["order"],"via":{"channel":"email"}},"event":{}}`,
-			from, i, ts, from+i+1, from+i+1, 1000+i%5000)
+			from, i, ts, from+i+1, from+i+1, 1000+(from+i)%250_000)
 		reqs[i] = signedWebhook{body: body, ts: ts, sig: zendesk.Sign(secret, ts, []byte(body))}
 	}
 	var next atomic.Int64
