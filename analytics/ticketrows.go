@@ -105,11 +105,17 @@ func (r *ticketRow) fold(e *schemas.TicketEvent) {
 }
 
 // takeDims takes o's brand, channel, priority, tags, group and assignee when o is later.
+// The strings are copied: a decoded event's strings may share its whole buffer, which the
+// row, remembered after the batch, would keep alive.
 func (r *ticketRow) takeDims(o ticketRow) {
 	if o.DimsAt < r.DimsAt || o.DimsAt == r.DimsAt && compareDims(&o, r) <= 0 {
 		return
 	}
-	r.DimsAt, r.BrandID, r.Channel, r.Priority, r.Tags, r.GroupID, r.AssigneeID = o.DimsAt, o.BrandID, o.Channel, o.Priority, o.Tags, o.GroupID, o.AssigneeID
+	tags := make([]string, len(o.Tags))
+	for i, t := range o.Tags {
+		tags[i] = strings.Clone(t)
+	}
+	r.DimsAt, r.BrandID, r.Channel, r.Priority, r.Tags, r.GroupID, r.AssigneeID = o.DimsAt, o.BrandID, strings.Clone(o.Channel), strings.Clone(o.Priority), tags, o.GroupID, o.AssigneeID
 }
 
 func compareDims(a, b *ticketRow) int {
