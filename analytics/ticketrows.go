@@ -235,8 +235,8 @@ func (s *Store) key(tenant string, id int64) ticketKey {
 //
 // One writer per ticket at a time: the sink's ticket-rows consumer handles each ticket's
 // partition alone. Should two writers still race on a ticket (a consumer-group rebalance in
-// the middle of a batch), its next event repairs its rows: every live row is read, merged and
-// cancelled.
+// the middle of a batch), its next event repairs its rows: every live row is read (the sink
+// calls ForgetTicketRows after a rebalance), merged and cancelled.
 func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.TicketEvent) (err error) {
 	if len(events) == 0 {
 		return nil
