@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -281,7 +281,7 @@ GROUP BY cohort`, period, quantilesSQL, cond)
 		share := func(k int64) float64 { return float64(k) / float64(n) }
 		out = append(out, reports.ResolutionCohortRow{Cohort: dayNumber(c), Tickets: n, ReopenRate: share(reopened),
 			Closed1d: share(c1), Closed3d: share(c3), Closed7d: share(c7), Closed14d: share(c14), Closed30d: share(c30)})
-		d.group, d.closed = c, closed
+		d.group, d.closed = strconv.Itoa(int(c)), closed
 		minutes = append(minutes, d)
 		return nil
 	})
@@ -308,8 +308,8 @@ const quantilesSQL = `countIf(sign < 0 AND is_closed = 1), quantilesExactIf(0.5,
 
 // durations are one group's quantiles of time to close, as quantilesSQL reads them.
 type durations struct {
-	group  any   // the group's key, as the query grouped by it
-	closed int64 // tickets closed, net
+	group  string // the group's key as text (toString of what the query grouped by)
+	closed int64  // tickets closed, net
 	cancel uint64
 	q      []uint32 // median and 90th percentile, minutes
 }
@@ -327,7 +327,7 @@ func (d *durations) hours(i int) *float64 {
 // settle recomputes the quantiles of the groups that have cancel rows: table's closed rows
 // matching cond (with args), grouped by key.
 func (s *Store) settle(ctx context.Context, ds []*durations, table, key, cond string, args []any) error {
-	byGroup := map[any]*durations{}
+	byGroup := map[string]*durations{}
 	var groups []any
 	for _, d := range ds {
 		if d.cancel > 0 {
@@ -338,18 +338,17 @@ func (s *Store) settle(ctx context.Context, ds []*durations, table, key, cond st
 	if len(groups) == 0 {
 		return nil
 	}
-	q := fmt.Sprintf(`SELECT %s AS g, groupArrayIf(close_minutes, sign > 0), groupArrayIf(close_minutes, sign < 0)
+	q := fmt.Sprintf(`SELECT toString(%s) AS g, groupArrayIf(close_minutes, sign > 0), groupArrayIf(close_minutes, sign < 0)
 FROM %s
 WHERE %s AND is_closed = 1 AND g IN ?
 GROUP BY g`, key, table, cond)
 	return s.query(ctx, q, append(slices.Clone(args), clickhouse.GroupSet{Value: groups}), func(rows driver.Rows) error {
+		var g string
 		var live, cancelled []uint32
-		d := &durations{}
-		g := reflect.New(reflect.TypeOf(groups[0]))
-		if err := rows.Scan(g.Interface(), &live, &cancelled); err != nil {
+		if err := rows.Scan(&g, &live, &cancelled); err != nil {
 			return err
 		}
-		if d = byGroup[g.Elem().Interface()]; d != nil {
+		if d := byGroup[g]; d != nil {
 			d.q = netQuantiles(live, cancelled, 0.5, 0.9)
 		}
 		return nil
@@ -568,7 +567,7 @@ GROUP BY segment`, names, cond)
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
 	}
 	for _, d := range minutes {
-		bySegment[d.group.(string)].MedianHours = d.hours(0)
+		bySegment[d.group].MedianHours = d.hours(0)
 	}
 	out := make([]reports.SegmentRow, 0, len(bySegment))
 	for _, name := range slices.Sorted(maps.Keys(bySegment)) {

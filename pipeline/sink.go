@@ -136,18 +136,30 @@ func (s *Sink) Run(ctx context.Context) error {
 	return errors.Join(<-errs, <-errs)
 }
 
-// fold folds a batch into the report rows. What does not decode is the other consumer's to
-// dead-letter.
-func (s *Sink) fold(ctx context.Context, msgs []kafka.Message) error {
-	// With a backlog (a full batch), the copy, which has one too, is given the moment it
-	// needs to start first.
-	backlog := len(msgs) >= s.batchSize
-	for waited := time.Duration(0); waited < foldYield && (backlog && waited < copyGrace || time.Now().UnixNano() < s.copyUntil.Load()); waited += 50 * time.Millisecond {
+// yieldToCopy waits while the copy works through a backlog, for up to foldYield. With a
+// backlog of its own (a full batch), the fold first gives the copy, which has one too, the
+// moment it needs to start.
+func (s *Sink) yieldToCopy(ctx context.Context, backlog bool) error {
+	start := time.Now()
+	for {
+		waited := time.Since(start)
+		copying := time.Now().UnixNano() < s.copyUntil.Load()
+		if waited >= foldYield || !copying && (!backlog || waited >= copyGrace) {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// fold folds a batch into the report rows. What does not decode is the other consumer's to
+// dead-letter.
+func (s *Sink) fold(ctx context.Context, msgs []kafka.Message) error {
+	if err := s.yieldToCopy(ctx, len(msgs) >= s.batchSize); err != nil {
+		return err
 	}
 	start := time.Now()
 	if s.rows.Rebalanced() {
