@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/reports"
 	"github.com/zenklav/zenklav/schemas"
@@ -84,44 +85,44 @@ func generate(seed uint64) dataset {
 			}
 			step := func() { at = at.Add(time.Duration(1+r.IntN(60*50)) * time.Minute) }
 			if r.IntN(12) != 0 {
-				add(schemas.TicketCreated, schemas.StatusNew, "")
+				add(schemas.TicketCreated, zenklav.StatusNew, "")
 			}
 			step()
 			assignee = int64(500 + r.IntN(4))
-			add(schemas.TicketStatusChanged, schemas.StatusOpen, schemas.StatusNew)
+			add(schemas.TicketStatusChanged, zenklav.StatusOpen, zenklav.StatusNew)
 			if r.IntN(4) == 0 {
 				step()
 				group, priority = int64(r.IntN(3)), "urgent"
-				add(schemas.TicketFieldsChanged, schemas.StatusOpen, "")
+				add(schemas.TicketFieldsChanged, zenklav.StatusOpen, "")
 			}
 			if r.IntN(5) == 0 {
 				continue // still open
 			}
 			step()
-			add(schemas.TicketStatusChanged, schemas.StatusPending, schemas.StatusOpen)
+			add(schemas.TicketStatusChanged, zenklav.StatusPending, zenklav.StatusOpen)
 			step()
-			add(schemas.TicketStatusChanged, schemas.StatusSolved, schemas.StatusPending)
+			add(schemas.TicketStatusChanged, zenklav.StatusSolved, zenklav.StatusPending)
 			if r.IntN(4) == 0 { // reopened
 				step()
 				if r.IntN(2) == 0 {
-					add(schemas.TicketStatusChanged, schemas.StatusOpen, schemas.StatusSolved)
+					add(schemas.TicketStatusChanged, zenklav.StatusOpen, zenklav.StatusSolved)
 				} else {
-					add(schemas.TicketCommentAdded, schemas.StatusOpen, "")
+					add(schemas.TicketCommentAdded, zenklav.StatusOpen, "")
 				}
 				step()
-				add(schemas.TicketStatusChanged, schemas.StatusSolved, schemas.StatusOpen)
+				add(schemas.TicketStatusChanged, zenklav.StatusSolved, zenklav.StatusOpen)
 			}
 			switch r.IntN(10) {
 			case 0: // deleted
 				step()
-				add(schemas.TicketStatusChanged, schemas.StatusDeleted, schemas.StatusSolved)
+				add(schemas.TicketStatusChanged, zenklav.StatusDeleted, zenklav.StatusSolved)
 			case 1, 2: // solved, not closed yet
 			default:
 				at = at.Add(time.Duration(r.IntN(30*24)) * time.Hour)
-				add(schemas.TicketStatusChanged, schemas.StatusClosed, schemas.StatusSolved)
+				add(schemas.TicketStatusChanged, zenklav.StatusClosed, zenklav.StatusSolved)
 				if r.IntN(8) == 0 { // Zendesk told us twice, by two webhooks
 					at = at.Add(time.Minute)
-					add(schemas.TicketCommentAdded, schemas.StatusClosed, "")
+					add(schemas.TicketCommentAdded, zenklav.StatusClosed, "")
 				}
 			}
 		}
@@ -225,14 +226,14 @@ func tickets(events []schemas.TicketEvent) []ticket {
 		var solved time.Time
 		for _, e := range evs {
 			st := e.Ticket.Status
-			open := st == schemas.StatusNew || st == schemas.StatusOpen || st == schemas.StatusPending || st == schemas.StatusHold
-			if st == schemas.StatusClosed && tk.closed.IsZero() {
+			open := st == zenklav.StatusNew || st == zenklav.StatusOpen || st == zenklav.StatusPending || st == zenklav.StatusHold
+			if st == zenklav.StatusClosed && tk.closed.IsZero() {
 				tk.closed = e.OccurredAt
 			}
-			if st == schemas.StatusSolved && solved.IsZero() {
+			if st == zenklav.StatusSolved && solved.IsZero() {
 				solved = e.OccurredAt
 			}
-			if open && (e.Ticket.PreviousStatus == schemas.StatusSolved || !solved.IsZero() && e.OccurredAt.After(solved)) {
+			if open && (e.Ticket.PreviousStatus == zenklav.StatusSolved || !solved.IsZero() && e.OccurredAt.After(solved)) {
 				tk.reopened = true
 			}
 		}
@@ -240,7 +241,7 @@ func tickets(events []schemas.TicketEvent) []ticket {
 			tk.closed = tk.created
 		}
 		last := evs[len(evs)-1]
-		tk.deleted = last.Ticket.Status == schemas.StatusDeleted
+		tk.deleted = last.Ticket.Status == zenklav.StatusDeleted
 		tk.requester, tk.brand, tk.group, tk.assignee = last.Ticket.Requester.ID, last.BrandID, last.Ticket.GroupID, last.Ticket.AssigneeID
 		tk.channel, tk.priority, tk.tags = last.Ticket.Channel, last.Ticket.Priority, last.Ticket.Tags
 		out = append(out, tk)

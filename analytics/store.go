@@ -299,18 +299,14 @@ func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
 	return s.conn.Exec(ctx, query, args...)
 }
 
-// TicketState is a ticket's latest known status.
-type TicketState struct {
-	Status     string
-	OccurredAt time.Time
-}
+var _ zenklav.TicketStore = (*Store)(nil)
 
 // RequesterTickets returns, for each of the requesters, the latest status of each ticket
 // whose latest requester they are. Events that say nothing of the status do not count as
 // its latest; events of one second are not ordered among themselves (ClickHouse keeps
 // seconds), which only matters for a ticket opened and closed within one.
-func (s *Store) RequesterTickets(ctx context.Context, tenant string, requesters []int64) (map[int64]map[int64]TicketState, error) {
-	out := map[int64]map[int64]TicketState{}
+func (s *Store) RequesterTickets(ctx context.Context, tenant string, requesters []int64) (map[int64]map[int64]zenklav.TicketState, error) {
+	out := map[int64]map[int64]zenklav.TicketState{}
 	if len(requesters) == 0 {
 		return out, nil
 	}
@@ -332,7 +328,7 @@ GROUP BY ticket_id`, tenant, tenant, clickhouse.GroupSet{Value: ids})
 	}
 	for rows.Next() {
 		var ticket, requester int64
-		var st TicketState
+		var st zenklav.TicketState
 		if err := rows.Scan(&ticket, &requester, &st.Status, &st.OccurredAt); err != nil {
 			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
 		}
@@ -340,7 +336,7 @@ GROUP BY ticket_id`, tenant, tenant, clickhouse.GroupSet{Value: ids})
 			continue // moved to someone else since
 		}
 		if out[requester] == nil {
-			out[requester] = map[int64]TicketState{}
+			out[requester] = map[int64]zenklav.TicketState{}
 		}
 		out[requester][ticket] = st
 	}
@@ -348,23 +344,6 @@ GROUP BY ticket_id`, tenant, tenant, clickhouse.GroupSet{Value: ids})
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
 	}
 	return out, nil
-}
-
-// SupportHistory is what a requester's tickets say of them, for the agent's sidebar card.
-// A ticket is the requester's when they are its latest requester, as for Open_tickets.
-type SupportHistory struct {
-	Open         int            // tickets not yet closed: new, open, pending, hold and solved
-	Recent       int            // tickets created since the time asked for
-	Total        int            // tickets ever, deleted ones excepted
-	LastResolved ResolvedTicket // the ticket closed last; zero when none was
-}
-
-// ResolvedTicket is a ticket and when it became closed, the product's "resolved" (solved
-// is not: Zendesk closes solved tickets later, by automation).
-type ResolvedTicket struct {
-	TicketID int64
-	Subject  string
-	At       time.Time
 }
 
 // supportHistory sums up one requester's tickets. The inner query is RequesterTickets' for one
@@ -376,10 +355,10 @@ type ResolvedTicket struct {
 // arrived; it became closed at its first closed event, as two webhooks may both report it.
 // The ticket and subject of the last resolved one share one ordering key, (closed_at,
 // ticket_id), so they come from the same ticket even when two closed in the same second.
-const supportHistory = `SELECT
-    countIf(latest_status != 'deleted'),
-    countIf(latest_status NOT IN ('closed', 'deleted')),
-    countIf(latest_status != 'deleted' AND created_at >= ?),
+var supportHistory = `SELECT
+    countIf(latest_status != ` + sqlString(zenklav.StatusDeleted) + `),
+    countIf(latest_status NOT IN (` + sqlStrings(zenklav.FinalStatuses) + `)),
+    countIf(latest_status != ` + sqlString(zenklav.StatusDeleted) + ` AND created_at >= ?),
     maxIf(closed_at, was_closed),
     argMaxIf(ticket_id, (closed_at, ticket_id), was_closed),
     argMaxIf(last_subject, (closed_at, ticket_id), was_closed)
@@ -390,8 +369,8 @@ FROM
         argMax(requester_id, occurred_at) AS latest_requester,
         argMaxIf(status, occurred_at, status != '') AS latest_status,
         if(countIf(event_type = 'created') > 0, minIf(occurred_at, event_type = 'created'), min(occurred_at)) AS created_at,
-        countIf(status = 'closed') > 0 AS was_closed,
-        minIf(occurred_at, status = 'closed') AS closed_at,
+        countIf(status = ` + sqlString(zenklav.StatusClosed) + `) > 0 AS was_closed,
+        minIf(occurred_at, status = ` + sqlString(zenklav.StatusClosed) + `) AS closed_at,
         argMaxIf(subject, occurred_at, subject != '') AS last_subject
     FROM ticket_events
     WHERE tenant = ? AND ticket_id IN (SELECT ticket_id FROM ticket_requesters WHERE tenant = ? AND requester_id = ?)
@@ -403,23 +382,35 @@ WHERE latest_requester = ?`
 // given time (now minus 90 days on the card), and the ticket of theirs closed last. Deleted
 // tickets count nowhere: Zendesk no longer shows them, and they are mostly spam. Like
 // RequesterTickets, it does not order events of one second among themselves.
-func (s *Store) SupportHistory(ctx context.Context, tenant string, requesterID int64, since time.Time) (SupportHistory, error) {
+func (s *Store) SupportHistory(ctx context.Context, tenant string, requesterID int64, since time.Time) (zenklav.SupportHistory, error) {
 	if since.Before(time.Unix(0, 0)) {
 		since = time.Unix(0, 0) // DateTime starts at the epoch
 	}
 	var (
-		h                   SupportHistory
+		h                   zenklav.SupportHistory
 		total, open, recent uint64
 		r                   = &h.LastResolved
 	)
 	err := s.conn.QueryRow(ctx, supportHistory, since.UTC().Truncate(time.Second), tenant, tenant, requesterID, requesterID).
 		Scan(&total, &open, &recent, &r.At, &r.TicketID, &r.Subject)
 	if err != nil {
-		return SupportHistory{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read support history of requester %d", requesterID)
+		return zenklav.SupportHistory{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read support history of requester %d", requesterID)
 	}
 	h.Total, h.Open, h.Recent = int(total), int(open), int(recent)
 	if r.TicketID == 0 {
-		h.LastResolved = ResolvedTicket{} // maxIf of nothing is the epoch, not the zero time
+		h.LastResolved = zenklav.ResolvedTicket{} // maxIf of nothing is the epoch, not the zero time
 	}
 	return h, nil
+}
+
+// sqlString quotes a constant of zenklav's for a query; the constants hold no quotes.
+func sqlString(s string) string { return "'" + s + "'" }
+
+// sqlStrings is ss as a list of quoted strings, for IN (…).
+func sqlStrings(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = sqlString(s)
+	}
+	return strings.Join(q, ", ")
 }

@@ -4,32 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
-	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/analytics/analyticstest"
 	"github.com/zenklav/zenklav/schemas"
 )
 
 // openStore opens a store on a database of the test's own on the real ClickHouse.
 func openStore(t *testing.T) *analytics.Store {
-	t.Helper()
-	addr := testenv.ClickHouse(t)
-	db := fmt.Sprintf("test_%d_%d", time.Now().UnixNano(), rand.N(1000))
-	ctx := context.Background()
-	s, err := analytics.Open(ctx, slog.New(slog.DiscardHandler), analytics.Config{Addr: addr, Database: db, User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
-		s.Close()
-	})
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := analyticstest.Open(t)
 	return s
 }
 
@@ -39,7 +25,7 @@ func event(tenant string, ticket int64, id string, typ string, at time.Time) sch
 		BrandID: 360001, Type: typ, ZendeskType: "zen:event-type:ticket." + typ, Source: schemas.SourceEvent,
 		OccurredAt: at, ReceivedAt: at.Add(time.Second),
 		Ticket: schemas.Ticket{
-			ID: ticket, Subject: "Where is my order?", Status: schemas.StatusOpen, Priority: "high",
+			ID: ticket, Subject: "Where is my order?", Status: zenklav.StatusOpen, Priority: "high",
 			Tags: []string{"order", "vip"}, Channel: "email", Via: "email",
 			Requester:    schemas.Requester{ID: 5, Email: "ana@example.com"},
 			CustomFields: []schemas.CustomField{{ID: 1, Value: "x"}, {ID: 2, Value: 3.5}, {ID: 3, Value: nil}},
@@ -210,21 +196,21 @@ func TestSupportHistory(t *testing.T) {
 		tenant    string
 		requester int64
 		since     time.Time
-		want      analytics.SupportHistory
+		want      zenklav.SupportHistory
 	}{
-		{"open, recent and resolved", "acme", 100, since, analytics.SupportHistory{Open: 4, Recent: 4, Total: 6,
-			LastResolved: analytics.ResolvedTicket{TicketID: 3, Subject: "Refund please", At: closedAt}}},
-		{"since the beginning", "acme", 100, time.Time{}, analytics.SupportHistory{Open: 4, Recent: 6, Total: 6,
-			LastResolved: analytics.ResolvedTicket{TicketID: 3, Subject: "Refund please", At: closedAt}}},
-		{"a ticket moved to them", "acme", 300, since, analytics.SupportHistory{Recent: 1, Total: 1,
-			LastResolved: analytics.ResolvedTicket{TicketID: 5, Subject: "Not mine after all", At: ago(day)}}},
-		{"their only ticket moved away", "acme", 200, since, analytics.SupportHistory{}},
-		{"closed in the same second", "acme", 400, since, analytics.SupportHistory{Recent: 2, Total: 2,
-			LastResolved: analytics.ResolvedTicket{TicketID: 11, Subject: "Eleven", At: ago(7 * day)}}},
-		{"another tenant", "globex", 100, since, analytics.SupportHistory{Open: 1, Recent: 2, Total: 2,
-			LastResolved: analytics.ResolvedTicket{TicketID: 1, Subject: "Globex order", At: ago(time.Hour)}}},
-		{"unknown requester", "acme", 999, since, analytics.SupportHistory{}},
-		{"unknown tenant", "initech", 100, since, analytics.SupportHistory{}},
+		{"open, recent and resolved", "acme", 100, since, zenklav.SupportHistory{Open: 4, Recent: 4, Total: 6,
+			LastResolved: zenklav.ResolvedTicket{TicketID: 3, Subject: "Refund please", At: closedAt}}},
+		{"since the beginning", "acme", 100, time.Time{}, zenklav.SupportHistory{Open: 4, Recent: 6, Total: 6,
+			LastResolved: zenklav.ResolvedTicket{TicketID: 3, Subject: "Refund please", At: closedAt}}},
+		{"a ticket moved to them", "acme", 300, since, zenklav.SupportHistory{Recent: 1, Total: 1,
+			LastResolved: zenklav.ResolvedTicket{TicketID: 5, Subject: "Not mine after all", At: ago(day)}}},
+		{"their only ticket moved away", "acme", 200, since, zenklav.SupportHistory{}},
+		{"closed in the same second", "acme", 400, since, zenklav.SupportHistory{Recent: 2, Total: 2,
+			LastResolved: zenklav.ResolvedTicket{TicketID: 11, Subject: "Eleven", At: ago(7 * day)}}},
+		{"another tenant", "globex", 100, since, zenklav.SupportHistory{Open: 1, Recent: 2, Total: 2,
+			LastResolved: zenklav.ResolvedTicket{TicketID: 1, Subject: "Globex order", At: ago(time.Hour)}}},
+		{"unknown requester", "acme", 999, since, zenklav.SupportHistory{}},
+		{"unknown tenant", "initech", 100, since, zenklav.SupportHistory{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := store.SupportHistory(ctx, tc.tenant, tc.requester, tc.since)

@@ -65,8 +65,6 @@ func newTicketRow(tenant string, id int64) ticketRow {
 		Tags: []string{}, Segments: []string{}, Lists: []string{}}
 }
 
-func isOpenStatus(s string) bool { return s == "new" || s == "open" || s == "pending" || s == "hold" }
-
 // fold folds one event into the state. Folding an event twice, or events in another order,
 // gives the same state: every field is a min, a max, or the value of the latest event with
 // ties within one second broken by the values themselves.
@@ -79,19 +77,19 @@ func (r *ticketRow) fold(e *schemas.TicketEvent) {
 	r.OpenedKey = min(r.OpenedKey, opened)
 	t := &e.Ticket
 	switch {
-	case t.Status == "closed":
+	case t.Status == zenklav.StatusClosed:
 		r.ClosedMin = min(r.ClosedMin, at)
-	case t.Status == "solved":
+	case t.Status == zenklav.StatusSolved:
 		r.SolvedMin = min(r.SolvedMin, at)
-	case isOpenStatus(t.Status):
+	case zenklav.IsUnsolved(t.Status):
 		r.OpenMax = max(r.OpenMax, at)
-		if t.PreviousStatus == "solved" {
+		if t.PreviousStatus == zenklav.StatusSolved {
 			r.ReopenedFlag = 1
 		}
 	}
 	if t.Status != "" {
 		latest := uint64(at) << 1
-		if t.Status == "deleted" {
+		if t.Status == zenklav.StatusDeleted {
 			latest |= 1
 		}
 		r.LatestKey = max(r.LatestKey, latest)

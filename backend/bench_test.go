@@ -5,12 +5,12 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav"
 )
 
 type discardPublisher struct{}
 
-func (discardPublisher) Publish(context.Context, ...pipeline.Message) error { return nil }
+func (discardPublisher) Publish(context.Context, ...zenklav.Message) error { return nil }
 
 // BenchmarkZendeskWebhook is the CPU cost of one webhook in zenklav: signature check, parse,
 // schema validation, encoding; Kafka is left out.

@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/zenklav/zenklav/internal/testenv"
-	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -20,20 +19,20 @@ import (
 func TestWebhookWhileKafkaIsDown(t *testing.T) {
 	brokers := []string{testenv.Kafka(t)}
 	ctx := context.Background()
-	if err := pipeline.EnsureTopics(ctx, brokers, pipeline.Topic{Name: schemas.TicketEventsTopic, Partitions: 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.Topic{Name: schemas.TicketEventsTopic, Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
 	eventID := fmt.Sprintf("e2e00000-0000-4000-8000-%012d", rand.N(1_000_000_000))
 	body := fmt.Sprintf(`{"type":"zen:event-type:ticket.created","id":%q,"time":"2025-01-08T10:12:07Z","detail":{"id":"77","status":"NEW"},"event":{}}`, eventID)
 
-	down := pipeline.NewProducer(slog.New(slog.DiscardHandler), []string{"127.0.0.1:1"})
+	down := kafka.NewProducer(slog.New(slog.DiscardHandler), []string{"127.0.0.1:1"})
 	defer down.Close()
 	w := request{body: body, secret: secret}.do(newServer(t, down))
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("with Kafka down: %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
 	}
 
-	up := pipeline.NewProducer(slog.New(slog.DiscardHandler), brokers)
+	up := kafka.NewProducer(slog.New(slog.DiscardHandler), brokers)
 	defer up.Close()
 	if w := (request{body: body, secret: secret}).do(newServer(t, up)); w.Code != http.StatusAccepted {
 		t.Fatalf("retry with Kafka up: %d %s", w.Code, w.Body)
@@ -42,7 +41,7 @@ func TestWebhookWhileKafkaIsDown(t *testing.T) {
 	// Read the topic from the start in a group of our own until the event shows up.
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cons, err := pipeline.NewConsumer(slog.New(slog.DiscardHandler), pipeline.ConsumerConfig{
+	cons, err := kafka.NewConsumer(slog.New(slog.DiscardHandler), kafka.ConsumerConfig{
 		Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: "backend-test-" + eventID, BatchSize: 1000, BatchWait: 50 * time.Millisecond,
 	})
 	if err != nil {

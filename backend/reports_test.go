@@ -6,13 +6,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"fmt"
-	"github.com/zenklav/zenklav/internal/golden"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -21,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	zauth "github.com/zenklav/zenklav/auth"
+	"github.com/zenklav/zenklav/internal/golden"
+
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
@@ -28,16 +28,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/backend"
-	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/reports"
 )
 
 // The keys of the tests: 2026-11 signs, 2026-10 (the previous generation) still verifies,
 // 2026-09 was rotated out.
 var (
-	currentKey  = config.SigningKey{ID: "2026-11", Secret: "reports-key-2026-11-0123456789abcdef"}
-	previousKey = config.SigningKey{ID: "2026-10", Secret: "reports-key-2026-10-0123456789abcdef"}
-	retiredKey  = config.SigningKey{ID: "2026-09", Secret: "reports-key-2026-09-0123456789abcdef"}
+	currentKey  = zauth.SigningKey{ID: "2026-11", Secret: "reports-key-2026-11-0123456789abcdef"}
+	previousKey = zauth.SigningKey{ID: "2026-10", Secret: "reports-key-2026-10-0123456789abcdef"}
+	retiredKey  = zauth.SigningKey{ID: "2026-09", Secret: "reports-key-2026-09-0123456789abcdef"}
 )
 
 // fakeSource answers every report with fixed rows and notes the filters it was asked with.
@@ -111,8 +110,8 @@ func (f *fakeSource) Segments(_ context.Context, flt reports.Filter) ([]reports.
 type reportsServer struct {
 	url    string
 	source *fakeSource
-	auth   *backend.ReportsAuth
-	conns  *config.Connections
+	auth   *zauth.Reports
+	conns  *zenklav.Connections
 }
 
 // newReportsServer serves the reports API of the acme and globex connections with the
@@ -120,7 +119,7 @@ type reportsServer struct {
 func newReportsServer(t *testing.T) *reportsServer {
 	t.Helper()
 	conns := sidebarConns(t, 101)
-	auth, err := backend.NewReportsAuth([]config.SigningKey{currentKey, previousKey}, conns, func() time.Time { return now })
+	auth, err := zauth.NewReports([]zauth.SigningKey{currentKey, previousKey}, conns, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +184,7 @@ func reportClaimsWith(change func(jwt.MapClaims)) jwt.MapClaims {
 }
 
 // signHS signs claims with method and secret, naming kid in the header unless it is "".
-func signHS(t *testing.T, method jwt.SigningMethod, kid string, secret config.Secret, claims jwt.MapClaims) string {
+func signHS(t *testing.T, method jwt.SigningMethod, kid string, secret zenklav.Secret, claims jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, claims)
 	if kid != "" {
@@ -209,15 +208,15 @@ func TestReportsAuth(t *testing.T) {
 	}
 	// A real sidebar session, signed with the same secret (the sidebar signs with the
 	// current key): its audience keeps it out of the reports.
-	sidebar, err := backend.NewSidebarAuth(s.conns, []config.SigningKey{currentKey}, func() time.Time { return now })
+	sidebar, err := zauth.NewSidebar(s.conns, []zauth.SigningKey{currentKey}, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
-	session, _, err := sidebar.IssueSession(backend.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101})
+	session, _, err := sidebar.IssueSession(zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101})
 	if err != nil {
 		t.Fatal(err)
 	}
-	issued, _, err := s.auth.Issue(backend.TokenRequest{Subject: "ops", Role: "admin", Tenants: []string{"*"}, TTL: time.Hour})
+	issued, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "ops", Role: "admin", Tenants: []string{"*"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,11 +320,11 @@ func TestReportsAuth(t *testing.T) {
 // secret, are not taken for each other.
 func TestReportTokenAudiences(t *testing.T) {
 	s := newReportsServer(t)
-	token, _, err := s.auth.Issue(backend.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sidebar, err := backend.NewSidebarAuth(s.conns, []config.SigningKey{currentKey}, func() time.Time { return now })
+	sidebar, err := zauth.NewSidebar(s.conns, []zauth.SigningKey{currentKey}, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +335,7 @@ func TestReportTokenAudiences(t *testing.T) {
 
 func TestIssueReportToken(t *testing.T) {
 	s := newReportsServer(t)
-	token, exp, err := s.auth.Issue(backend.TokenRequest{Subject: "maria@acme.test", Role: "marketer", Tenants: []string{"acme", "acme"}, TTL: 24 * time.Hour})
+	token, exp, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria@acme.test", Role: "marketer", Tenants: []string{"acme", "acme"}, TTL: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,16 +362,16 @@ func TestIssueReportToken(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		req  backend.TokenRequest
+		req  zauth.TokenRequest
 		want string
 	}{
-		{"unknown role", backend.TokenRequest{Subject: "x", Role: "agent", Tenants: []string{"acme"}, TTL: time.Hour}, `role "agent"`},
-		{"no subject", backend.TokenRequest{Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour}, "who it is for"},
-		{"no tenant", backend.TokenRequest{Subject: "x", Role: "marketer", TTL: time.Hour}, "at least one tenant"},
-		{"tenant not a connection", backend.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"initech"}, TTL: time.Hour}, `tenant "initech" is not a connection`},
-		{"every tenant for a marketer", backend.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"*"}, TTL: time.Hour}, "only an admin"},
-		{"ttl over 90 days", backend.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"acme"}, TTL: 91 * 24 * time.Hour}, "at most"},
-		{"no ttl", backend.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"acme"}}, "positive"},
+		{"unknown role", zauth.TokenRequest{Subject: "x", Role: "agent", Tenants: []string{"acme"}, TTL: time.Hour}, `role "agent"`},
+		{"no subject", zauth.TokenRequest{Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour}, "who it is for"},
+		{"no tenant", zauth.TokenRequest{Subject: "x", Role: "marketer", TTL: time.Hour}, "at least one tenant"},
+		{"tenant not a connection", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"initech"}, TTL: time.Hour}, `tenant "initech" is not a connection`},
+		{"every tenant for a marketer", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"*"}, TTL: time.Hour}, "only an admin"},
+		{"ttl over 90 days", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"acme"}, TTL: 91 * 24 * time.Hour}, "at most"},
+		{"no ttl", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"acme"}}, "positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := s.auth.Issue(tc.req)
@@ -384,10 +383,10 @@ func TestIssueReportToken(t *testing.T) {
 }
 
 func TestNewReportsAuthRefusesWeakKeys(t *testing.T) {
-	if _, err := backend.NewReportsAuth(nil, nil, nil); err == nil {
+	if _, err := zauth.NewReports(nil, nil, nil); err == nil {
 		t.Error("no keys accepted")
 	}
-	if _, err := backend.NewReportsAuth([]config.SigningKey{{ID: "k", Secret: "short"}}, nil, nil); err == nil {
+	if _, err := zauth.NewReports([]zauth.SigningKey{{ID: "k", Secret: "short"}}, nil, nil); err == nil {
 		t.Error("a short key accepted")
 	}
 }
@@ -396,7 +395,7 @@ func TestNewReportsAuthRefusesWeakKeys(t *testing.T) {
 // source was asked.
 func TestReportAnswers(t *testing.T) {
 	s := newReportsServer(t)
-	token, _, err := s.auth.Issue(backend.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme", "globex"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme", "globex"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +464,7 @@ func TestReportAnswers(t *testing.T) {
 
 func TestReportBadFilters(t *testing.T) {
 	s := newReportsServer(t)
-	token, _, err := s.auth.Issue(backend.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +515,7 @@ func TestReportBadFilters(t *testing.T) {
 func TestReportSourceFailure(t *testing.T) {
 	s := newReportsServer(t)
 	s.source.err = zenklav.Errorf(zenklav.EUNAVAILABLE, "clickhouse is down")
-	token, _, err := s.auth.Issue(backend.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,7 +547,7 @@ func TestOpenAPIDocument(t *testing.T) {
 
 	for schema, row := range map[string]any{
 		"TrendRow": reports.TrendRow{}, "ResolutionCohortRow": reports.ResolutionCohortRow{},
-		"RepeatCohortRow": reports.RepeatCohortRow{}, "SegmentRow": reports.SegmentRow{}, "Filters": backend.ReportFilters{},
+		"RepeatCohortRow": reports.RepeatCohortRow{}, "SegmentRow": reports.SegmentRow{}, "Filters": reports.Filters{},
 	} {
 		sc := doc.Components.Schemas[schema]
 		if sc == nil {
@@ -581,7 +580,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marketer, _, err := s.auth.Issue(backend.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	marketer, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,14 +640,4 @@ func TestOpenAPIDocument(t *testing.T) {
 			}
 		})
 	}
-}
-
-// ExampleWriteReportCSV shows the CSV of a report: the JSON names as its header.
-func ExampleWriteReportCSV() {
-	_ = backend.WriteReportCSV(os.Stdout, []reports.RepeatCohortRow{{Cohort: "2026-11-23", Customers: 40, Offset: 1, Returned: 6, Share: 0.15}})
-	fmt.Println("-")
-	// Output:
-	// cohort,customers,offset,returned,share
-	// 2026-11-23,40,1,6,0.15
-	// -
 }

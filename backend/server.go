@@ -18,22 +18,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/pipeline"
 )
 
 // Options are the Server's dependencies.
 type Options struct {
-	// Connections and Publisher enable the webhook endpoints; without them the server
-	// answers health and metrics only.
-	Connections *config.Connections
-	Publisher   pipeline.Publisher
+	// Ingest enables the webhook endpoints; without it the server answers health and
+	// metrics only.
+	Ingest Ingest
 	// Ready lists the dependencies /readyz checks, by name.
 	Ready map[string]func(context.Context) error
 	// Sidebar, when set, serves the agent sidebar's page and API.
 	Sidebar  *Sidebar
 	Registry *prometheus.Registry
-	Now      func() time.Time // the clock webhook timestamps are checked against
+	Now      func() time.Time // the clock reports' default dates are read by
 
 	// ReportsPage, when set, holds the marketers' /reports page (reportsui.Page()): it is
 	// served at GET /reports, its files under /reports/web/{version}/.
@@ -61,9 +58,6 @@ type serverMetrics struct {
 func New(logger *slog.Logger, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		return nil, errors.New("backend needs a metrics registry")
-	}
-	if (opts.Connections == nil) != (opts.Publisher == nil) {
-		return nil, errors.New("backend takes webhooks with both connections and a publisher, or neither")
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -100,7 +94,7 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
-	if opts.Connections != nil {
+	if opts.Ingest != nil {
 		// Roles other than api serve only health and metrics.
 		e.POST("/webhooks/zendesk/:subdomain", s.zendeskWebhook)
 	}

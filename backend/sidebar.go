@@ -16,13 +16,14 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/auth"
 	"github.com/zenklav/zenklav/sidebar"
 )
 
 // Sidebar enables the agent sidebar: the app page Zendesk frames in the ticket sidebar, and
 // the API its scripts call.
 type Sidebar struct {
-	Auth  *SidebarAuth
+	Auth  *auth.Sidebar
 	Cards Cards
 	// Web holds the page: the templates sidebar.html and error.html, and the scripts and
 	// styles they load, served under /app/web/.
@@ -76,8 +77,8 @@ func (s *Server) routeSidebar(e *gin.Engine) error {
 	e.POST("/app/sidebar", s.sidebarPage)
 	e.GET("/app/web/:version/:file", s.page.serve)
 	api := e.Group("/api/v1/sidebar", noStore)
-	api.GET("/profile", sb.Auth.RequireSession(), s.sidebarProfile)
-	api.POST("/session", sb.Auth.RequireRenewableSession(), s.renewSession)
+	api.GET("/profile", RequireSession(sb.Auth, false), s.sidebarProfile)
+	api.POST("/session", RequireSession(sb.Auth, true), s.renewSession)
 	return nil
 }
 

@@ -17,12 +17,13 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/zenklav/zenklav"
+	zauth "github.com/zenklav/zenklav/auth"
 	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/config"
 )
 
 const (
-	signingKey = config.Secret("zenklav-test-signing-key-0123456789abcdef")
+	signingKey = zenklav.Secret("zenklav-test-signing-key-0123456789abcdef")
 	acmeAud    = "https://acme.zendesk.com/api/v2/apps/installations/101.json"
 	globexAud  = "https://globex.zendesk.com/api/v2/apps/installations/202.json"
 )
@@ -50,7 +51,7 @@ func publicPEM(t *testing.T, k *rsa.PrivateKey) string {
 }
 
 // sidebarConns are two tenants, each with its app installation.
-func sidebarConns(t *testing.T, acmeInstallation int64) *config.Connections {
+func sidebarConns(t *testing.T, acmeInstallation int64) *zenklav.Connections {
 	t.Helper()
 	doc, err := json.Marshal(map[string]any{"connections": []any{
 		map[string]any{"id": "acme", "zendesk": map[string]any{
@@ -72,9 +73,9 @@ func sidebarConns(t *testing.T, acmeInstallation int64) *config.Connections {
 	return conns
 }
 
-func sidebarAuth(t *testing.T, key config.Secret, clock time.Time) *backend.SidebarAuth {
+func sidebarAuth(t *testing.T, key zenklav.Secret, clock time.Time) *zauth.Sidebar {
 	t.Helper()
-	a, err := backend.NewSidebarAuth(sidebarConns(t, 101), []config.SigningKey{{ID: "k1", Secret: key}}, func() time.Time { return clock })
+	a, err := zauth.NewSidebar(sidebarConns(t, 101), []zauth.SigningKey{{ID: "k1", Secret: key}}, func() time.Time { return clock })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestVerifyAppToken(t *testing.T) {
 			}
 			if tc.code != "" {
 				t.Logf("refused: %v", err)
-				if tc.code == zenklav.EUNAUTHORIZED && id != (backend.AppIdentity{}) {
+				if tc.code == zenklav.EUNAUTHORIZED && id != (zauth.AppIdentity{}) {
 					t.Errorf("refused token still gave an identity: %+v", id)
 				}
 				if strings.Contains(zenklav.ErrorMessage(err), tc.token) && tc.token != "" {
@@ -203,7 +204,7 @@ func TestVerifyAppToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := backend.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
+	want := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
 	if id != want {
 		t.Errorf("identity = %+v, want %+v", id, want)
 	}
@@ -214,13 +215,13 @@ func TestVerifyAppToken(t *testing.T) {
 }
 
 func TestNewSidebarAuth(t *testing.T) {
-	if _, err := backend.NewSidebarAuth(sidebarConns(t, 101), []config.SigningKey{{ID: "k1", Secret: "short"}}, nil); err == nil {
+	if _, err := zauth.NewSidebar(sidebarConns(t, 101), []zauth.SigningKey{{ID: "k1", Secret: "short"}}, nil); err == nil {
 		t.Error("a 5-character signing key was accepted")
 	}
-	if _, err := backend.NewSidebarAuth(sidebarConns(t, 101), nil, nil); err == nil {
+	if _, err := zauth.NewSidebar(sidebarConns(t, 101), nil, nil); err == nil {
 		t.Error("no keys accepted")
 	}
-	if _, err := backend.NewSidebarAuth(nil, []config.SigningKey{{ID: "k1", Secret: signingKey}}, nil); err == nil {
+	if _, err := zauth.NewSidebar(nil, []zauth.SigningKey{{ID: "k1", Secret: signingKey}}, nil); err == nil {
 		t.Error("no connections accepted")
 	}
 }
@@ -228,7 +229,7 @@ func TestNewSidebarAuth(t *testing.T) {
 func TestSessionToken(t *testing.T) {
 	keys := testKeys()
 	auth := sidebarAuth(t, signingKey, now)
-	id := backend.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
+	id := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
 	token, s, err := auth.IssueSession(id)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +246,7 @@ func TestSessionToken(t *testing.T) {
 		t.Fatalf("VerifySession = %+v, %v; want %+v", got, err, s)
 	}
 
-	globexToken, _, err := auth.IssueSession(backend.AppIdentity{Tenant: "globex", Subdomain: "globex", Installation: 202})
+	globexToken, _, err := auth.IssueSession(zauth.AppIdentity{Tenant: "globex", Subdomain: "globex", Installation: 202})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestSessionToken(t *testing.T) {
 		change(c)
 		return c
 	}
-	hs := func(key config.Secret, c jwt.MapClaims) string {
+	hs := func(key zenklav.Secret, c jwt.MapClaims) string {
 		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(key))
 		if err != nil {
 			t.Fatal(err)
@@ -270,7 +271,7 @@ func TestSessionToken(t *testing.T) {
 
 	for _, tc := range []struct {
 		name  string
-		auth  *backend.SidebarAuth
+		auth  *zauth.Sidebar
 		token string
 		code  string
 	}{
@@ -297,7 +298,7 @@ func TestSessionToken(t *testing.T) {
 			if got := zenklav.ErrorCode(err); got != tc.code {
 				t.Fatalf("error kind = %q (%v), want %q", got, err, tc.code)
 			}
-			if tc.code != "" && s != (backend.Session{}) {
+			if tc.code != "" && s != (zauth.Session{}) {
 				t.Errorf("refused token still gave a session: %+v", s)
 			}
 		})
@@ -326,8 +327,8 @@ func TestSessionToken(t *testing.T) {
 			}
 			c.JSON(http.StatusOK, gin.H{"tenant": s.Tenant, "ticket": s.TicketID})
 		}
-		e.GET("/profile", auth.RequireSession(), data)
-		e.GET("/tenants/:tenant/profile", auth.RequireSession(), data)
+		e.GET("/profile", backend.RequireSession(auth, false), data)
+		e.GET("/tenants/:tenant/profile", backend.RequireSession(auth, false), data)
 		for _, tc := range []struct{ name, path, header, code, body string }{
 			{"valid", "/profile", "Bearer " + token, "", `{"tenant":"acme","ticket":5158}`},
 			{"lowercase scheme", "/profile", "bearer " + token, "", `{"tenant":"acme","ticket":5158}`},
@@ -365,9 +366,9 @@ func TestSessionToken(t *testing.T) {
 	})
 }
 
-func sidebarAuthWith(t *testing.T, conns *config.Connections) *backend.SidebarAuth {
+func sidebarAuthWith(t *testing.T, conns *zenklav.Connections) *zauth.Sidebar {
 	t.Helper()
-	a, err := backend.NewSidebarAuth(conns, []config.SigningKey{{ID: "k1", Secret: signingKey}}, func() time.Time { return now })
+	a, err := zauth.NewSidebar(conns, []zauth.SigningKey{{ID: "k1", Secret: signingKey}}, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,23 +378,23 @@ func sidebarAuthWith(t *testing.T, conns *config.Connections) *backend.SidebarAu
 // TestSessionSurvivesKeyRotation: a session signed with the key that was current keeps
 // working once a new key is put first, and stops when the old key is dropped.
 func TestSessionSurvivesKeyRotation(t *testing.T) {
-	oldKey := config.SigningKey{ID: "2026-10", Secret: "old-sidebar-signing-key-0123456789abcdef"}
-	newKey := config.SigningKey{ID: "2026-11", Secret: "new-sidebar-signing-key-0123456789abcdef"}
+	oldKey := zauth.SigningKey{ID: "2026-10", Secret: "old-sidebar-signing-key-0123456789abcdef"}
+	newKey := zauth.SigningKey{ID: "2026-11", Secret: "new-sidebar-signing-key-0123456789abcdef"}
 	conns := sidebarConns(t, 101)
 	clock := func() time.Time { return now }
-	before, err := backend.NewSidebarAuth(conns, []config.SigningKey{oldKey}, clock)
+	before, err := zauth.NewSidebar(conns, []zauth.SigningKey{oldKey}, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := before.IssueSession(backend.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101})
+	token, _, err := before.IssueSession(zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101})
 	if err != nil {
 		t.Fatal(err)
 	}
-	during, _ := backend.NewSidebarAuth(conns, []config.SigningKey{newKey, oldKey}, clock)
+	during, _ := zauth.NewSidebar(conns, []zauth.SigningKey{newKey, oldKey}, clock)
 	if _, err := during.VerifySession(token); err != nil {
 		t.Errorf("a session of the previous key during the rotation: %v", err)
 	}
-	after, _ := backend.NewSidebarAuth(conns, []config.SigningKey{newKey}, clock)
+	after, _ := zauth.NewSidebar(conns, []zauth.SigningKey{newKey}, clock)
 	if _, err := after.VerifySession(token); zenklav.ErrorCode(err) != zenklav.EUNAUTHORIZED {
 		t.Errorf("a session of a dropped key: %v, want unauthorized", err)
 	}

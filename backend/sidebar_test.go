@@ -15,6 +15,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	zauth "github.com/zenklav/zenklav/auth"
+
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
@@ -36,7 +38,7 @@ func (f *fakeCards) Card(_ context.Context, v sidebar.Viewer, q sidebar.Query) (
 	if f.err != nil {
 		return sidebar.Card{}, f.err
 	}
-	return sidebar.Card{Requester: sidebar.Person{ID: q.RequesterID, Name: v.Tenant}, TicketID: q.TicketID, Klaviyo: sidebar.KlaviyoNotFound}, nil
+	return sidebar.Card{Requester: zenklav.Person{ID: q.RequesterID, Name: v.Tenant}, TicketID: q.TicketID, Klaviyo: sidebar.KlaviyoNotFound}, nil
 }
 
 // testWeb is a page with the template fields the real one uses.
@@ -50,7 +52,7 @@ var testWeb = fstest.MapFS{
 type sidebarServer struct {
 	url   string
 	cards *fakeCards
-	auth  *backend.SidebarAuth
+	auth  *zauth.Sidebar
 }
 
 func newSidebarServer(t *testing.T, clock time.Time) *sidebarServer {
@@ -210,12 +212,12 @@ func TestSidebarPageRefusals(t *testing.T) {
 
 func TestSidebarProfileAPI(t *testing.T) {
 	srv := newSidebarServer(t, now)
-	acmeID := backend.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, TicketID: 5158}
+	acmeID := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, TicketID: 5158}
 	acmeToken, _, err := srv.auth.IssueSession(acmeID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	globexToken, _, err := srv.auth.IssueSession(backend.AppIdentity{Tenant: "globex", Subdomain: "globex", Installation: 202})
+	globexToken, _, err := srv.auth.IssueSession(zauth.AppIdentity{Tenant: "globex", Subdomain: "globex", Installation: 202})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +285,7 @@ func TestSidebarProfileAPI(t *testing.T) {
 
 func TestSidebarSessionRenewal(t *testing.T) {
 	srv := newSidebarServer(t, now)
-	id := backend.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101}
+	id := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101}
 	token, first, err := srv.auth.IssueSession(id)
 	if err != nil {
 		t.Fatal(err)
@@ -306,20 +308,20 @@ func TestSidebarSessionRenewal(t *testing.T) {
 
 	// A session that expired while the laptop slept is renewed within the grace; the card
 	// itself wants a live one.
-	later := newSidebarServer(t, now.Add(backend.SessionTTL+10*time.Minute))
+	later := newSidebarServer(t, now.Add(zauth.SessionTTL+10*time.Minute))
 	if code, body := later.get(t, http.MethodPost, "/api/v1/sidebar/session", token); code != http.StatusOK {
 		t.Errorf("renewing a session 10 minutes past its expiry: %d %s", code, body)
 	}
 	if code, _ := later.get(t, http.MethodGet, "/api/v1/sidebar/profile?ticket_id=1", token); code != http.StatusUnauthorized {
 		t.Errorf("an expired session read a card: %d", code)
 	}
-	muchLater := newSidebarServer(t, now.Add(backend.SessionTTL+time.Hour))
+	muchLater := newSidebarServer(t, now.Add(zauth.SessionTTL+time.Hour))
 	if code, _ := muchLater.get(t, http.MethodPost, "/api/v1/sidebar/session", token); code != http.StatusUnauthorized {
 		t.Errorf("renewing a session an hour past its expiry: %d, want 401", code)
 	}
 
 	// A session whose Zendesk token was verified over MaxSessionLife ago is not renewed.
-	then := sidebarAuth(t, signingKey, now.Add(-backend.MaxSessionLife-time.Minute))
+	then := sidebarAuth(t, signingKey, now.Add(-zauth.MaxSessionLife-time.Minute))
 	oldToken, _, err := then.IssueSession(id)
 	if err != nil {
 		t.Fatal(err)
@@ -329,6 +331,6 @@ func TestSidebarSessionRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, _, err := srv.auth.RenewSession(stale); zenklav.ErrorCode(err) != zenklav.EUNAUTHORIZED {
-		t.Errorf("renewing a %s-old session: %v, want unauthorized", backend.MaxSessionLife, err)
+		t.Errorf("renewing a %s-old session: %v, want unauthorized", zauth.MaxSessionLife, err)
 	}
 }

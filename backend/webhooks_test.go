@@ -16,8 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/backend"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/ingest"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 )
@@ -32,11 +31,11 @@ var now = time.Date(2025, 1, 8, 10, 12, 9, 0, time.UTC)
 // recorder is a Publisher that keeps what it was given, or fails when told to.
 type recorder struct {
 	mu   sync.Mutex
-	msgs []pipeline.Message
+	msgs []zenklav.Message
 	err  error
 }
 
-func (r *recorder) Publish(_ context.Context, msgs ...pipeline.Message) error {
+func (r *recorder) Publish(_ context.Context, msgs ...zenklav.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
@@ -46,20 +45,19 @@ func (r *recorder) Publish(_ context.Context, msgs ...pipeline.Message) error {
 	return nil
 }
 
-func newServer(t *testing.T, pub pipeline.Publisher) http.Handler {
+func newServer(t *testing.T, pub zenklav.Publisher) http.Handler {
 	t.Helper()
-	conns, err := config.NewConnections(config.Connection{
+	conns, err := zenklav.NewConnections(zenklav.Connection{
 		ID: "acme",
-		Zendesk: config.Zendesk{
-			Subdomain: "acme", WebhookSecrets: []config.Secret{secret, oldSecret}, Brands: config.Brands{All: true},
+		Zendesk: zenklav.ZendeskSettings{
+			Subdomain: "acme", WebhookSecrets: []zenklav.Secret{secret, oldSecret}, Brands: zenklav.Brands{All: true},
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
-		Connections: conns, Publisher: pub, Registry: prometheus.NewRegistry(),
-		Now: func() time.Time { return now },
+		Ingest: ingest.New(conns, pub, func() time.Time { return now }), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -222,16 +220,16 @@ func TestReadyzNamesTheFailingDependency(t *testing.T) {
 // not stored; either connection's secret signs for the account.
 func TestZendeskWebhookPerBrand(t *testing.T) {
 	const euSecret = "acme-eu-signing-secret-01"
-	conns, err := config.NewConnections(
-		config.Connection{ID: "acme-us", Zendesk: config.Zendesk{Subdomain: "acme", WebhookSecrets: []config.Secret{secret}, Brands: config.Brands{IDs: []int64{8447346621310}}}},
-		config.Connection{ID: "acme-eu", Zendesk: config.Zendesk{Subdomain: "acme", WebhookSecrets: []config.Secret{euSecret}, Brands: config.Brands{IDs: []int64{42}}}},
+	conns, err := zenklav.NewConnections(
+		zenklav.Connection{ID: "acme-us", Zendesk: zenklav.ZendeskSettings{Subdomain: "acme", WebhookSecrets: []zenklav.Secret{secret}, Brands: zenklav.Brands{IDs: []int64{8447346621310}}}},
+		zenklav.Connection{ID: "acme-eu", Zendesk: zenklav.ZendeskSettings{Subdomain: "acme", WebhookSecrets: []zenklav.Secret{euSecret}, Brands: zenklav.Brands{IDs: []int64{42}}}},
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := &recorder{}
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
-		Connections: conns, Publisher: pub, Registry: prometheus.NewRegistry(), Now: func() time.Time { return now },
+		Ingest: ingest.New(conns, pub, func() time.Time { return now }), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -8,52 +8,28 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/auth"
 )
-
-// Secret is a string that never prints: not in logs, not in errors, not in JSON.
-type Secret string
-
-// Reveal returns the secret itself, for the one place that needs it.
-func (s Secret) Reveal() string { return string(s) }
-
-func (s Secret) String() string { return redacted(s) }
-
-// GoString keeps %#v from printing the secret too.
-func (s Secret) GoString() string { return redacted(s) }
-
-// LogValue keeps slog from printing the secret.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted(s)) }
-
-// MarshalText keeps encoders from writing the secret.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted(s)), nil }
-
-// UnmarshalText reads the secret from a config file.
-func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
-
-func redacted(s Secret) string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
 
 // Config is what the environment says. Each role reads the part it needs.
 type Config struct {
-	HTTPAddr           string        // ZENKLAV_HTTP_ADDR
-	KafkaBrokers       []string      // ZENKLAV_KAFKA_BROKERS, comma separated; empty = embedded broker
-	ClickHouseAddr     string        // ZENKLAV_CLICKHOUSE_ADDR, host:port of the native protocol
-	ClickHouseDatabase string        // ZENKLAV_CLICKHOUSE_DATABASE
-	ClickHouseUser     string        // ZENKLAV_CLICKHOUSE_USER
-	ClickHousePassword Secret        // ZENKLAV_CLICKHOUSE_PASSWORD
-	KlaviyoBaseURL     string        // ZENKLAV_KLAVIYO_BASE_URL
-	ZendeskBaseURL     string        // ZENKLAV_ZENDESK_BASE_URL, may contain {subdomain}
-	ConnectionsFile    string        // ZENKLAV_CONNECTIONS_FILE; empty = sandbox mode
-	JWTSigningKey      Secret        // ZENKLAV_JWT_SIGNING_KEY: the current key's secret (JWTKeys[0])
-	SinkBatchSize      int           // ZENKLAV_SINK_BATCH_SIZE
-	SinkBatchWait      time.Duration // ZENKLAV_SINK_BATCH_WAIT
+	HTTPAddr           string         // ZENKLAV_HTTP_ADDR
+	KafkaBrokers       []string       // ZENKLAV_KAFKA_BROKERS, comma separated; empty = embedded broker
+	ClickHouseAddr     string         // ZENKLAV_CLICKHOUSE_ADDR, host:port of the native protocol
+	ClickHouseDatabase string         // ZENKLAV_CLICKHOUSE_DATABASE
+	ClickHouseUser     string         // ZENKLAV_CLICKHOUSE_USER
+	ClickHousePassword zenklav.Secret // ZENKLAV_CLICKHOUSE_PASSWORD
+	KlaviyoBaseURL     string         // ZENKLAV_KLAVIYO_BASE_URL
+	ZendeskBaseURL     string         // ZENKLAV_ZENDESK_BASE_URL, may contain {subdomain}
+	ConnectionsFile    string         // ZENKLAV_CONNECTIONS_FILE; empty = sandbox mode
+	JWTSigningKey      zenklav.Secret // ZENKLAV_JWT_SIGNING_KEY: the current key's secret (JWTKeys[0])
+	SinkBatchSize      int            // ZENKLAV_SINK_BATCH_SIZE
+	SinkBatchWait      time.Duration  // ZENKLAV_SINK_BATCH_WAIT
 	// JWTKeys are the keys of ZENKLAV_JWT_SIGNING_KEY, current first: tokens are signed with
 	// the first and verified with any listed, so keys rotate without downtime.
-	JWTKeys []SigningKey
+	JWTKeys []auth.SigningKey
 	// EmitterRetryFor (ZENKLAV_EMITTER_RETRY_FOR) is how long the emitter retries a Klaviyo
 	// or Zendesk failure that may pass (5xx, timeouts, 429, a key being fixed) before the
 	// event goes to the dead-letter topic for `zenklav replay`.
@@ -79,7 +55,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		ClickHouseAddr:       getenv("ZENKLAV_CLICKHOUSE_ADDR"),
 		ClickHouseDatabase:   cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
 		ClickHouseUser:       cmp.Or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
-		ClickHousePassword:   Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
+		ClickHousePassword:   zenklav.Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
 		KlaviyoBaseURL:       cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
 		ZendeskBaseURL:       cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
 		ConnectionsFile:      getenv("ZENKLAV_CONNECTIONS_FILE"),

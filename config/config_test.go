@@ -76,14 +76,13 @@ func TestConnectionsPerBrand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := c.BySubdomain("acme")
 	for brand, want := range map[int64]string{1: "acme-us", 2: "acme-us", 3: "acme-eu", 4: "", 0: ""} {
-		got := config.ForBrand(conns, brand)
+		got := c.Owner("acme", brand)
 		if (got == nil && want != "") || (got != nil && got.ID != want) {
 			t.Errorf("brand %d goes to %v, want %q", brand, got, want)
 		}
 	}
-	if got := config.WebhookSecrets(conns); len(got) != 2 {
+	if got := c.WebhookSecrets("acme"); len(got) != 2 {
 		t.Errorf("secrets of the account: %d, want both connections' 2", len(got))
 	}
 }
@@ -95,7 +94,7 @@ func TestSecretNeverPrints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := c.Connections[0]
+	conn := c.All()[0]
 	var logs bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logs, nil)).Info("loaded", "conn", conn, "token", conn.Zendesk.APIToken)
 	js, _ := json.Marshal(conn)

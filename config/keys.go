@@ -4,20 +4,10 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/auth"
 )
-
-// SigningKey is one key of ZENKLAV_JWT_SIGNING_KEY: its id, which tokens name in their
-// header (kid), and its HS256 secret.
-type SigningKey struct {
-	ID     string
-	Secret Secret
-}
-
-// DefaultKeyID is the id of a key given as a bare secret, without an id.
-const DefaultKeyID = "default"
-
-// MinSigningKeyBytes is the least secret HS256 is given (RFC 7518 §3.2: at least the hash size).
-const MinSigningKeyBytes = 32
 
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -29,18 +19,18 @@ var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // A value is read as the list form when it has a comma or starts with an id and a colon; so
 // a bare secret that itself looks like "word:rest" must be written "default:word:rest". A
 // bare secret is taken byte for byte, so the key of an existing setup does not change.
-func ParseSigningKeys(v string) ([]SigningKey, error) {
+func ParseSigningKeys(v string) ([]auth.SigningKey, error) {
 	if strings.TrimSpace(v) == "" {
 		return nil, nil
 	}
 	id, _, hasID := strings.Cut(v, ":")
 	if !strings.Contains(v, ",") && (!hasID || !keyIDPattern.MatchString(id)) {
-		if len(v) < MinSigningKeyBytes {
-			return nil, fmt.Errorf("ZENKLAV_JWT_SIGNING_KEY is %d characters: use a secret of at least %d (openssl rand -hex 32)", len(v), MinSigningKeyBytes)
+		if len(v) < auth.MinSigningKeyBytes {
+			return nil, fmt.Errorf("ZENKLAV_JWT_SIGNING_KEY is %d characters: use a secret of at least %d (openssl rand -hex 32)", len(v), auth.MinSigningKeyBytes)
 		}
-		return []SigningKey{{ID: DefaultKeyID, Secret: Secret(v)}}, nil
+		return []auth.SigningKey{{ID: auth.DefaultKeyID, Secret: zenklav.Secret(v)}}, nil
 	}
-	var keys []SigningKey
+	var keys []auth.SigningKey
 	seen := map[string]bool{}
 	for i, item := range strings.Split(v, ",") {
 		id, secret, ok := strings.Cut(strings.TrimSpace(item), ":")
@@ -50,17 +40,17 @@ func ParseSigningKeys(v string) ([]SigningKey, error) {
 			return nil, fmt.Errorf("ZENKLAV_JWT_SIGNING_KEY: key %d is not id:secret with an id of letters, digits, '.', '_' or '-'", i+1)
 		case seen[id]:
 			return nil, fmt.Errorf("ZENKLAV_JWT_SIGNING_KEY: key id %q is listed twice", id)
-		case len(secret) < MinSigningKeyBytes:
-			return nil, fmt.Errorf("ZENKLAV_JWT_SIGNING_KEY: the secret of key %q is %d characters: use at least %d (openssl rand -hex 32)", id, len(secret), MinSigningKeyBytes)
+		case len(secret) < auth.MinSigningKeyBytes:
+			return nil, fmt.Errorf("ZENKLAV_JWT_SIGNING_KEY: the secret of key %q is %d characters: use at least %d (openssl rand -hex 32)", id, len(secret), auth.MinSigningKeyBytes)
 		}
 		seen[id] = true
-		keys = append(keys, SigningKey{ID: id, Secret: Secret(secret)})
+		keys = append(keys, auth.SigningKey{ID: id, Secret: zenklav.Secret(secret)})
 	}
 	return keys, nil
 }
 
 // SetSigningKeys makes keys zenklav's signing keys, the first the one it signs with.
-func (c *Config) SetSigningKeys(keys []SigningKey) {
+func (c *Config) SetSigningKeys(keys []auth.SigningKey) {
 	c.JWTKeys = keys
 	c.JWTSigningKey = ""
 	if len(keys) > 0 {

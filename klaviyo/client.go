@@ -82,39 +82,20 @@ func (c ClientConfig) LogValue() slog.Value {
 }
 
 // Profile identifies the person an event is about. Klaviyo needs at least one identifier.
-type Profile struct {
-	Email       string
-	PhoneNumber string // E.164, e.g. "+15005550006"
-	ExternalID  string
-}
+type Profile = zenklav.ProfileKey
 
 // Event is one event to record in Klaviyo.
-type Event struct {
-	// Metric is the metric's name, e.g. "Opened Ticket"; Klaviyo creates it on first use.
-	Metric     string
-	Profile    Profile
-	Properties map[string]any
-	// Time is when the event happened; Klaviyo uses the time it receives it when zero.
-	Time time.Time
-	// UniqueID deduplicates: Klaviyo records only the first event with the same profile,
-	// metric and unique id. Without one it uses the time to the second, so two events of
-	// one metric for one profile in the same second collapse; always set it.
-	UniqueID string
-	Value    *float64
-	// Backfill records the event without triggering flows: for history, and for events
-	// so late that a flow would greet the customer about something long past.
-	Backfill bool
-}
+type Event = zenklav.MetricEvent
 
-// Validate reports what Klaviyo would refuse in e before it is sent.
-func (e Event) Validate() error {
+// validateEvent reports what Klaviyo would refuse in e before it is sent.
+func validateEvent(e Event) error {
 	if strings.TrimSpace(e.Metric) == "" {
 		return errors.New("metric name is empty")
 	}
 	if n := utf8.RuneCountInString(e.Metric); n >= 128 {
 		return fmt.Errorf("metric name is %d characters; Klaviyo allows fewer than 128", n)
 	}
-	return e.Profile.validate()
+	return validateProfile(e.Profile)
 }
 
 // Client calls Klaviyo's API for one account. It is safe for concurrent use.
@@ -160,7 +141,7 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 // valid and queued, not necessarily processed.
 func (c *Client) CreateEvent(ctx context.Context, e Event) error {
 	const op = "create event"
-	if err := e.Validate(); err != nil {
+	if err := validateEvent(e); err != nil {
 		return zenklav.Wrap(zenklav.EINVALID, err, "%s", op)
 	}
 	attrs := eventAttributes(e)
@@ -191,7 +172,7 @@ func (c *Client) BulkCreateEvents(ctx context.Context, events []Event) error {
 	}
 	seen := map[string]key{}
 	for i, e := range events {
-		if err := e.Validate(); err != nil {
+		if err := validateEvent(e); err != nil {
 			return zenklav.Wrap(zenklav.EINVALID, err, "%s: event %d", op, i)
 		}
 		if e.UniqueID != "" {
@@ -315,8 +296,6 @@ func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, que
 			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: wait for the rate limit", op)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	u := *c.base
 	u.Path = c.base.Path + path
 	u.RawPath = ""
@@ -336,43 +315,26 @@ func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, que
 		req.Header.Set("Content-Type", MediaType)
 	}
 	req.Header.Set("User-Agent", "zenklav")
-
-	start := time.Now()
-	resp, err := c.http.Do(req)
+	status, header, answer, err := apiclient.Send(c.http, c.logger, "klaviyo", op, req, c.timeout, limit)
 	if err != nil {
-		// Network failures, timeouts and a cancelled ctx are worth another try later;
-		// errors.Is still finds context.Canceled and DeadlineExceeded in the chain. The
-		// url.Error around them quotes the URL, whose filter names the customer (an email or
-		// phone): it is dropped so no log or error carries it.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		c.logger.DebugContext(ctx, "klaviyo call failed", "op", op, "err", err)
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
+		return nil, err
 	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, limit))
-	c.logger.DebugContext(ctx, "klaviyo call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
-	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+	if status >= 200 && status <= 299 {
 		if b != nil {
 			b.succeeded()
 		}
 		return answer, nil
 	}
-	apiErr := newAPIError(resp, answer)
-	if resp.StatusCode == http.StatusTooManyRequests && b != nil {
+	apiErr := newAPIError(status, header, answer)
+	if status == http.StatusTooManyRequests && b != nil {
 		b.throttled(apiErr.RetryAfter)
 	}
-	kind := apiclient.Kind(resp.StatusCode)
-	if resp.StatusCode == http.StatusNotFound && method == http.MethodGet {
+	kind := apiclient.Kind(status)
+	if status == http.StatusNotFound && method == http.MethodGet {
 		// For a read, unlike a write, a 404 is an answer: no such profile.
 		kind = zenklav.ENOTFOUND
 	}
-	return nil, zenklav.Wrap(kind, apiErr, "%s", op)
+	return nil, apiclient.Failure(op, status, kind, apiErr, apiErr.RetryAfter, apiErr.Response())
 }
 
 // ErrorDetail is one entry of Klaviyo's JSON:API error list. Klaviyo also sends each
@@ -389,7 +351,9 @@ type ErrorDetail struct {
 }
 
 // APIError is an answer from Klaviyo other than 2xx. The client returns it wrapped in a
-// *zenklav.Error whose kind follows the status; reach it with errors.As, or use RetryAfter.
+// *zenklav.Error whose kind follows the status, and which says itself whether it was
+// throttled, what wait Klaviyo asked for and the answer in short (zenklav.Throttled,
+// zenklav.RetryAfter, zenklav.Response); reach the APIError with errors.As.
 type APIError struct {
 	StatusCode int
 	Errors     []ErrorDetail // Klaviyo's error list; empty when the body was not JSON:API
@@ -435,18 +399,8 @@ func (e *APIError) Response() string {
 	return string(b)
 }
 
-// RetryAfter returns how long Klaviyo asked the caller to wait if err carries such an
-// answer, and 0 otherwise.
-func RetryAfter(err error) time.Duration {
-	var e *APIError
-	if errors.As(err, &e) {
-		return e.RetryAfter
-	}
-	return 0
-}
-
-func newAPIError(resp *http.Response, body []byte) *APIError {
-	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: apiclient.RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+func newAPIError(status int, header http.Header, body []byte) *APIError {
+	e := &APIError{StatusCode: status, RetryAfter: apiclient.RetryAfter(header.Get("Retry-After"), time.Now())}
 	var shape struct {
 		Errors []ErrorDetail `json:"errors"`
 	}

@@ -269,7 +269,7 @@ func TestBulkRateLimit(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("11th bulk request: %v, want 429", err)
 	}
-	if d := klaviyo.RetryAfter(err); d != time.Second {
+	if d := zenklav.RetryAfter(err); d != time.Second {
 		t.Errorf("RetryAfter = %s, want 1s", d)
 	}
 	// Single events have their own, larger limit.

@@ -23,7 +23,7 @@ func (c *Client) Deliver(ctx context.Context, events []Event) []error {
 	errs := make([]error, len(events))
 	var valid []int
 	for i, e := range events {
-		if err := e.Validate(); err != nil {
+		if err := validateEvent(e); err != nil {
 			errs[i] = zenklav.Wrap(zenklav.EINVALID, err, "event %q", e.UniqueID)
 			continue
 		}
@@ -39,12 +39,18 @@ func (c *Client) Deliver(ctx context.Context, events []Event) []error {
 	return errs
 }
 
-// BulkDelay is how long a bulk request would wait for the account's rate limit now. A
+// The Client is a zenklav.Klaviyo: the domain's view of the account.
+var _ zenklav.Klaviyo = (*Client)(nil)
+
+// DeliverDelay is how long a bulk request would wait for the account's rate limit now. A
 // caller that forms its batch only then lets events wait unbatched, where later ones can
 // still join them, rather than in a formed batch.
-func (c *Client) BulkDelay() time.Duration {
+func (c *Client) DeliverDelay() time.Duration {
 	return c.buckets["/api/event-bulk-create-jobs"].delay()
 }
+
+// MaxDeliver is the most events one bulk request holds.
+func (c *Client) MaxDeliver() int { return MaxBulkEvents }
 
 // deliverBulk sends the events at idx in one bulk request. The body's size is known only once
 // it is encoded, which the request does anyway: a body over the limit is split in halves then,

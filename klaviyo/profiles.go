@@ -25,13 +25,13 @@ type ProfileUpdate struct {
 	Properties map[string]any
 }
 
-// validate reports what Klaviyo would refuse in p as the identifiers of a profile. It is the
-// check Event.Validate makes of an event's profile, written once for both.
-func (p Profile) validate() error {
+// validateProfile reports what Klaviyo would refuse in p as the identifiers of a profile. It
+// is the check validateEvent makes of an event's profile, written once for both.
+func validateProfile(p Profile) error {
 	if p.Email == "" && p.PhoneNumber == "" && p.ExternalID == "" {
 		return errors.New("profile has no identifier (email, phone number or external id)")
 	}
-	if p.PhoneNumber != "" && !e164.MatchString(p.PhoneNumber) {
+	if p.PhoneNumber != "" && !zenklav.IsE164(p.PhoneNumber) {
 		return fmt.Errorf("phone number %q is not in E.164 form", p.PhoneNumber)
 	}
 	return nil
@@ -54,7 +54,7 @@ func (c *Client) BulkImportProfiles(ctx context.Context, profiles []ProfileUpdat
 	// the encoded entries then go into the body as they are.
 	entries := make([]json.RawMessage, len(profiles))
 	for i, u := range profiles {
-		if err := u.Profile.validate(); err != nil {
+		if err := validateProfile(u.Profile); err != nil {
 			return zenklav.Wrap(zenklav.EINVALID, err, "%s: profile %d", op, i)
 		}
 		attrs := make(map[string]any, 4)
@@ -80,4 +80,20 @@ func (c *Client) BulkImportProfiles(ctx context.Context, profiles []ProfileUpdat
 		},
 	}}
 	return c.post(ctx, op, "/api/profile-bulk-import-jobs", body)
+}
+
+// SetOpenTickets sets zenklav.OpenTicketsProperty on the profiles, in as few bulk imports as
+// MaxBulkProfiles allows.
+func (c *Client) SetOpenTickets(ctx context.Context, counts []zenklav.OpenTickets) error {
+	for start := 0; start < len(counts); start += MaxBulkProfiles {
+		chunk := counts[start:min(start+MaxBulkProfiles, len(counts))]
+		updates := make([]ProfileUpdate, len(chunk))
+		for i, c := range chunk {
+			updates[i] = ProfileUpdate{Profile: c.Profile, Properties: map[string]any{zenklav.OpenTicketsProperty: c.Count}}
+		}
+		if err := c.BulkImportProfiles(ctx, updates); err != nil {
+			return err
+		}
+	}
+	return nil
 }

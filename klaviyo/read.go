@@ -25,94 +25,28 @@ const MaxEventsPage = 1000
 // path segment and a filter string.
 var profileID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// ProfileRecord is a profile as Klaviyo keeps it: what the agent sidebar shows of a
-// customer. Empty strings and zero times are what Klaviyo left null.
-type ProfileRecord struct {
-	ID            string
-	Email         string
-	PhoneNumber   string
-	ExternalID    string
-	FirstName     string
-	LastName      string
-	Organization  string
-	Title         string
-	Locale        string
-	Image         string
-	Location      Location
-	Properties    map[string]any
-	Created       time.Time
-	Updated       time.Time
-	LastEventDate time.Time
-	// EmailConsent and SMSConsent are the marketing consent of each channel; nil when
-	// Klaviyo sent no subscriptions.
-	EmailConsent *Consent
-	SMSConsent   *Consent
-	// Predictive is Klaviyo's predictive analytics; nil when it sent none. Its fields are
-	// nil where Klaviyo has no prediction (too few orders, or no plan that includes them).
-	Predictive *PredictiveAnalytics
-}
-
-// Location is where a profile is, as far as Klaviyo knows.
-type Location struct {
-	Address1 string
-	Address2 string
-	City     string
-	Region   string
-	Zip      string
-	Country  string
-	Timezone string
-}
-
-// Consent is a profile's marketing consent on one channel.
-type Consent struct {
-	// Consent is Klaviyo's word for it: "SUBSCRIBED", "UNSUBSCRIBED", "NEVER_SUBSCRIBED".
-	Consent string
-	// CanReceive says whether Klaviyo would send the profile marketing on the channel now
-	// (can_receive_email_marketing, can_receive_sms_marketing).
-	CanReceive bool
-	// Timestamp is when the consent was given or withdrawn; zero when Klaviyo has no time.
-	Timestamp    time.Time
-	Method       string
-	MethodDetail string
-}
-
-// PredictiveAnalytics are Klaviyo's predictions about a profile.
-type PredictiveAnalytics struct {
-	HistoricCLV              *float64
-	PredictedCLV             *float64
-	TotalCLV                 *float64
-	HistoricNumberOfOrders   *float64
-	PredictedNumberOfOrders  *float64
-	AverageDaysBetweenOrders *float64
-	AverageOrderValue        *float64
-	ChurnProbability         *float64
-	ExpectedDateOfNextOrder  *time.Time
-	RankedChannelAffinity    []string
-}
-
-// RecordedEvent is an event Klaviyo holds for a profile.
-type RecordedEvent struct {
-	ID string
-	// Metric is the metric's name; empty when Klaviyo could not resolve the metric.
-	Metric string
-	Time   time.Time
-	// Value is the event's "$value" property, nil when it has none.
-	Value      *float64
-	Properties map[string]any
-}
-
-// Membership is a list or segment a profile belongs to.
-type Membership struct {
-	ID   string
-	Name string
-}
+// The records Klaviyo answers reads with are the domain's.
+type (
+	// ProfileRecord is a profile as Klaviyo keeps it.
+	ProfileRecord = zenklav.Profile
+	// Location is where a profile is, as far as Klaviyo knows.
+	Location = zenklav.Location
+	// Consent is a profile's marketing consent on one channel.
+	Consent = zenklav.Consent
+	// PredictiveAnalytics are Klaviyo's predictions about a profile.
+	PredictiveAnalytics = zenklav.Predictions
+	// RecordedEvent is an event Klaviyo holds for a profile.
+	RecordedEvent = zenklav.RecordedEvent
+	// Membership is a list or segment a profile belongs to.
+	Membership = zenklav.Membership
+)
 
 // FindProfile looks up the profile p names (GET /api/profiles), by its email, else its
 // phone number, else its external id, with its subscriptions and predictive analytics.
 // found is false, with a nil error, when Klaviyo has no such profile.
 func (c *Client) FindProfile(ctx context.Context, p Profile) (rec ProfileRecord, found bool, err error) {
 	const op = "find profile"
-	if err := p.validate(); err != nil {
+	if err := validateProfile(p); err != nil {
 		return ProfileRecord{}, false, zenklav.Wrap(zenklav.EINVALID, err, "%s", op)
 	}
 	field, value := "email", p.Email

@@ -1,6 +1,7 @@
-// Package reports names the ticket reports marketers read: the questions (Filter and the
-// report kinds) and the answers (the row types), as the API, the web page, the CLI and the
-// ClickHouse store share them. It holds no logic beyond checking a Filter.
+// Package reports is the report service marketers read through the API, the web page and
+// `zenklav report`: the questions (Filter and the report kinds, read from query parameters
+// by ParseQuery), the answers (the row types, run by Run against a Source, which the
+// ClickHouse store is, and laid out as JSON, CSV or a table).
 package reports
 
 import (

@@ -10,6 +10,7 @@ package schemas
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sync"
@@ -86,4 +87,17 @@ func (e *TicketEvent) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// DecodeTicketEvent decodes a ticket_event.v1 message as a consumer reads it, and refuses one
+// that lacks what every consumer needs of it. It does not validate against the schema: what
+// zenklav produced was validated then, and decoding is the consumers' main cost.
+func DecodeTicketEvent(data []byte, e *TicketEvent) error {
+	if err := gojson.Unmarshal(data, e); err != nil {
+		return fmt.Errorf("not a ticket_event.v1: %w", err)
+	}
+	if e.EventID == "" || e.Tenant == "" || e.Ticket.ID <= 0 {
+		return errors.New("ticket event lacks event_id, tenant or ticket.id")
+	}
+	return nil
 }

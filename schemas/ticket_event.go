@@ -22,17 +22,6 @@ const (
 	SourceBackfill = "backfill"
 )
 
-// Ticket statuses, lowercase as zenklav writes them whatever casing Zendesk sent.
-const (
-	StatusNew     = "new"
-	StatusOpen    = "open"
-	StatusPending = "pending"
-	StatusHold    = "hold"
-	StatusSolved  = "solved"
-	StatusClosed  = "closed"
-	StatusDeleted = "deleted"
-)
-
 // TicketEvent is ticket_event.v1: one change to one Zendesk ticket.
 type TicketEvent struct {
 	EventID     string  `json:"event_id"`
@@ -69,7 +58,7 @@ type Ticket struct {
 	URL            string        `json:"url,omitempty"`
 	Subject        string        `json:"subject,omitempty"`
 	Description    string        `json:"description,omitempty"`
-	Status         string        `json:"status,omitempty"`
+	Status         string        `json:"status,omitempty"` // zenklav.StatusNew, …
 	PreviousStatus string        `json:"previous_status,omitempty"`
 	Priority       string        `json:"priority,omitempty"`
 	Type           string        `json:"type,omitempty"`

@@ -4,14 +4,19 @@
 // cmd/zenklav joins them to the Zendesk and Klaviyo clients and the analytics store.
 package sidebar
 
-import "time"
+import (
+	"strings"
+	"time"
+
+	"github.com/zenklav/zenklav"
+)
 
 // Card is the sidebar's profile card, as the app page receives it (GET
 // /api/v1/sidebar/profile). Sections that could not be read are named in Unavailable and
 // left empty, so the page can show what came and say what is missing.
 type Card struct {
-	Requester Person `json:"requester"`
-	TicketID  int64  `json:"ticket_id,omitempty"`
+	Requester zenklav.Person `json:"requester"`
+	TicketID  int64          `json:"ticket_id,omitempty"`
 	// Klaviyo is what Klaviyo said of the requester: KlaviyoFound, KlaviyoNotFound or
 	// KlaviyoUnavailable (the profile could not be read).
 	Klaviyo     string       `json:"klaviyo"`
@@ -40,15 +45,6 @@ const (
 	SectionLists    = "lists"
 	SectionSupport  = "support"
 )
-
-// Person is a Zendesk user as the card shows the requester.
-type Person struct {
-	ID    int64  `json:"id"`
-	Name  string `json:"name"`
-	Email string `json:"email,omitempty"`
-	Phone string `json:"phone,omitempty"`
-	Role  string `json:"-"` // end-user, agent or admin
-}
 
 // Profile is the requester's Klaviyo profile.
 type Profile struct {
@@ -106,10 +102,7 @@ type Activity struct {
 }
 
 // Membership is a Klaviyo segment or list.
-type Membership struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
+type Membership = zenklav.Membership
 
 // Support is the requester's ticket history from ClickHouse.
 type Support struct {
@@ -125,4 +118,58 @@ type Resolved struct {
 	TicketID int64     `json:"ticket_id"`
 	Subject  string    `json:"subject"`
 	At       time.Time `json:"at"`
+}
+
+// profileView is the card's view of a Klaviyo profile; the caller adds its URL.
+func profileView(r zenklav.Profile) Profile {
+	p := Profile{
+		ID: r.ID, Email: r.Email, Phone: r.PhoneNumber, Organization: r.Organization,
+		Name:         strings.TrimSpace(r.FirstName + " " + r.LastName),
+		EmailConsent: consentView(r.EmailConsent), SMSConsent: consentView(r.SMSConsent),
+	}
+	if l := r.Location; l.City != "" || l.Region != "" || l.Country != "" || l.Timezone != "" {
+		p.Location = &Location{City: l.City, Region: l.Region, Country: l.Country, Timezone: l.Timezone}
+	}
+	if pa := r.Predictive; pa != nil {
+		pr := Prediction{
+			PredictedCLV: pa.PredictedCLV, HistoricCLV: pa.HistoricCLV, TotalCLV: pa.TotalCLV,
+			ChurnProbability: pa.ChurnProbability, AverageOrderValue: pa.AverageOrderValue,
+		}
+		if pa.ExpectedDateOfNextOrder != nil {
+			pr.ExpectedNextOrder = pa.ExpectedDateOfNextOrder.Format(time.DateOnly)
+		}
+		if pr != (Prediction{}) {
+			p.Predictions = &pr
+		}
+	}
+	return p
+}
+
+func consentView(c *zenklav.Consent) *Consent {
+	if c == nil {
+		return nil
+	}
+	out := &Consent{State: ConsentState(c.Consent), CanReceive: c.CanReceive}
+	if !c.Timestamp.IsZero() {
+		t := c.Timestamp.UTC()
+		out.At = &t
+	}
+	return out
+}
+
+func activityView(events []zenklav.RecordedEvent) []Activity {
+	out := make([]Activity, len(events))
+	for i, e := range events {
+		out[i] = Activity{Metric: e.Metric, Time: e.Time.UTC(), Value: e.Value}
+	}
+	return out
+}
+
+// supportView is the card's support history, over the last RecentDays days.
+func supportView(h zenklav.SupportHistory) *Support {
+	out := &Support{Open: h.Open, Recent: h.Recent, Total: h.Total, RecentDays: RecentDays}
+	if r := h.LastResolved; r.TicketID != 0 {
+		out.LastResolved = &Resolved{TicketID: r.TicketID, Subject: r.Subject, At: r.At.UTC()}
+	}
+	return out
 }

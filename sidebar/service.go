@@ -13,52 +13,14 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/pipeline"
 	"golang.org/x/sync/singleflight"
 )
-
-// Directory is a Zendesk account, read for the ticket and requester a card is about.
-type Directory interface {
-	// Ticket returns the requester and brand of a ticket; ENOTFOUND when there is none.
-	Ticket(ctx context.Context, id int64) (Ticket, error)
-	// User returns a user; ENOTFOUND when there is none.
-	User(ctx context.Context, id int64) (Person, error)
-}
-
-// Ticket is what the card needs of a Zendesk ticket.
-type Ticket struct {
-	ID          int64
-	RequesterID int64
-	BrandID     int64
-}
-
-// Klaviyo is a Klaviyo account, read for the card. Each call waits for the account's rate
-// limit, or fails when ctx would end first.
-type Klaviyo interface {
-	// FindProfile looks a profile up by email, else phone; found is false when there is none.
-	FindProfile(ctx context.Context, email, phone string) (p Profile, found bool, err error)
-	RecentEvents(ctx context.Context, profileID string, n int) ([]Activity, error)
-	Segments(ctx context.Context, profileID string) ([]Membership, error)
-	Lists(ctx context.Context, profileID string) ([]Membership, error)
-}
-
-// History is zenklav's ticket store, read for the requester's support history.
-type History interface {
-	SupportHistory(ctx context.Context, tenant string, requesterID int64, since time.Time) (Support, error)
-}
-
-// Memberships keeps what the sidebar saw of a customer's Klaviyo segments and lists, for the
-// segments report: which segment a customer was in when a ticket of theirs opened.
-type Memberships interface {
-	RecordMemberships(ctx context.Context, tenant string, requesterID int64, at time.Time, kind string, names []string) error
-}
 
 // Account is what one connection reads from: its Zendesk, and its Klaviyo (nil when the
 // connection has no Klaviyo key).
 type Account struct {
-	Zendesk Directory
-	Klaviyo Klaviyo
+	Zendesk zenklav.Directory
+	Klaviyo zenklav.Klaviyo
 }
 
 // Viewer is who asks for a card: an agent of a connection's app installation, through a
@@ -82,14 +44,13 @@ type Query struct {
 
 // Config is the Service's dependencies and limits; zero limits take the defaults.
 type Config struct {
-	Connections *config.Connections
+	Connections *zenklav.Connections
 	Accounts    map[string]Account // by connection id
-	History     History
-	Now         func() time.Time
-	// Registry, when set, gets the card metrics.
-	Registry prometheus.Registerer
-	// Memberships, when set, is told the segments and lists of every card built with them.
-	Memberships Memberships
+	// Store is zenklav's ticket store: it gives the support history, and is told the
+	// segments and lists of every card built with them, for the segments report.
+	Store    zenklav.TicketStore
+	Now      func() time.Time
+	Registry prometheus.Registerer // when set, gets the card metrics
 
 	// CacheTTL is how long a complete card is served from memory (default a minute);
 	// PartialTTL how long one with missing sections is (default 5 s, so a recovered
@@ -117,8 +78,8 @@ type Service struct {
 	cards  *lru.Cache[cardKey, cachedCard]
 	// tickets keeps ticket → requester and brand, and users the requester's details, for
 	// CacheTTL: a warm card needs no Zendesk call.
-	tickets *lru.Cache[ticketKey, cachedValue[Ticket]]
-	users   *lru.Cache[ticketKey, cachedValue[Person]]
+	tickets *lru.Cache[ticketKey, cachedValue[zenklav.TicketDetails]]
+	users   *lru.Cache[ticketKey, cachedValue[zenklav.Person]]
 	flight  singleflight.Group
 	// sessions holds each session to the ticket it read first (see Card); bindMu makes
 	// the check and the hold one step.
@@ -151,8 +112,8 @@ type cachedValue[T any] struct {
 
 // New returns a Service.
 func New(logger *slog.Logger, cfg Config) (*Service, error) {
-	if cfg.Connections == nil || cfg.History == nil {
-		return nil, errors.New("sidebar needs the connections and the ticket history")
+	if cfg.Connections == nil || cfg.Store == nil {
+		return nil, errors.New("sidebar needs the connections and the ticket store")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -196,10 +157,10 @@ func New(logger *slog.Logger, cfg Config) (*Service, error) {
 	if s.cards, err = lru.New[cardKey, cachedCard](cfg.CacheSize); err != nil {
 		return nil, err
 	}
-	if s.tickets, err = lru.New[ticketKey, cachedValue[Ticket]](cfg.CacheSize); err != nil {
+	if s.tickets, err = lru.New[ticketKey, cachedValue[zenklav.TicketDetails]](cfg.CacheSize); err != nil {
 		return nil, err
 	}
-	if s.users, err = lru.New[ticketKey, cachedValue[Person]](cfg.CacheSize); err != nil {
+	if s.users, err = lru.New[ticketKey, cachedValue[zenklav.Person]](cfg.CacheSize); err != nil {
 		return nil, err
 	}
 	// Sessions live 15 minutes, renewed for at most a few hours: room for every agent's
@@ -253,7 +214,7 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 	}
 	sub := home.Zendesk.Subdomain
 	others := func(brand int64) error {
-		if c := config.ForBrand(s.cfg.Connections.BySubdomain(sub), brand); c != nil && c != home {
+		if c := s.cfg.Connections.Owner(sub, brand); c != nil && c != home {
 			return zenklav.Errorf(zenklav.EFORBIDDEN, "brand %d belongs to another connection of this Zendesk account: its app installation shows this customer", brand)
 		}
 		return nil
@@ -280,8 +241,8 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 	if requesterID == 0 {
 		return Card{}, zenklav.Errorf(zenklav.ENOTFOUND, "ticket %d has no requester", q.TicketID)
 	}
-	requester, err := cached(ctx, s, s.users, ticketKey{sub, requesterID}, func(ctx context.Context) (Person, error) {
-		return dir.User(ctx, requesterID)
+	requester, err := cached(ctx, s, s.users, ticketKey{sub, requesterID}, func(ctx context.Context) (zenklav.Person, error) {
+		return dir.FindUser(ctx, requesterID)
 	})
 	if err != nil {
 		return Card{}, err
@@ -321,14 +282,14 @@ func (s *Service) bind(v Viewer, ticket int64) error {
 
 // ticket reads a ticket's requester and brand, from the cache when it is fresh and names
 // the requester the page saw (a requester changed in Zendesk since is read again).
-func (s *Service) ticket(ctx context.Context, dir Directory, sub string, id, seen int64) (Ticket, error) {
+func (s *Service) ticket(ctx context.Context, dir zenklav.Directory, sub string, id, seen int64) (zenklav.TicketDetails, error) {
 	key := ticketKey{sub, id}
 	if seen != 0 {
 		if c, ok := s.tickets.Get(key); ok && c.v.RequesterID != seen {
 			s.tickets.Remove(key)
 		}
 	}
-	return cached(ctx, s, s.tickets, key, func(ctx context.Context) (Ticket, error) { return dir.Ticket(ctx, id) })
+	return cached(ctx, s, s.tickets, key, func(ctx context.Context) (zenklav.TicketDetails, error) { return dir.FindTicket(ctx, id) })
 }
 
 // cached returns the fresh cached value of key, or reads it with its own timeout (one read
@@ -380,7 +341,7 @@ func (s *Service) share(ctx context.Context, key string, f func(context.Context)
 }
 
 // card returns the requester's card on conn, cached.
-func (s *Service) card(ctx context.Context, conn *config.Connection, requester Person) (Card, error) {
+func (s *Service) card(ctx context.Context, conn *zenklav.Connection, requester zenklav.Person) (Card, error) {
 	key := cardKey{conn.ID, requester.ID}
 	if c, ok := s.cards.Get(key); ok && s.cfg.Now().Before(c.expires) && c.card.Requester == requester {
 		s.cardsServed.WithLabelValues("cache").Inc()
@@ -415,7 +376,7 @@ func (s *Service) card(ctx context.Context, conn *config.Connection, requester P
 // build reads the card's sections, in parallel, each with its own timeout: the support
 // history from ClickHouse beside the Klaviyo profile search, then the profile's activity,
 // segments and lists beside each other.
-func (s *Service) build(ctx context.Context, conn *config.Connection, requester Person) Card {
+func (s *Service) build(ctx context.Context, conn *zenklav.Connection, requester zenklav.Person) Card {
 	card := Card{
 		Requester: requester, Klaviyo: KlaviyoUnavailable,
 		Activity: []Activity{}, Segments: []Membership{}, Lists: []Membership{}, Unavailable: []string{},
@@ -443,16 +404,15 @@ func (s *Service) build(ctx context.Context, conn *config.Connection, requester 
 	}
 
 	section(s.cfg.SectionTimeout, SectionSupport, func(ctx context.Context) error {
-		h, err := s.cfg.History.SupportHistory(ctx, conn.ID, requester.ID, s.cfg.Now().AddDate(0, 0, -RecentDays))
+		h, err := s.cfg.Store.SupportHistory(ctx, conn.ID, requester.ID, s.cfg.Now().AddDate(0, 0, -RecentDays))
 		if err == nil {
-			h.RecentDays = RecentDays
-			card.Support = &h
+			card.Support = supportView(h)
 		}
 		return err
 	})
 
 	kl := s.cfg.Accounts[conn.ID].Klaviyo
-	email, phone, idErr := pipeline.ProfileOf(pipeline.Person{Name: requester.Name, Email: requester.Email, Phone: requester.Phone})
+	key, idErr := zenklav.ProfileOf(requester)
 	switch {
 	case kl == nil:
 		fail(SectionProfile, fmt.Errorf("connection %q has no Klaviyo account", conn.ID))
@@ -462,33 +422,34 @@ func (s *Service) build(ctx context.Context, conn *config.Connection, requester 
 		card.Klaviyo = KlaviyoNotFound
 	default:
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.ProfileTimeout)
-		p, found, err := kl.FindProfile(pctx, email, phone)
+		found, ok, err := kl.FindProfile(pctx, key)
 		cancel()
 		switch {
 		case err != nil:
 			fail(SectionProfile, err)
-		case !found:
+		case !ok:
 			card.Klaviyo = KlaviyoNotFound
 		default:
 			card.Klaviyo = KlaviyoFound
+			p := profileView(found)
 			p.URL = s.cfg.KlaviyoAppURL + "/profile/" + p.ID
 			card.Profile = &p
 			section(s.cfg.SectionTimeout, SectionActivity, func(ctx context.Context) error {
 				a, err := kl.RecentEvents(ctx, p.ID, activityShown)
 				if err == nil {
-					card.Activity = a
+					card.Activity = activityView(a)
 				}
 				return err
 			})
 			section(s.cfg.SectionTimeout, SectionSegments, func(ctx context.Context) error {
-				m, err := kl.Segments(ctx, p.ID)
+				m, err := kl.ProfileSegments(ctx, p.ID)
 				if err == nil {
 					card.Segments = m
 				}
 				return err
 			})
 			section(s.cfg.SectionTimeout, SectionLists, func(ctx context.Context) error {
-				m, err := kl.Lists(ctx, p.ID)
+				m, err := kl.ProfileLists(ctx, p.ID)
 				if err == nil {
 					card.Lists = m
 				}
@@ -526,7 +487,7 @@ type snapshot struct {
 // holding the card up: it is written in the background, and one that fails is only logged
 // (the report then counts the ticket under the customer's previous snapshot).
 func (s *Service) recordMemberships(ctx context.Context, tenant string, requester int64, seen []snapshot) {
-	if s.cfg.Memberships == nil || len(seen) == 0 {
+	if len(seen) == 0 {
 		return
 	}
 	at := s.cfg.Now()
@@ -538,7 +499,7 @@ func (s *Service) recordMemberships(ctx context.Context, tenant string, requeste
 			for i, m := range sn.ms {
 				names[i] = m.Name
 			}
-			if err := s.cfg.Memberships.RecordMemberships(ctx, tenant, requester, at, sn.kind, names); err != nil {
+			if err := s.cfg.Store.RecordMemberships(ctx, tenant, requester, at, sn.kind, names); err != nil {
 				s.logger.Warn("record memberships", "connection", tenant, "requester", requester, "kind", sn.kind, "err", err)
 			}
 		}

@@ -15,19 +15,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/sidebar"
 )
 
-// fakeZendesk is a Zendesk account with tickets and users, counting its reads.
+// fakeZendesk is a Zendesk account with tickets and users, counting its reads (the lookups
+// the sidebar does not make are left out).
 type fakeZendesk struct {
+	zenklav.Directory
 	mu      sync.Mutex
-	tickets map[int64]sidebar.Ticket
-	users   map[int64]sidebar.Person
+	tickets map[int64]zenklav.TicketDetails
+	users   map[int64]zenklav.Person
 	reads   atomic.Int32
 }
 
-func (z *fakeZendesk) Ticket(_ context.Context, id int64) (sidebar.Ticket, error) {
+func (z *fakeZendesk) FindTicket(_ context.Context, id int64) (zenklav.TicketDetails, error) {
 	z.reads.Add(1)
 	z.mu.Lock()
 	defer z.mu.Unlock()
@@ -38,7 +39,7 @@ func (z *fakeZendesk) Ticket(_ context.Context, id int64) (sidebar.Ticket, error
 	return t, nil
 }
 
-func (z *fakeZendesk) User(_ context.Context, id int64) (sidebar.Person, error) {
+func (z *fakeZendesk) FindUser(_ context.Context, id int64) (zenklav.Person, error) {
 	z.reads.Add(1)
 	z.mu.Lock()
 	defer z.mu.Unlock()
@@ -55,7 +56,8 @@ func (z *fakeZendesk) User(_ context.Context, id int64) (sidebar.Person, error) 
 // fakeKlaviyo is a Klaviyo account with profiles by email or phone. fail makes a call fail;
 // gate, when set, holds every call until it is closed or the call's ctx ends.
 type fakeKlaviyo struct {
-	profiles map[string]sidebar.Profile
+	zenklav.Klaviyo
+	profiles map[string]zenklav.Profile
 	fail     map[string]error // by call: find, events, segments, lists
 	gate     chan struct{}
 	entered  chan struct{} // when set, told of every call
@@ -86,68 +88,69 @@ func (k *fakeKlaviyo) count(call string) int {
 	return int(n.(*atomic.Int32).Load())
 }
 
-func (k *fakeKlaviyo) FindProfile(ctx context.Context, email, phone string) (sidebar.Profile, bool, error) {
+func (k *fakeKlaviyo) FindProfile(ctx context.Context, key zenklav.ProfileKey) (zenklav.Profile, bool, error) {
 	if err := k.enter(ctx, "find"); err != nil {
-		return sidebar.Profile{}, false, err
+		return zenklav.Profile{}, false, err
 	}
-	p, ok := k.profiles[email+phone]
+	p, ok := k.profiles[key.Email+key.PhoneNumber]
 	return p, ok, nil
 }
 
-func (k *fakeKlaviyo) RecentEvents(ctx context.Context, id string, n int) ([]sidebar.Activity, error) {
+func (k *fakeKlaviyo) RecentEvents(ctx context.Context, id string, n int) ([]zenklav.RecordedEvent, error) {
 	if err := k.enter(ctx, "events"); err != nil {
 		return nil, err
 	}
 	v := 59.9
-	return []sidebar.Activity{{Metric: "Placed Order", Time: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), Value: &v}}, nil
+	return []zenklav.RecordedEvent{{Metric: "Placed Order", Time: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), Value: &v}}, nil
 }
 
-func (k *fakeKlaviyo) Segments(ctx context.Context, id string) ([]sidebar.Membership, error) {
+func (k *fakeKlaviyo) ProfileSegments(ctx context.Context, id string) ([]zenklav.Membership, error) {
 	if err := k.enter(ctx, "segments"); err != nil {
 		return nil, err
 	}
-	return []sidebar.Membership{{ID: "S1", Name: "VIP"}}, nil
+	return []zenklav.Membership{{ID: "S1", Name: "VIP"}}, nil
 }
 
-func (k *fakeKlaviyo) Lists(ctx context.Context, id string) ([]sidebar.Membership, error) {
+func (k *fakeKlaviyo) ProfileLists(ctx context.Context, id string) ([]zenklav.Membership, error) {
 	if err := k.enter(ctx, "lists"); err != nil {
 		return nil, err
 	}
-	return []sidebar.Membership{{ID: "L1", Name: "Newsletter"}}, nil
+	return []zenklav.Membership{{ID: "L1", Name: "Newsletter"}}, nil
 }
 
-type fakeHistory struct {
+// fakeStore is the ticket store as the sidebar reads and writes it (the rest is left out):
+// it answers a support history, or err, and passes on every memberships snapshot recorded.
+type fakeStore struct {
+	zenklav.TicketStore
 	err     error
 	tenants []string
 	mu      sync.Mutex
+	seen    chan string
 }
 
-func (h *fakeHistory) SupportHistory(_ context.Context, tenant string, requester int64, since time.Time) (sidebar.Support, error) {
+func (h *fakeStore) SupportHistory(_ context.Context, tenant string, requester int64, since time.Time) (zenklav.SupportHistory, error) {
 	h.mu.Lock()
 	h.tenants = append(h.tenants, tenant)
 	h.mu.Unlock()
 	if h.err != nil {
-		return sidebar.Support{}, h.err
+		return zenklav.SupportHistory{}, h.err
 	}
-	return sidebar.Support{Open: 1, Recent: 2, Total: 3, LastResolved: &sidebar.Resolved{TicketID: 7, Subject: "Refund", At: since}}, nil
+	return zenklav.SupportHistory{Open: 1, Recent: 2, Total: 3, LastResolved: zenklav.ResolvedTicket{TicketID: 7, Subject: "Refund", At: since}}, nil
 }
 
-// fakeMemberships passes on every snapshot recorded.
-type fakeMemberships chan string
-
-func (m fakeMemberships) RecordMemberships(_ context.Context, tenant string, requester int64, _ time.Time, kind string, names []string) error {
-	m <- fmt.Sprintf("%s/%d/%s:%v", tenant, requester, kind, names)
+func (h *fakeStore) RecordMemberships(_ context.Context, tenant string, requester int64, _ time.Time, kind string, names []string) error {
+	h.seen <- fmt.Sprintf("%s/%d/%s:%v", tenant, requester, kind, names)
 	return nil
 }
 
 type fixture struct {
 	zendesk *fakeZendesk
 	klaviyo *fakeKlaviyo
-	history *fakeHistory
+	history *fakeStore
 	clock   *atomic.Int64 // unix nanoseconds
 	svc     *sidebar.Service
 	reg     *prometheus.Registry
-	seen    fakeMemberships
+	seen    chan string
 }
 
 const (
@@ -161,42 +164,41 @@ const (
 
 func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 	t.Helper()
-	conns, err := config.NewConnections(
-		config.Connection{ID: "acme", Zendesk: config.Zendesk{Subdomain: "acme", WebhookSecrets: []config.Secret{"test-webhook-secret-0123"}, Brands: config.Brands{IDs: []int64{1}}}},
-		config.Connection{ID: "acme-outlet", Zendesk: config.Zendesk{Subdomain: "acme", WebhookSecrets: []config.Secret{"test-webhook-secret-0123"}, Brands: config.Brands{IDs: []int64{2}}}},
+	conns, err := zenklav.NewConnections(
+		zenklav.Connection{ID: "acme", Zendesk: zenklav.ZendeskSettings{Subdomain: "acme", WebhookSecrets: []zenklav.Secret{"test-webhook-secret-0123"}, Brands: zenklav.Brands{IDs: []int64{1}}}},
+		zenklav.Connection{ID: "acme-outlet", Zendesk: zenklav.ZendeskSettings{Subdomain: "acme", WebhookSecrets: []zenklav.Secret{"test-webhook-secret-0123"}, Brands: zenklav.Brands{IDs: []int64{2}}}},
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{
 		zendesk: &fakeZendesk{
-			tickets: map[int64]sidebar.Ticket{
+			tickets: map[int64]zenklav.TicketDetails{
 				10: {ID: 10, RequesterID: ana, BrandID: 1},
 				11: {ID: 11, RequesterID: liam, BrandID: 1},
 				12: {ID: 12, RequesterID: nomad, BrandID: 1},
 				20: {ID: 20, RequesterID: ana, BrandID: 2},
 			},
-			users: map[int64]sidebar.Person{
+			users: map[int64]zenklav.Person{
 				ana:   {ID: ana, Name: "Ana Souza", Email: "ana@example.com", Role: "end-user"},
 				liam:  {ID: liam, Name: "Liam Walsh", Email: "liam@example.com", Role: "end-user"},
 				nomad: {ID: nomad, Name: "Nomad", Phone: "555 0142", Role: "end-user"},
 				maya:  {ID: maya, Name: "Maya Chen", Email: "maya@acme.example", Role: "agent"},
 			},
 		},
-		klaviyo: &fakeKlaviyo{profiles: map[string]sidebar.Profile{"ana@example.com": {ID: "01KANA", Name: "Ana Souza"}}},
-		history: &fakeHistory{},
+		klaviyo: &fakeKlaviyo{profiles: map[string]zenklav.Profile{"ana@example.com": {ID: "01KANA", FirstName: "Ana", LastName: "Souza"}}},
 		clock:   new(atomic.Int64),
 		reg:     prometheus.NewRegistry(),
-		seen:    make(fakeMemberships, 10),
+		seen:    make(chan string, 10),
 	}
+	f.history = &fakeStore{seen: f.seen}
 	f.clock.Store(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC).UnixNano())
 	cfg := sidebar.Config{
 		Connections: conns,
 		Accounts:    map[string]sidebar.Account{"acme": {Zendesk: f.zendesk, Klaviyo: f.klaviyo}},
-		History:     f.history,
+		Store:       f.history,
 		Now:         func() time.Time { return time.Unix(0, f.clock.Load()) },
 		Registry:    f.reg,
-		Memberships: f.seen,
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -458,7 +460,7 @@ func TestCardRequesterChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.zendesk.mu.Lock()
-	f.zendesk.tickets[10] = sidebar.Ticket{ID: 10, RequesterID: liam, BrandID: 1}
+	f.zendesk.tickets[10] = zenklav.TicketDetails{ID: 10, RequesterID: liam, BrandID: 1}
 	f.zendesk.mu.Unlock()
 	// The page saw the new requester: the cached ticket is read again.
 	card, err := f.svc.Card(ctx, acme, sidebar.Query{TicketID: 10, RequesterID: liam})

@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -254,8 +252,6 @@ func (c *Client) follow(path, link string) (string, error) {
 // get sends an authenticated GET to rawURL and decodes a 2xx JSON answer into out. op names
 // the call in errors ("get ticket 42").
 func (c *Client) get(ctx context.Context, op, rawURL string, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
@@ -263,27 +259,13 @@ func (c *Client) get(ctx context.Context, op, rawURL string, out any) error {
 	req.SetBasicAuth(c.user, c.token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "zenklav")
-
-	start := time.Now()
-	resp, err := c.http.Do(req)
+	status, header, body, err := apiclient.Send(c.http, c.logger, "zendesk", op, req, c.timeout, maxBody)
 	if err != nil {
-		// Network failures, timeouts and a cancelled ctx are all worth another try later;
-		// errors.Is still finds context.Canceled and DeadlineExceeded in the chain.
-		c.logger.DebugContext(ctx, "zendesk call failed", "op", op, "err", err)
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
+		return err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	c.logger.DebugContext(ctx, "zendesk call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
-	if err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer", op)
-	}
-	if len(body) > maxBody {
-		return zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer larger than %d bytes", op, maxBody)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		apiErr := newAPIError(resp, body)
-		return zenklav.Wrap(kindOf(resp.StatusCode), apiErr, "%s", op)
+	if status < 200 || status > 299 {
+		apiErr := newAPIError(status, header, body)
+		return apiclient.Failure(op, status, kindOf(status), apiErr, apiErr.RetryAfter, "")
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		// A 2xx that is not our JSON comes from something in between (a proxy's error
@@ -303,8 +285,9 @@ func kindOf(status int) string {
 }
 
 // APIError is an answer from Zendesk other than 2xx. The client returns it wrapped in a
-// *zenklav.Error whose kind follows the status; reach it with errors.As, or use
-// RetryAfter for the wait Zendesk asked for.
+// *zenklav.Error whose kind follows the status, and which says itself whether it was
+// throttled and what wait Zendesk asked for (zenklav.Throttled, zenklav.RetryAfter); reach
+// the APIError with errors.As.
 type APIError struct {
 	StatusCode  int
 	Code        string        // Zendesk's error code or title, e.g. "RecordNotFound"
@@ -327,18 +310,8 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
-// RetryAfter returns how long Zendesk asked the caller to wait (the Retry-After of a 429 or
-// 503) if err carries such an answer, and 0 otherwise.
-func RetryAfter(err error) time.Duration {
-	var e *APIError
-	if errors.As(err, &e) {
-		return e.RetryAfter
-	}
-	return 0
-}
-
-func newAPIError(resp *http.Response, body []byte) *APIError {
-	e := &APIError{StatusCode: resp.StatusCode, RetryAfter: apiclient.RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+func newAPIError(status int, header http.Header, body []byte) *APIError {
+	e := &APIError{StatusCode: status, RetryAfter: apiclient.RetryAfter(header.Get("Retry-After"), time.Now())}
 	// Zendesk uses several error shapes: {"error":"RecordNotFound","description":"Not
 	// found"}, {"error":{"title":…,"message":…}} and {"errors":[{"code":…,"title":…}]}.
 	var shape struct {

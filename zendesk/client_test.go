@@ -197,7 +197,7 @@ func TestClientRateLimited(t *testing.T) {
 	if got := zenklav.ErrorCode(err); got != zenklav.EUNAVAILABLE {
 		t.Fatalf("kind = %q, want %q (err %v)", got, zenklav.EUNAVAILABLE, err)
 	}
-	if got, want := zendesk.RetryAfter(err), 45*time.Second; got != want {
+	if got, want := zenklav.RetryAfter(err), 45*time.Second; got != want {
 		t.Errorf("RetryAfter = %s, want %s", got, want)
 	}
 	var apiErr *zendesk.APIError
@@ -241,7 +241,7 @@ func TestClientStatusKinds(t *testing.T) {
 			if got := zenklav.ErrorCode(err); got != tt.kind {
 				t.Fatalf("kind = %q, want %q (err %v)", got, tt.kind, err)
 			}
-			if got := zendesk.RetryAfter(err); got != tt.retryAfter {
+			if got := zenklav.RetryAfter(err); got != tt.retryAfter {
 				t.Errorf("RetryAfter = %s, want %s", got, tt.retryAfter)
 			}
 			var apiErr *zendesk.APIError

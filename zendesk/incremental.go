@@ -2,10 +2,7 @@ package zendesk
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -14,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -96,7 +94,7 @@ func (c *Client) ExportTickets(start time.Time, cursor string, opts ExportOption
 		opts.Now = time.Now
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleep
+		opts.Sleep = retry.Wait
 	}
 	return &TicketExport{
 		c: c, start: start, cursor: cursor, opts: opts,
@@ -156,16 +154,15 @@ func (x *TicketExport) Next(ctx context.Context) (ExportPage, error) {
 		if ctx.Err() != nil || zenklav.ErrorCode(err) != zenklav.EUNAVAILABLE {
 			return ExportPage{}, err
 		}
-		wait := RetryAfter(err)
-		var apiErr *APIError
-		if errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusTooManyRequests {
+		wait := zenklav.RetryAfter(err)
+		if zenklav.Throttled(err) {
 			x.stats.Throttled++
 			if wait == 0 {
 				wait = time.Minute // the length of the window Zendesk counts in
 			}
 		} else {
 			x.stats.Retried++
-			wait = max(wait, backoff(attempt))
+			wait = max(wait, exportRetry.Delay(attempt))
 		}
 		if x.opts.Now().Add(wait).Sub(began) > x.opts.RetryFor {
 			return ExportPage{}, fmt.Errorf("%w (gave up after %d tries in %s)", err, attempt+1, x.opts.Now().Sub(began).Round(time.Second))
@@ -190,26 +187,9 @@ func (x *TicketExport) pace(ctx context.Context) error {
 	return nil
 }
 
-// backoff is the wait before retry number attempt (0-based) of a transient failure: between
-// half and all of 1 s·2^attempt, at most a minute; the jitter keeps retries apart.
-func backoff(attempt int) time.Duration {
-	d := time.Minute
-	if attempt < 6 {
-		d = time.Second << attempt
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// exportRetry is the wait before retry number attempt of a transient failure: between half
+// and all of 1 s·2^attempt, at most a minute.
+var exportRetry = retry.Policy{Initial: time.Second, Max: time.Minute}
 
 // BackfillTarget says whose events BackfillEvents writes.
 type BackfillTarget struct {
@@ -263,7 +243,7 @@ func BackfillEvents(t Ticket, target BackfillTarget) ([]schemas.TicketEvent, err
 		URL:          AgentURL(target.Subdomain, t.ID),
 		Subject:      t.Subject,
 		Description:  t.Description,
-		Status:       schemas.StatusNew,
+		Status:       zenklav.StatusNew,
 		Priority:     normalizeEnum(t.Priority, priorities),
 		Type:         normalizeEnum(t.Type, ticketTypes),
 		Tags:         t.Tags,
@@ -286,7 +266,7 @@ func BackfillEvents(t Ticket, target BackfillTarget) ([]schemas.TicketEvent, err
 		}
 	}
 	out := []schemas.TicketEvent{event("created", schemas.TicketCreated, t.CreatedAt, ticket)}
-	if status != "" && status != schemas.StatusNew {
+	if status != "" && status != zenklav.StatusNew {
 		now := ticket
 		now.Status = status
 		// updated_at is never before created_at in Zendesk; a snapshot that says otherwise

@@ -51,9 +51,21 @@ func VerifySignature(secrets []string, signature, timestamp string, body []byte,
 
 // WebhookTarget says whose webhook is being parsed.
 type WebhookTarget struct {
-	Tenant     string // connection id
+	Tenant string // the connection id, when Owner is nil
+	// Owner, when set, names the connection a ticket of the brand belongs to (the brand
+	// rule, zenklav.Connections.Owner), or "" when none does: the event is then passed
+	// over. The connection is part of a trigger event's id, so it is decided while parsing.
+	Owner      func(brand int64) string
 	Subdomain  string
 	ReceivedAt time.Time
+}
+
+// connection names the connection of a ticket of brand; "" when there is none.
+func (t WebhookTarget) connection(brand int64) string {
+	if t.Owner != nil {
+		return t.Owner(brand)
+	}
+	return t.Tenant
 }
 
 // ParseWebhook turns a Zendesk webhook body into a ticket event. It accepts Zendesk's
@@ -171,9 +183,13 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 	if err != nil {
 		return nil, err
 	}
+	conn := target.connection(int64(p.Detail.BrandID))
+	if conn == "" {
+		return nil, nil // a brand no connection syncs
+	}
 	e := &schemas.TicketEvent{
 		EventID:     "zd:" + p.ID,
-		Tenant:      target.Tenant,
+		Tenant:      conn,
 		Account:     schemas.Account{Subdomain: target.Subdomain, ID: int64(p.AccountID)},
 		BrandID:     int64(p.Detail.BrandID),
 		ZendeskType: p.Type,
@@ -312,9 +328,13 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 		return nil, err
 	}
 	via := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(p.Ticket.Via)), " ", "_")
+	conn := target.connection(ids["brand_id"])
+	if conn == "" {
+		return nil, nil // a brand no connection syncs
+	}
 	e := &schemas.TicketEvent{
-		EventID:     "zt:" + triggerEventID(target.Tenant, body),
-		Tenant:      target.Tenant,
+		EventID:     "zt:" + triggerEventID(conn, body),
+		Tenant:      conn,
 		Account:     schemas.Account{Subdomain: target.Subdomain},
 		BrandID:     ids["brand_id"],
 		Type:        typ,
@@ -398,9 +418,9 @@ var eventIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 func validEventID(id string) bool { return eventIDPattern.MatchString(id) }
 
 var statuses = map[string]string{
-	"new": schemas.StatusNew, "open": schemas.StatusOpen, "pending": schemas.StatusPending,
-	"hold": schemas.StatusHold, "on-hold": schemas.StatusHold, "on_hold": schemas.StatusHold,
-	"solved": schemas.StatusSolved, "closed": schemas.StatusClosed, "deleted": schemas.StatusDeleted,
+	"new": zenklav.StatusNew, "open": zenklav.StatusOpen, "pending": zenklav.StatusPending,
+	"hold": zenklav.StatusHold, "on-hold": zenklav.StatusHold, "on_hold": zenklav.StatusHold,
+	"solved": zenklav.StatusSolved, "closed": zenklav.StatusClosed, "deleted": zenklav.StatusDeleted,
 }
 
 // normalizeStatus lowercases a status whatever casing Zendesk used ("OPEN", "Open", "open").

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/zenklav/zenklav/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zenklav/zenklav/internal/golden"
 
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/schemas"

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
@@ -225,7 +226,7 @@ func drainTicket(tenant string, i int, at, received time.Time) schemas.TicketEve
 		EventID: fmt.Sprintf("zt:%s-%d", tenant, i), Tenant: tenant, Account: schemas.Account{Subdomain: tenant},
 		Type: schemas.TicketCreated, Source: schemas.SourceTrigger, OccurredAt: at, ReceivedAt: received,
 		Ticket: schemas.Ticket{
-			ID: int64(i), Subject: fmt.Sprintf("Where is my order #%d?", 10_000+i), Status: schemas.StatusNew,
+			ID: int64(i), Subject: fmt.Sprintf("Where is my order #%d?", 10_000+i), Status: zenklav.StatusNew,
 			Description: "I ordered a rain jacket last week and the tracking has not moved since Monday.",
 			Priority:    "normal", Type: "question", Tags: []string{"shipping", "order_status"},
 			Channel: "web", Via: "web_form", URL: fmt.Sprintf("https://%s.zendesk.com/agent/tickets/%d", tenant, i),

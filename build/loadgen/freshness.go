@@ -1,6 +1,7 @@
 package main
 
 import (
+	zauth "github.com/zenklav/zenklav/auth"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -62,12 +63,12 @@ func freshness(args []string) error {
 	}
 
 	const key = "loadgen-freshness-report-signing-key-0123456789"
-	keys := []config.SigningKey{{ID: "bench", Secret: key}}
-	auth, err := backend.NewReportsAuth(keys, nil, nil)
+	keys := []zauth.SigningKey{{ID: "bench", Secret: key}}
+	auth, err := zauth.NewReports(keys, nil, nil)
 	if err != nil {
 		return err
 	}
-	token, _, err := auth.Issue(backend.TokenRequest{Subject: "loadgen", Role: backend.RoleMarketer, Tenants: []string{conn.id}, TTL: time.Hour})
+	token, _, err := auth.Issue(zauth.TokenRequest{Subject: "loadgen", Role: zauth.RoleMarketer, Tenants: []string{conn.id}, TTL: time.Hour})
 	if err != nil {
 		return err
 	}

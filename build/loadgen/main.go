@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
@@ -207,7 +208,7 @@ func sink(args []string) error {
 				EventID: fmt.Sprintf("zd:bench-%d", i), Tenant: "bench", Account: schemas.Account{Subdomain: "bench", ID: 1},
 				BrandID: 1, Type: schemas.TicketCreated, ZendeskType: "zen:event-type:ticket.created", Source: schemas.SourceEvent,
 				OccurredAt: base.Add(time.Duration(i) * time.Second), ReceivedAt: base.Add(time.Duration(i) * time.Second),
-				Ticket: schemas.Ticket{ID: int64(i + 1), Subject: "Where is my order?", Status: schemas.StatusNew, Priority: "normal",
+				Ticket: schemas.Ticket{ID: int64(i + 1), Subject: "Where is my order?", Status: zenklav.StatusNew, Priority: "normal",
 					Tags: []string{"order"}, Channel: "email", Via: "email", Requester: schemas.Requester{ID: int64(1000 + i%250_000)}},
 			}
 			v, err := e.Marshal()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/reports"
 	"github.com/zenklav/zenklav/schemas"
@@ -200,14 +201,14 @@ type eventRef struct {
 // A ticket's life: created, open, pending, solved, and then closed (most), or reopened once
 // and solved again before closing, or still open or solved at the year's end.
 var steps = []struct{ typ, status, previous string }{
-	{schemas.TicketCreated, schemas.StatusNew, ""},
-	{schemas.TicketStatusChanged, schemas.StatusOpen, schemas.StatusNew},
-	{schemas.TicketCommentAdded, schemas.StatusOpen, ""},
-	{schemas.TicketStatusChanged, schemas.StatusPending, schemas.StatusOpen},
-	{schemas.TicketStatusChanged, schemas.StatusSolved, schemas.StatusPending},
-	{schemas.TicketStatusChanged, schemas.StatusOpen, schemas.StatusSolved}, // reopened
-	{schemas.TicketStatusChanged, schemas.StatusSolved, schemas.StatusOpen},
-	{schemas.TicketStatusChanged, schemas.StatusClosed, schemas.StatusSolved},
+	{schemas.TicketCreated, zenklav.StatusNew, ""},
+	{schemas.TicketStatusChanged, zenklav.StatusOpen, zenklav.StatusNew},
+	{schemas.TicketCommentAdded, zenklav.StatusOpen, ""},
+	{schemas.TicketStatusChanged, zenklav.StatusPending, zenklav.StatusOpen},
+	{schemas.TicketStatusChanged, zenklav.StatusSolved, zenklav.StatusPending},
+	{schemas.TicketStatusChanged, zenklav.StatusOpen, zenklav.StatusSolved}, // reopened
+	{schemas.TicketStatusChanged, zenklav.StatusSolved, zenklav.StatusOpen},
+	{schemas.TicketStatusChanged, zenklav.StatusClosed, zenklav.StatusSolved},
 }
 
 var (

@@ -119,8 +119,8 @@ func backfill(ctx context.Context, args []string, getenv func(string) string, st
 // backfillJob is one run of a backfill: everything it needs, built by newBackfillJob.
 type backfillJob struct {
 	logger    *slog.Logger
-	conn      *config.Connection
-	conns     []*config.Connection // those of the same Zendesk account: the brand decides whose a ticket is
+	conn      *zenklav.Connection
+	conns     []*zenklav.Connection // those of the same Zendesk account: the brand decides whose a ticket is
 	zendesk   *zendesk.Client
 	publisher pipeline.Publisher
 	topic     string

@@ -27,9 +27,9 @@ type apiClients struct {
 	zendesk map[string]*zendesk.Client // by connection id; absent without API credentials
 }
 
-func newAPIClients(logger *slog.Logger, cfg config.Config, conns *config.Connections) (*apiClients, error) {
+func newAPIClients(logger *slog.Logger, cfg config.Config, conns *zenklav.Connections) (*apiClients, error) {
 	out := &apiClients{klaviyo: map[string]*klaviyo.Client{}, zendesk: map[string]*zendesk.Client{}}
-	byKey := map[config.Secret]*klaviyo.Client{}
+	byKey := map[zenklav.Secret]*klaviyo.Client{}
 	var errs []error
 	for _, c := range conns.Connections {
 		if key := c.Klaviyo.PrivateKey; key != "" {
@@ -60,7 +60,7 @@ func newAPIClients(logger *slog.Logger, cfg config.Config, conns *config.Connect
 }
 
 // routes builds the emitter's route for every connection with a Klaviyo account.
-func routes(logger *slog.Logger, conns *config.Connections, clients *apiClients) (map[string]pipeline.Route, error) {
+func routes(logger *slog.Logger, conns *zenklav.Connections, clients *apiClients) (map[string]pipeline.Route, error) {
 	out := map[string]pipeline.Route{}
 	var errs []error
 	for _, c := range conns.Connections {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/internal/testenv"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
@@ -262,7 +263,7 @@ func faultTicket(tenant string, i int) schemas.TicketEvent {
 		EventID: fmt.Sprintf("zt:%s-%d", tenant, i), Tenant: tenant, Account: schemas.Account{Subdomain: tenant},
 		Type: schemas.TicketCreated, Source: schemas.SourceTrigger, OccurredAt: at, ReceivedAt: time.Now().UTC(),
 		Ticket: schemas.Ticket{
-			ID: int64(i), Subject: "Order " + strconv.Itoa(i), Description: "Where is it?", Status: schemas.StatusNew,
+			ID: int64(i), Subject: "Order " + strconv.Itoa(i), Description: "Where is it?", Status: zenklav.StatusNew,
 			Channel: "web", Via: "web_form", URL: fmt.Sprintf("https://%s.zendesk.com/agent/tickets/%d", tenant, i),
 			Requester:    schemas.Requester{ID: int64(100_000 + i), Email: fmt.Sprintf("customer%d@example.com", i)},
 			CustomFields: []schemas.CustomField{{ID: 1, Value: "x"}},

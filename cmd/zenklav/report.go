@@ -71,7 +71,7 @@ func report(ctx context.Context, args []string, getenv func(string) string, stdo
 	} else {
 		return errors.New("report: give --connection, or set ZENKLAV_CONNECTIONS_FILE to cover its connections")
 	}
-	f, err := backend.ParseReportQuery(rr.kind, rr.query, tenants, time.Now())
+	f, err := reports.ParseQuery(rr.kind, rr.query, tenants, time.Now())
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
@@ -145,24 +145,24 @@ func parseReportFlags(args []string, out io.Writer) (reportRequest, error) {
 
 // printReport asks src for the report and prints it in rr's format.
 func printReport(ctx context.Context, src reports.Source, rr reportRequest, f reports.Filter, out io.Writer) error {
-	rows, err := backend.RunReport(ctx, src, rr.kind, f)
+	rows, err := reports.Run(ctx, src, rr.kind, f)
 	if err != nil {
 		return fmt.Errorf("report %s: %w", rr.kind, err)
 	}
 	switch rr.format {
 	case "csv":
-		return backend.WriteReportCSV(out, rows)
+		return reports.WriteCSV(out, rows)
 	case "json":
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(backend.ReportBody{Report: rr.kind, Filters: backend.EchoFilters(f), Rows: rows})
+		return enc.Encode(reports.Body{Report: rr.kind, Filters: reports.Echo(f), Rows: rows})
 	}
 	return printTable(out, rr.kind, f, rows)
 }
 
 // printTable prints rows as an aligned table under a line that says what they cover.
 func printTable(out io.Writer, kind string, f reports.Filter, rows any) error {
-	echo := backend.EchoFilters(f)
+	echo := reports.Echo(f)
 	what := []string{kind, strings.Join(echo.Connections, ", "), echo.From + " to " + echo.To, "by " + echo.Interval, echo.TZ}
 	for _, x := range []struct{ name, v string }{
 		{"brand", strconv.FormatInt(echo.Brand, 10)}, {"channel", echo.Channel}, {"tag", echo.Tag}, {"breakdown", echo.By}, {"kind", echo.Kind},
@@ -172,7 +172,7 @@ func printTable(out io.Writer, kind string, f reports.Filter, rows any) error {
 		}
 	}
 	fmt.Fprintln(out, strings.Join(what, " · "))
-	header, values := backend.ReportColumns(rows)
+	header, values := reports.Columns(rows)
 	if len(values) == 0 {
 		fmt.Fprintln(out, "no tickets match")
 		return nil

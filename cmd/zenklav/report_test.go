@@ -73,7 +73,7 @@ func TestReportOutput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f, err := backend.ParseReportQuery(rr.kind, rr.query, []string{"acme", "globex"}, now)
+			f, err := reports.ParseQuery(rr.kind, rr.query, []string{"acme", "globex"}, now)
 			if err != nil {
 				t.Fatal(err)
 			}

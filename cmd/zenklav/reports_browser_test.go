@@ -1,6 +1,7 @@
 package main
 
 import (
+	zauth "github.com/zenklav/zenklav/auth"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -141,11 +142,11 @@ func TestReportsInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := backend.NewReportsAuth([]config.SigningKey{{ID: "k1", Secret: randomSigningKey()}}, conns, nil)
+	auth, err := zauth.NewReports([]zauth.SigningKey{{ID: "k1", Secret: randomSigningKey()}}, conns, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := auth.Issue(backend.TokenRequest{Subject: "marketer@acme.example", Role: "marketer", Tenants: []string{"acme", "globex"}, TTL: 24 * time.Hour})
+	token, _, err := auth.Issue(zauth.TokenRequest{Subject: "marketer@acme.example", Role: "marketer", Tenants: []string{"acme", "globex"}, TTL: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	zauth "github.com/zenklav/zenklav/auth"
 	"context"
 	"errors"
 	"fmt"
@@ -91,7 +92,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 
 	// Build every part first; start them only when nothing can fail any more, so a start-up
 	// error never leaves a running part behind.
-	var conns *config.Connections
+	var conns *zenklav.Connections
 	var sb *sandbox
 	cfg := e.cfg
 	if role == "all" || role == "api" || role == "emitter" {
@@ -102,7 +103,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 			defer sb.Close()
 			cfg.KlaviyoBaseURL, cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
 			if cfg.JWTSigningKey == "" {
-				cfg.SetSigningKeys([]config.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
+				cfg.SetSigningKeys([]zauth.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
 			}
 		}
 	}
@@ -164,7 +165,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		opts.ReportsPage = reportsui.Page()
 	}
 	if withReports {
-		auth, err := backend.NewReportsAuth(cfg.JWTKeys, conns, nil)
+		auth, err := zauth.NewReports(cfg.JWTKeys, conns, nil)
 		if err != nil {
 			return err
 		}
@@ -172,8 +173,8 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 		if sb != nil {
 			// Sandbox mode's key lives as long as the process: the banner hands out a
 			// marketer's token for the sandbox connection, as `zenklav token` would.
-			if b.reportsToken, _, err = auth.Issue(backend.TokenRequest{
-				Subject: "sandbox", Role: backend.RoleMarketer, Tenants: []string{sandboxSubdomain}, TTL: 24 * time.Hour,
+			if b.reportsToken, _, err = auth.Issue(zauth.TokenRequest{
+				Subject: "sandbox", Role: zauth.RoleMarketer, Tenants: []string{sandboxSubdomain}, TTL: 24 * time.Hour,
 			}); err != nil {
 				return err
 			}
@@ -244,7 +245,7 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 }
 
 // connections reads the connections file, or starts sandbox mode when there is none.
-func (e *env) connections(ctx context.Context, role string, b *banner) (*config.Connections, *sandbox, error) {
+func (e *env) connections(ctx context.Context, role string, b *banner) (*zenklav.Connections, *sandbox, error) {
 	if e.cfg.ConnectionsFile != "" {
 		conns, err := config.LoadConnections(e.cfg.ConnectionsFile)
 		if err != nil {

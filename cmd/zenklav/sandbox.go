@@ -36,7 +36,7 @@ type sandbox struct {
 	klaviyo    *klaviyotest.Server
 	sample     zendesktest.Sample
 	srvs       []*http.Server
-	conns      *config.Connections
+	conns      *zenklav.Connections
 }
 
 func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
@@ -57,17 +57,17 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 		ksim.Close()
 		return nil, err
 	}
-	conns, err := config.NewConnections(config.Connection{
+	conns, err := zenklav.NewConnections(zenklav.Connection{
 		ID: sandboxSubdomain,
-		Zendesk: config.Zendesk{
+		Zendesk: zenklav.ZendeskSettings{
 			Subdomain:      sandboxSubdomain,
 			Email:          zendesktest.DefaultEmail,
 			APIToken:       zendesktest.DefaultAPIToken,
-			WebhookSecrets: []config.Secret{sandboxSecret},
-			Brands:         config.Brands{All: true},
-			App:            &config.ZendeskApp{InstallationID: sandboxInstallation, PublicKey: sim.AppPublicKeyPEM()},
+			WebhookSecrets: []zenklav.Secret{sandboxSecret},
+			Brands:         zenklav.Brands{All: true},
+			App:            &zenklav.ZendeskApp{InstallationID: sandboxInstallation, PublicKey: sim.AppPublicKeyPEM()},
 		},
-		Klaviyo: config.Klaviyo{PrivateKey: sandboxKlaviyoKey},
+		Klaviyo: zenklav.KlaviyoSettings{PrivateKey: sandboxKlaviyoKey},
 	})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	zauth "github.com/zenklav/zenklav/auth"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,7 +22,7 @@ import (
 )
 
 // sidebarWanted says whether any connection names a Zendesk app installation.
-func sidebarWanted(conns *config.Connections) bool {
+func sidebarWanted(conns *zenklav.Connections) bool {
 	for _, c := range conns.Connections {
 		if c.Zendesk.App != nil {
 			return true
@@ -31,8 +32,8 @@ func sidebarWanted(conns *config.Connections) bool {
 }
 
 // newSidebar builds the agent sidebar's part of the HTTP server.
-func newSidebar(logger *slog.Logger, reg prometheus.Registerer, cfg config.Config, conns *config.Connections, clients *apiClients, store *analytics.Store) (*backend.Sidebar, error) {
-	auth, err := backend.NewSidebarAuth(conns, cfg.JWTKeys, nil)
+func newSidebar(logger *slog.Logger, reg prometheus.Registerer, cfg config.Config, conns *zenklav.Connections, clients *apiClients, store *analytics.Store) (*backend.Sidebar, error) {
+	auth, err := zauth.NewSidebar(conns, cfg.JWTKeys, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -64,10 +65,10 @@ func newSidebar(logger *slog.Logger, reg prometheus.Registerer, cfg config.Confi
 
 // randomSigningKey is sandbox mode's signing key when none is configured: its sessions and
 // tokens need not outlive the process.
-func randomSigningKey() config.Secret {
+func randomSigningKey() zenklav.Secret {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	return config.Secret(hex.EncodeToString(b[:]))
+	return zenklav.Secret(hex.EncodeToString(b[:]))
 }
 
 // cardDirectory is a Zendesk account as the sidebar's Directory.

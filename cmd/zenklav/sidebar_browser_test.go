@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/config"
@@ -174,7 +175,7 @@ func TestSidebarInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := config.Config{KlaviyoBaseURL: sb.klaviyoURL, ZendeskBaseURL: sb.url}
-	cfg.SetSigningKeys([]config.SigningKey{{ID: "test", Secret: randomSigningKey()}})
+	cfg.SetSigningKeys([]auth.SigningKey{{ID: "test", Secret: randomSigningKey()}})
 	clients, err := newAPIClients(logger, cfg, sb.conns)
 	if err != nil {
 		t.Fatal(err)
@@ -197,9 +198,9 @@ func TestSidebarInBrowser(t *testing.T) {
 	// Ana's support history: the open ticket she is asking about, and one closed last week.
 	closedAt := time.Now().UTC().AddDate(0, 0, -7).Truncate(time.Second)
 	history := []schemas.TicketEvent{
-		ticketEvent(anaTicket, ana.ID, schemas.TicketCreated, schemas.StatusNew, time.Now().UTC().AddDate(0, 0, -1)),
-		ticketEvent(sb.sample.Tickets[3], ana.ID, schemas.TicketCreated, schemas.StatusNew, closedAt.AddDate(0, 0, -2)),
-		ticketEvent(sb.sample.Tickets[3], ana.ID, schemas.TicketStatusChanged, schemas.StatusClosed, closedAt),
+		ticketEvent(anaTicket, ana.ID, schemas.TicketCreated, zenklav.StatusNew, time.Now().UTC().AddDate(0, 0, -1)),
+		ticketEvent(sb.sample.Tickets[3], ana.ID, schemas.TicketCreated, zenklav.StatusNew, closedAt.AddDate(0, 0, -2)),
+		ticketEvent(sb.sample.Tickets[3], ana.ID, schemas.TicketStatusChanged, zenklav.StatusClosed, closedAt),
 	}
 	if err := store.InsertTicketEvents(ctx, history); err != nil {
 		t.Fatal(err)

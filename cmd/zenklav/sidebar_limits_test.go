@@ -68,8 +68,8 @@ func TestSidebarBusyTeamStaysUnderKlaviyoLimits(t *testing.T) {
 			FirstName: "Customer", Segments: []string{"VIP"}, Lists: []string{"Newsletter"},
 		})
 	}
-	conns, err := config.NewConnections(config.Connection{ID: "team", Zendesk: config.Zendesk{
-		Subdomain: "team", WebhookSecrets: []config.Secret{"team-webhook-secret-0123"}, Brands: config.Brands{All: true},
+	conns, err := zenklav.NewConnections(zenklav.Connection{ID: "team", Zendesk: zenklav.ZendeskSettings{
+		Subdomain: "team", WebhookSecrets: []zenklav.Secret{"team-webhook-secret-0123"}, Brands: zenklav.Brands{All: true},
 	}})
 	if err != nil {
 		t.Fatal(err)

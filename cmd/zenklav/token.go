@@ -1,6 +1,7 @@
 package main
 
 import (
+	zauth "github.com/zenklav/zenklav/auth"
 	"cmp"
 	"context"
 	"errors"
@@ -47,13 +48,13 @@ func token(_ context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("token: ZENKLAV_JWT_SIGNING_KEY is empty: set it here and for the api role (or zenklav all) alike; " +
 			"sandbox mode's own key is made up at start and dies with the process")
 	}
-	var conns *config.Connections
+	var conns *zenklav.Connections
 	if cfg.ConnectionsFile != "" {
 		if conns, err = config.LoadConnections(cfg.ConnectionsFile); err != nil {
 			return fmt.Errorf("token: %w", err)
 		}
 	}
-	auth, err := backend.NewReportsAuth(cfg.JWTKeys, conns, nil)
+	auth, err := zauth.NewReports(cfg.JWTKeys, conns, nil)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
@@ -67,8 +68,8 @@ func token(_ context.Context, args []string, getenv func(string) string, stdout 
 }
 
 // parseTokenFlags reads token's flags; the subject defaults to $USER.
-func parseTokenFlags(args []string, getenv func(string) string, out io.Writer) (backend.TokenRequest, error) {
-	var req backend.TokenRequest
+func parseTokenFlags(args []string, getenv func(string) string, out io.Writer) (zauth.TokenRequest, error) {
+	var req zauth.TokenRequest
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {

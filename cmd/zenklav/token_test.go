@@ -44,15 +44,15 @@ func TestTokenCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verify := func(keys ...config.SigningKey) (backend.Caller, error) {
-		a, err := backend.NewReportsAuth(keys, conns, nil)
+	verify := func(keys ...auth.SigningKey) (auth.Caller, error) {
+		a, err := auth.NewReports(keys, conns, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return a.Verify(token)
 	}
 	// The first key signs; a server that has not yet been given it refuses the token.
-	caller, err := verify(config.SigningKey{ID: "2026-11", Secret: tokenKeyNew})
+	caller, err := verify(auth.SigningKey{ID: "2026-11", Secret: tokenKeyNew})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestTokenCommand(t *testing.T) {
 	if d := time.Until(caller.ExpiresAt); d < 7*24*time.Hour-time.Minute || d > 7*24*time.Hour {
 		t.Errorf("expires in %s, want 7 days", d)
 	}
-	if _, err := verify(config.SigningKey{ID: "2026-10", Secret: tokenKeyOld}); err == nil {
+	if _, err := verify(auth.SigningKey{ID: "2026-10", Secret: tokenKeyOld}); err == nil {
 		t.Error("a token of the new key verified with only the old one")
 	}
 
@@ -73,8 +73,8 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	parsed, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
-	if err != nil || parsed.Header["kid"] != config.DefaultKeyID {
-		t.Errorf("header %v (%v), want kid %q", parsed.Header, err, config.DefaultKeyID)
+	if err != nil || parsed.Header["kid"] != auth.DefaultKeyID {
+		t.Errorf("header %v (%v), want kid %q", parsed.Header, err, auth.DefaultKeyID)
 	}
 
 	// Without a connections file (sandbox mode) any tenant is taken.

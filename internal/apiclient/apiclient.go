@@ -1,10 +1,13 @@
 // Package apiclient holds what zenklav's API clients (zendesk, klaviyo) do alike: checking
-// the base URL they are given, deciding what an error status means, and reading a
-// Retry-After.
+// the base URL they are given, sending a request and reading its answer, deciding what an
+// error status means, and reading a Retry-After.
 package apiclient
 
 import (
+	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -70,4 +73,47 @@ func RetryAfter(v string, now time.Time) time.Duration {
 		return (d + time.Second - 1).Truncate(time.Second)
 	}
 	return 0
+}
+
+// Send sends req, bounded by timeout, and returns the answer's status, headers and body,
+// read up to limit bytes. A failure to get an answer (the network, a timeout, ctx ending, a
+// body over limit) is EUNAVAILABLE, worth another try later; errors.Is still finds
+// context.Canceled and DeadlineExceeded in its chain. The url.Error around a transport error
+// quotes the request's URL, whose query may name a customer (an email or phone): it is
+// dropped, so no log or error carries it. api names the API in the debug logs.
+func Send(hc *http.Client, logger *slog.Logger, api, op string, req *http.Request, timeout time.Duration, limit int64) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), timeout)
+	defer cancel()
+	req = req.WithContext(ctx)
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		logger.DebugContext(ctx, api+" call failed", "op", op, "err", err)
+		return 0, nil, nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	logger.DebugContext(ctx, api+" call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
+	if err != nil {
+		return 0, nil, nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
+	}
+	if int64(len(body)) > limit {
+		return 0, nil, nil, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer larger than %d bytes", op, limit)
+	}
+	return resp.StatusCode, resp.Header, body, nil
+}
+
+// Failure is the error of an answer other than 2xx: of kind, with the API's own error as its
+// cause, and what zenklav acts on said in the error itself: whether a rate limit refused
+// the call, the Retry-After it asked for, and the answer in short for a dead letter.
+func Failure(op string, status int, kind string, apiErr error, retryAfter time.Duration, response string) error {
+	e := zenklav.Wrap(kind, apiErr, "%s", op)
+	e.Throttled = status == http.StatusTooManyRequests
+	e.RetryAfter = retryAfter
+	e.Response = response
+	return e
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 )
@@ -61,7 +62,7 @@ func TestSandboxShowsWhatArrived(t *testing.T) {
 		t.Fatalf("event without identifier: status %d: %s", resp.StatusCode, body)
 	}
 	sim.FailNext(1, http.StatusTooManyRequests)
-	if err := c.CreateEvent(ctx, last); klaviyo.RetryAfter(err) == 0 {
+	if err := c.CreateEvent(ctx, last); zenklav.RetryAfter(err) == 0 {
 		t.Fatalf("CreateEvent with a 429 injected: %v", err)
 	}
 

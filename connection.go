@@ -1,0 +1,140 @@
+package zenklav
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Connection joins one Zendesk account (or some of its brands) with one Klaviyo account and
+// its SMS settings. Its ID names it everywhere: in webhook URLs, in Kafka keys, in the ticket
+// store and in report tokens (whose wire formats call it the tenant).
+type Connection struct {
+	ID      string          `json:"id"`
+	Zendesk ZendeskSettings `json:"zendesk"`
+	Klaviyo KlaviyoSettings `json:"klaviyo"`
+	SMS     SMSSettings     `json:"sms"`
+}
+
+// ZendeskSettings is a connection's Zendesk side.
+type ZendeskSettings struct {
+	Subdomain string `json:"subdomain"`
+	Email     string `json:"email"`
+	APIToken  Secret `json:"api_token"`
+	// WebhookSecrets are the signing secrets a webhook may be signed with: one, or two while
+	// rotating.
+	WebhookSecrets []Secret `json:"webhook_secrets"`
+	Brands         Brands   `json:"brands"`
+	// App is the installation of the sidebar app; nil when the account does not use it.
+	App *ZendeskApp `json:"app,omitempty"`
+}
+
+// KlaviyoSettings is a connection's Klaviyo side.
+type KlaviyoSettings struct {
+	PrivateKey     Secret   `json:"private_key"`
+	WebhookSecrets []Secret `json:"webhook_secrets,omitempty"`
+}
+
+// SMSSettings holds a connection's SMS conversation settings.
+type SMSSettings struct {
+	Enabled bool `json:"enabled"`
+}
+
+// Brands is the brand filter: all brands of the account, or the listed brand ids.
+type Brands struct {
+	All bool
+	IDs []int64
+}
+
+// UnmarshalJSON reads "all" or a list of brand ids.
+func (b *Brands) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err == nil {
+		if s != "all" {
+			return fmt.Errorf("brands must be \"all\" or a list of brand ids, not %q", s)
+		}
+		*b = Brands{All: true}
+		return nil
+	}
+	var ids []int64
+	if err := json.Unmarshal(data, &ids); err != nil {
+		return fmt.Errorf("brands must be \"all\" or a list of brand ids")
+	}
+	*b = Brands{IDs: ids}
+	return nil
+}
+
+// MarshalJSON writes the filter as it is read.
+func (b Brands) MarshalJSON() ([]byte, error) {
+	if b.All {
+		return []byte(`"all"`), nil
+	}
+	return json.Marshal(b.IDs)
+}
+
+// Includes reports whether the filter takes brand id.
+func (b Brands) Includes(id int64) bool {
+	return b.All || slices.Contains(b.IDs, id)
+}
+
+// Syncs reports whether the connection sends the tickets of brand to Klaviyo. A connection
+// alone on its Zendesk account still keeps every brand's tickets for the reports (see
+// Connections.Owner); only the brands it syncs reach Klaviyo.
+func (c *Connection) Syncs(brand int64) bool { return c.Zendesk.Brands.Includes(brand) }
+
+// WebhookSecrets returns the connection's active Zendesk signing secrets, revealed.
+func (c *Connection) WebhookSecrets() []string {
+	out := make([]string, len(c.Zendesk.WebhookSecrets))
+	for i, s := range c.Zendesk.WebhookSecrets {
+		out[i] = s.Reveal()
+	}
+	return out
+}
+
+var (
+	idPattern        = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	subdomainPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+)
+
+// Validate says everything that is wrong with the connection, naming each setting. Its
+// messages never quote a secret.
+func (c *Connection) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !idPattern.MatchString(c.ID) {
+		bad("id must be 1-63 lowercase letters, digits, - or _")
+	}
+	z := c.Zendesk
+	if !subdomainPattern.MatchString(z.Subdomain) {
+		bad("zendesk.subdomain %q is not a Zendesk subdomain (the acme of acme.zendesk.com)", z.Subdomain)
+	}
+	if z.APIToken != "" && !strings.Contains(z.Email, "@") {
+		bad("zendesk.email must be the agent email that owns zendesk.api_token")
+	}
+	if n := len(z.WebhookSecrets); n < 1 || n > 2 {
+		bad("zendesk.webhook_secrets must hold one signing secret, or two while rotating (has %d)", n)
+	}
+	for i, s := range z.WebhookSecrets {
+		if len(s) < 16 {
+			bad("zendesk.webhook_secrets[%d] is shorter than 16 characters: use the secret Zendesk shows for the webhook", i)
+		}
+	}
+	if !z.Brands.All && len(z.Brands.IDs) == 0 {
+		bad("zendesk.brands must be \"all\" or a non-empty list of brand ids")
+	}
+	if z.App != nil {
+		if err := z.App.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if k := c.Klaviyo.PrivateKey; k != "" && !strings.HasPrefix(string(k), "pk_") {
+		bad("klaviyo.private_key must be a private API key (pk_…)")
+	}
+	if len(c.Klaviyo.WebhookSecrets) > 2 {
+		bad("klaviyo.webhook_secrets holds at most two secrets")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,147 @@
+package zenklav
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Connections is the set of connections zenklav serves, indexed for the lookups every part
+// makes: by id, by Zendesk account and brand, by sidebar app installation.
+type Connections struct {
+	list        []Connection
+	bySubdomain map[string][]*Connection
+	byApp       map[appKey]*Connection
+}
+
+// appKey identifies an app installation across connections.
+type appKey struct {
+	subdomain    string
+	installation int64
+}
+
+// NewConnections validates conns as a whole and indexes them. Every error is named by the
+// connection's place and id.
+func NewConnections(conns ...Connection) (*Connections, error) {
+	c := &Connections{list: conns}
+	return c, c.index()
+}
+
+// All returns the connections, in the order they were given.
+func (c *Connections) All() []Connection { return c.list }
+
+// IDs returns the connections' ids, in order.
+func (c *Connections) IDs() []string {
+	out := make([]string, len(c.list))
+	for i, conn := range c.list {
+		out[i] = conn.ID
+	}
+	return out
+}
+
+func (c *Connections) index() error {
+	if len(c.list) == 0 {
+		return errors.New("no connections: add at least one under \"connections\"")
+	}
+	c.bySubdomain = make(map[string][]*Connection, len(c.list))
+	c.byApp = map[appKey]*Connection{}
+	ids := map[string]bool{}
+	var errs []error
+	for i := range c.list {
+		conn := &c.list[i]
+		if err := conn.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("connections[%d] (%q): %w", i, conn.ID, err))
+			continue
+		}
+		if ids[conn.ID] {
+			errs = append(errs, fmt.Errorf("connections[%d]: id %q is used twice", i, conn.ID))
+		}
+		ids[conn.ID] = true
+		c.bySubdomain[conn.Zendesk.Subdomain] = append(c.bySubdomain[conn.Zendesk.Subdomain], conn)
+		if app := conn.Zendesk.App; app != nil {
+			// The installation decides whose data the sidebar shows, so it names one
+			// connection: an account split by brand installs the app once per connection.
+			k := appKey{conn.Zendesk.Subdomain, app.InstallationID}
+			if prev, ok := c.byApp[k]; ok {
+				errs = append(errs, fmt.Errorf("connections[%d] (%q): zendesk.app.installation_id %d is also %q's; an installation belongs to one connection", i, conn.ID, app.InstallationID, prev.ID))
+				continue
+			}
+			c.byApp[k] = conn
+		}
+	}
+	for sub, conns := range c.bySubdomain {
+		if err := sharedSubdomain(conns); err != nil {
+			errs = append(errs, fmt.Errorf("zendesk.subdomain %q: %w", sub, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sharedSubdomain checks the connections of one Zendesk account. Several may share it, one
+// per brand (each Zendesk brand feeds one Klaviyo account), when every brand belongs to one
+// of them at most: each lists its brands, and no brand is listed twice.
+func sharedSubdomain(conns []*Connection) error {
+	if len(conns) < 2 {
+		return nil
+	}
+	owner := map[int64]string{}
+	for _, conn := range conns {
+		if conn.Zendesk.Brands.All {
+			return fmt.Errorf("is shared by %d connections, so each must list its brands, but %q syncs all", len(conns), conn.ID)
+		}
+		for _, b := range conn.Zendesk.Brands.IDs {
+			if prev, ok := owner[b]; ok && prev != conn.ID {
+				return fmt.Errorf("brand %d is synced by both %q and %q; a brand feeds one Klaviyo account", b, prev, conn.ID)
+			}
+			owner[b] = conn.ID
+		}
+	}
+	return nil
+}
+
+// ByID returns the connection with the given id, or nil.
+func (c *Connections) ByID(id string) *Connection {
+	for i := range c.list {
+		if c.list[i].ID == id {
+			return &c.list[i]
+		}
+	}
+	return nil
+}
+
+// BySubdomain returns the connections of a Zendesk subdomain: one, or one per brand.
+func (c *Connections) BySubdomain(subdomain string) []*Connection {
+	return c.bySubdomain[subdomain]
+}
+
+// Owner is the brand rule: it returns the connection a ticket of brand in the Zendesk account
+// subdomain belongs to. That is the account's only connection, which keeps every brand's
+// tickets for the reports (Syncs decides what reaches Klaviyo), or, when connections split
+// the account by brand, the one that syncs the brand. It is nil when none does, or when the
+// account is no connection's.
+func (c *Connections) Owner(subdomain string, brand int64) *Connection {
+	conns := c.bySubdomain[subdomain]
+	if len(conns) == 1 {
+		return conns[0]
+	}
+	for _, conn := range conns {
+		if conn.Syncs(brand) {
+			return conn
+		}
+	}
+	return nil
+}
+
+// WebhookSecrets returns the signing secrets of the connections of one Zendesk subdomain,
+// revealed: Zendesk signs a webhook once, whichever brand's connection its ticket is.
+func (c *Connections) WebhookSecrets(subdomain string) []string {
+	var out []string
+	for _, conn := range c.bySubdomain[subdomain] {
+		out = append(out, conn.WebhookSecrets()...)
+	}
+	return out
+}
+
+// ByAppInstallation returns the connection whose Zendesk app installation this is, or nil.
+func (c *Connections) ByAppInstallation(subdomain string, installationID int64) *Connection {
+	return c.byApp[appKey{subdomain, installationID}]
+}

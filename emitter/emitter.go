@@ -1,0 +1,251 @@
+// Package emitter is the emitter role: it turns ticket events into the Klaviyo metrics of the
+// product rules (Opened Ticket, Resolved Ticket) on the requester's profile, exactly once and
+// at Klaviyo's rate limits, and keeps Open_tickets on the profile. It is a handler on the
+// kafka package's lanes: one lane per connection, so one account's backlog or outage never
+// holds up another's.
+package emitter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/retry"
+	"github.com/zenklav/zenklav/kafka"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// Group is the emitter's consumer group.
+const Group = "zenklav-emitter"
+
+// SessionTimeout is the emitter's consumer-group session: a member that died without leaving
+// holds its partitions this long. 10 s rather than kafka-go's 30 s keeps a crash from
+// stalling delivery long.
+const SessionTimeout = 10 * time.Second
+
+// Route is where one connection's ticket events go.
+type Route struct {
+	Connection *zenklav.Connection // its brands
+	Klaviyo    zenklav.Klaviyo     // its Klaviyo account
+	Directory  zenklav.Directory   // its Zendesk account
+}
+
+// Config configures the emitter; zero durations take the defaults.
+type Config struct {
+	// Routes are the connections with a Klaviyo account, by id. Ticket events of other
+	// connections are passed over.
+	Routes map[string]Route
+	// States is where Open_tickets is counted from; nil leaves Open_tickets alone.
+	States zenklav.TicketStore
+	// RetryFor bounds how long a delivery that keeps failing transiently is retried before
+	// it goes to the dead-letter topic (replay sends it again). Default 15 minutes.
+	RetryFor time.Duration
+	// BackfillAfter is the age (since the webhook arrived) past which a metric is sent as a
+	// backfill: recorded in Klaviyo, but without triggering flows. It keeps a first start on
+	// a topic full of history, a long outage or a replay from greeting customers about
+	// tickets long closed. Default 1 hour.
+	BackfillAfter time.Duration
+	// Lanes shapes the connections' lanes. Its default queue of 2,000 events a connection
+	// keeps a second and a half of an account's bulk ceiling in memory with the batches of
+	// its four senders: requests stay full without a large backlog held decoded.
+	Lanes kafka.LaneConfig
+}
+
+// Emitter is the emitter role.
+type Emitter struct {
+	cfg      Config
+	logger   *slog.Logger
+	consumer *kafka.Consumer
+	dlq      *kafka.DeadLetters
+	routes   map[string]*route
+	cache    *directoryCache
+	book     *ticketBook
+	metrics  metrics
+	retry    retry.Policy
+}
+
+// route is a connection's Route with its Open_tickets worker.
+type route struct {
+	Route
+	id       string
+	profiles *profiles // nil when Open_tickets is not kept
+}
+
+type metrics struct {
+	events          *prometheus.CounterVec // by result
+	latency         prometheus.Histogram
+	retries         prometheus.Counter
+	profileFailures prometheus.Counter
+}
+
+// New returns the emitter, consuming with consumer (in Group, with the dead letters of the
+// role's topic).
+func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *kafka.Consumer) (*Emitter, error) {
+	if consumer == nil || consumer.DeadLetters() == nil {
+		return nil, errors.New("emitter needs a consumer with a dead-letter topic")
+	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = 15 * time.Minute
+	}
+	if cfg.BackfillAfter <= 0 {
+		cfg.BackfillAfter = time.Hour
+	}
+	m, err := newMetrics(reg, &cfg.Lanes, consumer.DeadLetters())
+	if err != nil {
+		return nil, err
+	}
+	e := &Emitter{
+		cfg: cfg, logger: logger, consumer: consumer, dlq: consumer.DeadLetters(),
+		routes: map[string]*route{}, cache: newDirectoryCache(), book: newTicketBook(), metrics: m,
+		retry: retry.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
+	}
+	for id, r := range cfg.Routes {
+		if r.Klaviyo == nil || r.Directory == nil || r.Connection == nil {
+			return nil, fmt.Errorf("emitter: connection %q needs its settings, a Klaviyo account and a Zendesk directory", id)
+		}
+		rt := &route{Route: r, id: id}
+		if cfg.States != nil {
+			rt.profiles = &profiles{connection: id, klaviyo: r.Klaviyo, states: cfg.States, book: e.book, logger: logger,
+				failures: m.profileFailures, retry: e.retry, dirty: map[int64]zenklav.OpenTickets{}, wake: make(chan struct{}, 1)}
+		}
+		e.routes[id] = rt
+	}
+	return e, nil
+}
+
+func newMetrics(reg prometheus.Registerer, lanes *kafka.LaneConfig, dlq *kafka.DeadLetters) (metrics, error) {
+	m := metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zenklav_emitter_metrics_total",
+			Help: "Klaviyo metrics by result: delivered (accepted by Klaviyo), dead_letter (given up, in the DLQ).",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "zenklav_emitter_delivery_seconds",
+			Help:    "From the webhook's arrival to Klaviyo's acceptance of its metric.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zenklav_emitter_retries_total", Help: "Metric deliveries tried again after a transient failure.",
+		}),
+		profileFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zenklav_emitter_open_tickets_failures_total",
+			Help: "Batches whose Open_tickets profile updates were given up after retries (the counts are stale until the requester's next ticket change).",
+		}),
+	}
+	lanes.Queued = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "zenklav_emitter_queued_events", Help: "Ticket events waiting in a connection's lane.",
+	}, []string{"connection"})
+	dlq.Written = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "zenklav_emitter_dead_letters_total", Help: "Ticket events the emitter sent to the dead-letter topic.",
+	})
+	for _, c := range []prometheus.Collector{m.events, m.latency, m.retries, lanes.Queued, dlq.Written, m.profileFailures} {
+		if err := reg.Register(c); err != nil {
+			return m, fmt.Errorf("register emitter metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// item is one ticket event on its way through a lane.
+type item struct {
+	event     schemas.TicketEvent
+	ts        []zenklav.Transition
+	requester int64 // the requester's Zendesk id, once known
+	left      int   // its metrics not yet finished
+	failed    bool  // one of its metrics was given up on: it has its dead letter
+}
+
+// delivery is an item as the lanes carry it.
+type delivery = kafka.Delivery[*item]
+
+// Run consumes until ctx ends or Kafka fails for good (see kafka.RunLanes). The Open_tickets
+// workers run beside the lanes and stop with them.
+func (e *Emitter) Run(ctx context.Context) error {
+	e.logger.Info("emitter started", "connections", len(e.routes))
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	n := 0
+	for _, r := range e.routes {
+		if r.profiles != nil {
+			n++
+			go func() {
+				defer func() { done <- struct{}{} }()
+				r.profiles.run(ctx)
+			}()
+		}
+	}
+	err := kafka.RunLanes(ctx, e.consumer, e.cfg.Lanes, kafka.LaneHandler[*item](e))
+	cancel()
+	for range n {
+		<-done
+	}
+	e.logger.Info("emitter stopped")
+	return err
+}
+
+// Route decodes a ticket event and sends it to its connection's lane, weighed by its metrics.
+// Events that make no metric, or belong to a connection without a Klaviyo account, are done
+// at once.
+func (e *Emitter) Route(m kafka.Message) (kafka.Routed[*item], error) {
+	it := &item{}
+	if err := schemas.DecodeTicketEvent(m.Value, &it.event); err != nil {
+		return kafka.Routed[*item]{}, err
+	}
+	it.ts = zenklav.Transitions(&it.event)
+	r := e.routes[it.event.Tenant]
+	if r != nil && r.profiles != nil {
+		e.book.note(&it.event)
+	}
+	if len(it.ts) == 0 || r == nil {
+		return kafka.Routed[*item]{}, nil
+	}
+	return kafka.Routed[*item]{Lane: r.id, Value: it, Weight: len(it.ts)}, nil
+}
+
+// Ready waits until the connection's Klaviyo account would take a full delivery.
+func (e *Emitter) Ready(ctx context.Context, lane string) error {
+	k := e.routes[lane].Klaviyo
+	for d := k.DeliverDelay(); d > 0; d = k.DeliverDelay() {
+		if err := retry.Wait(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MaxWeight is one delivery request's worth of metrics.
+func (e *Emitter) MaxWeight(lane string) int { return e.routes[lane].Klaviyo.MaxDeliver() }
+
+// failure is a delivery given up on, and why.
+type failure struct {
+	d      *delivery
+	reason string
+	err    error // keeps the failing answer, when there was one
+}
+
+// deadLetter writes the dead letters of failures and marks their deliveries done; it fails
+// only when ctx ends first, and then nothing is done.
+func (e *Emitter) deadLetter(ctx context.Context, failures []failure) error {
+	if len(failures) == 0 {
+		return nil
+	}
+	letters := make([]kafka.DeadLetter, len(failures))
+	for i, f := range failures {
+		letters[i] = kafka.DeadLetter{Msg: f.d.Msg, Reason: f.reason, Response: zenklav.Response(f.err), Extra: map[string]string{
+			kafka.HeaderConnection: f.d.Value.event.Tenant,
+			kafka.HeaderTicket:     strconv.FormatInt(f.d.Value.event.Ticket.ID, 10),
+		}}
+	}
+	if err := e.dlq.Write(ctx, letters...); err != nil {
+		return err
+	}
+	for _, f := range failures {
+		f.d.Done()
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package emitter_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/emitter"
+	"github.com/zenklav/zenklav/kafka"
+	"github.com/zenklav/zenklav/kafka/kafkatest"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// fakeKlaviyo records delivered metrics; it is the connection's Klaviyo account (the methods
+// the emitter does not call are left out).
+type fakeKlaviyo struct {
+	zenklav.Klaviyo
+	mu      sync.Mutex
+	metrics []zenklav.MetricEvent
+}
+
+func (f *fakeKlaviyo) Deliver(_ context.Context, ms []zenklav.MetricEvent) []error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.metrics = append(f.metrics, ms...)
+	return make([]error, len(ms))
+}
+
+func (f *fakeKlaviyo) DeliverDelay() time.Duration { return 0 }
+
+func (f *fakeKlaviyo) MaxDeliver() int { return 1000 }
+
+func (f *fakeKlaviyo) delivered() []zenklav.MetricEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.metrics)
+}
+
+// fakeZendesk is a Zendesk account that counts lookups (the lookups the emitter does not make
+// are left out).
+type fakeZendesk struct {
+	zenklav.Directory
+	mu      sync.Mutex
+	users   map[int64]zenklav.Person
+	tickets map[int64]zenklav.TicketDetails
+	calls   map[string]int
+	lookups map[int64]int // user id → times asked for
+}
+
+func (f *fakeZendesk) FindUsers(_ context.Context, ids []int64) (map[int64]zenklav.Person, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["users"]++
+	out := map[int64]zenklav.Person{}
+	for _, id := range ids {
+		f.lookups[id]++
+		if u, ok := f.users[id]; ok {
+			out[id] = u
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeZendesk) GroupName(_ context.Context, id int64) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["groups"]++
+	if id == 7 {
+		return "Customer Care", nil
+	}
+	return "", zenklav.Errorf(zenklav.ENOTFOUND, "group %d not found", id)
+}
+
+func (f *fakeZendesk) FindTickets(_ context.Context, ids []int64) (map[int64]zenklav.TicketDetails, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["tickets"]++
+	out := map[int64]zenklav.TicketDetails{}
+	for _, id := range ids {
+		if t, ok := f.tickets[id]; ok {
+			out[id] = t
+		}
+	}
+	return out, nil
+}
+
+// TestEmitterRules runs the emitter on the real Kafka with a fake Klaviyo and Zendesk:
+// brands outside the connection's filter send nothing (also when only the ticket lookup
+// knows the brand), an agent is looked up once however many tickets name them, a requester
+// without an email gets their phone, one without either is a dead letter, and changes other
+// than opening and closing send nothing.
+func TestEmitterRules(t *testing.T) {
+	brokers, topic := kafkatest.NewTopic(t, 2)
+	_, dlq := kafkatest.NewTopic(t, 1)
+	producer := kafka.NewProducer(discard, brokers)
+	defer producer.Close()
+	kl := &fakeKlaviyo{}
+	zd := &fakeZendesk{
+		users: map[int64]zenklav.Person{
+			1: {Name: "Maya Chen", Email: "maya@example.com"},
+			2: {Name: "Sam", Phone: "+1 (555) 555-0142"},
+			3: {Name: "Nobody"},
+		},
+		tickets: map[int64]zenklav.TicketDetails{
+			40: {BrandID: 99, Description: "first comment"}, // a brand the connection does not sync
+			41: {BrandID: 10, Description: "first comment"},
+		},
+		calls: map[string]int{}, lookups: map[int64]int{},
+	}
+	consumer, err := kafka.NewConsumer(discard, kafka.ConsumerConfig{
+		Brokers: brokers, Topic: topic, Group: "emitter-" + topic,
+		DeadLetters: &kafka.DeadLetters{Publisher: producer, Topic: dlq, Role: "emitter", Logger: discard},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := &zenklav.Connection{ID: "acme", Zendesk: zenklav.ZendeskSettings{Brands: zenklav.Brands{IDs: []int64{10}}}}
+	em, err := emitter.New(discard, prometheus.NewRegistry(), emitter.Config{
+		Routes: map[string]emitter.Route{"acme": {Connection: acme, Klaviyo: kl, Directory: zd}},
+		Lanes:  kafka.LaneConfig{Linger: 20 * time.Millisecond},
+	}, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	ev := func(ticket int64, typ, status string, brand int64, requester schemas.Requester) schemas.TicketEvent {
+		return schemas.TicketEvent{
+			EventID: fmt.Sprintf("zd:%d-%s-%s", ticket, strings.ReplaceAll(typ, "_", "-"), status), Tenant: "acme", Account: schemas.Account{Subdomain: "acme"},
+			BrandID: brand, Type: typ, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
+			Ticket: schemas.Ticket{ID: ticket, Status: status, Description: "hi", Requester: requester, AssigneeID: 1, GroupID: 7,
+				CustomFields: []schemas.CustomField{{ID: 5, Value: true}}},
+		}
+	}
+	byEmail := schemas.Requester{ID: 100, Email: "ana@example.com"}
+	events := []schemas.TicketEvent{
+		ev(1, schemas.TicketCreated, "new", 10, byEmail),
+		ev(1, schemas.TicketStatusChanged, "solved", 10, byEmail), // solved: nothing
+		ev(1, schemas.TicketStatusChanged, "closed", 10, byEmail),
+		ev(1, schemas.TicketCommentAdded, "closed", 10, byEmail), // nothing
+		ev(2, schemas.TicketCreated, "new", 11, byEmail),         // brand 11 is not synced
+		ev(3, schemas.TicketCreated, "open", 10, schemas.Requester{ID: 2}),
+		ev(4, schemas.TicketCreated, "open", 10, schemas.Requester{ID: 3}), // no email, no phone: dead letter
+		ev(40, schemas.TicketCreated, "new", 0, byEmail),                   // brand known only to Zendesk: 99
+		ev(41, schemas.TicketCreated, "new", 0, byEmail),                   // brand known only to Zendesk: 10
+		{EventID: "zd:other", Tenant: "globex", Account: schemas.Account{Subdomain: "globex"}, Type: schemas.TicketCreated, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
+			Ticket: schemas.Ticket{ID: 9, Requester: byEmail}}, // a connection without Klaviyo
+	}
+	for i := 10; i < 30; i++ { // twenty more tickets for the same agent
+		events = append(events, ev(int64(i), schemas.TicketCreated, "new", 10, byEmail))
+	}
+	msgs := make([]zenklav.Message, len(events))
+	for i := range events {
+		b, err := events[i].Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = zenklav.Message{Topic: topic, Key: []byte(events[i].Key()), Value: b}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- em.Run(runCtx) }()
+	// In two rounds, so the second finds the agent and the group in the cache.
+	for _, round := range [][]zenklav.Message{msgs[:10], msgs[10:]} {
+		if err := producer.Publish(ctx, round...); err != nil {
+			t.Fatal(err)
+		}
+		kafkatest.WaitCommitted(t, ctx, brokers, topic, "emitter-"+topic, len(round))
+	}
+	kafkatest.WaitCommitted(t, ctx, brokers, topic, "emitter-"+topic, len(events))
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string]zenklav.MetricEvent{}
+	for _, m := range kl.delivered() {
+		got[m.UniqueID] = m
+	}
+	want := []string{"zendesk:acme:1:opened", "zendesk:acme:1:resolved", "zendesk:acme:3:opened", "zendesk:acme:41:opened"}
+	for i := 10; i < 30; i++ {
+		want = append(want, fmt.Sprintf("zendesk:acme:%d:opened", i))
+	}
+	for _, id := range want {
+		if _, ok := got[id]; !ok {
+			t.Errorf("%s was not delivered", id)
+		}
+		delete(got, id)
+	}
+	if len(got) > 0 {
+		t.Errorf("delivered what the rules forbid: %v", slices.Collect(maps.Keys(got)))
+	}
+	all := kl.delivered()
+	for _, m := range all {
+		if m.UniqueID == "zendesk:acme:3:opened" && (m.Profile.PhoneNumber != "+15555550142" || m.Profile.Email != "") {
+			t.Errorf("ticket 3's requester has only a phone: profile %q/%q, want +15555550142", m.Profile.Email, m.Profile.PhoneNumber)
+		}
+		if m.Properties["Assignee_email"] != "maya@example.com" || m.Properties["Group_name"] != "Customer Care" {
+			t.Errorf("%s: assignee %v, group %v", m.UniqueID, m.Properties["Assignee_email"], m.Properties["Group_name"])
+		}
+	}
+	if zd.lookups[1] != 1 || zd.calls["groups"] != 1 {
+		t.Errorf("agent 1 looked up %d times and the group %d times; the cache should make it once each", zd.lookups[1], zd.calls["groups"])
+	}
+	if dead := kafkatest.MessageCount(t, brokers, dlq); dead != 1 {
+		t.Errorf("%d dead letters, want 1 (the requester without email or phone)", dead)
+	}
+}

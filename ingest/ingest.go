@@ -1,0 +1,109 @@
+// Package ingest is the way into the event log: everything between "a webhook's bytes and
+// headers arrived" (or a backfill read a ticket) and "Kafka acknowledged the event". It
+// finds the connection, checks the signature, parses, applies the brand rule, encodes and
+// validates against the wire contract, and publishes with acks=all. The HTTP handlers and
+// `zenklav backfill` both call it; neither knows Kafka.
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/zendesk"
+)
+
+// Headers of every ticket event zenklav produces.
+const (
+	HeaderSchema  = "zenklav-schema"   // the wire contract: ticket_event.v1
+	HeaderEventID = "zenklav-event-id" // the event's id, to find it without decoding
+)
+
+// publishTimeout bounds the wait for Kafka's acknowledgement of a webhook: Zendesk gives up
+// on a webhook after 10 s, so a 503 before that makes its retry sure.
+const publishTimeout = 8 * time.Second
+
+// Service takes ticket events in.
+type Service struct {
+	conns *zenklav.Connections
+	pub   zenklav.Publisher
+	now   func() time.Time
+}
+
+// New returns a Service that takes the webhooks of conns and writes to pub. now is the clock
+// signature timestamps are checked against; nil means time.Now.
+func New(conns *zenklav.Connections, pub zenklav.Publisher, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{conns: conns, pub: pub, now: now}
+}
+
+// Zendesk verifies, parses and publishes one Zendesk webhook sent to subdomain's endpoint.
+// It returns the event once Kafka acknowledged it, or nil and no error for a well-formed
+// webhook zenklav does not use (another kind of event, a brand no connection syncs). Its
+// errors: ENOTFOUND for an unknown subdomain, EUNAUTHORIZED for a bad signature or stale
+// timestamp, EINVALID for a body that is not a Zendesk event, ETOOLARGE for an event over
+// Kafka's limit, EUNAVAILABLE when Kafka did not acknowledge in time.
+func (s *Service) Zendesk(ctx context.Context, subdomain string, h http.Header, body []byte) (*schemas.TicketEvent, error) {
+	if len(s.conns.BySubdomain(subdomain)) == 0 {
+		return nil, zenklav.Errorf(zenklav.ENOTFOUND, "no connection for Zendesk subdomain %q", subdomain)
+	}
+	now := s.now()
+	if err := zendesk.VerifySignature(s.conns.WebhookSecrets(subdomain), h.Get(zendesk.HeaderSignature),
+		h.Get(zendesk.HeaderSignatureTimestamp), body, now); err != nil {
+		return nil, err
+	}
+	ev, err := zendesk.ParseWebhook(body, zendesk.WebhookTarget{Owner: s.owner(subdomain), Subdomain: subdomain, ReceivedAt: now})
+	if err != nil || ev == nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := s.Publish(ctx, *ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// owner is the brand rule for one Zendesk account, as the parser asks it.
+func (s *Service) owner(subdomain string) func(brand int64) string {
+	return func(brand int64) string {
+		if c := s.conns.Owner(subdomain, brand); c != nil {
+			return c.ID
+		}
+		return ""
+	}
+}
+
+// Publish encodes events, validates them against ticket_event.v1 and writes them to the
+// ticket events topic, keyed by connection and ticket so one ticket's events stay in order.
+// It returns once Kafka acknowledged all of them (EUNAVAILABLE when it did not: writing them
+// again is safe). An event that breaks the contract is EINTERNAL (the producer's bug) and an
+// event over the log's limit (with room for its framing) ETOOLARGE; nothing is written then.
+func (s *Service) Publish(ctx context.Context, events ...schemas.TicketEvent) error {
+	msgs := make([]zenklav.Message, len(events))
+	for i := range events {
+		e := &events[i]
+		value, err := e.Marshal()
+		if err != nil {
+			// The parsers only return what the schema allows, so this is zenklav's bug: a 500
+			// makes Zendesk retry once it is fixed, and the log says what broke.
+			return zenklav.Wrap(zenklav.EINTERNAL, err, "ticket %d did not make a valid ticket event", e.Ticket.ID)
+		}
+		if len(value)+len(e.Key())+1024 > zenklav.MaxMessageBytes {
+			return zenklav.Errorf(zenklav.ETOOLARGE, "ticket %d's event is over Kafka's %d-byte message limit", e.Ticket.ID, zenklav.MaxMessageBytes)
+		}
+		msgs[i] = zenklav.Message{
+			Topic: schemas.TicketEventsTopic, Key: []byte(e.Key()), Value: value,
+			Headers: map[string]string{HeaderSchema: "ticket_event.v1", HeaderEventID: e.EventID},
+		}
+	}
+	if err := s.pub.Publish(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d ticket events: %w", len(events), err)
+	}
+	return nil
+}

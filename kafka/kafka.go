@@ -1,0 +1,242 @@
+// Package kafka is zenklav's event log on Apache Kafka (segmentio/kafka-go): a producer that
+// answers only after the brokers acknowledged, topic administration, and the consumer
+// framework every pipeline role runs on (fetch → handler → commit, in ordered batches or in
+// per-key lanes, with one retry policy, dead letters to a topic of the role's, rebalance and
+// graceful shutdown handled in one place), and Replay for the dead letters.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/retry"
+)
+
+// Message is a record as a consumer reads it: its topic, partition and offset, key, value and
+// headers.
+type Message = kafkago.Message
+
+// Producer writes to Kafka with acks=all and returns only once every message is acknowledged.
+type Producer struct {
+	w *kafkago.Writer
+}
+
+var _ zenklav.Publisher = (*Producer)(nil)
+
+// NewProducer returns a producer for brokers. It batches concurrent writes for a few
+// milliseconds, which is what makes one Kafka round trip serve many webhooks.
+func NewProducer(logger *slog.Logger, brokers []string) *Producer {
+	return &Producer{w: &kafkago.Writer{
+		Addr: kafkago.TCP(brokers...),
+		// Murmur2 is what Java clients use, so a key lands on the same partition whoever
+		// writes it.
+		Balancer: &kafkago.Murmur2Balancer{},
+		// A Writer{} literal defaults to acks=none: say all explicitly.
+		RequiredAcks: kafkago.RequireAll,
+		// The default 1 s would add a second to every webhook.
+		BatchTimeout: 2 * time.Millisecond,
+		BatchSize:    1000,
+		// One record batch must fit the broker's message.max.bytes (1 MiB by default).
+		BatchBytes:   zenklav.MaxMessageBytes,
+		MaxAttempts:  3,
+		WriteTimeout: 5 * time.Second,
+		ReadTimeout:  5 * time.Second,
+		ErrorLogger:  kafkaLogger(logger.With("kafka", "writer")),
+	}}
+}
+
+// Publish writes msgs and waits for the brokers' acknowledgement. A failure is EUNAVAILABLE:
+// nothing acknowledged, the caller retries.
+func (p *Producer) Publish(ctx context.Context, msgs ...zenklav.Message) error {
+	km := make([]kafkago.Message, len(msgs))
+	for i, m := range msgs {
+		km[i] = kafkago.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
+		for k, v := range m.Headers {
+			km[i].Headers = append(km[i].Headers, kafkago.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	if err := p.w.WriteMessages(ctx, km...); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka did not acknowledge the write")
+	}
+	return nil
+}
+
+// Close flushes and closes the producer.
+func (p *Producer) Close() error { return p.w.Close() }
+
+// Topic is a topic zenklav creates when it is missing.
+type Topic struct {
+	Name       string
+	Partitions int
+}
+
+// EnsureTopics creates the topics that do not exist yet, with the broker's default
+// replication factor (the cluster's own setting decides durability, not zenklav).
+func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error {
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafkago.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1})
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "create topics")
+	}
+	var errs []error
+	for name, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("create topic %s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return waitForLeaders(ctx, client, topics)
+}
+
+// waitForLeaders waits until every partition of topics has a leader: a topic is usable only
+// then, and readers that start earlier log a burst of "not leader" errors.
+func waitForLeaders(ctx context.Context, client *kafkago.Client, topics []Topic) error {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	p := retry.Policy{Initial: 20 * time.Millisecond, Max: time.Second, MaxElapsed: 30 * time.Second}
+	err := p.Do(ctx, slog.New(slog.DiscardHandler), "", func(ctx context.Context) error {
+		meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: names})
+		if err != nil || !allLed(meta) {
+			return zenklav.Errorf(zenklav.EUNAVAILABLE, "topics %s have no leader yet", strings.Join(names, ", "))
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return zenklav.Errorf(zenklav.EUNAVAILABLE, "topics %s have no leader yet", strings.Join(names, ", "))
+	}
+	return err
+}
+
+func allLed(meta *kafkago.MetadataResponse) bool {
+	for _, t := range meta.Topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Error != nil || p.Leader.Host == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Ping checks that a broker answers a metadata request.
+func Ping(ctx context.Context, brokers []string) error {
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 3 * time.Second}
+	if _, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}}); err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka metadata")
+	}
+	return nil
+}
+
+// WaitForBrokers retries Ping until a broker answers or ctx ends, so roles can start in any
+// order with Kafka.
+func WaitForBrokers(ctx context.Context, logger *slog.Logger, brokers []string) error {
+	p := retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+	at := strings.Join(brokers, ",")
+	if err := p.Do(ctx, logger, "waiting for kafka", func(ctx context.Context) error { return Ping(ctx, brokers) }, "brokers", at); err != nil {
+		return fmt.Errorf("wait for kafka at %s: %w", at, errors.Join(err, context.Cause(ctx)))
+	}
+	return nil
+}
+
+// kafkaLogger adapts slog to kafka-go's logger, dropping the connection-refused noise that a
+// broker restart causes (the caller reports the failure that matters).
+func kafkaLogger(l *slog.Logger) kafkago.LoggerFunc {
+	return func(msg string, args ...any) {
+		text := fmt.Sprintf(msg, args...)
+		var opErr *net.OpError
+		for _, a := range args {
+			if e, ok := a.(error); ok && errors.As(e, &opErr) {
+				l.Debug(text)
+				return
+			}
+		}
+		l.Warn(text)
+	}
+}
+
+// Position formats a message's place as topic/partition/offset, as logs and dead letters
+// name it.
+func Position(m Message) string {
+	return fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
+}
+
+// Progress is how far a consumer group got through a topic, summed over its partitions.
+type Progress struct {
+	Committed int64 // messages before the group's committed offsets
+	End       int64 // messages in the topic (end offsets; the topic is never compacted)
+}
+
+// GroupProgress reads a group's committed offsets and the topic's end offsets. With an empty
+// group it reads only the end offsets.
+func GroupProgress(ctx context.Context, brokers []string, topic, group string) (Progress, error) {
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	parts, err := partitions(ctx, client, brokers, topic)
+	if err != nil {
+		return Progress{}, err
+	}
+	offsets := make([]kafkago.OffsetRequest, len(parts))
+	for i, p := range parts {
+		offsets[i] = kafkago.LastOffsetOf(p)
+	}
+	ends, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: offsets}})
+	if err != nil {
+		return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "list offsets of %s", topic)
+	}
+	var p Progress
+	for _, po := range ends.Topics[topic] {
+		if po.Error != nil {
+			return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, po.Error, "list offsets of %s/%d", topic, po.Partition)
+		}
+		p.End += po.LastOffset
+	}
+	if group == "" {
+		return p, nil
+	}
+	fetched, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err == nil && fetched.Error != nil {
+		err = fetched.Error
+	}
+	if err != nil {
+		return Progress{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "fetch offsets of group %s", group)
+	}
+	for _, po := range fetched.Topics[topic] {
+		if po.CommittedOffset > 0 {
+			p.Committed += po.CommittedOffset
+		}
+	}
+	return p, nil
+}
+
+// partitions lists the partition ids of topic; ENOTFOUND when there is no such topic.
+func partitions(ctx context.Context, client *kafkago.Client, brokers []string, topic string) ([]int, error) {
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka metadata")
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return nil, zenklav.Errorf(zenklav.ENOTFOUND, "topic %s not found on %s", topic, strings.Join(brokers, ","))
+	}
+	out := make([]int, len(meta.Topics[0].Partitions))
+	for i, p := range meta.Topics[0].Partitions {
+		out[i] = p.ID
+	}
+	return out, nil
+}
