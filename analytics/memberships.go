@@ -14,15 +14,8 @@ import (
 // same snapshot again changes nothing. Times are kept to the second, and of two different
 // snapshots of one customer in the same second either may count as the latest.
 func (s *Store) RecordMemberships(ctx context.Context, tenant string, requesterID int64, at time.Time, kind string, names []string) error {
-	switch {
-	case tenant == "":
-		return zenklav.Errorf(zenklav.EINVALID, "memberships without a tenant")
-	case requesterID == 0:
-		return zenklav.Errorf(zenklav.EINVALID, "memberships without a requester")
-	case kind != "segment" && kind != "list":
-		return zenklav.Errorf(zenklav.EINVALID, "memberships kind %q: use segment or list", kind)
-	case at.Before(time.Unix(0, 0)):
-		return zenklav.Errorf(zenklav.EINVALID, "memberships at %s: before 1970", at)
+	if err := CheckMemberships(tenant, requesterID, at, kind); err != nil {
+		return err
 	}
 	if names == nil {
 		names = []string{}
@@ -37,6 +30,22 @@ func (s *Store) RecordMemberships(ctx context.Context, tenant string, requesterI
 	}
 	if err := batch.Send(); err != nil {
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "insert memberships of requester %d", requesterID)
+	}
+	return nil
+}
+
+// CheckMemberships says, as EINVALID, what is wrong with a memberships snapshot's
+// connection, requester, time or kind.
+func CheckMemberships(connection string, requesterID int64, at time.Time, kind string) error {
+	switch {
+	case connection == "":
+		return zenklav.Errorf(zenklav.EINVALID, "memberships without a tenant")
+	case requesterID == 0:
+		return zenklav.Errorf(zenklav.EINVALID, "memberships without a requester")
+	case kind != "segment" && kind != "list":
+		return zenklav.Errorf(zenklav.EINVALID, "memberships kind %q: use segment or list", kind)
+	case at.Before(time.Unix(0, 0)):
+		return zenklav.Errorf(zenklav.EINVALID, "memberships at %s: before 1970", at)
 	}
 	return nil
 }

@@ -730,22 +730,6 @@ func TestReportsReadOnlyTheirTenants(t *testing.T) {
 	}
 }
 
-func TestRecordMembershipsRejects(t *testing.T) {
-	s := openStore(t)
-	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for name, call := range map[string]func() error{
-		"no tenant":    func() error { return s.RecordMemberships(context.Background(), "", 1, at, "segment", nil) },
-		"no requester": func() error { return s.RecordMemberships(context.Background(), "acme", 0, at, "segment", nil) },
-		"other kind":   func() error { return s.RecordMemberships(context.Background(), "acme", 1, at, "flow", nil) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			if call() == nil {
-				t.Error("accepted")
-			}
-		})
-	}
-}
-
 // Two writers that raced on a ticket (a consumer-group rebalance in the middle of a batch)
 // leave it with two live rows, and its customer too; the ticket's next event, even a
 // redelivered one, repairs both.

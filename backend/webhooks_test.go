@@ -57,7 +57,7 @@ func newServer(t *testing.T, pub zenklav.Publisher) http.Handler {
 		t.Fatal(err)
 	}
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
-		Ingest: ingest.New(conns, pub, func() time.Time { return now }), Registry: prometheus.NewRegistry(),
+		Ingest: ingest.New(ingest.Config{Connections: conns, Publisher: pub, Now: func() time.Time { return now }}), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func TestZendeskWebhookPerBrand(t *testing.T) {
 	}
 	pub := &recorder{}
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
-		Ingest: ingest.New(conns, pub, func() time.Time { return now }), Registry: prometheus.NewRegistry(),
+		Ingest: ingest.New(ingest.Config{Connections: conns, Publisher: pub, Now: func() time.Time { return now }}), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,12 @@
 // Package config reads zenklav's configuration: settings from the environment and the
-// connections file that joins Zendesk accounts to Klaviyo accounts.
+// connections file that joins Zendesk accounts to Klaviyo accounts. It only loads: the
+// types it fills are the domain's (zenklav.Connections) and the sections below, one per
+// part of zenklav, each with its own Validate. Only cmd/zenklav imports it.
 package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -13,23 +16,115 @@ import (
 	"github.com/zenklav/zenklav/auth"
 )
 
-// Config is what the environment says. Each role reads the part it needs.
+// Config is what the environment says, in sections; each role reads the sections it
+// needs (the role table in cmd/zenklav says which).
 type Config struct {
-	HTTPAddr           string         // ZENKLAV_HTTP_ADDR
-	KafkaBrokers       []string       // ZENKLAV_KAFKA_BROKERS, comma separated; empty = embedded broker
+	Server
+	Kafka
+	ClickHouse
+	APIs
+	Sink
+	Emitter
+	Tokens
+	ConnectionsFile string     // ZENKLAV_CONNECTIONS_FILE; empty = sandbox mode
+	DataDir         string     // ZENKLAV_DATA_DIR, where the embedded broker and backfill keep state
+	LogLevel        slog.Level // ZENKLAV_LOG_LEVEL
+}
+
+// Server is the HTTP listener's section.
+type Server struct {
+	HTTPAddr  string // ZENKLAV_HTTP_ADDR
+	PprofAddr string // ZENKLAV_PPROF_ADDR; empty = no profiler
+}
+
+// Validate checks the section.
+func (s Server) Validate() error {
+	if s.HTTPAddr == "" {
+		return errors.New("ZENKLAV_HTTP_ADDR is empty")
+	}
+	return nil
+}
+
+// Kafka is the event log's section.
+type Kafka struct {
+	KafkaBrokers []string // ZENKLAV_KAFKA_BROKERS, comma separated; empty = embedded broker
+	// TopicPartitions (ZENKLAV_TOPIC_PARTITIONS) is used when zenklav creates its topics. It
+	// caps how many members of a consumer group share the work, but every partition also
+	// costs the producer one Kafka request per batch window: with kafka-go's per-partition
+	// batches, 12 partitions ingested about 3,000 webhooks/s on 2 cores where 4 did 4,000.
+	TopicPartitions   int
+	EmbeddedKafkaPort int // ZENKLAV_EMBEDDED_KAFKA_PORT; 0 = any free port
+}
+
+// Validate checks the section.
+func (k Kafka) Validate() error {
+	switch {
+	case k.EmbeddedKafkaPort < 0 || k.EmbeddedKafkaPort > 65535:
+		return fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%d is not a port", k.EmbeddedKafkaPort)
+	case k.TopicPartitions < 1 || k.TopicPartitions > 1000:
+		return fmt.Errorf("ZENKLAV_TOPIC_PARTITIONS=%d is outside 1..1000", k.TopicPartitions)
+	}
+	return nil
+}
+
+// ClickHouse is the ticket store's section.
+type ClickHouse struct {
 	ClickHouseAddr     string         // ZENKLAV_CLICKHOUSE_ADDR, host:port of the native protocol
 	ClickHouseDatabase string         // ZENKLAV_CLICKHOUSE_DATABASE
 	ClickHouseUser     string         // ZENKLAV_CLICKHOUSE_USER
 	ClickHousePassword zenklav.Secret // ZENKLAV_CLICKHOUSE_PASSWORD
-	KlaviyoBaseURL     string         // ZENKLAV_KLAVIYO_BASE_URL
-	ZendeskBaseURL     string         // ZENKLAV_ZENDESK_BASE_URL, may contain {subdomain}
-	ConnectionsFile    string         // ZENKLAV_CONNECTIONS_FILE; empty = sandbox mode
-	JWTSigningKey      zenklav.Secret // ZENKLAV_JWT_SIGNING_KEY: the current key's secret (JWTKeys[0])
-	SinkBatchSize      int            // ZENKLAV_SINK_BATCH_SIZE
-	SinkBatchWait      time.Duration  // ZENKLAV_SINK_BATCH_WAIT
-	// JWTKeys are the keys of ZENKLAV_JWT_SIGNING_KEY, current first: tokens are signed with
-	// the first and verified with any listed, so keys rotate without downtime.
-	JWTKeys []auth.SigningKey
+}
+
+// Validate checks that a ClickHouse is named: every role that has this section needs one.
+func (c ClickHouse) Validate() error {
+	if c.ClickHouseAddr == "" {
+		return errors.New("ZENKLAV_CLICKHOUSE_ADDR is empty: `make run` starts a local ClickHouse for you; " +
+			"otherwise point zenklav at an existing server with ZENKLAV_CLICKHOUSE_ADDR=host:9000 (native protocol)")
+	}
+	return nil
+}
+
+// APIs says where Zendesk's and Klaviyo's APIs are.
+type APIs struct {
+	KlaviyoBaseURL string // ZENKLAV_KLAVIYO_BASE_URL
+	ZendeskBaseURL string // ZENKLAV_ZENDESK_BASE_URL, may contain {subdomain}
+}
+
+// Validate checks the section.
+func (a APIs) Validate() error {
+	switch {
+	case !strings.HasPrefix(a.KlaviyoBaseURL, "http://") && !strings.HasPrefix(a.KlaviyoBaseURL, "https://"):
+		return fmt.Errorf("ZENKLAV_KLAVIYO_BASE_URL=%q is not an http(s) URL", a.KlaviyoBaseURL)
+	case !strings.HasPrefix(a.ZendeskBaseURL, "http://") && !strings.HasPrefix(a.ZendeskBaseURL, "https://"):
+		return fmt.Errorf("ZENKLAV_ZENDESK_BASE_URL=%q is not an http(s) URL", a.ZendeskBaseURL)
+	}
+	return nil
+}
+
+// ZendeskURL is the API base of one Zendesk account.
+func (a APIs) ZendeskURL(subdomain string) string {
+	return strings.ReplaceAll(a.ZendeskBaseURL, "{subdomain}", subdomain)
+}
+
+// Sink is the sink role's section.
+type Sink struct {
+	SinkBatchSize int           // ZENKLAV_SINK_BATCH_SIZE
+	SinkBatchWait time.Duration // ZENKLAV_SINK_BATCH_WAIT
+}
+
+// Validate checks the section.
+func (s Sink) Validate() error {
+	switch {
+	case s.SinkBatchSize < 1 || s.SinkBatchSize > 1_000_000:
+		return fmt.Errorf("ZENKLAV_SINK_BATCH_SIZE=%d is outside 1..1000000", s.SinkBatchSize)
+	case s.SinkBatchWait <= 0:
+		return fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT must be positive")
+	}
+	return nil
+}
+
+// Emitter is the emitter role's section.
+type Emitter struct {
 	// EmitterRetryFor (ZENKLAV_EMITTER_RETRY_FOR) is how long the emitter retries a Klaviyo
 	// or Zendesk failure that may pass (5xx, timeouts, 429, a key being fixed) before the
 	// event goes to the dead-letter topic for `zenklav replay`.
@@ -37,35 +132,47 @@ type Config struct {
 	// EmitterBackfillAfter (ZENKLAV_EMITTER_BACKFILL_AFTER) is the age past which the emitter
 	// sends a metric as a Klaviyo backfill: recorded, but triggering no flows.
 	EmitterBackfillAfter time.Duration
-	// TopicPartitions (ZENKLAV_TOPIC_PARTITIONS) is used when zenklav creates its topics. It
-	// caps how many members of a consumer group share the work, but every partition also
-	// costs the producer one Kafka request per batch window: with kafka-go's per-partition
-	// batches, 12 partitions ingested about 3,000 webhooks/s on 2 cores where 4 did 4,000.
-	TopicPartitions   int
-	DataDir           string     // ZENKLAV_DATA_DIR, where the embedded broker keeps its log
-	EmbeddedKafkaPort int        // ZENKLAV_EMBEDDED_KAFKA_PORT; 0 = any free port
-	LogLevel          slog.Level // ZENKLAV_LOG_LEVEL
-	PprofAddr         string     // ZENKLAV_PPROF_ADDR; empty = no profiler
 }
 
-// FromEnv reads the configuration through getenv, with defaults for what is unset.
+// Validate checks the section.
+func (e Emitter) Validate() error {
+	switch {
+	case e.EmitterRetryFor <= 0:
+		return fmt.Errorf("ZENKLAV_EMITTER_RETRY_FOR must be positive")
+	case e.EmitterBackfillAfter <= 0:
+		return fmt.Errorf("ZENKLAV_EMITTER_BACKFILL_AFTER must be positive")
+	}
+	return nil
+}
+
+// Tokens is the section of the tokens zenklav signs (sidebar sessions, report tokens).
+type Tokens struct {
+	JWTSigningKey zenklav.Secret // ZENKLAV_JWT_SIGNING_KEY: the current key's secret (JWTKeys[0])
+	// JWTKeys are the keys of ZENKLAV_JWT_SIGNING_KEY, current first: tokens are signed with
+	// the first and verified with any listed, so keys rotate without downtime.
+	JWTKeys []auth.SigningKey
+}
+
+// FromEnv reads the configuration through getenv, with defaults for what is unset, and
+// checks every section but ClickHouse's, which only the roles that use it require.
 func FromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
-		HTTPAddr:             cmp.Or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"),
-		ClickHouseAddr:       getenv("ZENKLAV_CLICKHOUSE_ADDR"),
-		ClickHouseDatabase:   cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
-		ClickHouseUser:       cmp.Or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
-		ClickHousePassword:   zenklav.Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
-		KlaviyoBaseURL:       cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
-		ZendeskBaseURL:       cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
-		ConnectionsFile:      getenv("ZENKLAV_CONNECTIONS_FILE"),
-		SinkBatchSize:        50_000,
-		SinkBatchWait:        time.Second,
-		EmitterRetryFor:      15 * time.Minute,
-		EmitterBackfillAfter: time.Hour,
-		TopicPartitions:      4,
-		DataDir:              cmp.Or(getenv("ZENKLAV_DATA_DIR"), ".data/run"),
-		PprofAddr:            getenv("ZENKLAV_PPROF_ADDR"),
+		Server: Server{HTTPAddr: cmp.Or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"), PprofAddr: getenv("ZENKLAV_PPROF_ADDR")},
+		Kafka:  Kafka{TopicPartitions: 4},
+		ClickHouse: ClickHouse{
+			ClickHouseAddr:     getenv("ZENKLAV_CLICKHOUSE_ADDR"),
+			ClickHouseDatabase: cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
+			ClickHouseUser:     cmp.Or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
+			ClickHousePassword: zenklav.Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
+		},
+		APIs: APIs{
+			KlaviyoBaseURL: cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
+			ZendeskBaseURL: cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
+		},
+		Sink:            Sink{SinkBatchSize: 50_000, SinkBatchWait: time.Second},
+		Emitter:         Emitter{EmitterRetryFor: 15 * time.Minute, EmitterBackfillAfter: time.Hour},
+		ConnectionsFile: getenv("ZENKLAV_CONNECTIONS_FILE"),
+		DataDir:         cmp.Or(getenv("ZENKLAV_DATA_DIR"), ".data/run"),
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("ZENKLAV_LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("ZENKLAV_LOG_LEVEL: %w", err)
@@ -75,30 +182,23 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	c.SetSigningKeys(keys)
-	if err := intEnv(getenv, "ZENKLAV_EMBEDDED_KAFKA_PORT", &c.EmbeddedKafkaPort); err != nil {
-		return c, err
-	}
 	for _, b := range strings.Split(getenv("ZENKLAV_KAFKA_BROKERS"), ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.KafkaBrokers = append(c.KafkaBrokers, b)
 		}
 	}
-	if err := intEnv(getenv, "ZENKLAV_SINK_BATCH_SIZE", &c.SinkBatchSize); err != nil {
+	err = errors.Join(
+		intEnv(getenv, "ZENKLAV_EMBEDDED_KAFKA_PORT", &c.EmbeddedKafkaPort),
+		intEnv(getenv, "ZENKLAV_SINK_BATCH_SIZE", &c.SinkBatchSize),
+		intEnv(getenv, "ZENKLAV_TOPIC_PARTITIONS", &c.TopicPartitions),
+		durationEnv(getenv, "ZENKLAV_SINK_BATCH_WAIT", &c.SinkBatchWait),
+		durationEnv(getenv, "ZENKLAV_EMITTER_RETRY_FOR", &c.EmitterRetryFor),
+		durationEnv(getenv, "ZENKLAV_EMITTER_BACKFILL_AFTER", &c.EmitterBackfillAfter),
+	)
+	if err != nil {
 		return c, err
 	}
-	if err := intEnv(getenv, "ZENKLAV_TOPIC_PARTITIONS", &c.TopicPartitions); err != nil {
-		return c, err
-	}
-	if err := durationEnv(getenv, "ZENKLAV_SINK_BATCH_WAIT", &c.SinkBatchWait); err != nil {
-		return c, err
-	}
-	if err := durationEnv(getenv, "ZENKLAV_EMITTER_RETRY_FOR", &c.EmitterRetryFor); err != nil {
-		return c, err
-	}
-	if err := durationEnv(getenv, "ZENKLAV_EMITTER_BACKFILL_AFTER", &c.EmitterBackfillAfter); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return c, errors.Join(c.Server.Validate(), c.Kafka.Validate(), c.APIs.Validate(), c.Sink.Validate(), c.Emitter.Validate())
 }
 
 // durationEnv sets *d from the environment variable name when it is set.
@@ -112,31 +212,6 @@ func durationEnv(getenv func(string) string, name string, d *time.Duration) erro
 		return fmt.Errorf("%s=%q is not a duration such as 500ms or 15m", name, v)
 	}
 	*d = parsed
-	return nil
-}
-
-// Validate fails fast, with a message that names the setting, on a value that cannot work.
-func (c Config) Validate() error {
-	switch {
-	case c.HTTPAddr == "":
-		return fmt.Errorf("ZENKLAV_HTTP_ADDR is empty")
-	case c.SinkBatchSize < 1 || c.SinkBatchSize > 1_000_000:
-		return fmt.Errorf("ZENKLAV_SINK_BATCH_SIZE=%d is outside 1..1000000", c.SinkBatchSize)
-	case c.SinkBatchWait <= 0:
-		return fmt.Errorf("ZENKLAV_SINK_BATCH_WAIT must be positive")
-	case c.EmitterRetryFor <= 0:
-		return fmt.Errorf("ZENKLAV_EMITTER_RETRY_FOR must be positive")
-	case c.EmitterBackfillAfter <= 0:
-		return fmt.Errorf("ZENKLAV_EMITTER_BACKFILL_AFTER must be positive")
-	case c.EmbeddedKafkaPort < 0 || c.EmbeddedKafkaPort > 65535:
-		return fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%d is not a port", c.EmbeddedKafkaPort)
-	case c.TopicPartitions < 1 || c.TopicPartitions > 1000:
-		return fmt.Errorf("ZENKLAV_TOPIC_PARTITIONS=%d is outside 1..1000", c.TopicPartitions)
-	case !strings.HasPrefix(c.KlaviyoBaseURL, "http://") && !strings.HasPrefix(c.KlaviyoBaseURL, "https://"):
-		return fmt.Errorf("ZENKLAV_KLAVIYO_BASE_URL=%q is not an http(s) URL", c.KlaviyoBaseURL)
-	case !strings.HasPrefix(c.ZendeskBaseURL, "http://") && !strings.HasPrefix(c.ZendeskBaseURL, "https://"):
-		return fmt.Errorf("ZENKLAV_ZENDESK_BASE_URL=%q is not an http(s) URL", c.ZendeskBaseURL)
-	}
 	return nil
 }
 

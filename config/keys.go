@@ -50,7 +50,7 @@ func ParseSigningKeys(v string) ([]auth.SigningKey, error) {
 }
 
 // SetSigningKeys makes keys zenklav's signing keys, the first the one it signs with.
-func (c *Config) SetSigningKeys(keys []auth.SigningKey) {
+func (c *Tokens) SetSigningKeys(keys []auth.SigningKey) {
 	c.JWTKeys = keys
 	c.JWTSigningKey = ""
 	if len(keys) > 0 {

@@ -26,20 +26,28 @@ const (
 // on a webhook after 10 s, so a 503 before that makes its retry sure.
 const publishTimeout = 8 * time.Second
 
-// Service takes ticket events in.
-type Service struct {
-	conns *zenklav.Connections
-	pub   zenklav.Publisher
-	now   func() time.Time
+// Config is what a Service takes events for and writes them to.
+type Config struct {
+	Connections *zenklav.Connections
+	Publisher   zenklav.Publisher
+	// Topic is where ticket events go: schemas.TicketEventsTopic when "".
+	Topic string
+	// Now is the clock signature timestamps are checked against: time.Now when nil.
+	Now func() time.Time
 }
 
-// New returns a Service that takes the webhooks of conns and writes to pub. now is the clock
-// signature timestamps are checked against; nil means time.Now.
-func New(conns *zenklav.Connections, pub zenklav.Publisher, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// Service takes ticket events in.
+type Service struct{ cfg Config }
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	return &Service{conns: conns, pub: pub, now: now}
+	if cfg.Topic == "" {
+		cfg.Topic = schemas.TicketEventsTopic
+	}
+	return &Service{cfg: cfg}
 }
 
 // Zendesk verifies, parses and publishes one Zendesk webhook sent to subdomain's endpoint.
@@ -49,11 +57,11 @@ func New(conns *zenklav.Connections, pub zenklav.Publisher, now func() time.Time
 // timestamp, EINVALID for a body that is not a Zendesk event, ETOOLARGE for an event over
 // Kafka's limit, EUNAVAILABLE when Kafka did not acknowledge in time.
 func (s *Service) Zendesk(ctx context.Context, subdomain string, h http.Header, body []byte) (*schemas.TicketEvent, error) {
-	if len(s.conns.BySubdomain(subdomain)) == 0 {
+	if len(s.cfg.Connections.BySubdomain(subdomain)) == 0 {
 		return nil, zenklav.Errorf(zenklav.ENOTFOUND, "no connection for Zendesk subdomain %q", subdomain)
 	}
-	now := s.now()
-	if err := zendesk.VerifySignature(s.conns.WebhookSecrets(subdomain), h.Get(zendesk.HeaderSignature),
+	now := s.cfg.Now()
+	if err := zendesk.VerifySignature(s.cfg.Connections.WebhookSecrets(subdomain), h.Get(zendesk.HeaderSignature),
 		h.Get(zendesk.HeaderSignatureTimestamp), body, now); err != nil {
 		return nil, err
 	}
@@ -72,7 +80,7 @@ func (s *Service) Zendesk(ctx context.Context, subdomain string, h http.Header, 
 // owner is the brand rule for one Zendesk account, as the parser asks it.
 func (s *Service) owner(subdomain string) func(brand int64) string {
 	return func(brand int64) string {
-		if c := s.conns.Owner(subdomain, brand); c != nil {
+		if c := s.cfg.Connections.Owner(subdomain, brand); c != nil {
 			return c.ID
 		}
 		return ""
@@ -98,11 +106,11 @@ func (s *Service) Publish(ctx context.Context, events ...schemas.TicketEvent) er
 			return zenklav.Errorf(zenklav.ETOOLARGE, "ticket %d's event is over Kafka's %d-byte message limit", e.Ticket.ID, zenklav.MaxMessageBytes)
 		}
 		msgs[i] = zenklav.Message{
-			Topic: schemas.TicketEventsTopic, Key: []byte(e.Key()), Value: value,
+			Topic: s.cfg.Topic, Key: []byte(e.Key()), Value: value,
 			Headers: map[string]string{HeaderSchema: "ticket_event.v1", HeaderEventID: e.EventID},
 		}
 	}
-	if err := s.pub.Publish(ctx, msgs...); err != nil {
+	if err := s.cfg.Publisher.Publish(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish %d ticket events: %w", len(events), err)
 	}
 	return nil

@@ -86,6 +86,7 @@ func (r *recorder) values() []string {
 
 func replay(t *testing.T, brokers []string, pub zenklav.Publisher, opts kafka.ReplayOptions) kafka.ReplayStats {
 	t.Helper()
+	opts.Roles = []string{"emitter", "sink"} // the roles of replaySample's dead letters
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st, err := kafka.Replay(ctx, discard, brokers, pub, opts)

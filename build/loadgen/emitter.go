@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/emitter"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/klaviyo"
-	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -68,7 +69,7 @@ func emitterDrain(args []string) error {
 	d := newDeliveries()
 	s.klaviyo.OnAccept(d.accept)
 
-	if err := requireIdleGroup(ctx, bs, pipeline.EmitterGroup); err != nil {
+	if err := requireIdleGroup(ctx, bs, emitter.Group); err != nil {
 		return err
 	}
 	if err := produceBacklog(ctx, logger, bs, conns, *n); err != nil {
@@ -107,9 +108,9 @@ func emitterDrain(args []string) error {
 		got := d.total()
 		if got > 0 && first.at.IsZero() {
 			first = sampleCPU()
-			if members, err := groupMembers(ctx, bs, pipeline.EmitterGroup); err != nil || members > 1 {
+			if members, err := groupMembers(ctx, bs, emitter.Group); err != nil || members > 1 {
 				return fmt.Errorf("group %s has %d members (%v): another emitter is consuming the shared topic and would pass over our events; stop it first",
-					pipeline.EmitterGroup, members, err)
+					emitter.Group, members, err)
 			}
 			if *profiles != "" {
 				if err := profileBoth(&profiled, env["ZENKLAV_PPROF_ADDR"], *profiles); err != nil {
@@ -180,20 +181,20 @@ func profileBoth(wg *sync.WaitGroup, pprofAddr, dir string) error {
 // produceBacklog publishes n created tickets for each connection, interleaved as accounts
 // send them side by side, before the emitter starts: the drain measures the emitter alone.
 func produceBacklog(ctx context.Context, logger *slog.Logger, brokers []string, conns []benchConnection, n int) error {
-	if err := pipeline.EnsureTopics(ctx, brokers,
-		pipeline.Topic{Name: schemas.TicketEventsTopic, Partitions: 4},
-		pipeline.Topic{Name: schemas.TicketEventsDLQTopic, Partitions: 4},
+	if err := kafka.EnsureTopics(ctx, brokers,
+		kafka.Topic{Name: schemas.TicketEventsTopic, Partitions: 4},
+		kafka.Topic{Name: schemas.TicketEventsDLQTopic, Partitions: 4},
 	); err != nil {
 		return err
 	}
-	p := pipeline.NewProducer(logger, brokers)
+	p := kafka.NewProducer(logger, brokers)
 	defer p.Close()
 	// The tickets changed over the past n seconds; their webhooks arrived just now, as after
 	// an outage of the emitter: older arrivals would be sent as backfill.
 	now := time.Now().UTC()
 	base := now.Add(-time.Duration(n) * time.Second)
 	const chunk = 10_000
-	msgs := make([]pipeline.Message, 0, chunk)
+	msgs := make([]zenklav.Message, 0, chunk)
 	flush := func() error {
 		err := p.Publish(ctx, msgs...)
 		msgs = msgs[:0]
@@ -206,7 +207,7 @@ func produceBacklog(ctx context.Context, logger *slog.Logger, brokers []string, 
 			if err != nil {
 				return err
 			}
-			msgs = append(msgs, pipeline.Message{Topic: schemas.TicketEventsTopic, Key: []byte(e.Key()), Value: v})
+			msgs = append(msgs, zenklav.Message{Topic: schemas.TicketEventsTopic, Key: []byte(e.Key()), Value: v})
 			if len(msgs) == chunk {
 				if err := flush(); err != nil {
 					return err

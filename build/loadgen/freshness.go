@@ -1,7 +1,6 @@
 package main
 
 import (
-	zauth "github.com/zenklav/zenklav/auth"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -13,9 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/zenklav/zenklav/backend"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/pipeline"
+	zauth "github.com/zenklav/zenklav/auth"
+	"github.com/zenklav/zenklav/emitter"
+	"github.com/zenklav/zenklav/sink"
+
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -72,7 +72,7 @@ func freshness(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := requireIdleGroup(ctx, bs, pipeline.EmitterGroup); err != nil {
+	if err := requireIdleGroup(ctx, bs, emitter.Group); err != nil {
 		return err
 	}
 	env := s.env(*httpAddr, *brokers, *ch, *database, connsFile)
@@ -82,7 +82,7 @@ func freshness(args []string) error {
 		return err
 	}
 	defer p.stop()
-	if err := waitCaughtUp(ctx, bs, p, pipeline.EmitterGroup, pipeline.SinkGroup, pipeline.SinkGroup+pipeline.TicketRowsSuffix); err != nil {
+	if err := waitCaughtUp(ctx, bs, p, emitter.Group, sink.Group, sink.Group+sink.TicketRowsSuffix); err != nil {
 		return err
 	}
 

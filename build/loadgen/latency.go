@@ -13,9 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zenklav/zenklav/emitter"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/klaviyo"
-	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/sink"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -82,7 +84,7 @@ func latency(args []string) error {
 		}
 	}
 
-	if err := requireIdleGroup(ctx, bs, pipeline.EmitterGroup); err != nil {
+	if err := requireIdleGroup(ctx, bs, emitter.Group); err != nil {
 		return err
 	}
 	p, err := startZenklav(ctx, *bin, "all", dir, s.env(*httpAddr, *brokers, *ch, *database, connsFile))
@@ -92,7 +94,7 @@ func latency(args []string) error {
 	defer p.stop()
 	// "No backlog": the shared topic may hold what earlier runs left to the sink and the
 	// emitter of `zenklav all`; that waits until both have caught up.
-	if err := waitCaughtUp(ctx, bs, p, pipeline.EmitterGroup, pipeline.SinkGroup, pipeline.SinkGroup+pipeline.TicketRowsSuffix); err != nil {
+	if err := waitCaughtUp(ctx, bs, p, emitter.Group, sink.Group, sink.Group+sink.TicketRowsSuffix); err != nil {
 		return err
 	}
 	url := "http://" + *httpAddr + "/webhooks/zendesk/" + conn.id
@@ -154,7 +156,7 @@ func waitCaughtUp(ctx context.Context, brokers []string, p *zenklavProcess, grou
 	deadline := time.Now().Add(5 * time.Minute)
 	for _, g := range groups {
 		for {
-			prog, err := pipeline.GroupProgress(ctx, brokers, schemas.TicketEventsTopic, g)
+			prog, err := kafka.GroupProgress(ctx, brokers, schemas.TicketEventsTopic, g)
 			if err == nil && prog.Committed >= prog.End {
 				break
 			}

@@ -40,8 +40,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
-	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/sink"
 	"github.com/zenklav/zenklav/zendesk"
 )
 
@@ -55,7 +56,7 @@ func main() {
 	case "ingest":
 		err = ingest(os.Args[2:])
 	case "sink":
-		err = sink(os.Args[2:])
+		err = sinkRate(os.Args[2:])
 	case "emitter":
 		err = emitterDrain(os.Args[2:])
 	case "latency":
@@ -171,7 +172,7 @@ func sendRange(client *http.Client, url, secret string, from, n, c int, lat []ti
 	return nil
 }
 
-func sink(args []string) error {
+func sinkRate(args []string) error {
 	fs := flag.NewFlagSet("sink", flag.ExitOnError)
 	brokers := fs.String("brokers", "", "Kafka brokers")
 	ch := fs.String("clickhouse", "", "ClickHouse native address")
@@ -184,7 +185,7 @@ func sink(args []string) error {
 	bs := strings.Split(*brokers, ",")
 	stamp := time.Now().UnixNano()
 	topic := fmt.Sprintf("bench-sink-%d", stamp)
-	if err := pipeline.EnsureTopics(ctx, bs, pipeline.Topic{Name: topic, Partitions: 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, bs, kafka.Topic{Name: topic, Partitions: 4}); err != nil {
 		return err
 	}
 	store, err := analytics.Open(ctx, logger, analytics.Config{Addr: *ch, Database: fmt.Sprintf("bench_%d", stamp), User: "default"})
@@ -197,12 +198,12 @@ func sink(args []string) error {
 	}
 
 	// Load the topic first, so the measurement is the sink alone.
-	p := pipeline.NewProducer(logger, bs)
+	p := kafka.NewProducer(logger, bs)
 	defer p.Close()
 	base := time.Now().UTC().Add(-time.Duration(*n) * time.Second)
 	const chunk = 10_000
 	for off := 0; off < *n; off += chunk {
-		msgs := make([]pipeline.Message, 0, chunk)
+		msgs := make([]zenklav.Message, 0, chunk)
 		for i := off; i < min(off+chunk, *n); i++ {
 			e := schemas.TicketEvent{
 				EventID: fmt.Sprintf("zd:bench-%d", i), Tenant: "bench", Account: schemas.Account{Subdomain: "bench", ID: 1},
@@ -215,17 +216,18 @@ func sink(args []string) error {
 			if err != nil {
 				return err
 			}
-			msgs = append(msgs, pipeline.Message{Topic: topic, Key: []byte(e.Key()), Value: v})
+			msgs = append(msgs, zenklav.Message{Topic: topic, Key: []byte(e.Key()), Value: v})
 		}
 		if err := p.Publish(ctx, msgs...); err != nil {
 			return err
 		}
 	}
 
-	timed := &timedStore{EventStore: store}
-	s, err := pipeline.NewSink(logger, prometheus.NewRegistry(), pipeline.ConsumerConfig{
+	timed := &timedStore{TicketStore: store}
+	s, err := sink.New(logger, prometheus.NewRegistry(), kafka.ConsumerConfig{
 		Brokers: bs, Topic: topic, Group: "bench-sink", BatchSize: *batch, BatchWait: time.Second,
-	}, timed, p)
+		DeadLetters: &kafka.DeadLetters{Publisher: p, Topic: schemas.TicketEventsDLQTopic, Role: "sink", Logger: logger},
+	}, timed)
 	if err != nil {
 		return err
 	}
@@ -248,8 +250,8 @@ func sink(args []string) error {
 	// The copy and the fold into the report rows run side by side, each in its group.
 	var elapsed, folded time.Duration
 	for elapsed == 0 || folded == 0 {
-		for group, at := range map[string]*time.Duration{"bench-sink": &elapsed, "bench-sink" + pipeline.TicketRowsSuffix: &folded} {
-			if prog, err := pipeline.GroupProgress(ctx, bs, topic, group); *at == 0 && err == nil && prog.Committed >= int64(*n) {
+		for group, at := range map[string]*time.Duration{"bench-sink": &elapsed, "bench-sink" + sink.TicketRowsSuffix: &folded} {
+			if prog, err := kafka.GroupProgress(ctx, bs, topic, group); *at == 0 && err == nil && prog.Committed >= int64(*n) {
 				*at = time.Since(start)
 			}
 		}
@@ -298,7 +300,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 // timedStore measures the sink's inserts, and when the first batch reached the store: the
 // time before it is the consumer group's join, not the sink's work.
 type timedStore struct {
-	pipeline.EventStore
+	zenklav.TicketStore
 	mu    sync.Mutex // the sink inserts from several goroutines
 	first time.Time
 	calls int
@@ -312,7 +314,7 @@ func (t *timedStore) InsertTicketEvents(ctx context.Context, events []schemas.Ti
 		t.first = start
 	}
 	t.mu.Unlock()
-	err := t.EventStore.InsertTicketEvents(ctx, events)
+	err := t.TicketStore.InsertTicketEvents(ctx, events)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.calls++

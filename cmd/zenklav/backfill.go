@@ -15,8 +15,9 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/ingest"
+	"github.com/zenklav/zenklav/internal/retry"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 	"golang.org/x/term"
@@ -96,20 +97,24 @@ func parseBackfillFlags(args []string, now time.Time, out io.Writer) (backfillFl
 }
 
 // backfill is `zenklav backfill`.
-func backfill(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	f, err := parseBackfillFlags(args, time.Now(), stdout)
+func backfill(ctx context.Context, c call) error {
+	f, err := parseBackfillFlags(c.args, time.Now(), c.stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	job, closeJob, err := newBackfillJob(ctx, f, getenv, stdout)
+	e, err := c.start(envOptions{})
 	if err != nil {
 		return err
 	}
-	defer closeJob()
-	rep := newBackfillReport(stdout, f.since, time.Now())
+	defer e.close()
+	job, err := newBackfillJob(ctx, e, f)
+	if err != nil {
+		return err
+	}
+	rep := newBackfillReport(c.stdout, f.since, time.Now())
 	job.progress = rep.progress
 	st, err := job.run(ctx)
 	rep.finish(job, st, err)
@@ -120,10 +125,9 @@ func backfill(ctx context.Context, args []string, getenv func(string) string, st
 type backfillJob struct {
 	logger    *slog.Logger
 	conn      *zenklav.Connection
-	conns     []*zenklav.Connection // those of the same Zendesk account: the brand decides whose a ticket is
+	conns     *zenklav.Connections // the brand rule decides whose a ticket of a shared account is
 	zendesk   *zendesk.Client
-	publisher pipeline.Publisher
-	topic     string
+	ingest    *ingest.Service
 	flags     backfillFlags
 	stateFile string
 	export    zendesk.ExportOptions
@@ -133,59 +137,49 @@ type backfillJob struct {
 	afterPublish func(page int)
 }
 
-func newBackfillJob(ctx context.Context, f backfillFlags, getenv func(string) string, stdout io.Writer) (*backfillJob, func(), error) {
-	cfg, err := config.FromEnv(getenv)
+func newBackfillJob(ctx context.Context, e *env, f backfillFlags) (*backfillJob, error) {
+	var err error
+	if e.brokers, err = e.needBrokers("backfill writes to"); err != nil {
+		return nil, err
+	}
+	if e.cfg.ConnectionsFile == "" {
+		return nil, errors.New("ZENKLAV_CONNECTIONS_FILE is empty: backfill reads the connection's Zendesk credentials from it")
+	}
+	conns, err := e.connections(ctx, "backfill tool")
 	if err != nil {
-		return nil, nil, err
-	}
-	if len(cfg.KafkaBrokers) == 0 {
-		return nil, nil, errors.New("ZENKLAV_KAFKA_BROKERS is empty: backfill writes to a running Kafka cluster (for `zenklav all`, " +
-			"the embedded broker's address from its start-up banner)")
-	}
-	if cfg.ConnectionsFile == "" {
-		return nil, nil, errors.New("ZENKLAV_CONNECTIONS_FILE is empty: backfill reads the connection's Zendesk credentials from it")
-	}
-	conns, err := config.LoadConnections(cfg.ConnectionsFile)
-	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	conn := conns.ByID(f.connection)
 	if conn == nil {
-		return nil, nil, zenklav.Errorf(zenklav.ENOTFOUND, "backfill: no connection %q in %s", f.connection, cfg.ConnectionsFile)
+		return nil, zenklav.Errorf(zenklav.ENOTFOUND, "backfill: no connection %q in %s", f.connection, e.cfg.ConnectionsFile)
 	}
 	if conn.Zendesk.Email == "" || conn.Zendesk.APIToken == "" {
-		return nil, nil, fmt.Errorf("backfill: connection %q has no zendesk.email and zendesk.api_token to read its history with", conn.ID)
+		return nil, fmt.Errorf("backfill: connection %q has no zendesk.email and zendesk.api_token to read its history with", conn.ID)
 	}
 	if f.toKlaviyo && conn.Klaviyo.PrivateKey == "" {
-		return nil, nil, fmt.Errorf("backfill: --to-klaviyo, but connection %q has no Klaviyo account", conn.ID)
+		return nil, fmt.Errorf("backfill: --to-klaviyo, but connection %q has no Klaviyo account", conn.ID)
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("connection", conn.ID)
-	zc, err := zendesk.NewClient(logger, zendesk.ClientConfig{
-		BaseURL: strings.ReplaceAll(cfg.ZendeskBaseURL, "{subdomain}", conn.Zendesk.Subdomain),
-		Email:   conn.Zendesk.Email, APIToken: conn.Zendesk.APIToken.Reveal(),
-		// A page of 1000 tickets is several megabytes, which Zendesk takes a while to build.
-		Timeout: time.Minute,
-	})
+	e.logger = e.logger.With("connection", conn.ID)
+	// A page of 1000 tickets is several megabytes, which Zendesk takes a while to build.
+	zc, err := e.zendeskClient(*conn, time.Minute)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := pipeline.WaitForBrokers(ctx, logger, cfg.KafkaBrokers); err != nil {
-		return nil, nil, err
+	if err := kafka.WaitForBrokers(ctx, e.logger, e.brokers); err != nil {
+		return nil, err
 	}
-	if err := pipeline.EnsureTopics(ctx, cfg.KafkaBrokers,
-		pipeline.Topic{Name: schemas.TicketEventsTopic, Partitions: cfg.TopicPartitions}); err != nil {
-		return nil, nil, err
+	if err := kafka.EnsureTopics(ctx, e.brokers, kafka.Topic{Name: schemas.TicketEventsTopic, Partitions: e.cfg.TopicPartitions}); err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("backfill: data dir: %w", err)
+	if err := os.MkdirAll(e.cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("backfill: data dir: %w", err)
 	}
-	p := pipeline.NewProducer(logger, cfg.KafkaBrokers)
 	return &backfillJob{
-		logger: logger, conn: conn, conns: conns.BySubdomain(conn.Zendesk.Subdomain), zendesk: zc,
-		publisher: p, topic: schemas.TicketEventsTopic, flags: f,
-		stateFile: filepath.Join(cfg.DataDir, "backfill-"+conn.ID+".json"),
+		logger: e.logger, conn: conn, conns: conns, zendesk: zc,
+		ingest: ingest.New(ingest.Config{Connections: conns, Publisher: e.kafkaProducer()}), flags: f,
+		stateFile: filepath.Join(e.cfg.DataDir, "backfill-"+conn.ID+".json"),
 		export:    zendesk.ExportOptions{PerMinute: f.perMinute},
-	}, func() { p.Close() }, nil
+	}, nil
 }
 
 // backfillState is the state file: where the export stands, saved after each page Kafka
@@ -233,11 +227,11 @@ func (j *backfillJob) run(ctx context.Context) (st backfillStats, err error) {
 		if err != nil {
 			return st, fmt.Errorf("backfill: read Zendesk's export: %w", err)
 		}
-		msgs, skipped, reached, err := j.messages(page.Tickets)
+		events, skipped, reached, err := j.events(page.Tickets)
 		if err != nil {
 			return st, err
 		}
-		if err := j.publish(ctx, msgs); err != nil {
+		if err := j.publish(ctx, events); err != nil {
 			return st, err
 		}
 		state.Pages++
@@ -250,7 +244,7 @@ func (j *backfillJob) run(ctx context.Context) (st backfillStats, err error) {
 		written := int64(len(page.Tickets)) - skipped
 		state.Tickets += written
 		state.Skipped += skipped
-		state.Events += int64(len(msgs))
+		state.Events += int64(len(events))
 		state.Cursor, state.EndOfStream = page.Cursor, page.EndOfStream
 		if !reached.IsZero() {
 			state.Reached = reached
@@ -269,18 +263,18 @@ func (j *backfillJob) run(ctx context.Context) (st backfillStats, err error) {
 	}
 }
 
-// messages turns a page of tickets into the connection's ticket events. It returns how many
+// events turns a page of tickets into the connection's ticket events. It returns how many
 // tickets belong to another connection's brands, and the last ticket's updated_at.
-func (j *backfillJob) messages(tickets []zendesk.Ticket) ([]pipeline.Message, int64, time.Time, error) {
+func (j *backfillJob) events(tickets []zendesk.Ticket) ([]schemas.TicketEvent, int64, time.Time, error) {
 	target := zendesk.BackfillTarget{Tenant: j.conn.ID, Subdomain: j.conn.Zendesk.Subdomain, ReadAt: time.Now(), ToKlaviyo: j.flags.toKlaviyo}
-	var msgs []pipeline.Message
+	var out []schemas.TicketEvent
 	var skipped int64
 	var reached time.Time
 	for _, t := range tickets {
 		reached = t.UpdatedAt
 		// An account shared by connections, one per brand: the ticket is the one's whose
 		// brand it is, as the webhook receiver decides.
-		if config.ForBrand(j.conns, t.BrandID) != j.conn {
+		if j.conns.Owner(j.conn.Zendesk.Subdomain, t.BrandID) != j.conn {
 			skipped++
 			continue
 		}
@@ -290,40 +284,27 @@ func (j *backfillJob) messages(tickets []zendesk.Ticket) ([]pipeline.Message, in
 			// the cursor before it, so nothing after it is passed over unnoticed.
 			return nil, 0, reached, fmt.Errorf("backfill: %w", err)
 		}
-		for i := range events {
-			value, err := events[i].Marshal()
-			if err != nil {
-				return nil, 0, reached, zenklav.Wrap(zenklav.EINTERNAL, err, "backfill ticket %d", t.ID)
-			}
-			msgs = append(msgs, pipeline.Message{
-				Topic: j.topic, Key: []byte(events[i].Key()), Value: value,
-				Headers: map[string]string{"zenklav-schema": "ticket_event.v1", "zenklav-event-id": events[i].EventID},
-			})
-		}
+		out = append(out, events...)
 	}
-	return msgs, skipped, reached, nil
+	return out, skipped, reached, nil
 }
 
-// publish writes a page's events, retrying while Kafka is unavailable for up to two minutes.
-func (j *backfillJob) publish(ctx context.Context, msgs []pipeline.Message) error {
-	if len(msgs) == 0 {
+// publishRetry bounds how long a page waits for Kafka to take it.
+var publishRetry = retry.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second, MaxElapsed: 2 * time.Minute}
+
+// publish writes a page's events through the ingest service, retrying while Kafka is
+// unavailable for up to two minutes.
+func (j *backfillJob) publish(ctx context.Context, events []schemas.TicketEvent) error {
+	if len(events) == 0 {
 		return nil
 	}
-	b := pipeline.Backoff{Initial: 200 * time.Millisecond, Max: 10 * time.Second}
-	began := time.Now()
-	for attempt := 0; ; attempt++ {
-		err := j.publisher.Publish(ctx, msgs...)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || zenklav.ErrorCode(err) != zenklav.EUNAVAILABLE || time.Since(began) > 2*time.Minute {
-			return fmt.Errorf("backfill: write %d events: %w", len(msgs), err)
-		}
-		j.logger.Warn("kafka write failed, retrying", "attempt", attempt+1, "err", err)
-		if err := b.Sleep(ctx, attempt); err != nil {
-			return err
-		}
+	err := publishRetry.Do(ctx, j.logger, "kafka write failed, retrying", func(ctx context.Context) error {
+		return j.ingest.Publish(ctx, events...)
+	})
+	if err != nil {
+		return fmt.Errorf("backfill: write %d events: %w", len(events), err)
 	}
+	return nil
 }
 
 // loadState reads the state file, or starts a new state when there is none or --restart.

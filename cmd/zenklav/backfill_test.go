@@ -19,12 +19,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
-	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/analytics/analyticstest"
+	"github.com/zenklav/zenklav/ingest"
 	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
-	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/sink"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -60,14 +63,14 @@ func backfillHistory(t *testing.T, sim *zendesktest.Server, n int) []zendesk.Tic
 
 // backfillEnv writes a connections file and returns the environment a backfill of
 // connection reads.
-func backfillEnv(t *testing.T, sim *zendesktest.Server, kafka, dataDir, connections string) func(string) string {
+func backfillEnv(t *testing.T, sim *zendesktest.Server, broker, dataDir, connections string) func(string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "connections.json")
 	if err := os.WriteFile(path, []byte(connections), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{
-		"ZENKLAV_KAFKA_BROKERS":    kafka,
+		"ZENKLAV_KAFKA_BROKERS":    broker,
 		"ZENKLAV_CONNECTIONS_FILE": path,
 		"ZENKLAV_ZENDESK_BASE_URL": sim.URL,
 		"ZENKLAV_DATA_DIR":         dataDir,
@@ -85,12 +88,16 @@ func connectionJSON(id, subdomain, brands, klaviyoKey string) string {
 func runBackfill(t *testing.T, ctx context.Context, getenv func(string) string, topic string, f backfillFlags, tune func(*backfillJob)) (backfillStats, error) {
 	t.Helper()
 	f.perMinute = 60_000
-	job, closeJob, err := newBackfillJob(ctx, f, getenv, io.Discard)
+	e, err := newEnv(getenv, io.Discard, envOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeJob()
-	job.topic = topic
+	defer e.close()
+	job, err := newBackfillJob(ctx, e, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.ingest = ingest.New(ingest.Config{Connections: job.conns, Publisher: e.kafkaProducer(), Topic: topic})
 	if tune != nil {
 		tune(job)
 	}
@@ -102,7 +109,7 @@ func runBackfill(t *testing.T, ctx context.Context, getenv func(string) string, 
 // saved, then runs it again: ClickHouse holds every ticket once, and the same counts as a
 // clean run of another connection over the same history.
 func TestBackfillKilledAndRerun(t *testing.T) {
-	kafka, ch := testenv.Kafka(t), testenv.ClickHouse(t)
+	broker, ch := testenv.Kafka(t), testenv.ClickHouse(t)
 	sim := zendesktest.NewServer()
 	defer sim.Close()
 	sim.SetExportPageSize(10)
@@ -118,15 +125,15 @@ func TestBackfillKilledAndRerun(t *testing.T) {
 
 	ctx := context.Background()
 	topic := fmt.Sprintf("backfill-test-%d", rand.N(1_000_000_000))
-	if err := pipeline.EnsureTopics(ctx, []string{kafka}, pipeline.Topic{Name: topic, Partitions: 4}); err != nil {
+	if err := kafka.EnsureTopics(ctx, []string{broker}, kafka.Topic{Name: topic, Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
-	store := startTestSink(t, kafka, ch, topic)
+	store := startTestSink(t, broker, ch, topic)
 	since := backfillFlags{since: time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC)}
 
 	// The clean run: a connection of its own over the same account.
 	clean := fmt.Sprintf("clean-%d", rand.N(1_000_000))
-	cleanEnv := backfillEnv(t, sim, kafka, t.TempDir(), `{"connections":[`+connectionJSON(clean, "acme", "[1]", "")+`,`+connectionJSON(clean+"-b", "acme", "[2]", "")+`]}`)
+	cleanEnv := backfillEnv(t, sim, broker, t.TempDir(), `{"connections":[`+connectionJSON(clean, "acme", "[1]", "")+`,`+connectionJSON(clean+"-b", "acme", "[2]", "")+`]}`)
 	f := since
 	f.connection = clean
 	st, err := runBackfill(t, ctx, cleanEnv, topic, f, nil)
@@ -168,7 +175,7 @@ func TestBackfillKilledAndRerun(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tenant := fmt.Sprintf("crash-%d", rand.N(1_000_000))
 			dataDir := t.TempDir()
-			getenv := backfillEnv(t, sim, kafka, dataDir, `{"connections":[`+connectionJSON(tenant, "acme", "[1]", "")+`,`+connectionJSON(tenant+"-b", "acme", "[2]", "")+`]}`)
+			getenv := backfillEnv(t, sim, broker, dataDir, `{"connections":[`+connectionJSON(tenant, "acme", "[1]", "")+`,`+connectionJSON(tenant+"-b", "acme", "[2]", "")+`]}`)
 			f := since
 			f.connection = tenant
 			killed, cancel := context.WithCancel(ctx)
@@ -205,33 +212,27 @@ func TestBackfillKilledAndRerun(t *testing.T) {
 
 // startTestSink runs the sink on topic into a database of the test's own and returns the
 // store to read it with.
-func startTestSink(t *testing.T, kafka, ch, topic string) *analytics.Store {
+func startTestSink(t *testing.T, broker, ch, topic string) *analytics.Store {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.DiscardHandler)
-	store, err := analytics.Open(ctx, logger, analytics.Config{Addr: ch, Database: fmt.Sprintf("backfill_%d", rand.N(1_000_000_000)), User: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	producer := pipeline.NewProducer(logger, []string{kafka})
-	sink, err := pipeline.NewSink(logger, prometheus.NewRegistry(), pipeline.ConsumerConfig{
-		Brokers: []string{kafka}, Topic: topic, Group: "sink-" + topic, BatchSize: 1000, BatchWait: 100 * time.Millisecond,
-	}, store, producer)
+	store, _ := analyticstest.Open(t)
+	producer := kafka.NewProducer(logger, []string{broker})
+	s, err := sink.New(logger, prometheus.NewRegistry(), kafka.ConsumerConfig{
+		Brokers: []string{broker}, Topic: topic, Group: "sink-" + topic, BatchSize: 1000, BatchWait: 100 * time.Millisecond,
+		DeadLetters: &kafka.DeadLetters{Publisher: producer, Topic: schemas.TicketEventsDLQTopic, Role: "sink", Logger: logger},
+	}, store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- sink.Run(ctx) }()
+	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("sink: %v", err)
 		}
 		producer.Close()
-		store.Close()
 	})
 	return store
 }
@@ -257,7 +258,7 @@ func waitCount(t *testing.T, store *analytics.Store, f analytics.EventFilter, wa
 // with the live unique ids (a live event of the same ticket adds nothing); without it, the
 // emitter sends nothing and calls Klaviyo not once.
 func TestBackfillToKlaviyo(t *testing.T) {
-	kafka := testenv.Kafka(t)
+	broker := testenv.Kafka(t)
 	tests := []struct {
 		toKlaviyo bool
 	}{{true}, {false}}
@@ -284,11 +285,11 @@ func TestBackfillToKlaviyo(t *testing.T) {
 			ctx := context.Background()
 			tenant := fmt.Sprintf("kl-%d", rand.N(1_000_000))
 			topic := "backfill-klaviyo-test-" + tenant
-			if err := pipeline.EnsureTopics(ctx, []string{kafka}, pipeline.Topic{Name: topic, Partitions: 2}); err != nil {
+			if err := kafka.EnsureTopics(ctx, []string{broker}, kafka.Topic{Name: topic, Partitions: 2}); err != nil {
 				t.Fatal(err)
 			}
 			doc := `{"connections":[` + connectionJSON(tenant, "acme", "[1]", key) + `]}`
-			getenv := backfillEnv(t, sim, kafka, t.TempDir(), doc)
+			getenv := backfillEnv(t, sim, broker, t.TempDir(), doc)
 			f := backfillFlags{connection: tenant, since: time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC), toKlaviyo: tt.toKlaviyo}
 			if _, err := runBackfill(t, ctx, getenv, topic, f, nil); err != nil {
 				t.Fatal(err)
@@ -303,14 +304,14 @@ func TestBackfillToKlaviyo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			producer := pipeline.NewProducer(slog.New(slog.DiscardHandler), []string{kafka})
+			producer := kafka.NewProducer(slog.New(slog.DiscardHandler), []string{broker})
 			defer producer.Close()
-			if err := producer.Publish(ctx, pipeline.Message{Topic: topic, Key: []byte(live.Key()), Value: value}); err != nil {
+			if err := producer.Publish(ctx, zenklav.Message{Topic: topic, Key: []byte(live.Key()), Value: value}); err != nil {
 				t.Fatal(err)
 			}
 
 			group := "emitter-" + topic
-			runTestEmitter(t, kafka, topic, group, front.URL, sim.URL, doc)
+			runTestEmitter(t, broker, topic, group, front.URL, sim.URL, doc)
 			want := map[string]bool{}
 			for _, tk := range mine {
 				want[fmt.Sprintf("zendesk:%s:%d:opened", tenant, tk.ID)] = true
@@ -320,7 +321,7 @@ func TestBackfillToKlaviyo(t *testing.T) {
 			}
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				p, err := pipeline.GroupProgress(ctx, []string{kafka}, topic, group)
+				p, err := kafka.GroupProgress(ctx, []string{broker}, topic, group)
 				if err == nil && p.End > 0 && p.Committed == p.End && (!tt.toKlaviyo || len(kl.Events(key)) >= len(want)) {
 					break
 				}
@@ -365,18 +366,18 @@ func TestBackfillToKlaviyo(t *testing.T) {
 		ctx := context.Background()
 		tenant := fmt.Sprintf("kl-%d", rand.N(1_000_000))
 		topic := "backfill-klaviyo-test-" + tenant
-		if err := pipeline.EnsureTopics(ctx, []string{kafka}, pipeline.Topic{Name: topic, Partitions: 2}); err != nil {
+		if err := kafka.EnsureTopics(ctx, []string{broker}, kafka.Topic{Name: topic, Partitions: 2}); err != nil {
 			t.Fatal(err)
 		}
 		doc := `{"connections":[` + connectionJSON(tenant, "acme", "[1]", "pk_never_called") + `]}`
-		if _, err := runBackfill(t, ctx, backfillEnv(t, sim, kafka, t.TempDir(), doc), topic, backfillFlags{connection: tenant, since: time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC)}, nil); err != nil {
+		if _, err := runBackfill(t, ctx, backfillEnv(t, sim, broker, t.TempDir(), doc), topic, backfillFlags{connection: tenant, since: time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC)}, nil); err != nil {
 			t.Fatal(err)
 		}
 		group := "emitter-" + topic
-		runTestEmitter(t, kafka, topic, group, front.URL, sim.URL, doc)
+		runTestEmitter(t, broker, topic, group, front.URL, sim.URL, doc)
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			p, err := pipeline.GroupProgress(ctx, []string{kafka}, topic, group)
+			p, err := kafka.GroupProgress(ctx, []string{broker}, topic, group)
 			if err == nil && p.End > 0 && p.Committed == p.End {
 				break
 			}
@@ -393,30 +394,25 @@ func TestBackfillToKlaviyo(t *testing.T) {
 
 // runTestEmitter runs the emitter on topic in group, wired as zenklav wires it, until the
 // test ends.
-func runTestEmitter(t *testing.T, kafka, topic, group, klaviyoURL, zendeskURL, doc string) {
+func runTestEmitter(t *testing.T, broker, topic, group, klaviyoURL, zendeskURL, doc string) {
 	t.Helper()
-	logger := slog.New(slog.DiscardHandler)
-	conns, err := config.ParseConnections([]byte(doc))
+	path := filepath.Join(t.TempDir(), "connections.json")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"ZENKLAV_CONNECTIONS_FILE": path, "ZENKLAV_KLAVIYO_BASE_URL": klaviyoURL, "ZENKLAV_ZENDESK_BASE_URL": zendeskURL,
+		"ZENKLAV_KAFKA_BROKERS": broker, "ZENKLAV_LOG_LEVEL": "error"}
+	e, err := newEnv(func(k string) string { return vars[k] }, io.Discard, envOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Config{KlaviyoBaseURL: klaviyoURL, ZendeskBaseURL: zendeskURL}
-	clients, err := newAPIClients(logger, cfg, conns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := routes(logger, conns, clients)
-	if err != nil {
-		t.Fatal(err)
-	}
-	producer := pipeline.NewProducer(logger, []string{kafka})
-	em, err := pipeline.NewEmitter(logger, prometheus.NewRegistry(), pipeline.EmitterConfig{
-		Brokers: []string{kafka}, Topic: topic, Group: group, Routes: rs, Linger: 10 * time.Millisecond,
-	}, producer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.brokers = e.cfg.KafkaBrokers
 	ctx, cancel := context.WithCancel(context.Background())
+	em, _, err := e.newEmitter(ctx, emitterWiring{topic: topic, group: group, lanes: kafka.LaneConfig{Linger: 10 * time.Millisecond}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- em.Run(ctx) }()
 	t.Cleanup(func() {
@@ -424,6 +420,6 @@ func runTestEmitter(t *testing.T, kafka, topic, group, klaviyoURL, zendeskURL, d
 		if err := <-done; err != nil {
 			t.Errorf("emitter: %v", err)
 		}
-		producer.Close()
+		e.close()
 	})
 }

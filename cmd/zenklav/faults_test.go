@@ -18,12 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/emitter"
 	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
-	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -121,14 +122,14 @@ func TestEmitterFaults(t *testing.T) {
 	)}
 	p.start()
 
-	producer := pipeline.NewProducer(slog.New(slog.DiscardHandler), []string{brokers})
+	producer := kafka.NewProducer(slog.New(slog.DiscardHandler), []string{brokers})
 	defer producer.Close()
 	ctx := context.Background()
 	next := 0
 	// produce sends n new tickets, created, each of its own requester.
 	produce := func(n int) {
 		t.Helper()
-		msgs := make([]pipeline.Message, n)
+		msgs := make([]zenklav.Message, n)
 		for i := range msgs {
 			next++
 			e := faultTicket(tenant, next)
@@ -136,7 +137,7 @@ func TestEmitterFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msgs[i] = pipeline.Message{Topic: schemas.TicketEventsTopic, Key: []byte(e.Key()), Value: b}
+			msgs[i] = zenklav.Message{Topic: schemas.TicketEventsTopic, Key: []byte(e.Key()), Value: b}
 		}
 		if err := producer.Publish(ctx, msgs...); err != nil {
 			t.Fatal(err)
@@ -217,8 +218,8 @@ func TestEmitterFaults(t *testing.T) {
 		t.Fatal("no dead letter for the refused event")
 	}
 	for _, dl := range dls {
-		if dl[pipeline.HeaderTicket] != strconv.Itoa(refused) || !strings.Contains(dl[pipeline.HeaderResponse], `"status":400`) ||
-			dl[pipeline.HeaderRole] != "emitter" || dl[pipeline.HeaderReason] == "" {
+		if dl[kafka.HeaderTicket] != strconv.Itoa(refused) || !strings.Contains(dl[kafka.HeaderResponse], `"status":400`) ||
+			dl[kafka.HeaderRole] != "emitter" || dl[kafka.HeaderReason] == "" {
 			t.Errorf("dead letter headers %v, want ticket %d, role emitter, a reason and the 400 answer", dl, refused)
 		}
 	}
@@ -276,7 +277,7 @@ func waitCaughtUp(t *testing.T, brokers string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		p, err := pipeline.GroupProgress(context.Background(), []string{brokers}, schemas.TicketEventsTopic, pipeline.EmitterGroup)
+		p, err := kafka.GroupProgress(context.Background(), []string{brokers}, schemas.TicketEventsTopic, emitter.Group)
 		if err == nil && p.Committed == p.End {
 			return
 		}
@@ -290,7 +291,7 @@ func waitCaughtUp(t *testing.T, brokers string) {
 // deadLetters returns the headers of tenant's dead letters.
 func deadLetters(t *testing.T, brokers, tenant string) []map[string]string {
 	t.Helper()
-	conn, err := kafka.Dial("tcp", brokers)
+	conn, err := kafkago.Dial("tcp", brokers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +305,7 @@ func deadLetters(t *testing.T, brokers, tenant string) []map[string]string {
 	var wg sync.WaitGroup
 	for _, part := range parts {
 		wg.Go(func() {
-			r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{brokers}, Topic: schemas.TicketEventsDLQTopic, Partition: part.ID})
+			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{brokers}, Topic: schemas.TicketEventsDLQTopic, Partition: part.ID})
 			defer r.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -321,7 +322,7 @@ func deadLetters(t *testing.T, brokers, tenant string) []map[string]string {
 				for _, x := range m.Headers {
 					h[x.Key] = string(x.Value)
 				}
-				if h[pipeline.HeaderTenant] == tenant {
+				if h[kafka.HeaderConnection] == tenant {
 					mu.Lock()
 					found = append(found, h)
 					mu.Unlock()

@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/zenklav/zenklav/internal/golden"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -20,11 +20,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zenklav/zenklav/kafka"
+
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/emitter"
+	"github.com/zenklav/zenklav/internal/golden"
+
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/internal/testenv"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
-	"github.com/zenklav/zenklav/pipeline"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
@@ -93,7 +98,7 @@ const acmeSecret = "acme-webhook-signing-secret-1"
 // event exactly once and that Klaviyo holds exactly one Opened Ticket and one Resolved
 // Ticket for the requester, with the fourteen properties of testdata/ticket_metrics.golden.json.
 func TestEndToEnd(t *testing.T) {
-	kafka, ch := testenv.Kafka(t), testenv.ClickHouse(t)
+	broker, ch := testenv.Kafka(t), testenv.ClickHouse(t)
 	db := fmt.Sprintf("e2e_%d_%d", time.Now().UnixNano(), rand.N(1000))
 	// Other tests write to ticket-events.v1 on the same broker: a tenant of our own keeps
 	// their events out of our counts.
@@ -115,7 +120,7 @@ func TestEndToEnd(t *testing.T) {
 		"ZENKLAV_ZENDESK_BASE_URL":    zd.URL,
 		"ZENKLAV_KLAVIYO_BASE_URL":    kl.URL,
 		"ZENKLAV_HTTP_ADDR":           "127.0.0.1:0",
-		"ZENKLAV_KAFKA_BROKERS":       kafka,
+		"ZENKLAV_KAFKA_BROKERS":       broker,
 		"ZENKLAV_CLICKHOUSE_ADDR":     ch,
 		"ZENKLAV_CLICKHOUSE_DATABASE": db,
 		"ZENKLAV_CONNECTIONS_FILE":    conns,
@@ -203,7 +208,7 @@ func TestEndToEnd(t *testing.T) {
 	// it was still sending would show.
 	deadline = time.Now().Add(60 * time.Second)
 	for {
-		p, err := pipeline.GroupProgress(ctx, []string{kafka}, schemas.TicketEventsTopic, pipeline.EmitterGroup)
+		p, err := kafka.GroupProgress(ctx, []string{broker}, schemas.TicketEventsTopic, emitter.Group)
 		if err == nil && p.Committed == p.End && len(kl.Events(klaviyoKey)) >= 3 {
 			break
 		}
@@ -217,12 +222,12 @@ func TestEndToEnd(t *testing.T) {
 	for who, want := range map[string]float64{sample.Customers[1].Email: 0, sample.Customers[0].Email: 1} {
 		for {
 			props, ok := kl.Profile(klaviyoKey, who)
-			got, isNumber := props[pipeline.OpenTicketsProperty].(float64)
+			got, isNumber := props[zenklav.OpenTicketsProperty].(float64)
 			if ok && isNumber && got == want {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("profile %s: Open_tickets %v (profile found: %v), want %v", who, props[pipeline.OpenTicketsProperty], ok, want)
+				t.Fatalf("profile %s: Open_tickets %v (profile found: %v), want %v", who, props[zenklav.OpenTicketsProperty], ok, want)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -235,7 +240,10 @@ func TestEndToEnd(t *testing.T) {
 // random connection id replaced by CONNECTION.
 func metricsJSON(t *testing.T, events []klaviyo.Event, tenant string) []byte {
 	t.Helper()
-	slices.SortFunc(events, func(a, b klaviyo.Event) int { return strings.Compare(a.Metric, b.Metric) })
+	// By metric, then time: two tickets' Opened Ticket arrive in either order.
+	slices.SortFunc(events, func(a, b klaviyo.Event) int {
+		return cmp.Or(strings.Compare(a.Metric, b.Metric), a.Time.Compare(b.Time))
+	})
 	b, err := json.MarshalIndent(events, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -6,15 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 	"golang.org/x/term"
 )
@@ -30,56 +29,53 @@ Flags (all optional; together they must all match):
 `
 
 // replay is `zenklav replay`.
-func replay(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func replay(ctx context.Context, c call) error {
+	stdout := c.stdout
 	// Flags first: a mistake in them must stop the run before it touches Kafka.
-	opts, err := parseReplayFlags(args, time.Now(), stdout)
+	opts, err := parseReplayFlags(c.args, time.Now(), stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	cfg, err := config.FromEnv(getenv)
+	e, err := c.start(envOptions{})
 	if err != nil {
 		return err
 	}
-	if len(cfg.KafkaBrokers) == 0 {
-		return errors.New("ZENKLAV_KAFKA_BROKERS is empty: replay reads and writes a running Kafka cluster, " +
-			"and the embedded broker lives only inside a running `zenklav all`; set ZENKLAV_KAFKA_BROKERS to the " +
-			"cluster's brokers (for `zenklav all`, the embedded broker's address from its start-up banner)")
+	defer e.close()
+	if e.brokers, err = e.needBrokers("replay reads and writes"); err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	var pub pipeline.Publisher
+	var pub zenklav.Publisher
 	if !opts.DryRun {
-		p := pipeline.NewProducer(logger, cfg.KafkaBrokers)
-		defer p.Close()
-		pub = p
+		pub = e.kafkaProducer()
 	}
 	rep := newReplayReport(stdout, opts.DryRun)
 	opts.Progress = rep.progress
 	if opts.DryRun {
 		opts.Match = rep.match
 	}
-	st, err := pipeline.Replay(ctx, logger, cfg.KafkaBrokers, pub, opts)
+	st, err := kafka.Replay(ctx, e.logger, e.brokers, pub, opts)
 	// The summary comes even after a failure: it says how far the run got.
 	rep.finish(st, err == nil)
 	return err
 }
 
 // parseReplayFlags reads replay's flags; durations in --since and --until count back from now.
-func parseReplayFlags(args []string, now time.Time, out io.Writer) (pipeline.ReplayOptions, error) {
-	opts := pipeline.ReplayOptions{Topic: schemas.TicketEventsDLQTopic}
+func parseReplayFlags(args []string, now time.Time, out io.Writer) (kafka.ReplayOptions, error) {
+	opts := kafka.ReplayOptions{Topic: schemas.TicketEventsDLQTopic, Roles: replayRoles(schemas.TicketEventsDLQTopic)}
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprint(out, replayUsage)
 		fs.PrintDefaults()
 	}
-	connection := fs.String("connection", "", "only the dead letters of this connection `ID` (header zenklav-tenant)")
+	connection := fs.String("connection", "", "only the dead letters of this connection `ID` (header "+kafka.HeaderConnection+")")
 	ticket := fs.String("ticket", "", "only the dead letters of ticket `N` (header zenklav-ticket)")
 	since := fs.String("since", "", "only those that failed at or after `TIME`: RFC 3339 (2025-03-01T00:00:00Z), or a duration back from now (24h, 7d)")
 	until := fs.String("until", "", "only those that failed at or before `TIME`, as for --since")
-	role := fs.String("role", "", "only those the `ROLE` gave up on: "+strings.Join(pipeline.ReplayRoles, " or "))
+	role := fs.String("role", "", "only those the `ROLE` gave up on: "+strings.Join(replayRoles(schemas.TicketEventsDLQTopic), " or "))
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "count and list what would be replayed; send nothing")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,7 +113,7 @@ func parseReplayFlags(args []string, now time.Time, out io.Writer) (pipeline.Rep
 		}
 	}
 	f.Role = *role
-	if err := f.Validate(); err != nil {
+	if err := f.Validate(opts.Roles); err != nil {
 		return opts, fmt.Errorf("replay: %w", err)
 	}
 	return opts, nil
@@ -159,7 +155,7 @@ func newReplayReport(out io.Writer, dryRun bool) *replayReport {
 	return &replayReport{out: out, dryRun: dryRun, tty: ok && term.IsTerminal(int(f.Fd())), every: 5 * time.Second, last: time.Now()}
 }
 
-func (r *replayReport) progress(st pipeline.ReplayStats) {
+func (r *replayReport) progress(st kafka.ReplayStats) {
 	verb, n := "replayed", st.Replayed
 	if r.dryRun {
 		verb, n = "matched", st.Matched
@@ -189,7 +185,7 @@ func (r *replayReport) progress(st pipeline.ReplayStats) {
 }
 
 // match lists one dead letter of a dry run.
-func (r *replayReport) match(m pipeline.ReplayMatch) {
+func (r *replayReport) match(m kafka.ReplayMatch) {
 	if r.bar != nil {
 		_ = r.bar.Clear() // the line goes above the bar, which redraws below it
 	}
@@ -198,7 +194,7 @@ func (r *replayReport) match(m pipeline.ReplayMatch) {
 		what = "would skip " + m.From + " (no zenklav-origin-topic header)"
 	}
 	fmt.Fprintf(r.out, "%s connection=%s ticket=%s role=%s failed-at=%s reason=%q\n",
-		what, dash(m.Tenant), dash(m.Ticket), dash(m.Role), dash(m.FailedAt), m.Reason)
+		what, dash(m.Connection), dash(m.Ticket), dash(m.Role), dash(m.FailedAt), m.Reason)
 }
 
 // dash stands in for a header the dead letter lacks, so the listing keeps its columns.
@@ -210,7 +206,7 @@ func dash(s string) string {
 }
 
 // finish ends the bar and prints the summary line.
-func (r *replayReport) finish(st pipeline.ReplayStats, ok bool) {
+func (r *replayReport) finish(st kafka.ReplayStats, ok bool) {
 	if r.bar != nil {
 		if ok {
 			_ = r.bar.Finish()

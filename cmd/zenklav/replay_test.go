@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/internal/testenv"
-	"github.com/zenklav/zenklav/pipeline"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -79,25 +80,25 @@ func TestReplayCommand(t *testing.T) {
 	defer cancel()
 	origin := fmt.Sprintf("test-replay-command-%d", rand.N(1_000_000))
 	tenant := fmt.Sprintf("replay-%d", rand.N(1_000_000))
-	if err := pipeline.EnsureTopics(ctx, brokers,
-		pipeline.Topic{Name: origin, Partitions: 1},
-		pipeline.Topic{Name: schemas.TicketEventsDLQTopic, Partitions: 4},
+	if err := kafka.EnsureTopics(ctx, brokers,
+		kafka.Topic{Name: origin, Partitions: 1},
+		kafka.Topic{Name: schemas.TicketEventsDLQTopic, Partitions: 4},
 	); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	dead := func(ticket, role string, failed time.Time, to string) pipeline.Message {
+	dead := func(ticket, role string, failed time.Time, to string) zenklav.Message {
 		h := map[string]string{
-			pipeline.HeaderTenant: tenant, pipeline.HeaderTicket: ticket, pipeline.HeaderRole: role,
-			pipeline.HeaderReason: "klaviyo said 400", pipeline.HeaderFailedAt: failed.Format(time.RFC3339),
-			pipeline.HeaderOrigin: origin + "/0/1",
+			kafka.HeaderConnection: tenant, kafka.HeaderTicket: ticket, kafka.HeaderRole: role,
+			kafka.HeaderReason: "klaviyo said 400", kafka.HeaderFailedAt: failed.Format(time.RFC3339),
+			kafka.HeaderOrigin: origin + "/0/1",
 		}
 		if to != "" {
-			h[pipeline.HeaderOriginTopic] = to
+			h[kafka.HeaderOriginTopic] = to
 		}
-		return pipeline.Message{Topic: schemas.TicketEventsDLQTopic, Key: []byte(tenant + "/" + ticket), Value: []byte("ticket " + ticket), Headers: h}
+		return zenklav.Message{Topic: schemas.TicketEventsDLQTopic, Key: []byte(tenant + "/" + ticket), Value: []byte("ticket " + ticket), Headers: h}
 	}
-	p := pipeline.NewProducer(slog.New(slog.DiscardHandler), brokers)
+	p := kafka.NewProducer(slog.New(slog.DiscardHandler), brokers)
 	defer p.Close()
 	if err := p.Publish(ctx,
 		dead("1", "sink", now.Add(-2*time.Hour), origin),
@@ -166,14 +167,14 @@ func TestReplayCommand(t *testing.T) {
 // readValues returns the values of every message in the one partition of topic.
 func readValues(t *testing.T, ctx context.Context, brokers []string, topic string) []string {
 	t.Helper()
-	p, err := pipeline.GroupProgress(ctx, brokers, topic, "")
+	p, err := kafka.GroupProgress(ctx, brokers, topic, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.End == 0 {
 		return nil
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	var out []string
 	for int64(len(out)) < p.End {
@@ -191,8 +192,8 @@ func TestReplayReportPlainLines(t *testing.T) {
 	var out bytes.Buffer
 	r := newReplayReport(&out, false)
 	r.every = 0
-	r.progress(pipeline.ReplayStats{Total: 10, Scanned: 4, Matched: 3, Replayed: 2})
-	r.finish(pipeline.ReplayStats{Total: 10, Scanned: 10, Matched: 6, Replayed: 5, Skipped: 1}, true)
+	r.progress(kafka.ReplayStats{Total: 10, Scanned: 4, Matched: 3, Replayed: 2})
+	r.finish(kafka.ReplayStats{Total: 10, Scanned: 10, Matched: 6, Replayed: 5, Skipped: 1}, true)
 	want := "replay: scanned 4/10, replayed 2\nscanned 10/10, matched 6, replayed 5, skipped 1 (no origin topic header)\n"
 	if out.String() != want {
 		t.Errorf("output %q, want %q", out.String(), want)

@@ -15,12 +15,10 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
 	// Time zones for --tz and the API's tz, on a machine without the system's tzdata.
 	_ "time/tzdata"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/zenklav/zenklav/backend"
-	"github.com/zenklav/zenklav/config"
 	"github.com/zenklav/zenklav/reports"
 )
 
@@ -45,45 +43,41 @@ type reportRequest struct {
 }
 
 // report is `zenklav report`.
-func report(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	rr, err := parseReportFlags(args, stdout)
+func report(ctx context.Context, c call) error {
+	rr, err := parseReportFlags(c.args, c.stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	cfg, err := config.FromEnv(getenv)
+	// The report goes to stdout, so the logs go to stderr, and only when they matter.
+	e, err := c.start(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn})
 	if err != nil {
 		return err
 	}
-	var tenants []string
-	if cfg.ConnectionsFile != "" {
-		conns, err := config.LoadConnections(cfg.ConnectionsFile)
+	defer e.close()
+	var connections []string
+	if e.cfg.ConnectionsFile != "" {
+		conns, err := e.connections(ctx, "report tool")
 		if err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
-		for _, c := range conns.Connections {
-			tenants = append(tenants, c.ID)
-		}
+		connections = conns.IDs()
 	} else if c := rr.query.Get("connection"); c != "" {
-		tenants = []string{c}
+		connections = []string{c}
 	} else {
 		return errors.New("report: give --connection, or set ZENKLAV_CONNECTIONS_FILE to cover its connections")
 	}
-	f, err := reports.ParseQuery(rr.kind, rr.query, tenants, time.Now())
+	f, err := reports.ParseQuery(rr.kind, rr.query, connections, time.Now())
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	// The report goes to stdout, so the logs go to stderr, and only when they matter.
-	e := &env{cfg: cfg, stdout: stdout, registry: prometheus.NewRegistry(),
-		logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))}
-	store, err := e.openStore(ctx)
+	store, err := e.ticketStore(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	return printReport(ctx, store, rr, f, stdout)
+	return printReport(ctx, store, rr, f, c.stdout)
 }
 
 // parseReportFlags reads report's kind and flags into the API's query parameters.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/zenklav/zenklav/internal/golden"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -15,8 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zenklav/zenklav/internal/golden"
+
 	"github.com/zenklav/zenklav/analytics"
-	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/internal/testenv"
 	"github.com/zenklav/zenklav/reports"
 )

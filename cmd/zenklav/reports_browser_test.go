@@ -1,7 +1,6 @@
 package main
 
 import (
-	zauth "github.com/zenklav/zenklav/auth"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	zauth "github.com/zenklav/zenklav/auth"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav/backend"

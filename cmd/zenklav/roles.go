@@ -1,192 +1,177 @@
 package main
 
 import (
-	zauth "github.com/zenklav/zenklav/auth"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/backend"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/pipeline"
-	"github.com/zenklav/zenklav/reportsui"
+	"github.com/zenklav/zenklav/emitter"
+	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
+	"github.com/zenklav/zenklav/sink"
 )
 
-// env is what every role is built from.
-type env struct {
-	cfg      config.Config
-	logger   *slog.Logger
-	stdout   io.Writer
-	registry *prometheus.Registry
+// role is one row of the role table: a part of zenklav that runs until stopped. `zenklav
+// all` runs every row in one process; in production each runs, and scales out, on its own.
+// Adding a role is a row here and a build function.
+type role struct {
+	name  string
+	usage string
+	// topics are the topics it reads or writes (created when missing); dlq, when set, is
+	// the topic of its dead letters, which `zenklav replay` reads.
+	topics []string
+	dlq    string
+	groups []string // its consumer groups
+	// sections are the parts of the configuration it reads, checked before anything starts.
+	sections func(e *env) []validator
+	// clickhouse says its readiness depends on ClickHouse.
+	clickhouse bool
+	// build makes the role's runner, and adds what the role serves to the HTTP server.
+	build func(ctx context.Context, e *env, srv *backend.Options, b *banner) (runner, error)
 }
 
-func newEnv(getenv func(string) string, stdout io.Writer) (*env, error) {
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return nil, err
+// validator is a section of the configuration.
+type validator interface{ Validate() error }
+
+// runner runs a role until ctx ends or it fails.
+type runner func(ctx context.Context) error
+
+var roles = []role{
+	{
+		name: "api", usage: "HTTP: Zendesk webhooks in, the sidebar, the reports API and page, health, metrics",
+		topics:   []string{schemas.TicketEventsTopic},
+		sections: func(e *env) []validator { return []validator{e.cfg.Server, e.cfg.APIs} },
+		build:    buildAPI,
+	},
+	{
+		name: "emitter", usage: "turns ticket events into Klaviyo metrics (Opened Ticket, Resolved Ticket)",
+		topics: []string{schemas.TicketEventsTopic}, dlq: schemas.TicketEventsDLQTopic, groups: []string{emitter.Group},
+		sections:   func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.APIs, e.cfg.Emitter} },
+		clickhouse: true,
+		build:      buildEmitter,
+	},
+	{
+		name: "sink", usage: "copies ticket events from Kafka into ClickHouse",
+		topics: []string{schemas.TicketEventsTopic}, dlq: schemas.TicketEventsDLQTopic,
+		groups:     []string{sink.Group, sink.Group + sink.TicketRowsSuffix},
+		sections:   func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.Sink} },
+		clickhouse: true,
+		build:      buildSink,
+	},
+}
+
+// roleNamed returns the role of that name; "all" is every role.
+func rolesNamed(name string) []role {
+	if name == "all" {
+		return roles
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &env{
-		cfg:      cfg,
-		logger:   slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})),
-		stdout:   stdout,
-		registry: reg,
-	}, nil
+	for _, r := range roles {
+		if r.name == name {
+			return []role{r}
+		}
+	}
+	return nil
 }
 
-// runRoles runs role ("all", "api", "emitter" or "sink") until ctx ends or a part fails.
-func runRoles(ctx context.Context, role string, getenv func(string) string, stdout io.Writer) error {
-	e, err := newEnv(getenv, stdout)
+// replayRoles are the roles whose dead letters land in topic.
+func replayRoles(topic string) []string {
+	var out []string
+	for _, r := range roles {
+		if r.dlq == topic {
+			out = append(out, r.name)
+		}
+	}
+	return out
+}
+
+// runRoles runs the roles of name ("all", or one role) until ctx ends or one fails.
+func runRoles(ctx context.Context, name string, getenv func(string) string, stdout io.Writer) error {
+	e, err := newEnv(getenv, stdout, envOptions{})
 	if err != nil {
 		return err
+	}
+	defer e.close()
+	e.sandboxOK = name == "all"
+	run := rolesNamed(name)
+	for _, r := range run {
+		for _, s := range r.sections(e) {
+			if err := s.Validate(); err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	b := banner{role: role}
-
-	brokers := e.cfg.KafkaBrokers
-	if len(brokers) == 0 {
-		if role != "all" {
-			return errors.New("ZENKLAV_KAFKA_BROKERS is empty: only `zenklav all` runs an embedded broker; point the other roles at Kafka")
-		}
-		cluster, addr, err := e.embeddedKafka()
-		if err != nil {
-			return err
-		}
-		defer cluster.Close()
-		brokers = []string{addr}
-		b.kafka = fmt.Sprintf("embedded broker at %s, data in %s (set ZENKLAV_KAFKA_BROKERS for a real cluster)", addr, e.dataDir("kafka"))
-	} else {
-		b.kafka = strings.Join(brokers, ",")
-	}
-	if err := pipeline.WaitForBrokers(ctx, e.logger, brokers); err != nil {
+	b := &banner{role: name}
+	if err := e.startKafka(ctx, name, run, b); err != nil {
 		return err
 	}
-	if err := pipeline.EnsureTopics(ctx, brokers,
-		pipeline.Topic{Name: schemas.TicketEventsTopic, Partitions: e.cfg.TopicPartitions},
-		pipeline.Topic{Name: schemas.TicketEventsDLQTopic, Partitions: e.cfg.TopicPartitions},
-	); err != nil {
-		return err
-	}
-	producer := pipeline.NewProducer(e.logger, brokers)
-	defer producer.Close()
-	ready := map[string]func(context.Context) error{
-		"kafka": func(ctx context.Context) error { return pipeline.Ping(ctx, brokers) },
-	}
-
 	// Build every part first; start them only when nothing can fail any more, so a start-up
 	// error never leaves a running part behind.
-	var conns *zenklav.Connections
-	var sb *sandbox
-	cfg := e.cfg
-	if role == "all" || role == "api" || role == "emitter" {
-		if conns, sb, err = e.connections(ctx, role, &b); err != nil {
+	opts := backend.Options{Registry: e.registry, Ready: map[string]func(context.Context) error{
+		"kafka": func(ctx context.Context) error { return kafka.Ping(ctx, e.brokers) },
+	}}
+	runners := map[string]runner{}
+	for _, r := range run {
+		if runners[r.name], err = r.build(ctx, e, &opts, b); err != nil {
 			return err
 		}
-		if sb != nil {
-			defer sb.Close()
-			cfg.KlaviyoBaseURL, cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
-			if cfg.JWTSigningKey == "" {
-				cfg.SetSigningKeys([]zauth.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
-			}
+		if r.clickhouse {
+			// Only the roles that cannot work without ClickHouse say so in /readyz: the api
+			// reads it for the sidebar and the reports, and its outage must not pull the
+			// webhook receiver out of a load balancer.
+			opts.Ready["clickhouse"] = e.store.Ping
 		}
 	}
-	withSidebar := (role == "all" || role == "api") && sidebarWanted(conns)
-	// Report tokens are verified with ZENKLAV_JWT_SIGNING_KEY: without it there is no
-	// reports API (the /reports page then shows the API's 404).
-	withReports := (role == "all" || role == "api") && len(cfg.JWTKeys) > 0
-	var store *analytics.Store
-	if role == "all" || role == "sink" || role == "emitter" || withSidebar || withReports {
-		if store, err = e.openStore(ctx); err != nil {
-			return err
-		}
-		defer store.Close()
-		if role != "api" {
-			// The api role reads ClickHouse for the sidebar's support history and the
-			// reports only; a ClickHouse outage leaves that section out (or answers a
-			// report 503), and must not pull the webhook receiver out of a load balancer.
-			ready["clickhouse"] = store.Ping
-		}
+	if e.store != nil {
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
 	}
-	var clients *apiClients
-	if conns != nil {
-		if clients, err = newAPIClients(e.logger, cfg, conns); err != nil {
-			return err
-		}
-	}
-	var sink *pipeline.Sink
-	if role == "all" || role == "sink" {
-		sink, err = pipeline.NewSink(e.logger.With("role", "sink"), e.registry, pipeline.ConsumerConfig{
-			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.SinkGroup,
-			BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait,
-		}, store, producer)
-		if err != nil {
-			return err
-		}
-	}
+	return e.serve(ctx, cancel, name, opts, runners, b)
+}
 
-	var emitter *pipeline.Emitter
-	if role == "all" || role == "emitter" {
-		logger := e.logger.With("role", "emitter")
-		rs, err := routes(logger, conns, clients)
+// startKafka finds the brokers (the embedded one for `zenklav all` when none is configured),
+// waits for them and creates the roles' topics.
+func (e *env) startKafka(ctx context.Context, name string, run []role, b *banner) error {
+	e.brokers = e.cfg.KafkaBrokers
+	if len(e.brokers) == 0 {
+		if name != "all" {
+			return errors.New("ZENKLAV_KAFKA_BROKERS is empty: only `zenklav all` runs an embedded broker; point the other roles at Kafka")
+		}
+		addr, err := e.embeddedKafka()
 		if err != nil {
 			return err
 		}
-		emitter, err = pipeline.NewEmitter(logger, e.registry, pipeline.EmitterConfig{
-			Brokers: brokers, Topic: schemas.TicketEventsTopic, Group: pipeline.EmitterGroup,
-			Routes: rs, States: ticketStates{store}, RetryFor: cfg.EmitterRetryFor, BackfillAfter: cfg.EmitterBackfillAfter,
-		}, producer)
-		if err != nil {
-			return err
-		}
-		b.klaviyo = fmt.Sprintf("%s, %d connection(s) with a Klaviyo account", cfg.KlaviyoBaseURL, len(rs))
+		e.brokers = []string{addr}
+		b.kafka = fmt.Sprintf("embedded broker at %s, data in %s/kafka (set ZENKLAV_KAFKA_BROKERS for a real cluster)", addr, e.cfg.DataDir)
+	} else {
+		b.kafka = strings.Join(e.brokers, ",")
 	}
-
-	opts := backend.Options{Registry: e.registry, Ready: ready}
-	if role == "all" || role == "api" {
-		opts.Connections, opts.Publisher = conns, producer
-		opts.ReportsPage = reportsui.Page()
+	if err := kafka.WaitForBrokers(ctx, e.logger, e.brokers); err != nil {
+		return err
 	}
-	if withReports {
-		auth, err := zauth.NewReports(cfg.JWTKeys, conns, nil)
-		if err != nil {
-			return err
-		}
-		opts.Reports = &backend.Reports{Auth: auth, Source: store}
-		if sb != nil {
-			// Sandbox mode's key lives as long as the process: the banner hands out a
-			// marketer's token for the sandbox connection, as `zenklav token` would.
-			if b.reportsToken, _, err = auth.Issue(zauth.TokenRequest{
-				Subject: "sandbox", Role: zauth.RoleMarketer, Tenants: []string{sandboxSubdomain}, TTL: 24 * time.Hour,
-			}); err != nil {
-				return err
+	var topics []kafka.Topic
+	for _, r := range run {
+		for _, t := range append(slices.Clone(r.topics), r.dlq) {
+			if t != "" && !slices.ContainsFunc(topics, func(x kafka.Topic) bool { return x.Name == t }) {
+				topics = append(topics, kafka.Topic{Name: t, Partitions: e.cfg.TopicPartitions})
 			}
 		}
-	} else if role == "all" || role == "api" {
-		e.logger.Info("reports API off: ZENKLAV_JWT_SIGNING_KEY is empty")
 	}
-	if withSidebar {
-		if opts.Sidebar, err = newSidebar(e.logger.With("role", "api"), e.registry, cfg, conns, clients, store); err != nil {
-			return err
-		}
-	}
+	return kafka.EnsureTopics(ctx, e.brokers, topics...)
+}
+
+// serve listens, starts the roles and the HTTP server, and waits until ctx ends or a part
+// fails; then it stops them all and waits for them before the env closes what they used.
+func (e *env) serve(ctx context.Context, cancel context.CancelCauseFunc, name string, opts backend.Options, runners map[string]runner, b *banner) error {
 	srv, err := backend.New(e.logger.With("role", "api"), opts)
 	if err != nil {
 		return err
@@ -197,125 +182,45 @@ func runRoles(ctx context.Context, role string, getenv func(string) string, stdo
 	}
 	defer ln.Close()
 	b.http = "http://" + ln.Addr().String()
-	b.sandbox.finish(b.http)
-	var pln net.Listener
+	e.sandbox.finish(b.http)
+	runners["http"] = func(ctx context.Context) error { return srv.Serve(ctx, ln) }
 	if addr := e.cfg.PprofAddr; addr != "" {
 		// Profiling is an operator's tool: off unless asked for, on its own listener so it is
 		// never exposed with the webhooks.
-		if pln, err = net.Listen("tcp", addr); err != nil {
+		pln, err := net.Listen("tcp", addr)
+		if err != nil {
 			return fmt.Errorf("listen on ZENKLAV_PPROF_ADDR=%s: %w", addr, err)
 		}
 		defer pln.Close()
 		b.pprof = "http://" + pln.Addr().String() + "/debug/pprof/"
+		runners["pprof"] = func(ctx context.Context) error { return servePprof(ctx, pln) }
 	}
-
-	// Start. The parts stop, and are waited for, before the deferred closes above run.
 	var wg sync.WaitGroup
 	defer func() {
 		cancel(nil)
 		wg.Wait()
 	}()
-	start := func(name string, f func(context.Context) error) {
+	for part, run := range runners {
+		if run == nil {
+			continue
+		}
 		wg.Go(func() {
-			if err := f(ctx); err != nil {
-				e.logger.Error("role stopped", "role", name, "err", err)
-				cancel(fmt.Errorf("%s: %w", name, err))
+			if err := run(ctx); err != nil {
+				e.logger.Error("role stopped", "role", part, "err", err)
+				cancel(fmt.Errorf("%s: %w", part, err))
 			}
 		})
 	}
-	if sink != nil {
-		start("sink", sink.Run)
-	}
-	if emitter != nil {
-		start("emitter", emitter.Run)
-	}
-	start("http", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
-	if pln != nil {
-		start("pprof", func(ctx context.Context) error { return servePprof(ctx, pln) })
-	}
+	b.sandbox = e.sandbox
 	b.print(e.stdout)
-	e.logger.Info("zenklav started", "role", role, "http", b.http)
+	e.logger.Info("zenklav started", "role", name, "http", b.http)
 	<-ctx.Done()
-	e.logger.Info("zenklav stopping", "role", role)
+	e.logger.Info("zenklav stopping", "role", name)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
-}
-
-// connections reads the connections file, or starts sandbox mode when there is none.
-func (e *env) connections(ctx context.Context, role string, b *banner) (*zenklav.Connections, *sandbox, error) {
-	if e.cfg.ConnectionsFile != "" {
-		conns, err := config.LoadConnections(e.cfg.ConnectionsFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		b.zendesk = fmt.Sprintf("%d connection(s) from %s", len(conns.Connections), e.cfg.ConnectionsFile)
-		return conns, nil, nil
-	}
-	if role != "all" {
-		return nil, nil, fmt.Errorf("ZENKLAV_CONNECTIONS_FILE is empty: only `zenklav all` runs in sandbox mode; give the %s role a connections file", role)
-	}
-	sb, err := startSandbox(ctx, e.logger.With("role", "sandbox"))
-	if err != nil {
-		return nil, nil, err
-	}
-	b.sandbox = sb
-	return sb.conns, sb, nil
-}
-
-func (e *env) openStore(ctx context.Context) (*analytics.Store, error) {
-	if e.cfg.ClickHouseAddr == "" {
-		return nil, errors.New("ZENKLAV_CLICKHOUSE_ADDR is empty: `make run` starts a local ClickHouse for you; " +
-			"otherwise point zenklav at an existing server with ZENKLAV_CLICKHOUSE_ADDR=host:9000 (native protocol)")
-	}
-	store, err := analytics.Open(ctx, e.logger, analytics.Config{
-		Addr: e.cfg.ClickHouseAddr, Database: e.cfg.ClickHouseDatabase,
-		User: e.cfg.ClickHouseUser, Password: e.cfg.ClickHousePassword.Reveal(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := store.Migrate(ctx); err != nil {
-		store.Close()
-		return nil, err
-	}
-	return store, nil
-}
-
-// migrate is `zenklav migrate`.
-func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	e, err := newEnv(getenv, stdout)
-	if err != nil {
-		return err
-	}
-	store, err := e.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	fmt.Fprintf(stdout, "ClickHouse database %s at %s is up to date\n", e.cfg.ClickHouseDatabase, e.cfg.ClickHouseAddr)
-	return nil
-}
-
-func (e *env) dataDir(name string) string {
-	return filepath.Join(e.cfg.DataDir, name)
-}
-
-// embeddedKafka starts the in-process Kafka-protocol broker that `zenklav all` uses when no
-// brokers are configured. It keeps its log on disk, so a restart loses nothing.
-func (e *env) embeddedKafka() (*kfake.Cluster, string, error) {
-	dir := e.dataDir("kafka")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, "", fmt.Errorf("embedded kafka data dir: %w", err)
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(e.cfg.EmbeddedKafkaPort), kfake.DataDir(dir),
-		kfake.DefaultNumPartitions(e.cfg.TopicPartitions))
-	if err != nil {
-		return nil, "", fmt.Errorf("start embedded kafka: %w", err)
-	}
-	return c, c.ListenAddrs()[0], nil
 }
 
 func servePprof(ctx context.Context, ln net.Listener) error {

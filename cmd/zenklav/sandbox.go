@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"

@@ -18,12 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/analytics/analyticstest"
 	"github.com/zenklav/zenklav/backend"
-	"github.com/zenklav/zenklav/config"
-	"github.com/zenklav/zenklav/internal/testenv"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
@@ -154,37 +151,30 @@ func startBrowserScript(t *testing.T, dir, script string) *browser {
 // ClickHouse for the support history), and checks what the agent sees in each state.
 // Screenshots land in zendesk-app/e2e/screenshots/.
 func TestSidebarInBrowser(t *testing.T) {
-	ch := testenv.ClickHouse(t)
 	b := startBrowser(t)
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
 
-	sb, err := startSandbox(ctx, logger)
+	// The env `zenklav all` builds the sidebar from, in sandbox mode, with a store of the
+	// test's own.
+	e, err := newEnv(func(string) string { return "" }, io.Discard, envOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sb.Close()
-	db := fmt.Sprintf("test_sidebar_%d", time.Now().UnixNano())
-	store, err := analytics.Open(ctx, logger, analytics.Config{Addr: ch, Database: db, User: "default"})
+	defer e.close()
+	e.sandboxOK = true
+	store, _ := analyticstest.Open(t)
+	e.store = store
+	conns, err := e.connections(ctx, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	defer store.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) //nolint:errcheck
-	if _, err := store.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Config{KlaviyoBaseURL: sb.klaviyoURL, ZendeskBaseURL: sb.url}
-	cfg.SetSigningKeys([]auth.SigningKey{{ID: "test", Secret: randomSigningKey()}})
-	clients, err := newAPIClients(logger, cfg, sb.conns)
+	sb := e.sandbox
+	side, err := e.newSidebar(ctx, conns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	side, err := newSidebar(logger, reg, cfg, sb.conns, clients, store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := e.registry
 	srv, err := backend.New(logger, backend.Options{Registry: reg, Sidebar: side})
 	if err != nil {
 		t.Fatal(err)

@@ -10,34 +10,31 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/analytics/analyticstest"
 	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/sidebar"
 )
 
-// teamDirectory is a Zendesk account where ticket i's requester is user i.
-type teamDirectory struct{ users int64 }
+// teamDirectory is a Zendesk account where ticket i's requester is user i (the lookups the
+// sidebar does not make are left out).
+type teamDirectory struct {
+	zenklav.Directory
+	users int64
+}
 
-func (d teamDirectory) Ticket(_ context.Context, id int64) (sidebar.Ticket, error) {
+func (d teamDirectory) FindTicket(_ context.Context, id int64) (zenklav.TicketDetails, error) {
 	if id < 1 || id > d.users {
-		return sidebar.Ticket{}, zenklav.Errorf(zenklav.ENOTFOUND, "no ticket %d", id)
+		return zenklav.TicketDetails{}, zenklav.Errorf(zenklav.ENOTFOUND, "no ticket %d", id)
 	}
-	return sidebar.Ticket{ID: id, RequesterID: id}, nil
+	return zenklav.TicketDetails{ID: id, RequesterID: id}, nil
 }
 
-func (d teamDirectory) User(_ context.Context, id int64) (sidebar.Person, error) {
-	return sidebar.Person{ID: id, Name: fmt.Sprint("Customer ", id), Email: fmt.Sprintf("customer%d@example.com", id)}, nil
-}
-
-type noHistory struct{}
-
-func (noHistory) SupportHistory(context.Context, string, int64, time.Time) (sidebar.Support, error) {
-	return sidebar.Support{}, nil
+func (d teamDirectory) FindUser(_ context.Context, id int64) (zenklav.Person, error) {
+	return zenklav.Person{ID: id, Name: fmt.Sprint("Customer ", id), Email: fmt.Sprintf("customer%d@example.com", id)}, nil
 }
 
 // TestSidebarBusyTeamStaysUnderKlaviyoLimits: a team opening many tickets at once, each a
@@ -79,8 +76,8 @@ func TestSidebarBusyTeamStaysUnderKlaviyoLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	cards, err := sidebar.New(slog.New(slog.DiscardHandler), sidebar.Config{
-		Connections: conns, History: noHistory{},
-		Accounts: map[string]sidebar.Account{"team": {Zendesk: teamDirectory{users: agents}, Klaviyo: cardKlaviyo{kc}}},
+		Connections: conns, Store: analyticstest.NewMemory(),
+		Accounts: map[string]sidebar.Account{"team": {Zendesk: teamDirectory{users: agents}, Klaviyo: kc}},
 	})
 	if err != nil {
 		t.Fatal(err)

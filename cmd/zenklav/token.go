@@ -1,7 +1,6 @@
 package main
 
 import (
-	zauth "github.com/zenklav/zenklav/auth"
 	"cmp"
 	"context"
 	"errors"
@@ -13,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zenklav/zenklav/backend"
-	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/auth"
 )
 
 const tokenUsage = `Usage: zenklav token --role marketer|admin --tenant ID [--tenant ID …] [--ttl 24h] [--sub NAME]
@@ -32,33 +31,36 @@ Flags:
 `
 
 // token is `zenklav token`.
-func token(_ context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	req, err := parseTokenFlags(args, getenv, stdout)
+func token(ctx context.Context, c call) error {
+	stdout := c.stdout
+	req, err := parseTokenFlags(c.args, c.getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	cfg, err := config.FromEnv(getenv)
+	e, err := c.start(envOptions{})
 	if err != nil {
 		return err
 	}
+	defer e.close()
+	cfg := e.cfg
 	if len(cfg.JWTKeys) == 0 {
 		return errors.New("token: ZENKLAV_JWT_SIGNING_KEY is empty: set it here and for the api role (or zenklav all) alike; " +
 			"sandbox mode's own key is made up at start and dies with the process")
 	}
 	var conns *zenklav.Connections
 	if cfg.ConnectionsFile != "" {
-		if conns, err = config.LoadConnections(cfg.ConnectionsFile); err != nil {
+		if conns, err = e.connections(ctx, "token tool"); err != nil {
 			return fmt.Errorf("token: %w", err)
 		}
 	}
-	auth, err := zauth.NewReports(cfg.JWTKeys, conns, nil)
+	tokens, err := auth.NewReports(cfg.JWTKeys, conns, nil)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
-	signed, _, err := auth.Issue(req)
+	signed, _, err := tokens.Issue(req)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
@@ -68,8 +70,8 @@ func token(_ context.Context, args []string, getenv func(string) string, stdout 
 }
 
 // parseTokenFlags reads token's flags; the subject defaults to $USER.
-func parseTokenFlags(args []string, getenv func(string) string, out io.Writer) (zauth.TokenRequest, error) {
-	var req zauth.TokenRequest
+func parseTokenFlags(args []string, getenv func(string) string, out io.Writer) (auth.TokenRequest, error) {
+	var req auth.TokenRequest
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {

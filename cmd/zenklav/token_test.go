@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/zenklav/zenklav/backend"
+	"github.com/zenklav/zenklav/auth"
 	"github.com/zenklav/zenklav/config"
 )
 

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"time"
+
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/auth"
+	"github.com/zenklav/zenklav/backend"
+	"github.com/zenklav/zenklav/ingest"
+	"github.com/zenklav/zenklav/reportsui"
+	"github.com/zenklav/zenklav/sidebar"
+	zendeskapp "github.com/zenklav/zenklav/zendesk-app"
+)
+
+// buildAPI adds the api role to the HTTP server: the webhooks, the sidebar when a connection
+// has the app, the reports API when zenklav has a signing key, and the reports page. Its
+// runner is the HTTP server itself, which every role has.
+func buildAPI(ctx context.Context, e *env, srv *backend.Options, b *banner) (runner, error) {
+	conns, err := e.connections(ctx, "api role")
+	if err != nil {
+		return nil, err
+	}
+	b.connections(e)
+	srv.Ingest = ingest.New(ingest.Config{Connections: conns, Publisher: e.kafkaProducer()})
+	srv.ReportsPage = reportsui.Page()
+	if sidebarWanted(conns) {
+		if srv.Sidebar, err = e.newSidebar(ctx, conns); err != nil {
+			return nil, err
+		}
+	}
+	// Report tokens are verified with ZENKLAV_JWT_SIGNING_KEY: without it there is no
+	// reports API (the /reports page then shows the API's 404).
+	if len(e.cfg.JWTKeys) == 0 {
+		e.logger.Info("reports API off: ZENKLAV_JWT_SIGNING_KEY is empty")
+		return nil, nil
+	}
+	if srv.Reports, err = e.newReports(ctx, conns, b); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// newReports builds the reports API, and in sandbox mode the banner's marketer token.
+func (e *env) newReports(ctx context.Context, conns *zenklav.Connections, b *banner) (*backend.Reports, error) {
+	tokens, err := auth.NewReports(e.cfg.JWTKeys, conns, nil)
+	if err != nil {
+		return nil, err
+	}
+	store, err := e.ticketStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if e.sandbox != nil {
+		// Sandbox mode's key lives as long as the process: the banner hands out a marketer's
+		// token for the sandbox connection, as `zenklav token` would.
+		if b.reportsToken, _, err = tokens.Issue(auth.TokenRequest{
+			Subject: "sandbox", Role: auth.RoleMarketer, Tenants: []string{sandboxSubdomain}, TTL: 24 * time.Hour,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return &backend.Reports{Auth: tokens, Source: store}, nil
+}
+
+// sidebarWanted says whether any connection names a Zendesk app installation.
+func sidebarWanted(conns *zenklav.Connections) bool {
+	for _, c := range conns.All() {
+		if c.Zendesk.App != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// newSidebar builds the agent sidebar's part of the HTTP server.
+func (e *env) newSidebar(ctx context.Context, conns *zenklav.Connections) (*backend.Sidebar, error) {
+	sessions, err := auth.NewSidebar(conns, e.cfg.JWTKeys, nil)
+	if err != nil {
+		return nil, err
+	}
+	clients, err := e.apis(ctx, "api role")
+	if err != nil {
+		return nil, err
+	}
+	store, err := e.ticketStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	accounts := map[string]sidebar.Account{}
+	for _, c := range conns.All() {
+		a := sidebar.Account{}
+		if zc := clients.zendesk[c.ID]; zc != nil {
+			a.Zendesk = zc
+		} else if c.Zendesk.App != nil {
+			return nil, errors.New("connection " + c.ID + ": the sidebar needs zendesk.email and zendesk.api_token to read the ticket's requester")
+		}
+		if kc := clients.klaviyo[c.ID]; kc != nil {
+			a.Klaviyo = kc
+		}
+		accounts[c.ID] = a
+	}
+	cards, err := sidebar.New(e.logger.With("role", "api"), sidebar.Config{
+		Connections: conns, Accounts: accounts, Store: store, Registry: e.registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	web, err := fs.Sub(zendeskapp.Web, "web")
+	if err != nil {
+		return nil, err
+	}
+	return &backend.Sidebar{Auth: sessions, Cards: cards, Web: web, FrameAncestors: backend.ZendeskOrigins(e.cfg.ZendeskBaseURL)}, nil
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/auth"
+	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/kafka"
+	"github.com/zenklav/zenklav/klaviyo"
+	"github.com/zenklav/zenklav/zendesk"
+)
+
+// env is what every role and tool is built from: the configuration, a logger, a metrics
+// registry, and the dependencies, each made on first use and closed by close.
+type env struct {
+	cfg      config.Config
+	logger   *slog.Logger
+	stdout   io.Writer
+	registry *prometheus.Registry
+	// sandboxOK lets connections start sandbox mode when there is no connections file
+	// (`zenklav all` only).
+	sandboxOK bool
+
+	brokers  []string
+	producer *kafka.Producer
+	conns    *zenklav.Connections
+	sandbox  *sandbox
+	store    *analytics.Store
+	clients  *apiClients
+	closers  []func()
+}
+
+// envOptions say how a command's env logs.
+type envOptions struct {
+	logTo    io.Writer  // where logs go; stdout when nil
+	minLevel slog.Level // the least level logged, above ZENKLAV_LOG_LEVEL when higher
+}
+
+// newEnv reads the configuration: the one start-up path of every role and tool.
+func newEnv(getenv func(string) string, stdout io.Writer, o envOptions) (*env, error) {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	logTo := o.logTo
+	if logTo == nil {
+		logTo = stdout
+	}
+	return &env{
+		cfg:      cfg,
+		logger:   slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: max(cfg.LogLevel, o.minLevel)})),
+		stdout:   stdout,
+		registry: reg,
+	}, nil
+}
+
+// close closes what the env opened, the last first.
+func (e *env) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+func (e *env) onClose(f func()) { e.closers = append(e.closers, f) }
+
+// needBrokers returns the configured brokers, or says why a command needs them.
+func (e *env) needBrokers(what string) ([]string, error) {
+	if len(e.cfg.KafkaBrokers) == 0 {
+		return nil, errors.New("ZENKLAV_KAFKA_BROKERS is empty: " + what + " a running Kafka cluster (for `zenklav all`, " +
+			"the embedded broker's address from its start-up banner)")
+	}
+	return e.cfg.KafkaBrokers, nil
+}
+
+// kafkaProducer returns the producer for the env's brokers, made on first use.
+func (e *env) kafkaProducer() *kafka.Producer {
+	if e.producer == nil {
+		e.producer = kafka.NewProducer(e.logger, e.brokers)
+		e.onClose(func() { e.producer.Close() })
+	}
+	return e.producer
+}
+
+// connections returns the connections of ZENKLAV_CONNECTIONS_FILE, or starts sandbox mode
+// when there is none and the command allows it.
+func (e *env) connections(ctx context.Context, who string) (*zenklav.Connections, error) {
+	if e.conns != nil {
+		return e.conns, nil
+	}
+	if e.cfg.ConnectionsFile != "" {
+		conns, err := config.LoadConnections(e.cfg.ConnectionsFile)
+		if err != nil {
+			return nil, err
+		}
+		e.conns = conns
+		return conns, nil
+	}
+	if !e.sandboxOK {
+		return nil, fmt.Errorf("ZENKLAV_CONNECTIONS_FILE is empty: only `zenklav all` runs in sandbox mode; give the %s a connections file", who)
+	}
+	sb, err := startSandbox(ctx, e.logger.With("role", "sandbox"))
+	if err != nil {
+		return nil, err
+	}
+	e.onClose(sb.Close)
+	e.sandbox, e.conns = sb, sb.conns
+	e.cfg.KlaviyoBaseURL, e.cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
+	if len(e.cfg.JWTKeys) == 0 {
+		e.cfg.SetSigningKeys([]auth.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
+	}
+	return e.conns, nil
+}
+
+// randomSigningKey is sandbox mode's signing key when none is configured: its sessions and
+// tokens need not outlive the process.
+func randomSigningKey() zenklav.Secret {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return zenklav.Secret(hex.EncodeToString(b[:]))
+}
+
+// ticketStore opens ClickHouse and migrates it, on first use.
+func (e *env) ticketStore(ctx context.Context) (*analytics.Store, error) {
+	if e.store != nil {
+		return e.store, nil
+	}
+	if err := e.cfg.ClickHouse.Validate(); err != nil {
+		return nil, err
+	}
+	store, err := analytics.Open(ctx, e.logger, analytics.Config{
+		Addr: e.cfg.ClickHouseAddr, Database: e.cfg.ClickHouseDatabase,
+		User: e.cfg.ClickHouseUser, Password: e.cfg.ClickHousePassword.Reveal(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.onClose(func() { store.Close() })
+	if _, err := store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	e.store = store
+	return store, nil
+}
+
+// embeddedKafka starts the in-process Kafka-protocol broker that `zenklav all` uses when no
+// brokers are configured. It keeps its log on disk, so a restart loses nothing.
+func (e *env) embeddedKafka() (string, error) {
+	dir := filepath.Join(e.cfg.DataDir, "kafka")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("embedded kafka data dir: %w", err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(e.cfg.EmbeddedKafkaPort), kfake.DataDir(dir),
+		kfake.DefaultNumPartitions(e.cfg.TopicPartitions))
+	if err != nil {
+		return "", fmt.Errorf("start embedded kafka: %w", err)
+	}
+	e.onClose(c.Close)
+	return c.ListenAddrs()[0], nil
+}
+
+// apiClients are the connections' API clients, made once and shared by the roles: one
+// Klaviyo client per private key, since its rate limits are the account's whichever
+// connections (and parts) share the key, and one Zendesk client per connection.
+type apiClients struct {
+	klaviyo map[string]*klaviyo.Client // by connection id; absent without a Klaviyo key
+	zendesk map[string]*zendesk.Client // by connection id; absent without API credentials
+}
+
+// apis returns the clients of the env's connections, made on first use.
+func (e *env) apis(ctx context.Context, who string) (*apiClients, error) {
+	if e.clients != nil {
+		return e.clients, nil
+	}
+	conns, err := e.connections(ctx, who)
+	if err != nil {
+		return nil, err
+	}
+	out := &apiClients{klaviyo: map[string]*klaviyo.Client{}, zendesk: map[string]*zendesk.Client{}}
+	byKey := map[zenklav.Secret]*klaviyo.Client{}
+	var errs []error
+	for _, c := range conns.All() {
+		if key := c.Klaviyo.PrivateKey; key != "" && byKey[key] == nil {
+			kc, err := klaviyo.NewClient(e.logger, klaviyo.ClientConfig{BaseURL: e.cfg.KlaviyoBaseURL, PrivateKey: key.Reveal()})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
+				continue
+			}
+			byKey[key] = kc
+		}
+		if kc := byKey[c.Klaviyo.PrivateKey]; kc != nil {
+			out.klaviyo[c.ID] = kc
+		}
+		if c.Zendesk.APIToken != "" {
+			zc, err := e.zendeskClient(c, 0)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
+				continue
+			}
+			out.zendesk[c.ID] = zc
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	e.clients = out
+	return out, nil
+}
+
+// zendeskClient is a client of the connection's Zendesk account; timeout 0 is the client's
+// default.
+func (e *env) zendeskClient(c zenklav.Connection, timeout time.Duration) (*zendesk.Client, error) {
+	return zendesk.NewClient(e.logger, zendesk.ClientConfig{
+		BaseURL: e.cfg.ZendeskURL(c.Zendesk.Subdomain),
+		Email:   c.Zendesk.Email, APIToken: c.Zendesk.APIToken.Reveal(), Timeout: timeout,
+	})
+}
