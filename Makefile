@@ -50,12 +50,13 @@ services: ## start the test Kafka and ClickHouse and print the env for `go test 
 services-stop: ## stop the servers that `make services` started
 	@bash build/services.sh stop
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, staticcheck, the import and function-size rules of docs/architecture.md
 	@files=$$(find . \( -name .git -o -name .cache -o -name .data -o -name node_modules \) -prune -o -name '*.go' -print); \
 	unformatted=$$([ -z "$$files" ] || gofmt -l $$files); \
 	if [ -n "$$unformatted" ]; then echo "gofmt: these files need 'gofmt -w':"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) test -count=1 ./internal/arch
 
 bench: ## install npm packages and Chromium, start real Kafka and ClickHouse, run build/bench.sh, stop them
 	$(GO) mod download

@@ -132,6 +132,18 @@ func (s *Store) Trends(ctx context.Context, f reports.Filter) ([]reports.TrendRo
 	if err != nil {
 		return nil, err
 	}
+	cells, keys, err := s.trendCells(ctx, f, sp)
+	if err != nil {
+		return nil, err
+	}
+	return trendRows(f, cells, keys), nil
+}
+
+// trendCell is what one key opened and resolved in one period ("" for before From).
+type trendCell struct{ opened, resolved int64 }
+
+// trendCells reads, per key and period, the tickets opened and resolved, and the keys.
+func (s *Store) trendCells(ctx context.Context, f reports.Filter, sp span) (map[[2]string]trendCell, map[string]bool, error) {
 	cond, args := where(f, sp)
 	// One pass: per key, the tickets by the period they opened in and the one they closed in
 	// (0 = before From, 65535 = not closed by To's end), so both counts and the backlog come
@@ -158,13 +170,7 @@ FROM
 GROUP BY key, pc, pr`, outer, key, sp.periodSQL("created_s"), sp.periodSQL("closed_s"), cond)
 	args = append([]any{sp.from, sp.end, sp.from}, args...)
 	args = append(args, sp.end)
-	rows, err := s.conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "trends %s", f)
-	}
-	defer rows.Close()
-	type cell struct{ opened, resolved int64 }
-	cells := map[[2]string]cell{}
+	cells := map[[2]string]trendCell{}
 	keys := map[string]bool{}
 	period := func(d uint16) string {
 		if d == 0 {
@@ -172,15 +178,12 @@ GROUP BY key, pc, pr`, outer, key, sp.periodSQL("created_s"), sp.periodSQL("clos
 		}
 		return dayNumber(d)
 	}
-	for rows.Next() {
+	err := s.query(ctx, q, args, func(rows driver.Rows) error {
 		var key string
 		var pc, pr uint16
 		var n int64
-		if err := rows.Scan(&key, &pc, &pr, &n); err != nil {
-			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "trends %s", f)
-		}
-		if n == 0 {
-			continue // rows that cancelled out
+		if err := rows.Scan(&key, &pc, &pr, &n); err != nil || n == 0 {
+			return err // n == 0: rows that cancelled out
 		}
 		o := [2]string{key, period(pc)}
 		c := cells[o]
@@ -193,10 +196,16 @@ GROUP BY key, pc, pr`, outer, key, sp.periodSQL("created_s"), sp.periodSQL("clos
 			cells[r] = c
 		}
 		keys[key] = true
+		return nil
+	})
+	if err != nil {
+		return nil, nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "trends %s", f)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "trends %s", f)
-	}
+	return cells, keys, nil
+}
+
+// trendRows lays the cells out: every period, zero-filled, for every key worth a line.
+func trendRows(f reports.Filter, cells map[[2]string]trendCell, keys map[string]bool) []reports.TrendRow {
 	periods := Periods(f.From, f.To, f.Interval, f.TZ)
 	if f.By == "" {
 		keys[""] = true // the one line, even when there is nothing to draw
@@ -222,7 +231,7 @@ GROUP BY key, pc, pr`, outer, key, sp.periodSQL("created_s"), sp.periodSQL("clos
 			out = append(out, reports.TrendRow{Period: p, Key: k, Opened: c.opened, Resolved: c.resolved, Backlog: backlog[k]})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Periods lists the first days (YYYY-MM-DD) of the periods of interval in tz from the one
@@ -397,6 +406,35 @@ func (s *Store) query(ctx context.Context, q string, args []any, scan func(drive
 	return rows.Err()
 }
 
+// recountCustomers counts the customers of the segments that have cancel rows by customer: a
+// customer counts in a segment while any of their tickets there is live.
+func (s *Store) recountCustomers(ctx context.Context, names, cond string, args, recount []any, bySegment map[string]*reports.SegmentRow) error {
+	if len(recount) == 0 {
+		return nil
+	}
+	q := fmt.Sprintf(`SELECT segment, countIf(n > 0)
+FROM
+(
+    SELECT segment, tenant, requester_id, sum(sign) AS n
+    FROM ticket_rows
+    ARRAY JOIN %s AS segment
+    WHERE %s AND segment IN ?
+    GROUP BY segment, tenant, requester_id
+)
+GROUP BY segment`, names, cond)
+	return s.query(ctx, q, append(slices.Clone(args), clickhouse.GroupSet{Value: recount}), func(rows driver.Rows) error {
+		var segment string
+		var n uint64
+		if err := rows.Scan(&segment, &n); err != nil {
+			return err
+		}
+		if r := bySegment[segment]; r != nil {
+			r.Customers = int64(n)
+		}
+		return nil
+	})
+}
+
 // RepeatCohorts groups customers (a tenant's requesters) by the period of their first ticket
 // ever, among the tickets the filter selects, for first tickets within the range; for each
 // later period up to the one holding To (Offset 1, 2, …) and for the rest of the first one
@@ -535,32 +573,8 @@ GROUP BY segment`, quantilesSQL, names, cond)
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
 	}
-	if len(recount) > 0 {
-		// A customer counts in a segment while any of their tickets there is live.
-		q = fmt.Sprintf(`SELECT segment, countIf(n > 0)
-FROM
-(
-    SELECT segment, tenant, requester_id, sum(sign) AS n
-    FROM ticket_rows
-    ARRAY JOIN %s AS segment
-    WHERE %s AND segment IN ?
-    GROUP BY segment, tenant, requester_id
-)
-GROUP BY segment`, names, cond)
-		err = s.query(ctx, q, append(slices.Clone(args), clickhouse.GroupSet{Value: recount}), func(rows driver.Rows) error {
-			var segment string
-			var n uint64
-			if err := rows.Scan(&segment, &n); err != nil {
-				return err
-			}
-			if r := bySegment[segment]; r != nil {
-				r.Customers = int64(n)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
-		}
+	if err := s.recountCustomers(ctx, names, cond, args, recount, bySegment); err != nil {
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "segments %s", f)
 	}
 	arrayJoin := fmt.Sprintf("ticket_rows ARRAY JOIN %s AS segment", names)
 	if err := s.settle(ctx, minutes, arrayJoin, "segment", cond, args); err != nil {

@@ -247,64 +247,14 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 		}
 	}()
 
-	byTicket := make(map[ticketKey][]*schemas.TicketEvent, len(events)/2)
-	for i := range events {
-		e := &events[i]
-		k := s.key(e.Tenant, e.Ticket.ID)
-		byTicket[k] = append(byTicket[k], e)
-	}
-	old := make(map[ticketKey][]stored[ticketRow], len(byTicket))
-	missing := make(map[ticketKey]bool, len(byTicket))
-	for k := range byTicket {
-		if r, ok := s.rows.tickets.get(k); ok {
-			old[k] = []stored[ticketRow]{{*r, 1}}
-		} else {
-			missing[k] = true
-		}
-	}
-	if err := s.liveTicketRows(ctx, keysByTenant(s, missing), old); err != nil {
+	old, rows, err := s.foldRows(ctx, events)
+	if err != nil {
 		return err
-	}
-	rows := make(map[ticketKey]*ticketRow, len(byTicket))
-	for k, evs := range byTicket {
-		r := newTicketRow(s.tenantNames[k.tenant], k.id)
-		for _, st := range old[k] {
-			if st.n > 0 {
-				r.merge(st.row)
-			}
-		}
-		for _, e := range evs {
-			r.fold(e)
-		}
-		r.derive()
-		rows[k] = &r
 	}
 	if err := s.resolveMemberships(ctx, rows); err != nil {
 		return err
 	}
-
-	var ticketWrites []signed[ticketRow]
-	involved := make(map[ticketKey][]*ticketRow, len(rows)/4) // per customer, the changed tickets that were or are theirs
-	for k, r := range rows {
-		prev := old[k]
-		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(r) {
-			continue
-		}
-		customers := map[int64]bool{r.RequesterID: true}
-		for _, st := range prev {
-			ticketWrites = append(ticketWrites, cancel(st)...)
-			customers[st.row.RequesterID] = true
-		}
-		ticketWrites = append(ticketWrites, signed[ticketRow]{*r, 1})
-		if len(prev) == 1 && prev[0].n == 1 && sameForCustomer(&prev[0].row, r) {
-			continue // most changes are of status: the customer's row stays as it is
-		}
-		delete(customers, 0)
-		for c := range customers {
-			ck := ticketKey{k.tenant, c}
-			involved[ck] = append(involved[ck], r)
-		}
-	}
+	ticketWrites, involved := ticketChanges(old, rows)
 	customerWrites, customers, err := s.customerChanges(ctx, involved)
 	if err != nil {
 		return err
@@ -324,6 +274,72 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 		s.rows.customers.put(k, &c)
 	}
 	return nil
+}
+
+// foldRows folds events into their tickets' rows: the live rows read back (old, from the
+// cache or ClickHouse), and the rows they become.
+func (s *Store) foldRows(ctx context.Context, events []schemas.TicketEvent) (map[ticketKey][]stored[ticketRow], map[ticketKey]*ticketRow, error) {
+	byTicket := make(map[ticketKey][]*schemas.TicketEvent, len(events)/2)
+	for i := range events {
+		e := &events[i]
+		k := s.key(e.Tenant, e.Ticket.ID)
+		byTicket[k] = append(byTicket[k], e)
+	}
+	old := make(map[ticketKey][]stored[ticketRow], len(byTicket))
+	missing := make(map[ticketKey]bool, len(byTicket))
+	for k := range byTicket {
+		if r, ok := s.rows.tickets.get(k); ok {
+			old[k] = []stored[ticketRow]{{*r, 1}}
+		} else {
+			missing[k] = true
+		}
+	}
+	if err := s.liveTicketRows(ctx, keysByTenant(s, missing), old); err != nil {
+		return nil, nil, err
+	}
+	rows := make(map[ticketKey]*ticketRow, len(byTicket))
+	for k, evs := range byTicket {
+		r := newTicketRow(s.tenantNames[k.tenant], k.id)
+		for _, st := range old[k] {
+			if st.n > 0 {
+				r.merge(st.row)
+			}
+		}
+		for _, e := range evs {
+			r.fold(e)
+		}
+		r.derive()
+		rows[k] = &r
+	}
+	return old, rows, nil
+}
+
+// ticketChanges returns the writes of the tickets whose rows changed (cancel rows, then the
+// new row), and per customer, the changed tickets that were or are theirs.
+func ticketChanges(old map[ticketKey][]stored[ticketRow], rows map[ticketKey]*ticketRow) ([]signed[ticketRow], map[ticketKey][]*ticketRow) {
+	var writes []signed[ticketRow]
+	involved := make(map[ticketKey][]*ticketRow, len(rows)/4)
+	for k, r := range rows {
+		prev := old[k]
+		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(r) {
+			continue
+		}
+		customers := map[int64]bool{r.RequesterID: true}
+		for _, st := range prev {
+			writes = append(writes, cancel(st)...)
+			customers[st.row.RequesterID] = true
+		}
+		writes = append(writes, signed[ticketRow]{*r, 1})
+		if len(prev) == 1 && prev[0].n == 1 && sameForCustomer(&prev[0].row, r) {
+			continue // most changes are of status: the customer's row stays as it is
+		}
+		delete(customers, 0)
+		for c := range customers {
+			ck := ticketKey{k.tenant, c}
+			involved[ck] = append(involved[ck], r)
+		}
+	}
+	return writes, involved
 }
 
 // rowCache keeps the live rows the fold last read or wrote, so that the next batch of a

@@ -382,98 +382,114 @@ func (s *Service) build(ctx context.Context, conn *zenklav.Connection, requester
 		Activity: []Activity{}, Segments: []Membership{}, Lists: []Membership{}, Unavailable: []string{},
 		CreateProfileURL: s.cfg.KlaviyoAppURL + "/profiles",
 	}
-	var (
-		wg          sync.WaitGroup
-		mu          sync.Mutex
-		unavailable = map[string]bool{}
-	)
-	fail := func(section string, err error) {
-		s.logger.Warn("sidebar section unavailable", "connection", conn.ID, "requester", requester.ID, "section", section, "err", err)
-		mu.Lock()
-		unavailable[section] = true
-		mu.Unlock()
-	}
-	section := func(timeout time.Duration, name string, f func(context.Context) error) {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			if err := f(ctx); err != nil {
-				fail(name, err)
-			}
-		})
-	}
-
-	section(s.cfg.SectionTimeout, SectionSupport, func(ctx context.Context) error {
+	b := &sections{ctx: ctx, logger: s.logger.With("connection", conn.ID, "requester", requester.ID), unavailable: map[string]bool{}}
+	b.run(s.cfg.SectionTimeout, SectionSupport, func(ctx context.Context) error {
 		h, err := s.cfg.Store.SupportHistory(ctx, conn.ID, requester.ID, s.cfg.Now().AddDate(0, 0, -RecentDays))
 		if err == nil {
 			card.Support = supportView(h)
 		}
 		return err
 	})
-
-	kl := s.cfg.Accounts[conn.ID].Klaviyo
-	key, idErr := zenklav.ProfileOf(requester)
-	switch {
-	case kl == nil:
-		fail(SectionProfile, fmt.Errorf("connection %q has no Klaviyo account", conn.ID))
-	case idErr != nil:
-		// No email and no usable phone: Klaviyo cannot hold a profile the emitter would
-		// write to, so there is none to show.
-		card.Klaviyo = KlaviyoNotFound
-	default:
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.ProfileTimeout)
-		found, ok, err := kl.FindProfile(pctx, key)
-		cancel()
-		switch {
-		case err != nil:
-			fail(SectionProfile, err)
-		case !ok:
-			card.Klaviyo = KlaviyoNotFound
-		default:
-			card.Klaviyo = KlaviyoFound
-			p := profileView(found)
-			p.URL = s.cfg.KlaviyoAppURL + "/profile/" + p.ID
-			card.Profile = &p
-			section(s.cfg.SectionTimeout, SectionActivity, func(ctx context.Context) error {
-				a, err := kl.RecentEvents(ctx, p.ID, activityShown)
-				if err == nil {
-					card.Activity = activityView(a)
-				}
-				return err
-			})
-			section(s.cfg.SectionTimeout, SectionSegments, func(ctx context.Context) error {
-				m, err := kl.ProfileSegments(ctx, p.ID)
-				if err == nil {
-					card.Segments = m
-				}
-				return err
-			})
-			section(s.cfg.SectionTimeout, SectionLists, func(ctx context.Context) error {
-				m, err := kl.ProfileLists(ctx, p.ID)
-				if err == nil {
-					card.Lists = m
-				}
-				return err
-			})
-		}
-	}
-	wg.Wait()
+	s.klaviyoSections(b, conn, requester, &card)
+	b.wg.Wait()
 	for _, name := range []string{SectionProfile, SectionActivity, SectionSegments, SectionLists, SectionSupport} {
-		if unavailable[name] {
+		if b.unavailable[name] {
 			card.Unavailable = append(card.Unavailable, name)
 		}
 	}
 	if card.Klaviyo == KlaviyoFound {
 		var seen []snapshot
-		if !unavailable[SectionSegments] {
+		if !b.unavailable[SectionSegments] {
 			seen = append(seen, snapshot{"segment", card.Segments})
 		}
-		if !unavailable[SectionLists] {
+		if !b.unavailable[SectionLists] {
 			seen = append(seen, snapshot{"list", card.Lists})
 		}
 		s.recordMemberships(ctx, conn.ID, requester.ID, seen)
 	}
 	return card
+}
+
+// sections reads a card's sections side by side, each with its own timeout, and keeps the
+// names of those that failed.
+type sections struct {
+	ctx         context.Context
+	logger      *slog.Logger
+	wg          sync.WaitGroup
+	mu          sync.Mutex
+	unavailable map[string]bool
+}
+
+// fail leaves section out of the card.
+func (b *sections) fail(section string, err error) {
+	b.logger.Warn("sidebar section unavailable", "section", section, "err", err)
+	b.mu.Lock()
+	b.unavailable[section] = true
+	b.mu.Unlock()
+}
+
+// run reads section with f, within timeout, beside the others.
+func (b *sections) run(timeout time.Duration, section string, f func(context.Context) error) {
+	b.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(b.ctx, timeout)
+		defer cancel()
+		if err := f(ctx); err != nil {
+			b.fail(section, err)
+		}
+	})
+}
+
+// klaviyoSections finds the requester's Klaviyo profile, then reads its activity, segments
+// and lists beside each other.
+func (s *Service) klaviyoSections(b *sections, conn *zenklav.Connection, requester zenklav.Person, card *Card) {
+	kl := s.cfg.Accounts[conn.ID].Klaviyo
+	key, idErr := zenklav.ProfileOf(requester)
+	switch {
+	case kl == nil:
+		b.fail(SectionProfile, fmt.Errorf("connection %q has no Klaviyo account", conn.ID))
+		return
+	case idErr != nil:
+		// No email and no usable phone: Klaviyo cannot hold a profile the emitter would
+		// write to, so there is none to show.
+		card.Klaviyo = KlaviyoNotFound
+		return
+	}
+	pctx, cancel := context.WithTimeout(b.ctx, s.cfg.ProfileTimeout)
+	found, ok, err := kl.FindProfile(pctx, key)
+	cancel()
+	switch {
+	case err != nil:
+		b.fail(SectionProfile, err)
+		return
+	case !ok:
+		card.Klaviyo = KlaviyoNotFound
+		return
+	}
+	card.Klaviyo = KlaviyoFound
+	p := profileView(found)
+	p.URL = s.cfg.KlaviyoAppURL + "/profile/" + p.ID
+	card.Profile = &p
+	b.run(s.cfg.SectionTimeout, SectionActivity, func(ctx context.Context) error {
+		a, err := kl.RecentEvents(ctx, p.ID, activityShown)
+		if err == nil {
+			card.Activity = activityView(a)
+		}
+		return err
+	})
+	b.run(s.cfg.SectionTimeout, SectionSegments, func(ctx context.Context) error {
+		m, err := kl.ProfileSegments(ctx, p.ID)
+		if err == nil {
+			card.Segments = m
+		}
+		return err
+	})
+	b.run(s.cfg.SectionTimeout, SectionLists, func(ctx context.Context) error {
+		m, err := kl.ProfileLists(ctx, p.ID)
+		if err == nil {
+			card.Lists = m
+		}
+		return err
+	})
 }
 
 // snapshot is the segments (kind "segment") or lists ("list") a card read.

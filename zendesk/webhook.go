@@ -212,6 +212,16 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 			GroupID:     int64(p.Detail.GroupID),
 		},
 	}
+	if err := eventDetails(e, &p); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// eventDetails sets what the event's type says beyond the ticket: its type, the status
+// change, the comment.
+func eventDetails(e *schemas.TicketEvent, p *eventPayload) error {
+	var err error
 	switch strings.TrimPrefix(p.Type, eventTypePrefix) {
 	case "ticket.created":
 		e.Type = schemas.TicketCreated
@@ -219,22 +229,22 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 		e.Type = schemas.TicketStatusChanged
 		var sc statusChange
 		if err := json.Unmarshal(p.Event, &sc); err != nil {
-			return nil, zenklav.Errorf(zenklav.EINVALID, "malformed status change in event: %v", err)
+			return zenklav.Errorf(zenklav.EINVALID, "malformed status change in event: %v", err)
 		}
 		if e.Ticket.Status, err = normalizeStatus(sc.Current); err != nil {
-			return nil, err
+			return err
 		}
 		if e.Ticket.PreviousStatus, err = normalizeStatus(sc.Previous); err != nil {
-			return nil, err
+			return err
 		}
 		if e.Ticket.Status == "" {
-			return nil, zenklav.Errorf(zenklav.EINVALID, "status change without a current status")
+			return zenklav.Errorf(zenklav.EINVALID, "status change without a current status")
 		}
 	case "ticket.comment_added":
 		e.Type = schemas.TicketCommentAdded
 		var ca commentAdded
 		if err := json.Unmarshal(p.Event, &ca); err != nil {
-			return nil, zenklav.Errorf(zenklav.EINVALID, "malformed comment in event: %v", err)
+			return zenklav.Errorf(zenklav.EINVALID, "malformed comment in event: %v", err)
 		}
 		e.Comment = &schemas.Comment{
 			ID:       int64(ca.Comment.ID),
@@ -245,7 +255,7 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 	default:
 		e.Type = schemas.TicketFieldsChanged
 	}
-	return e, nil
+	return nil
 }
 
 // triggerPayload is zenklav's trigger body template (docs/zendesk-webhooks.md). Every value
@@ -297,16 +307,9 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 	if !ok {
 		return nil, nil
 	}
-	ids := map[string]int64{}
-	for name, s := range map[string]string{
-		"ticket.id": p.Ticket.ID, "brand_id": p.BrandID, "ticket.requester.id": p.Ticket.Requester.ID,
-		"ticket.assignee_id": p.Ticket.AssigneeID, "ticket.group_id": p.Ticket.GroupID,
-	} {
-		var f flexInt
-		if err := f.UnmarshalJSON([]byte(strconv.Quote(s))); err != nil {
-			return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body %s: %v", name, err)
-		}
-		ids[name] = int64(f)
+	ids, err := p.ids()
+	if err != nil {
+		return nil, err
 	}
 	if ids["ticket.id"] == 0 {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body has no ticket.id")
@@ -366,6 +369,22 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 		},
 	}
 	return e, nil
+}
+
+// ids reads the ids of a trigger body, which Zendesk's placeholders render as text.
+func (p *triggerPayload) ids() (map[string]int64, error) {
+	ids := map[string]int64{}
+	for name, s := range map[string]string{
+		"ticket.id": p.Ticket.ID, "brand_id": p.BrandID, "ticket.requester.id": p.Ticket.Requester.ID,
+		"ticket.assignee_id": p.Ticket.AssigneeID, "ticket.group_id": p.Ticket.GroupID,
+	} {
+		var f flexInt
+		if err := f.UnmarshalJSON([]byte(strconv.Quote(s))); err != nil {
+			return nil, zenklav.Errorf(zenklav.EINVALID, "trigger body %s: %v", name, err)
+		}
+		ids[name] = int64(f)
+	}
+	return ids, nil
 }
 
 // triggerEventID derives an event id for a trigger-connected webhook, which carries none.

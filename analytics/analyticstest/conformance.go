@@ -62,48 +62,8 @@ func testSupportHistory(t *testing.T, open func(t *testing.T) zenklav.TicketStor
 	now := time.Now().UTC().Truncate(time.Second)
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
 	const day = 24 * time.Hour
-	ev := func(tenant, id, typ string, ticket, requester int64, status, subject string, at time.Time) schemas.TicketEvent {
-		return schemas.TicketEvent{EventID: id, Tenant: tenant, Type: typ, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
-			Ticket: schemas.Ticket{ID: ticket, Subject: subject, Status: status, Requester: schemas.Requester{ID: requester}}}
-	}
-	created, changed := schemas.TicketCreated, schemas.TicketStatusChanged
 	closedAt := ago(16 * day)
-	events := []schemas.TicketEvent{
-		// Open, created 10 days ago.
-		ev("acme", "1a", created, 1, 100, "new", "Where is my order?", ago(10*day)),
-		ev("acme", "1b", changed, 1, 100, "open", "", ago(9*day)),
-		// Open, created 100 days ago: outside 90 days even though it changed since.
-		ev("acme", "2a", created, 2, 100, "new", "Old question", ago(100*day)),
-		ev("acme", "2b", changed, 2, 100, "pending", "Old question", ago(5*day)),
-		// Closed 16 days ago, reported again a day later by the other webhook: the last resolved.
-		ev("acme", "3a", created, 3, 100, "new", "Refund please", ago(30*day)),
-		ev("acme", "3b", changed, 3, 100, "solved", "Refund please", ago(20*day)),
-		ev("acme", "3c", changed, 3, 100, "closed", "Refund please", closedAt),
-		ev("acme", "3d", changed, 3, 100, "closed", "", ago(15*day)),
-		// Closed long ago.
-		ev("acme", "4a", created, 4, 100, "new", "Ancient", ago(200*day)),
-		ev("acme", "4b", changed, 4, 100, "closed", "Ancient", ago(150*day)),
-		// Moved from 100 to 300, then closed: 300's, not 100's.
-		ev("acme", "5a", created, 5, 100, "new", "Not mine after all", ago(5*day)),
-		ev("acme", "5b", changed, 5, 300, "open", "Not mine after all", ago(2*day)),
-		ev("acme", "5c", changed, 5, 300, "closed", "Not mine after all", ago(1*day)),
-		// Moved from 200 to 100.
-		ev("acme", "6a", created, 6, 200, "new", "Forwarded", ago(50*day)),
-		ev("acme", "6b", changed, 6, 100, "hold", "Forwarded", ago(49*day)),
-		// Its created event never arrived: the earliest event stands for it.
-		ev("acme", "7a", changed, 7, 100, "pending", "Half known", ago(40*day)),
-		ev("acme", "7b", changed, 7, 100, "", "Half known", ago(39*day)),
-		// Deleted: counts nowhere.
-		ev("acme", "8a", created, 8, 100, "new", "Spam", ago(3*day)),
-		ev("acme", "8b", changed, 8, 100, "deleted", "Spam", ago(2*day)),
-		// Two closed in the same second: the higher ticket id wins, with its own subject.
-		ev("acme", "10a", created, 10, 400, "closed", "Ten", ago(7*day)),
-		ev("acme", "11a", created, 11, 400, "closed", "Eleven", ago(7*day)),
-		// The same requester id in another tenant.
-		ev("globex", "g1a", created, 1, 100, "new", "Globex order", ago(10*day)),
-		ev("globex", "g1b", changed, 1, 100, "closed", "Globex order", ago(time.Hour)),
-		ev("globex", "g9a", created, 9, 100, "open", "Globex other", ago(1*day)),
-	}
+	events := supportHistoryEvents(now)
 	if err := store.InsertTicketEvents(ctx, events); err != nil {
 		t.Fatal(err)
 	}
@@ -190,5 +150,53 @@ func testFoldingTwiceIsHarmless(t *testing.T, open func(t *testing.T) zenklav.Ti
 	}
 	if len(got[7]) != 1 || got[7][1].Status != zenklav.StatusNew {
 		t.Errorf("RequesterTickets = %v, want ticket 1, new, once", got)
+	}
+}
+
+// supportHistoryEvents are the tickets of testSupportHistory, as of now.
+func supportHistoryEvents(now time.Time) []schemas.TicketEvent {
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	const day = 24 * time.Hour
+	ev := func(tenant, id, typ string, ticket, requester int64, status, subject string, at time.Time) schemas.TicketEvent {
+		return schemas.TicketEvent{EventID: id, Tenant: tenant, Type: typ, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
+			Ticket: schemas.Ticket{ID: ticket, Subject: subject, Status: status, Requester: schemas.Requester{ID: requester}}}
+	}
+	created, changed := schemas.TicketCreated, schemas.TicketStatusChanged
+	closedAt := ago(16 * day)
+	return []schemas.TicketEvent{
+		// Open, created 10 days ago.
+		ev("acme", "1a", created, 1, 100, "new", "Where is my order?", ago(10*day)),
+		ev("acme", "1b", changed, 1, 100, "open", "", ago(9*day)),
+		// Open, created 100 days ago: outside 90 days even though it changed since.
+		ev("acme", "2a", created, 2, 100, "new", "Old question", ago(100*day)),
+		ev("acme", "2b", changed, 2, 100, "pending", "Old question", ago(5*day)),
+		// Closed 16 days ago, reported again a day later by the other webhook: the last resolved.
+		ev("acme", "3a", created, 3, 100, "new", "Refund please", ago(30*day)),
+		ev("acme", "3b", changed, 3, 100, "solved", "Refund please", ago(20*day)),
+		ev("acme", "3c", changed, 3, 100, "closed", "Refund please", closedAt),
+		ev("acme", "3d", changed, 3, 100, "closed", "", ago(15*day)),
+		// Closed long ago.
+		ev("acme", "4a", created, 4, 100, "new", "Ancient", ago(200*day)),
+		ev("acme", "4b", changed, 4, 100, "closed", "Ancient", ago(150*day)),
+		// Moved from 100 to 300, then closed: 300's, not 100's.
+		ev("acme", "5a", created, 5, 100, "new", "Not mine after all", ago(5*day)),
+		ev("acme", "5b", changed, 5, 300, "open", "Not mine after all", ago(2*day)),
+		ev("acme", "5c", changed, 5, 300, "closed", "Not mine after all", ago(1*day)),
+		// Moved from 200 to 100.
+		ev("acme", "6a", created, 6, 200, "new", "Forwarded", ago(50*day)),
+		ev("acme", "6b", changed, 6, 100, "hold", "Forwarded", ago(49*day)),
+		// Its created event never arrived: the earliest event stands for it.
+		ev("acme", "7a", changed, 7, 100, "pending", "Half known", ago(40*day)),
+		ev("acme", "7b", changed, 7, 100, "", "Half known", ago(39*day)),
+		// Deleted: counts nowhere.
+		ev("acme", "8a", created, 8, 100, "new", "Spam", ago(3*day)),
+		ev("acme", "8b", changed, 8, 100, "deleted", "Spam", ago(2*day)),
+		// Two closed in the same second: the higher ticket id wins, with its own subject.
+		ev("acme", "10a", created, 10, 400, "closed", "Ten", ago(7*day)),
+		ev("acme", "11a", created, 11, 400, "closed", "Eleven", ago(7*day)),
+		// The same requester id in another tenant.
+		ev("globex", "g1a", created, 1, 100, "new", "Globex order", ago(10*day)),
+		ev("globex", "g1b", changed, 1, 100, "closed", "Globex order", ago(time.Hour)),
+		ev("globex", "g9a", created, 9, 100, "open", "Globex other", ago(1*day)),
 	}
 }
