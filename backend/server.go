@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/zenklav/zenklav"
 )
@@ -63,21 +64,17 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{logger: logger, opts: opts}
+	f := promauto.With(opts.Registry)
 	s.metrics = serverMetrics{
-		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		requests: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "zenklav_http_request_seconds",
 			Help:    "HTTP requests by route and status.",
 			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "status"}),
-		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+		webhooks: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "zenklav_webhooks_total",
 			Help: "Webhooks by source and result (accepted, ignored, or the error kind).",
 		}, []string{"source", "result"}),
-	}
-	for _, c := range []prometheus.Collector{s.metrics.requests, s.metrics.webhooks} {
-		if err := opts.Registry.Register(c); err != nil {
-			return nil, err
-		}
 	}
 
 	gin.SetMode(gin.ReleaseMode)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
@@ -95,10 +96,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *k
 	if cfg.BackfillAfter <= 0 {
 		cfg.BackfillAfter = time.Hour
 	}
-	m, err := newMetrics(reg, &cfg.Lanes, consumer.DeadLetters())
-	if err != nil {
-		return nil, err
-	}
+	m := newMetrics(reg, &cfg.Lanes, consumer.DeadLetters())
 	e := &Emitter{
 		cfg: cfg, logger: logger, consumer: consumer, dlq: consumer.DeadLetters(),
 		routes: map[string]*route{}, cache: newDirectoryCache(), book: newTicketBook(), metrics: m,
@@ -118,37 +116,35 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *k
 	return e, nil
 }
 
-func newMetrics(reg prometheus.Registerer, lanes *kafka.LaneConfig, dlq *kafka.DeadLetters) (metrics, error) {
+// newMetrics makes the emitter's metrics, registered with reg: its own, its lanes' queues and
+// its dead letters.
+func newMetrics(reg prometheus.Registerer, lanes *kafka.LaneConfig, dlq *kafka.DeadLetters) metrics {
+	f := promauto.With(reg)
 	m := metrics{
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "zenklav_emitter_metrics_total",
 			Help: "Klaviyo metrics by result: delivered (accepted by Klaviyo), dead_letter (given up, in the DLQ).",
 		}, []string{"result"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "zenklav_emitter_delivery_seconds",
 			Help:    "From the webhook's arrival to Klaviyo's acceptance of its metric.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
 		}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
+		retries: f.NewCounter(prometheus.CounterOpts{
 			Name: "zenklav_emitter_retries_total", Help: "Metric deliveries tried again after a transient failure.",
 		}),
-		profileFailures: prometheus.NewCounter(prometheus.CounterOpts{
+		profileFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "zenklav_emitter_open_tickets_failures_total",
 			Help: "Batches whose Open_tickets profile updates were given up after retries (the counts are stale until the requester's next ticket change).",
 		}),
 	}
-	lanes.Queued = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	lanes.Queued = f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zenklav_emitter_queued_events", Help: "Ticket events waiting in a connection's lane.",
 	}, []string{"connection"})
-	dlq.Written = prometheus.NewCounter(prometheus.CounterOpts{
+	dlq.Written = f.NewCounter(prometheus.CounterOpts{
 		Name: "zenklav_emitter_dead_letters_total", Help: "Ticket events the emitter sent to the dead-letter topic.",
 	})
-	for _, c := range []prometheus.Collector{m.events, m.latency, m.retries, lanes.Queued, dlq.Written, m.profileFailures} {
-		if err := reg.Register(c); err != nil {
-			return m, fmt.Errorf("register emitter metrics: %w", err)
-		}
-	}
-	return m, nil
+	return m
 }
 
 // item is one ticket event on its way through a lane.

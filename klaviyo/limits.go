@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zenklav/zenklav/internal/retry"
 	"golang.org/x/time/rate"
 )
 
@@ -77,12 +78,8 @@ func (b *bucket) wait(ctx context.Context) error {
 			if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
 				return fmt.Errorf("rate: paused for %s after a 429, beyond the context's deadline", pause.Round(time.Millisecond))
 			}
-			t := time.NewTimer(pause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
+			if err := retry.Wait(ctx, pause); err != nil {
+				return err
 			}
 		}
 		if err := b.lim.Wait(ctx); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/zenklav/zenklav"
 	"golang.org/x/sync/singleflight"
 )
@@ -135,23 +136,17 @@ func New(logger *slog.Logger, cfg Config) (*Service, error) {
 		cfg.KlaviyoAppURL = "https://www.klaviyo.com"
 	}
 	cfg.KlaviyoAppURL = strings.TrimRight(cfg.KlaviyoAppURL, "/")
+	f := promauto.With(cfg.Registry) // nil registers nothing
 	s := &Service{
 		logger: logger, cfg: cfg,
-		cardsServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		cardsServed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "zenklav_sidebar_cards_total",
 			Help: "Sidebar profile cards served, by where from: cache or built.",
 		}, []string{"from"}),
-		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
+		unavailable: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "zenklav_sidebar_sections_unavailable_total",
 			Help: "Sections left out of built sidebar cards because Klaviyo or ClickHouse failed or was too slow, by section.",
 		}, []string{"section"}),
-	}
-	if cfg.Registry != nil {
-		for _, c := range []prometheus.Collector{s.cardsServed, s.unavailable} {
-			if err := cfg.Registry.Register(c); err != nil {
-				return nil, err
-			}
-		}
 	}
 	var err error
 	if s.cards, err = lru.New[cardKey, cachedCard](cfg.CacheSize); err != nil {

@@ -6,7 +6,6 @@ package sink
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"runtime"
@@ -15,7 +14,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 )
@@ -79,30 +80,26 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg kafka.ConsumerConfi
 	if err != nil {
 		return nil, err
 	}
+	f := promauto.With(reg)
 	m := sinkMetrics{
-		events: prometheus.NewCounter(prometheus.CounterOpts{
+		events: f.NewCounter(prometheus.CounterOpts{
 			Name: "zenklav_sink_events_total", Help: "Ticket events inserted into ClickHouse (re-inserts included).",
 		}),
-		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		batchTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "zenklav_sink_batch_seconds", Help: "Time to decode and insert one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
-		rowsEvents: prometheus.NewCounter(prometheus.CounterOpts{
+		rowsEvents: f.NewCounter(prometheus.CounterOpts{
 			Name: "zenklav_sink_ticket_rows_events_total", Help: "Ticket events folded into the rows the reports read (re-folds included).",
 		}),
-		rowsTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		rowsTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "zenklav_sink_ticket_rows_batch_seconds", Help: "Time to decode one batch and fold it into the report rows.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
 	}
-	cfg.DeadLetters.Written = prometheus.NewCounter(prometheus.CounterOpts{
+	cfg.DeadLetters.Written = f.NewCounter(prometheus.CounterOpts{
 		Name: "zenklav_sink_dead_letters_total", Help: "Messages the sink could not decode and sent to the dead-letter topic.",
 	})
-	for _, c := range []prometheus.Collector{m.events, cfg.DeadLetters.Written, m.batchTime, m.rowsEvents, m.rowsTime} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register sink metrics: %w", err)
-		}
-	}
 	return &Sink{logger: logger, consumer: c, rows: rows, store: store, dlq: cfg.DeadLetters, metrics: m, batchSize: cfg.BatchSize}, nil
 }
 
@@ -136,10 +133,8 @@ func (s *Sink) yieldToCopy(ctx context.Context, backlog bool) error {
 		if waited >= foldYield || !copying && (!backlog || waited >= copyGrace) {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err := retry.Wait(ctx, 50*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }
