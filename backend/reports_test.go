@@ -14,12 +14,12 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	zauth "github.com/zenklav/zenklav/auth"
 	"github.com/zenklav/zenklav/internal/golden"
+	"github.com/zenklav/zenklav/reports/reportstest"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -39,77 +39,58 @@ var (
 	retiredKey  = zauth.SigningKey{ID: "2026-09", Secret: "reports-key-2026-09-0123456789abcdef"}
 )
 
-// fakeSource answers every report with fixed rows and notes the filters it was asked with.
-type fakeSource struct {
-	mu    sync.Mutex
-	asked []reports.Filter
-	err   error
-}
-
-func (f *fakeSource) ask(flt reports.Filter) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.asked = append(f.asked, flt)
-	return f.err
-}
-
-func (f *fakeSource) calls() []reports.Filter {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.asked)
-}
-
 func hours(h float64) *float64 { return &h }
 
-func (f *fakeSource) Trends(_ context.Context, flt reports.Filter) ([]reports.TrendRow, error) {
-	if err := f.ask(flt); err != nil {
-		return nil, err
+// fixedSource answers every report with fixed rows, or with err when the test sets it.
+type fixedSource struct {
+	reportstest.Source
+	err error
+}
+
+func newFixedSource() *fixedSource {
+	f := &fixedSource{}
+	f.Answer = func(kind string, flt reports.Filter) (any, error) {
+		if f.err != nil {
+			return nil, f.err
+		}
+		return fixedRows(kind, flt), nil
 	}
-	if flt.By != "" {
+	return f
+}
+
+func fixedRows(kind string, flt reports.Filter) any {
+	switch kind {
+	case reports.KindTrends:
+		if flt.By != "" {
+			return []reports.TrendRow{
+				{Period: "2024-12-30", Key: "email", Opened: 7, Resolved: 3, Backlog: 4},
+				{Period: "2024-12-30", Key: "=HYPERLINK(\"x\")", Opened: 1, Resolved: 0, Backlog: 1},
+			}
+		}
 		return []reports.TrendRow{
-			{Period: "2024-12-30", Key: "email", Opened: 7, Resolved: 3, Backlog: 4},
-			{Period: "2024-12-30", Key: "=HYPERLINK(\"x\")", Opened: 1, Resolved: 0, Backlog: 1},
-		}, nil
+			{Period: "2024-12-23", Opened: 12, Resolved: 9, Backlog: 3},
+			{Period: "2024-12-30", Opened: 8, Resolved: 10, Backlog: 1},
+			{Period: "2025-01-06", Opened: 0, Resolved: 0, Backlog: 1},
+		}
+	case reports.KindResolutionCohorts:
+		return []reports.ResolutionCohortRow{
+			{Cohort: "2024-12-23", Tickets: 12, Closed1d: 0.25, Closed3d: 0.5, Closed7d: 0.75, Closed14d: 11.0 / 12, Closed30d: 1,
+				MedianHours: hours(50.5), P90Hours: hours(240), ReopenRate: 1.0 / 12},
+			{Cohort: "2024-12-30", Tickets: 3},
+		}
+	case reports.KindRepeatCohorts:
+		return []reports.RepeatCohortRow{
+			{Cohort: "2024-12-23", Customers: 10, Offset: 0, Returned: 1, Share: 0.1},
+			{Cohort: "2024-12-23", Customers: 10, Offset: 1, Returned: 3, Share: 0.3},
+			{Cohort: "2024-12-30", Customers: 4, Offset: 0, Returned: 0, Share: 0},
+		}
 	}
-	return []reports.TrendRow{
-		{Period: "2024-12-23", Opened: 12, Resolved: 9, Backlog: 3},
-		{Period: "2024-12-30", Opened: 8, Resolved: 10, Backlog: 1},
-		{Period: "2025-01-06", Opened: 0, Resolved: 0, Backlog: 1},
-	}, nil
-}
-
-func (f *fakeSource) ResolutionCohorts(_ context.Context, flt reports.Filter) ([]reports.ResolutionCohortRow, error) {
-	if err := f.ask(flt); err != nil {
-		return nil, err
-	}
-	return []reports.ResolutionCohortRow{
-		{Cohort: "2024-12-23", Tickets: 12, Closed1d: 0.25, Closed3d: 0.5, Closed7d: 0.75, Closed14d: 11.0 / 12, Closed30d: 1,
-			MedianHours: hours(50.5), P90Hours: hours(240), ReopenRate: 1.0 / 12},
-		{Cohort: "2024-12-30", Tickets: 3},
-	}, nil
-}
-
-func (f *fakeSource) RepeatCohorts(_ context.Context, flt reports.Filter) ([]reports.RepeatCohortRow, error) {
-	if err := f.ask(flt); err != nil {
-		return nil, err
-	}
-	return []reports.RepeatCohortRow{
-		{Cohort: "2024-12-23", Customers: 10, Offset: 0, Returned: 1, Share: 0.1},
-		{Cohort: "2024-12-23", Customers: 10, Offset: 1, Returned: 3, Share: 0.3},
-		{Cohort: "2024-12-30", Customers: 4, Offset: 0, Returned: 0, Share: 0},
-	}, nil
-}
-
-func (f *fakeSource) Segments(_ context.Context, flt reports.Filter) ([]reports.SegmentRow, error) {
-	if err := f.ask(flt); err != nil {
-		return nil, err
-	}
-	return nil, nil // no segment yet: the answer is an empty list, never null
+	return nil // no segment yet: the answer is an empty list, never null
 }
 
 type reportsServer struct {
 	url    string
-	source *fakeSource
+	source *fixedSource
 	auth   *zauth.Reports
 	conns  *zenklav.Connections
 }
@@ -123,7 +104,7 @@ func newReportsServer(t *testing.T) *reportsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &fakeSource{}
+	src := newFixedSource()
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
 		Registry: prometheus.NewRegistry(),
 		Reports:  &backend.Reports{Auth: auth, Source: src},
@@ -274,7 +255,7 @@ func TestReportsAuth(t *testing.T) {
 		{name: "admin of every tenant, one connection", token: issued, query: "?connection=globex", status: 200, tenants: []string{"acme", "globex"}, connection: "globex"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(s.source.calls())
+			before := len(s.source.Asked())
 			var headers []string
 			if tc.header != "" {
 				headers = append(headers, "Authorization: "+tc.header)
@@ -287,7 +268,7 @@ func TestReportsAuth(t *testing.T) {
 			if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 				t.Errorf("Cache-Control %q, want no-store", cc)
 			}
-			asked := s.source.calls()[before:]
+			asked := s.source.Asked()[before:]
 			if tc.status != http.StatusOK {
 				var e struct {
 					Error struct{ Code, Message string }
@@ -428,13 +409,13 @@ func TestReportAnswers(t *testing.T) {
 			want: `tenants=[acme globex] connection="" brand=0 channel="" tag="" 2024-10-11..2025-01-08 week UTC by="" kind="segment"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(s.source.calls())
+			before := len(s.source.Asked())
 			resp := s.get(t, tc.path, token, tc.headers...)
 			body := readBody(t, resp)
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("status %d %s", resp.StatusCode, body)
 			}
-			asked := s.source.calls()[before:]
+			asked := s.source.Asked()[before:]
 			if len(asked) != 1 || asked[0].String() != tc.want {
 				t.Errorf("the source was asked %v, want once with %s", asked, tc.want)
 			}
@@ -503,7 +484,7 @@ func TestReportBadFilters(t *testing.T) {
 			}
 		})
 	}
-	if n := len(s.source.calls()); n != 0 {
+	if n := len(s.source.Asked()); n != 0 {
 		t.Errorf("bad filters reached the source %d times", n)
 	}
 	resp := s.get(t, "/api/v1/reports/funnels", token)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
@@ -9,11 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	zauth "github.com/zenklav/zenklav/auth"
+	"github.com/zenklav/zenklav/reports/reportstest"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav/backend"
@@ -67,39 +66,13 @@ func (b *browser) runReports(t *testing.T, sc map[string]any) reportsResult {
 
 // fakeSource answers the reports API with fixed rows of each kind (none for globex, which
 // has no tickets yet), and keeps the filters it was asked with.
-type fakeSource struct {
-	mu    sync.Mutex
-	asked []reports.Filter
-}
-
-func (f *fakeSource) ask(kind string, flt reports.Filter) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.asked = append(f.asked, flt)
-	return flt.Connection != "globex"
-}
-
-func rowsOf[T any](f *fakeSource, kind string, flt reports.Filter) ([]T, error) {
-	if !f.ask(kind, flt) {
-		return nil, nil
-	}
-	return fakeReports[kind].([]T), nil
-}
-
-func (f *fakeSource) Trends(_ context.Context, flt reports.Filter) ([]reports.TrendRow, error) {
-	return rowsOf[reports.TrendRow](f, reports.KindTrends, flt)
-}
-
-func (f *fakeSource) ResolutionCohorts(_ context.Context, flt reports.Filter) ([]reports.ResolutionCohortRow, error) {
-	return rowsOf[reports.ResolutionCohortRow](f, reports.KindResolutionCohorts, flt)
-}
-
-func (f *fakeSource) RepeatCohorts(_ context.Context, flt reports.Filter) ([]reports.RepeatCohortRow, error) {
-	return rowsOf[reports.RepeatCohortRow](f, reports.KindRepeatCohorts, flt)
-}
-
-func (f *fakeSource) Segments(_ context.Context, flt reports.Filter) ([]reports.SegmentRow, error) {
-	return rowsOf[reports.SegmentRow](f, reports.KindSegments, flt)
+func fakeSource() *reportstest.Source {
+	return &reportstest.Source{Answer: func(kind string, flt reports.Filter) (any, error) {
+		if flt.Connection == "globex" {
+			return nil, nil
+		}
+		return fakeReports[kind], nil
+	}}
 }
 
 var fakeReports = map[string]any{
@@ -151,7 +124,7 @@ func TestReportsInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &fakeSource{}
+	src := fakeSource()
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
 		Registry: prometheus.NewRegistry(), ReportsPage: reportsui.Page(),
 		Reports: &backend.Reports{Auth: auth, Source: src},
@@ -241,13 +214,11 @@ func TestReportsInBrowser(t *testing.T) {
 	}
 
 	// Every report was asked with the page's filters.
-	src.mu.Lock()
-	for _, f := range src.asked {
+	for _, f := range src.Asked() {
 		if f.From.Format(time.DateOnly) != "2026-01-05" || f.To.Format(time.DateOnly) != "2026-02-01" || f.Interval != reports.Week || f.TZ.String() != "Europe/Lisbon" {
 			t.Errorf("the page asked with %s", f)
 		}
 	}
-	src.mu.Unlock()
 
 	t.Run("empty", func(t *testing.T) {
 		r := b.runReports(t, map[string]any{
