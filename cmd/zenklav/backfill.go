@@ -97,24 +97,12 @@ func parseBackfillFlags(args []string, now time.Time, out io.Writer) (backfillFl
 }
 
 // backfill is `zenklav backfill`.
-func backfill(ctx context.Context, c call) error {
-	f, err := parseBackfillFlags(c.args, time.Now(), c.stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	e, err := c.start(envOptions{})
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func backfill(ctx context.Context, e *env, f backfillFlags, stdout io.Writer) error {
 	job, err := newBackfillJob(ctx, e, f)
 	if err != nil {
 		return err
 	}
-	rep := newBackfillReport(c.stdout, f.since, time.Now())
+	rep := newBackfillReport(stdout, f.since, time.Now())
 	job.progress = rep.progress
 	st, err := job.run(ctx)
 	rep.finish(job, st, err)

@@ -5,12 +5,19 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/zenklav/zenklav/auth"
+	"github.com/zenklav/zenklav/kafka"
 )
 
 func main() {
@@ -41,12 +48,41 @@ type call struct {
 func (c call) start(o envOptions) (*env, error) { return newEnv(c.getenv, c.stdout, o) }
 
 var tools = []tool{
-	{"migrate", "applies the ClickHouse migrations and exits", migrate},
-	{"replay", "sends dead letters back to the topic they came from (zenklav replay -h)", replay},
-	{"backfill", "writes a connection's Zendesk ticket history to Kafka (zenklav backfill -h)", backfill},
-	{"token", "prints a report token for the reports API and page (zenklav token -h)", token},
-	{"report", "prints a ticket report from ClickHouse (zenklav report trends -h)", report},
+	{"migrate", "applies the ClickHouse migrations and exits", withFlags(envOptions{}, noFlags, migrate)},
+	{"replay", "sends dead letters back to the topic they came from (zenklav replay -h)", withFlags(envOptions{},
+		func(c call) (kafka.ReplayOptions, error) { return parseReplayFlags(c.args, time.Now(), c.stdout) }, replay)},
+	{"backfill", "writes a connection's Zendesk ticket history to Kafka (zenklav backfill -h)", withFlags(envOptions{},
+		func(c call) (backfillFlags, error) { return parseBackfillFlags(c.args, time.Now(), c.stdout) }, backfill)},
+	{"token", "prints a report token for the reports API and page (zenklav token -h)", withFlags(envOptions{},
+		func(c call) (auth.TokenRequest, error) { return parseTokenFlags(c.args, c.getenv, c.stdout) }, token)},
+	// The report goes to stdout, so the logs go to stderr, and only when they matter.
+	{"report", "prints a ticket report from ClickHouse (zenklav report trends -h)", withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn},
+		func(c call) (reportRequest, error) { return parseReportFlags(c.args, c.stdout) }, report)},
 }
+
+// withFlags makes a tool that reads its flags first, so that a mistake in them stops it
+// before it touches anything (and -h prints its help), then starts its env with o and runs
+// body with what the flags said.
+func withFlags[F any](o envOptions, parse func(c call) (F, error), body func(ctx context.Context, e *env, f F, out io.Writer) error) func(context.Context, call) error {
+	return func(ctx context.Context, c call) error {
+		f, err := parse(c)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		e, err := c.start(o)
+		if err != nil {
+			return err
+		}
+		defer e.close()
+		return body(ctx, e, f, c.stdout)
+	}
+}
+
+// noFlags is the flags of a tool that takes none.
+func noFlags(call) (struct{}, error) { return struct{}{}, nil }
 
 // usage is the help, read from the role and tool tables.
 func usage() string {
@@ -88,15 +124,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 }
 
 // migrate is `zenklav migrate`.
-func migrate(ctx context.Context, c call) error {
-	e, err := c.start(envOptions{})
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func migrate(ctx context.Context, e *env, _ struct{}, stdout io.Writer) error {
 	if _, err := e.ticketStore(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "ClickHouse database %s at %s is up to date\n", e.cfg.ClickHouseDatabase, e.cfg.ClickHouseAddr)
+	fmt.Fprintf(stdout, "ClickHouse database %s at %s is up to date\n", e.cfg.ClickHouseDatabase, e.cfg.ClickHouseAddr)
 	return nil
 }

@@ -29,21 +29,8 @@ Flags (all optional; together they must all match):
 `
 
 // replay is `zenklav replay`.
-func replay(ctx context.Context, c call) error {
-	stdout := c.stdout
-	// Flags first: a mistake in them must stop the run before it touches Kafka.
-	opts, err := parseReplayFlags(c.args, time.Now(), stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	e, err := c.start(envOptions{})
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func replay(ctx context.Context, e *env, opts kafka.ReplayOptions, stdout io.Writer) error {
+	var err error
 	if e.brokers, err = e.needBrokers("replay reads and writes"); err != nil {
 		return err
 	}

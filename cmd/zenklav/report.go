@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,20 +41,7 @@ type reportRequest struct {
 }
 
 // report is `zenklav report`.
-func report(ctx context.Context, c call) error {
-	rr, err := parseReportFlags(c.args, c.stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	// The report goes to stdout, so the logs go to stderr, and only when they matter.
-	e, err := c.start(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn})
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func report(ctx context.Context, e *env, rr reportRequest, stdout io.Writer) error {
 	var connections []string
 	if e.cfg.ConnectionsFile != "" {
 		conns, err := e.connections(ctx, "report tool")
@@ -77,7 +62,7 @@ func report(ctx context.Context, c call) error {
 	if err != nil {
 		return err
 	}
-	return printReport(ctx, store, rr, f, c.stdout)
+	return printReport(ctx, store, rr, f, stdout)
 }
 
 // parseReportFlags reads report's kind and flags into the API's query parameters.

@@ -31,21 +31,9 @@ Flags:
 `
 
 // token is `zenklav token`.
-func token(ctx context.Context, c call) error {
-	stdout := c.stdout
-	req, err := parseTokenFlags(c.args, c.getenv, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	e, err := c.start(envOptions{})
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func token(ctx context.Context, e *env, req auth.TokenRequest, stdout io.Writer) error {
 	cfg := e.cfg
+	var err error
 	if len(cfg.JWTKeys) == 0 {
 		return errors.New("token: ZENKLAV_JWT_SIGNING_KEY is empty: set it here and for the api role (or zenklav all) alike; " +
 			"sandbox mode's own key is made up at start and dies with the process")
