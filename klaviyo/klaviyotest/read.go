@@ -387,20 +387,7 @@ func (s *Server) getEvents(c *call) answer {
 			return answer{status: http.StatusOK, body: map[string]any{"data": []any{}, "links": map[string]any{"self": c.base + "/api/events?" + c.query.Encode()}}}
 		}
 	}
-	var idx []int
-	for i, e := range a.events {
-		if target == nil || identityOf(e.Profile) == target.identity {
-			idx = append(idx, i)
-		}
-	}
-	desc := strings.HasPrefix(c.query.Get("sort"), "-")
-	slices.SortStableFunc(idx, func(x, y int) int {
-		o := cmp.Or(a.events[x].Time.Compare(a.events[y].Time), cmp.Compare(x, y))
-		if desc {
-			return -o
-		}
-		return o
-	})
+	idx := a.eventOrder(target, strings.HasPrefix(c.query.Get("sort"), "-"))
 	total := len(idx)
 	idx = idx[min(offset, total):min(offset+size, total)]
 
@@ -409,57 +396,102 @@ func (s *Server) getEvents(c *call) answer {
 	seen := map[string]bool{}
 	for _, i := range idx {
 		e := a.events[i]
-		props := cloneProperties(e.Properties)
-		if props == nil {
-			props = map[string]any{}
-		}
-		if e.Value != nil {
-			props["$value"] = *e.Value
-		}
-		if e.UniqueID != "" {
-			props["$event_id"] = e.UniqueID
-		}
-		id := fmt.Sprintf("EV%08d", i+1)
 		mid := a.metricID(e.Metric)
-		rel := map[string]any{"metric": map[string]any{"data": map[string]any{"type": "metric", "id": mid}}}
-		if p := a.profiles[identityOf(e.Profile)]; p != nil {
-			rel["profile"] = map[string]any{"data": map[string]any{"type": "profile", "id": p.id}}
-		}
-		data = append(data, map[string]any{
-			"type": "event",
-			"id":   id,
-			"attributes": map[string]any{
-				"timestamp":        e.Time.Unix(),
-				"datetime":         e.Time.UTC().Format(time.RFC3339),
-				"event_properties": props,
-			},
-			"relationships": rel,
-			"links":         map[string]any{"self": c.base + "/api/events/" + id + "/"},
-		})
+		data = append(data, a.eventResource(c.base, i, mid))
 		if includeMetric && !seen[mid] {
 			seen[mid] = true
-			included = append(included, map[string]any{
-				"type":       "metric",
-				"id":         mid,
-				"attributes": map[string]any{"name": e.Metric},
-				"links":      map[string]any{"self": c.base + "/api/metrics/" + mid + "/"},
-			})
+			included = append(included, metricResource(c.base, mid, e.Metric))
 		}
 	}
 	links := map[string]any{"self": c.base + "/api/events?" + c.query.Encode()}
 	if offset+size < total {
-		next := url.Values{}
-		for k, v := range c.query {
-			next[k] = v
-		}
-		next.Set("page[cursor]", strconv.Itoa(offset+size))
-		links["next"] = c.base + "/api/events?" + next.Encode()
+		links["next"] = eventsPage(c, offset+size)
 	}
 	body := map[string]any{"data": data, "links": links}
 	if includeMetric {
 		body["included"] = included
 	}
 	return answer{status: http.StatusOK, body: body}
+}
+
+// eventOrder is the indexes into a.events of target's events, or of all of them when
+// target is nil, sorted by time and then by arrival, newest first when desc. It gives
+// indexes rather than events because an event's id is its index (see eventResource).
+func (a *account) eventOrder(target *profile, desc bool) []int {
+	var idx []int
+	for i, e := range a.events {
+		if target == nil || identityOf(e.Profile) == target.identity {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortStableFunc(idx, func(x, y int) int {
+		o := cmp.Or(a.events[x].Time.Compare(a.events[y].Time), cmp.Compare(x, y))
+		if desc {
+			return -o
+		}
+		return o
+	})
+	return idx
+}
+
+// eventResource is the event at index i of a.events as GET /api/events answers it, with
+// mid the id of its metric. Its id is EV and its index from 1, so it stays the same from
+// one request to the next.
+func (a *account) eventResource(base string, i int, mid string) map[string]any {
+	e := a.events[i]
+	id := fmt.Sprintf("EV%08d", i+1)
+	rel := map[string]any{"metric": map[string]any{"data": map[string]any{"type": "metric", "id": mid}}}
+	if p := a.profiles[identityOf(e.Profile)]; p != nil {
+		rel["profile"] = map[string]any{"data": map[string]any{"type": "profile", "id": p.id}}
+	}
+	return map[string]any{
+		"type": "event",
+		"id":   id,
+		"attributes": map[string]any{
+			"timestamp":        e.Time.Unix(),
+			"datetime":         e.Time.UTC().Format(time.RFC3339),
+			"event_properties": eventProperties(e),
+		},
+		"relationships": rel,
+		"links":         map[string]any{"self": base + "/api/events/" + id + "/"},
+	}
+}
+
+// eventProperties are e's properties as Klaviyo reports them: a copy, with the value and
+// unique id the event was sent with under $value and $event_id.
+func eventProperties(e klaviyo.Event) map[string]any {
+	props := cloneProperties(e.Properties)
+	if props == nil {
+		props = map[string]any{}
+	}
+	if e.Value != nil {
+		props["$value"] = *e.Value
+	}
+	if e.UniqueID != "" {
+		props["$event_id"] = e.UniqueID
+	}
+	return props
+}
+
+// metricResource is the metric called name, with id mid, as included in GET /api/events.
+func metricResource(base, mid, name string) map[string]any {
+	return map[string]any{
+		"type":       "metric",
+		"id":         mid,
+		"attributes": map[string]any{"name": name},
+		"links":      map[string]any{"self": base + "/api/metrics/" + mid + "/"},
+	}
+}
+
+// eventsPage is the link to the page of GET /api/events that starts at offset: the same
+// request with offset for cursor.
+func eventsPage(c *call, offset int) string {
+	next := url.Values{}
+	for k, v := range c.query {
+		next[k] = v
+	}
+	next.Set("page[cursor]", strconv.Itoa(offset))
+	return c.base + "/api/events?" + next.Encode()
 }
 
 // getSegmentsForProfile answers GET /api/profiles/{id}/segments.

@@ -298,27 +298,7 @@ var localePattern = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$`)
 //	user    the id of the agent viewing; default the stored agent or admin with the lowest id
 func (s *Server) agentTicket(w http.ResponseWriter, r *http.Request, id int64) {
 	q := r.URL.Query()
-	locale := cmp.Or(q.Get("locale"), "en-US")
-	theme := cmp.Or(q.Get("theme"), "light")
-	isNew := q.Get("new") == "1" || q.Get("new") == "true"
-	var problems []string
-	if !localePattern.MatchString(locale) {
-		problems = append(problems, fmt.Sprintf("locale %q is not a locale such as en-US or es", locale))
-	}
-	if theme != "light" && theme != "dark" {
-		problems = append(problems, fmt.Sprintf("theme %q is neither light nor dark", theme))
-	}
-	if v := q.Get("new"); v != "" && v != "0" && v != "1" && v != "false" && v != "true" {
-		problems = append(problems, fmt.Sprintf("new %q is neither 1 nor 0", v))
-	}
-	var viewer int64
-	if v := q.Get("user"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			problems = append(problems, fmt.Sprintf("user %q is not a user id", v))
-		}
-		viewer = n
-	}
+	view, problems := parseTicketView(q)
 	if len(problems) > 0 {
 		renderAgent(w, http.StatusBadRequest, "error.html", errorPage{Title: "Bad request", Message: strings.Join(problems, "; ") + "."})
 		return
@@ -326,7 +306,7 @@ func (s *Server) agentTicket(w http.ResponseWriter, r *http.Request, id int64) {
 
 	s.mu.Lock()
 	rec, ok := s.ticketRecords(id)
-	agent, hasAgent := s.viewer(viewer)
+	agent, hasAgent := s.viewer(view.viewer)
 	var app *installedApp
 	if s.app != nil {
 		a := *s.app
@@ -338,31 +318,77 @@ func (s *Server) agentTicket(w http.ResponseWriter, r *http.Request, id int64) {
 		renderAgent(w, http.StatusNotFound, "error.html", errorPage{Title: "Ticket not found", Message: fmt.Sprintf("The simulated account has no ticket %d.", id)})
 		return
 	}
-	if viewer != 0 && !hasAgent {
-		renderAgent(w, http.StatusBadRequest, "error.html", errorPage{Title: "Bad request", Message: fmt.Sprintf("User %d is not a stored agent or admin.", viewer)})
+	if view.viewer != 0 && !hasAgent {
+		renderAgent(w, http.StatusBadRequest, "error.html", errorPage{Title: "Bad request", Message: fmt.Sprintf("User %d is not a stored agent or admin.", view.viewer)})
 		return
 	}
 	if !hasAgent {
 		agent = fallbackAgent
 	}
 
-	t := rec.ticket
 	page := ticketPage{
-		Ticket:    t,
+		Ticket:    rec.ticket,
 		Requester: rec.requester,
-		IsNew:     isNew,
-		Locale:    locale,
-		Theme:     theme,
-		Links:     ticketLinks(id, q, isNew),
-		Host:      hostConfig{ColorScheme: theme},
+		IsNew:     view.isNew,
+		Locale:    view.locale,
+		Theme:     view.theme,
+		Links:     ticketLinks(id, q, view.isNew),
+		Host:      hostConfig{ColorScheme: view.theme},
 	}
-	data := map[string]any{
-		"ticket":      zafTicket(rec, isNew),
-		"currentUser": zafUser(agent, locale),
-		"colorScheme": theme,
+	page.Host.Data = map[string]any{
+		"ticket":      zafTicket(rec, view.isNew),
+		"currentUser": zafUser(agent, view.locale),
+		"colorScheme": view.theme,
 	}
-	page.Host.Data = data
+	if err := s.fillSidebar(&page, app, agent, baseURL(r)); err != nil {
+		renderAgent(w, http.StatusInternalServerError, "error.html", errorPage{Title: "Simulator error", Message: err.Error()})
+		return
+	}
+	renderAgent(w, http.StatusOK, "ticket.html", page)
+}
 
+// ticketView is how the query of a ticket page asks to show the ticket.
+type ticketView struct {
+	locale string
+	theme  string
+	isNew  bool
+	viewer int64 // the user parameter; 0 when absent
+}
+
+// parseTicketView reads the query parameters of a ticket page. It gives every problem
+// with them, not just the first, so that one bad request names all that is wrong.
+func parseTicketView(q url.Values) (ticketView, []string) {
+	view := ticketView{
+		locale: cmp.Or(q.Get("locale"), "en-US"),
+		theme:  cmp.Or(q.Get("theme"), "light"),
+		isNew:  q.Get("new") == "1" || q.Get("new") == "true",
+	}
+	var problems []string
+	if !localePattern.MatchString(view.locale) {
+		problems = append(problems, fmt.Sprintf("locale %q is not a locale such as en-US or es", view.locale))
+	}
+	if view.theme != "light" && view.theme != "dark" {
+		problems = append(problems, fmt.Sprintf("theme %q is neither light nor dark", view.theme))
+	}
+	if v := q.Get("new"); v != "" && v != "0" && v != "1" && v != "false" && v != "true" {
+		problems = append(problems, fmt.Sprintf("new %q is neither 1 nor 0", v))
+	}
+	if v := q.Get("user"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			problems = append(problems, fmt.Sprintf("user %q is not a user id", v))
+		}
+		view.viewer = n
+	}
+	return view, problems
+}
+
+// fillSidebar fills in the sidebar of page, whose ticket, theme and host data are set:
+// why it is empty when there is no app or it has no URL, or else the signed token and
+// form action that load the app in its iframe and what zaf-host.js answers it with. app
+// is a copy of the installed app, or nil; origin is the simulator's own, which the app's
+// ZAF SDK posts to.
+func (s *Server) fillSidebar(page *ticketPage, app *installedApp, agent zendesk.User, origin string) error {
 	switch {
 	case app == nil:
 		page.NoApp = "No app is installed on this simulated account, so the sidebar is empty. (zendesktest: InstallApp.)"
@@ -371,22 +397,20 @@ func (s *Server) agentTicket(w http.ResponseWriter, r *http.Request, id int64) {
 		page.NoApp = "The app is installed but has no URL yet, so the sidebar is empty. (zendesktest: SetAppURL.)"
 	default:
 		page.Subdomain = app.Subdomain
-		data["currentAccount"] = map[string]any{"subdomain": app.Subdomain}
+		page.Host.Data["currentAccount"] = map[string]any{"subdomain": app.Subdomain}
 		guid, err := newGUID()
 		if err != nil {
-			renderAgent(w, http.StatusInternalServerError, "error.html", errorPage{Title: "Simulator error", Message: err.Error()})
-			return
+			return err
 		}
-		token, err := s.appToken(app, agent, t.ID, isNew)
+		token, err := s.appToken(app, agent, page.Ticket.ID, page.IsNew)
 		if err != nil {
-			renderAgent(w, http.StatusInternalServerError, "error.html", errorPage{Title: "Simulator error", Message: err.Error()})
-			return
+			return err
 		}
 		page.Token = token
-		page.Action = appAction(app.URL, baseURL(r), guid, theme)
+		page.Action = appAction(app.URL, origin, guid, page.Theme)
 		var ticketID any
-		if !isNew {
-			ticketID = t.ID
+		if !page.IsNew {
+			ticketID = page.Ticket.ID
 		}
 		page.Host.AppOrigin = app.origin()
 		page.Host.AppGUID = guid
@@ -405,7 +429,7 @@ func (s *Server) agentTicket(w http.ResponseWriter, r *http.Request, id int64) {
 			"account":      map[string]any{"subdomain": app.Subdomain},
 		}
 	}
-	renderAgent(w, http.StatusOK, "ticket.html", page)
+	return nil
 }
 
 // ticketLinks are links to the ticket page with one of its parameters switched: to the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -59,66 +60,12 @@ func (s *Server) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody("InvalidValue", "event must be ticket.created, ticket.status_changed, ticket.comment_added or ticket.priority_changed"))
 		return
 	}
-	var t zendesk.Ticket
-	if v := q.Get("ticket_id"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		var ok bool
-		if err == nil {
-			t, ok = s.Ticket(id)
-		}
-		if !ok {
-			writeJSON(w, http.StatusNotFound, errorBody("RecordNotFound", fmt.Sprintf("no ticket %q", v)))
-			return
-		}
-	} else {
-		t = s.sampleTicket()
+	t, ok := s.sandboxTicket(q.Get("ticket_id"))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorBody("RecordNotFound", fmt.Sprintf("no ticket %q", q.Get("ticket_id"))))
+		return
 	}
-
-	meta := EventMeta{ID: q.Get("event_id")}
-	var body []byte
-	var err error
-	switch event {
-	case "ticket.created":
-		body, err = s.TicketCreated(t.ID, meta)
-	case "ticket.status_changed":
-		status := q.Get("status")
-		if status == "" {
-			status = nextStatus[t.Status]
-		}
-		if !isOneOf(status, "new", "open", "pending", "hold", "solved", "closed") || t.Status == "closed" {
-			writeJSON(w, http.StatusUnprocessableEntity, errorBody("InvalidValue", fmt.Sprintf("ticket %d cannot go from %q to %q", t.ID, t.Status, status)))
-			return
-		}
-		previous := t.Status
-		if _, err = s.UpdateTicket(t.ID, func(t *zendesk.Ticket) { t.Status = status }); err == nil {
-			body, err = s.TicketStatusChanged(t.ID, previous, meta)
-		}
-	case "ticket.priority_changed":
-		priority := q.Get("priority")
-		if priority == "" {
-			priority = "high"
-		}
-		if !isOneOf(priority, "low", "normal", "high", "urgent") {
-			writeJSON(w, http.StatusUnprocessableEntity, errorBody("InvalidValue", fmt.Sprintf("%q is not a priority", priority)))
-			return
-		}
-		previous := t.Priority
-		if _, err = s.UpdateTicket(t.ID, func(t *zendesk.Ticket) { t.Priority = priority }); err == nil {
-			var prev any
-			if previous != "" {
-				prev = strings.ToUpper(previous)
-			}
-			body, err = s.TicketEvent(t.ID, event, map[string]any{"current": strings.ToUpper(priority), "previous": prev}, meta)
-		}
-	case "ticket.comment_added":
-		text := q.Get("body")
-		if text == "" {
-			text = "Thanks for reaching out! We are looking into it."
-		}
-		if _, err = s.UpdateTicket(t.ID, func(*zendesk.Ticket) {}); err == nil {
-			body, err = s.TicketCommentAdded(t.ID, Comment{Body: text, Public: q.Get("public") != "false"}, meta)
-		}
-	}
+	body, err := s.sandboxEvent(event, t, q)
 	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody("InvalidValue", err.Error()))
 		return
@@ -144,6 +91,70 @@ func (s *Server) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		"target_status": resp.StatusCode,
 		"target_body":   string(answer),
 	})
+}
+
+// sandboxTicket is the ticket a sandbox event is about: the stored ticket whose id is the
+// ticket_id parameter v, or a new sample ticket when v is empty. ok is false when v names
+// no stored ticket.
+func (s *Server) sandboxTicket(v string) (t zendesk.Ticket, ok bool) {
+	if v == "" {
+		return s.sampleTicket(), true
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return zendesk.Ticket{}, false
+	}
+	return s.Ticket(id)
+}
+
+// sandboxEvent makes the change to t that event (without its prefix) reports, as the
+// query q asks, and builds the event's body. Its errors, from a change a ticket cannot
+// make or from building the event, are the request's: the sandbox answers them 422.
+func (s *Server) sandboxEvent(event string, t zendesk.Ticket, q url.Values) ([]byte, error) {
+	meta := EventMeta{ID: q.Get("event_id")}
+	var body []byte
+	var err error
+	switch event {
+	case "ticket.created":
+		body, err = s.TicketCreated(t.ID, meta)
+	case "ticket.status_changed":
+		status := q.Get("status")
+		if status == "" {
+			status = nextStatus[t.Status]
+		}
+		if !isOneOf(status, "new", "open", "pending", "hold", "solved", "closed") || t.Status == "closed" {
+			return nil, fmt.Errorf("ticket %d cannot go from %q to %q", t.ID, t.Status, status)
+		}
+		previous := t.Status
+		if _, err = s.UpdateTicket(t.ID, func(t *zendesk.Ticket) { t.Status = status }); err == nil {
+			body, err = s.TicketStatusChanged(t.ID, previous, meta)
+		}
+	case "ticket.priority_changed":
+		priority := q.Get("priority")
+		if priority == "" {
+			priority = "high"
+		}
+		if !isOneOf(priority, "low", "normal", "high", "urgent") {
+			return nil, fmt.Errorf("%q is not a priority", priority)
+		}
+		previous := t.Priority
+		if _, err = s.UpdateTicket(t.ID, func(t *zendesk.Ticket) { t.Priority = priority }); err == nil {
+			var prev any
+			if previous != "" {
+				prev = strings.ToUpper(previous)
+			}
+			body, err = s.TicketEvent(t.ID, event, map[string]any{"current": strings.ToUpper(priority), "previous": prev}, meta)
+		}
+	case "ticket.comment_added":
+		text := q.Get("body")
+		if text == "" {
+			text = "Thanks for reaching out! We are looking into it."
+		}
+		if _, err = s.UpdateTicket(t.ID, func(*zendesk.Ticket) {}); err == nil {
+			body, err = s.TicketCommentAdded(t.ID, Comment{Body: text, Public: q.Get("public") != "false"}, meta)
+		}
+	}
+	return body, err
 }
 
 // nextStatus is the default move of the sandbox's status_changed: the usual life of a
