@@ -256,3 +256,25 @@ func (w *StatusWriter) Write(b []byte) (int, error) {
 	}
 	return w.ResponseWriter.Write(b)
 }
+
+// Loopback is a simulator's own server on a loopback port, as httptest.NewServer gives one.
+// A simulator embeds it for its URL and Close.
+type Loopback struct {
+	// URL is the base URL of the API, e.g. "http://127.0.0.1:54321"; set by Listen, empty
+	// for a simulator its caller serves somewhere else.
+	URL string
+	ts  *httptest.Server
+}
+
+// Listen serves h on a loopback port.
+func (l *Loopback) Listen(h http.Handler) {
+	l.ts = httptest.NewServer(h)
+	l.URL = l.ts.URL
+}
+
+// Close shuts down the server Listen started and waits for its requests to finish.
+func (l *Loopback) Close() {
+	if l.ts != nil {
+		l.ts.Close()
+	}
+}

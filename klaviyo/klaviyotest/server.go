@@ -33,7 +33,6 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -53,13 +52,12 @@ type Server struct {
 	// Recorder keeps the spec violations: Violations and AssertNoViolations read them.
 	*apispec.Recorder
 
-	// URL is the base URL of the API, e.g. "http://127.0.0.1:54321"; set by NewServer,
-	// empty for a Server from New until the caller serves it somewhere.
-	URL string
+	// Loopback is the server NewServer starts: its URL is the API's base URL, e.g.
+	// "http://127.0.0.1:54321", empty for a Server from New until the caller serves it.
+	apispec.Loopback
 
 	logger *slog.Logger
 	spec   *apispec.Spec
-	ts     *httptest.Server
 
 	mu         sync.Mutex
 	now        func() time.Time
@@ -100,16 +98,8 @@ func NewServer() *Server {
 	if err != nil {
 		panic("klaviyotest: " + err.Error())
 	}
-	s.ts = httptest.NewServer(s)
-	s.URL = s.ts.URL
+	s.Listen(s)
 	return s
-}
-
-// Close shuts down a server started by NewServer and waits for its requests to finish.
-func (s *Server) Close() {
-	if s.ts != nil {
-		s.ts.Close()
-	}
 }
 
 // AddAccount makes the server accept privateKey (Klaviyo's look like "pk_…"), as the key

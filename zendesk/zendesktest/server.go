@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -56,13 +55,12 @@ type Server struct {
 	// Recorder keeps the spec violations: Violations and AssertNoViolations read them.
 	*apispec.Recorder
 
-	// URL is the base URL of the API, e.g. "http://127.0.0.1:54321"; set by NewServer,
-	// empty for a Server from New until the caller serves it somewhere.
-	URL string
+	// Loopback is the server NewServer starts: its URL is the API's base URL, e.g.
+	// "http://127.0.0.1:54321", empty for a Server from New until the caller serves it.
+	apispec.Loopback
 
 	logger  *slog.Logger
 	spec    *apispec.Spec
-	ts      *httptest.Server
 	webhook *http.Client
 	created time.Time // created_at of users, groups and brands
 
@@ -127,16 +125,8 @@ func NewServer() *Server {
 	if err != nil {
 		panic("zendesktest: " + err.Error())
 	}
-	s.ts = httptest.NewServer(s)
-	s.URL = s.ts.URL
+	s.Listen(s)
 	return s
-}
-
-// Close shuts down a server started by NewServer and waits for its requests to finish.
-func (s *Server) Close() {
-	if s.ts != nil {
-		s.ts.Close()
-	}
 }
 
 // SetCredentials sets the email and API token the server accepts.
