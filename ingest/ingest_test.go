@@ -1,0 +1,58 @@
+package ingest_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/ingest"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// recorder is a Publisher that keeps what it is given.
+type recorder struct{ msgs []zenklav.Message }
+
+func (r *recorder) Publish(_ context.Context, msgs ...zenklav.Message) error {
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+func event(id string, ticket int64) schemas.TicketEvent {
+	at := time.Date(2025, 1, 8, 10, 0, 0, 0, time.UTC)
+	return schemas.TicketEvent{EventID: id, Tenant: "acme", Account: schemas.Account{Subdomain: "acme"}, Type: schemas.TicketCreated,
+		Source: schemas.SourceBackfill, OccurredAt: at, ReceivedAt: at, Ticket: schemas.Ticket{ID: ticket, Status: zenklav.StatusNew}}
+}
+
+// TestPublish: what the backfill writes goes to the topic, keyed by connection and ticket,
+// with the schema and event id in headers; an event that breaks the contract or is over the
+// log's limit is refused, and then nothing of the batch is written.
+func TestPublish(t *testing.T) {
+	rec := &recorder{}
+	svc := ingest.New(ingest.Config{Publisher: rec, Topic: "events-test"})
+	if err := svc.Publish(context.Background(), event("zb:acme:7:created", 7), event("zb:acme:8:created", 8)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.msgs) != 2 {
+		t.Fatalf("published %d messages, want 2", len(rec.msgs))
+	}
+	m := rec.msgs[1]
+	if m.Topic != "events-test" || string(m.Key) != "acme/8" || m.Headers[ingest.HeaderSchema] != "ticket_event.v1" || m.Headers[ingest.HeaderEventID] != "zb:acme:8:created" {
+		t.Errorf("message %s key %s headers %v", m.Topic, m.Key, m.Headers)
+	}
+
+	huge := event("zb:acme:9:created", 9)
+	huge.Ticket.Description = strings.Repeat("x", zenklav.MaxMessageBytes)
+	bad := event("", 10) // no event id: not a ticket_event.v1
+	for name, tc := range map[string]struct {
+		ev   schemas.TicketEvent
+		kind string
+	}{"over the limit": {huge, zenklav.ETOOLARGE}, "breaks the contract": {bad, zenklav.EINTERNAL}} {
+		rec.msgs = nil
+		err := svc.Publish(context.Background(), event("zb:acme:1:created", 1), tc.ev)
+		if zenklav.ErrorCode(err) != tc.kind || len(rec.msgs) != 0 {
+			t.Errorf("%s: %v (kind %s, want %s), %d published", name, err, zenklav.ErrorCode(err), tc.kind, len(rec.msgs))
+		}
+	}
+}
