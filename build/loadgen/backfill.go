@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"syscall"
 	"time"
 
@@ -41,19 +41,11 @@ func backfillRate(args []string) error {
 	defer done()
 	// The simulator keeps Zendesk's export limit (10 a minute) and page size (1,000).
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	statuses := []string{"new", "open", "pending", "solved", "closed", "closed"}
-	for i := range *n {
-		created := base.Add(time.Duration(i) * 17 * time.Minute)
-		s.zendesk.AddTicket(zendesk.Ticket{
-			Subject: fmt.Sprint("Order ", i), Description: "Where is my order?", Status: statuses[i%len(statuses)],
-			Via: zendesk.Via{Channel: "email"}, RequesterID: 1, Tags: []string{"order"},
-			CreatedAt: created, UpdatedAt: created.Add(time.Duration(i%72) * time.Hour),
-		})
-	}
+	addBackfillTickets(s, *n, base)
 	// A connection new to every run: its state file and events are its own.
 	tenant := fmt.Sprintf("backfill%d", time.Now().Unix())
-	conns := filepath.Join(dir, "connections.json")
-	if err := writeConnections(conns, []benchConnection{{id: tenant, secret: "backfill-webhook-signing-secret"}}); err != nil {
+	conns, err := writeConnectionsIn(dir, []benchConnection{{id: tenant, secret: "backfill-webhook-signing-secret"}})
+	if err != nil {
 		return err
 	}
 	logPath := filepath.Join(dir, "zenklav-backfill.log")
@@ -62,16 +54,9 @@ func backfillRate(args []string) error {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.Command(*bin, "backfill", "--connection", tenant, "--since", base.Format(time.DateOnly))
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ZENKLAV_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "ZENKLAV_KAFKA_BROKERS="+*brokers, "ZENKLAV_CONNECTIONS_FILE="+conns,
-		"ZENKLAV_ZENDESK_BASE_URL="+s.zendeskURL, "ZENKLAV_DATA_DIR="+dir, "ZENKLAV_LOG_LEVEL=warn")
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd := zenklavCommand(*bin, out, []string{"ZENKLAV_KAFKA_BROKERS=" + *brokers, "ZENKLAV_CONNECTIONS_FILE=" + conns,
+		"ZENKLAV_ZENDESK_BASE_URL=" + s.zendeskURL, "ZENKLAV_DATA_DIR=" + dir, "ZENKLAV_LOG_LEVEL=warn"},
+		"backfill", "--connection", tenant, "--since", base.Format(time.DateOnly))
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start zenklav backfill: %w", err)
@@ -79,17 +64,46 @@ func backfillRate(args []string) error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	type sample struct {
-		at      time.Time
-		pages   int
-		tickets int64
+	samples, exitErr, err := watchBackfill(ctx, cmd, exited, filepath.Join(dir, "backfill-"+tenant+".json"), *duration)
+	if err != nil {
+		return err
 	}
-	var samples []sample
-	statePath := filepath.Join(dir, "backfill-"+tenant+".json")
+	if len(samples) < 2 {
+		log, _ := os.ReadFile(logPath)
+		return fmt.Errorf("the backfill saved %d pages (%v):\n%s", len(samples), exitErr, log)
+	}
+	printBackfill(samples, *n, started, logPath)
+	return nil
+}
+
+// addBackfillTickets adds n tickets to the Zendesk simulator, created 17 minutes apart from
+// base, in every status.
+func addBackfillTickets(s *sims, n int, base time.Time) {
+	statuses := []string{"new", "open", "pending", "solved", "closed", "closed"}
+	for i := range n {
+		created := base.Add(time.Duration(i) * 17 * time.Minute)
+		s.zendesk.AddTicket(zendesk.Ticket{
+			Subject: fmt.Sprint("Order ", i), Description: "Where is my order?", Status: statuses[i%len(statuses)],
+			Via: zendesk.Via{Channel: "email"}, RequesterID: 1, Tags: []string{"order"},
+			CreatedAt: created, UpdatedAt: created.Add(time.Duration(i%72) * time.Hour),
+		})
+	}
+}
+
+// backfillSample is the backfill's progress, as its state file said at one moment.
+type backfillSample struct {
+	at      time.Time
+	pages   int
+	tickets int64
+}
+
+// watchBackfill reads the backfill's state file every 20 ms until the backfill exits, or
+// until duration has passed and it has exited on SIGINT, and returns a sample for each
+// page it saved, with the backfill's exit. It kills the backfill when ctx ends.
+func watchBackfill(ctx context.Context, cmd *exec.Cmd, exited <-chan error, statePath string, duration time.Duration) (samples []backfillSample, exitErr error, err error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	stop := time.After(*duration)
-	var exitErr error
+	stop := time.After(duration)
 	running := true
 	for running {
 		select {
@@ -103,7 +117,7 @@ func backfillRate(args []string) error {
 		case <-ctx.Done():
 			cmd.Process.Kill() //nolint:errcheck
 			<-exited
-			return ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		var st struct {
 			Pages   int   `json:"pages"`
@@ -111,14 +125,16 @@ func backfillRate(args []string) error {
 		}
 		if data, err := os.ReadFile(statePath); err == nil && json.Unmarshal(data, &st) == nil {
 			if len(samples) == 0 || samples[len(samples)-1].pages != st.Pages {
-				samples = append(samples, sample{time.Now(), st.Pages, st.Tickets})
+				samples = append(samples, backfillSample{time.Now(), st.Pages, st.Tickets})
 			}
 		}
 	}
-	if len(samples) < 2 {
-		log, _ := os.ReadFile(logPath)
-		return fmt.Errorf("the backfill saved %d pages (%v):\n%s", len(samples), exitErr, log)
-	}
+	return samples, exitErr, nil
+}
+
+// printBackfill prints the backfill's row: its rate between the first saved page and the
+// last, and from the process's start, as fractions of the export's ceiling.
+func printBackfill(samples []backfillSample, n int, started time.Time, logPath string) {
 	first, last := samples[0], samples[len(samples)-1]
 	steady := float64(last.tickets-first.tickets) / last.at.Sub(first.at).Seconds()
 	overall := float64(last.tickets) / last.at.Sub(started).Seconds()
@@ -129,7 +145,6 @@ func backfillRate(args []string) error {
 		met = fmt.Sprintf("%s export requests, %s answered 429, %s retried", m[1], m[2], m[3])
 	}
 	fmt.Printf("| backfill: Zendesk export → Kafka, `zenklav backfill` | %d tickets in the simulator, its export limited as Zendesk's (10 requests/min, 1,000 tickets a page) | %.0f tickets/s = %.1f %% of %.0f/s | %d tickets in %d pages in %.1f s; from process start %.0f tickets/s (%.1f %%); %s |\n",
-		*n, steady, 100*steady/exportCeiling, exportCeiling, last.tickets, last.pages, last.at.Sub(started).Seconds(),
+		n, steady, 100*steady/exportCeiling, exportCeiling, last.tickets, last.pages, last.at.Sub(started).Seconds(),
 		overall, 100*overall/exportCeiling, met)
-	return nil
 }

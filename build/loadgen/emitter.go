@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -33,37 +32,23 @@ const (
 // to the last, and how many requests it refused with 429.
 func emitterDrain(args []string) error {
 	fs := flag.NewFlagSet("emitter", flag.ExitOnError)
-	bin := fs.String("zenklav", "bin/zenklav", "the zenklav binary")
-	brokers := fs.String("brokers", "", "Kafka brokers")
-	ch := fs.String("clickhouse", "", "ClickHouse native address")
-	database := fs.String("database", "bench_emitter", "zenklav's ClickHouse database")
+	var zf zenklavFlags
+	zf.register(fs, "bench_emitter", "127.0.0.1:18091")
 	accounts := fs.Int("accounts", 1, "Klaviyo accounts, one connection each")
 	n := fs.Int("n", 100_000, "ticket events per account")
-	httpAddr := fs.String("http", "127.0.0.1:18091", "zenklav's HTTP listener")
 	profiles := fs.String("cpuprofile", "", "directory for CPU profiles of zenklav and of this process (the simulators), 30 s from the first delivery")
 	fs.Parse(args)
-	if *brokers == "" || *ch == "" {
+	if zf.brokers == "" || zf.clickhouse == "" {
 		return fmt.Errorf("emitter needs -brokers and -clickhouse")
 	}
-	ctx, logger, bs, dir, s, done, err := prepare("emitter", *brokers)
+	ctx, logger, bs, dir, s, done, err := prepare("emitter", zf.brokers)
 	if err != nil {
 		return err
 	}
 	defer done()
-	// Tenants new to every run: the topic and the group are shared with every earlier run,
-	// and an event of ours left there by an interrupted run must not count in this one.
-	stamp := time.Now().Unix()
-	conns := make([]benchConnection, *accounts)
-	for i := range conns {
-		conns[i] = benchConnection{
-			id:         fmt.Sprintf("drain%d-%d", stamp, i+1),
-			secret:     "drain-webhook-signing-secret",
-			klaviyoKey: fmt.Sprintf("pk_drain_%d_%d", stamp, i+1),
-		}
-		s.klaviyo.AddAccount(conns[i].klaviyoKey)
-	}
-	connsFile := filepath.Join(dir, "connections.json")
-	if err := writeConnections(connsFile, conns); err != nil {
+	conns := drainConnections(*accounts)
+	connsFile, err := s.addConnections(dir, conns)
+	if err != nil {
 		return err
 	}
 	d := newDeliveries()
@@ -76,12 +61,12 @@ func emitterDrain(args []string) error {
 		return err
 	}
 
-	env := s.env(*httpAddr, *brokers, *ch, *database, connsFile)
+	env := s.env(zf, connsFile)
 	if *profiles != "" {
 		env["ZENKLAV_PPROF_ADDR"] = "127.0.0.1:18061"
 	}
 	started := time.Now()
-	p, err := startZenklav(ctx, *bin, "emitter", dir, env)
+	p, err := startZenklav(ctx, zf.bin, "emitter", dir, env)
 	if err != nil {
 		return err
 	}
@@ -92,63 +77,106 @@ func emitterDrain(args []string) error {
 	// Three times what the ceiling allows, and minutes for the start: a slower run is
 	// worth a number, a stuck one is not.
 	timeout := 3*time.Duration(float64(*n)/bulkCeiling*float64(time.Second)) + 3*time.Minute
-	var first, last cpuSample
 	var profiled sync.WaitGroup
 	defer profiled.Wait()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-p.exited():
-			return fmt.Errorf("zenklav emitter exited during the drain:\n%s", p.tail(30))
-		case <-tick.C:
+	atFirst := func() error {
+		if err := requireSoleEmitter(ctx, bs); err != nil {
+			return err
 		}
-		got := d.total()
-		if got > 0 && first.at.IsZero() {
-			first = sampleCPU()
-			if members, err := groupMembers(ctx, bs, emitter.Group); err != nil || members > 1 {
-				return fmt.Errorf("group %s has %d members (%v): another emitter is consuming the shared topic and would pass over our events; stop it first",
-					emitter.Group, members, err)
-			}
-			if *profiles != "" {
-				if err := profileBoth(&profiled, env["ZENKLAV_PPROF_ADDR"], *profiles); err != nil {
-					return err
-				}
-			}
+		if *profiles != "" {
+			return profileBoth(&profiled, env["ZENKLAV_PPROF_ADDR"], *profiles)
 		}
-		if got >= want {
-			last = sampleCPU()
-			break
-		}
-		if time.Since(started) > timeout {
-			return fmt.Errorf("the Klaviyo simulator accepted %d of %d events within %s; zenklav's log:\n%s", got, want, timeout, p.tail(30))
-		}
+		return nil
+	}
+	first, last, err := waitDrained(ctx, p, d, want, started, timeout, atFirst)
+	if err != nil {
+		return err
 	}
 	hwm, err := peakRSS(p.pid())
 	if err != nil {
 		return err
 	}
 	p.stop()
+	printDrain(d, s.answers, *accounts, *n, started, cpuReport(first, last, names), hwm)
+	return nil
+}
 
+// drainConnections are the connections of accounts Klaviyo accounts. Their tenants are new
+// to every run: the topic and the group are shared with every earlier run, and an event
+// of ours left there by an interrupted run must not count in this one.
+func drainConnections(accounts int) []benchConnection {
+	stamp := time.Now().Unix()
+	conns := make([]benchConnection, accounts)
+	for i := range conns {
+		conns[i] = benchConnection{
+			id:         fmt.Sprintf("drain%d-%d", stamp, i+1),
+			secret:     "drain-webhook-signing-secret",
+			klaviyoKey: fmt.Sprintf("pk_drain_%d_%d", stamp, i+1),
+		}
+	}
+	return conns
+}
+
+// requireSoleEmitter fails when the emitter's group has a member besides the zenklav of this
+// run: the other would consume the shared topic and pass over our events.
+func requireSoleEmitter(ctx context.Context, brokers []string) error {
+	if members, err := groupMembers(ctx, brokers, emitter.Group); err != nil || members > 1 {
+		return fmt.Errorf("group %s has %d members (%v): another emitter is consuming the shared topic and would pass over our events; stop it first",
+			emitter.Group, members, err)
+	}
+	return nil
+}
+
+// waitDrained waits until the Klaviyo simulator has accepted want events, and samples the
+// CPU at the first accepted event and at the last; atFirst runs right after the first
+// sample. It gives up when zenklav exits, or when within has passed since started.
+func waitDrained(ctx context.Context, p *zenklavProcess, d *deliveries, want int, started time.Time, within time.Duration,
+	atFirst func() error) (first, last cpuSample, err error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return first, last, ctx.Err()
+		case <-p.exited():
+			return first, last, fmt.Errorf("zenklav emitter exited during the drain:\n%s", p.tail(30))
+		case <-tick.C:
+		}
+		got := d.total()
+		if got > 0 && first.at.IsZero() {
+			first = sampleCPU()
+			if err := atFirst(); err != nil {
+				return first, last, err
+			}
+		}
+		if got >= want {
+			return first, sampleCPU(), nil
+		}
+		if time.Since(started) > within {
+			return first, last, fmt.Errorf("the Klaviyo simulator accepted %d of %d events within %s; zenklav's log:\n%s", got, want, within, p.tail(30))
+		}
+	}
+}
+
+// printDrain prints the drain's row, with cpu where the CPU went, and the emitter's peak
+// memory, hwm.
+func printDrain(d *deliveries, answers *answerCounter, accounts, n int, started time.Time, cpu, hwm string) {
 	all := d.all()
 	label := "1 Klaviyo account"
-	load := fmt.Sprintf("%s ticket events waiting in Kafka", thousands(*n))
-	ceiling := bulkCeiling * float64(*accounts)
+	load := fmt.Sprintf("%s ticket events waiting in Kafka", thousands(n))
+	ceiling := bulkCeiling * float64(accounts)
 	perAccount := ""
-	if *accounts > 1 {
-		label = fmt.Sprintf("%d Klaviyo accounts", *accounts)
-		load = fmt.Sprintf("%d × %s ticket events waiting in Kafka, interleaved", *accounts, thousands(*n))
+	if accounts > 1 {
+		label = fmt.Sprintf("%d Klaviyo accounts", accounts)
+		load = fmt.Sprintf("%d × %s ticket events waiting in Kafka, interleaved", accounts, thousands(n))
 		lo, hi := d.rateRange()
 		perAccount = fmt.Sprintf("each account %s–%s/s; ", thousands(int(lo)), thousands(int(hi)))
 	}
 	fmt.Printf("| emitter drain, %s | %s | %s events/s = %.1f %% of %s/s | %sbulk requests %s; profile imports %s; %.1f s from the first accepted event to the last, %.1f s from starting zenklav emitter; %s |\n",
 		label, load, thousands(int(all.rate())), 100*all.rate()/ceiling, thousands(int(ceiling)), perAccount,
-		s.answers.get(bulkEventsPath), s.answers.get(profileImportsPath),
-		all.last.Sub(all.first).Seconds(), all.last.Sub(started).Seconds(), cpuReport(first, last, names))
+		answers.get(bulkEventsPath), answers.get(profileImportsPath),
+		all.last.Sub(all.first).Seconds(), all.last.Sub(started).Seconds(), cpu)
 	fmt.Printf("| peak memory (VmHWM), zenklav emitter | after the drain into %s | %s | |\n", label, hwm)
-	return nil
 }
 
 // profileBoth profiles zenklav (through its pprof listener) and this process for 30 s.
@@ -156,12 +184,8 @@ func profileBoth(wg *sync.WaitGroup, pprofAddr, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "loadgen.pprof"))
+	stop, err := cpuProfile(filepath.Join(dir, "loadgen.pprof"))
 	if err != nil {
-		return err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
 		return err
 	}
 	const seconds = 30
@@ -172,8 +196,7 @@ func profileBoth(wg *sync.WaitGroup, pprofAddr, dir string) error {
 	})
 	wg.Go(func() {
 		time.Sleep(seconds * time.Second)
-		pprof.StopCPUProfile()
-		f.Close()
+		stop()
 	})
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,16 +14,19 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
+	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
 
@@ -34,7 +38,7 @@ import (
 // logger, the brokers, a directory of its own and the simulators. done undoes it all.
 func prepare(name, brokers string) (ctx context.Context, logger *slog.Logger, bs []string, dir string, s *sims, done func(), err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger = warnLogger()
 	if dir, err = os.MkdirTemp("", "loadgen-"+name+"-"); err != nil {
 		stop()
 		return nil, nil, nil, "", nil, nil, err
@@ -52,13 +56,36 @@ func prepare(name, brokers string) (ctx context.Context, logger *slog.Logger, bs
 	return ctx, logger, strings.Split(brokers, ","), dir, s, done, nil
 }
 
-// env is the environment zenklav runs with against the simulators.
-func (s *sims) env(httpAddr, brokers, clickhouse, database, connections string) map[string]string {
+// warnLogger is the logger of every measurement: warnings and errors only, on stderr, so
+// what a run says is its table rows and what went wrong.
+func warnLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// zenklavFlags are the flags of every measurement that starts bin/zenklav against Kafka,
+// ClickHouse and the simulators.
+type zenklavFlags struct {
+	bin, brokers, clickhouse, database, httpAddr string
+}
+
+// register defines the flags on fs, with this measurement's own defaults for zenklav's
+// ClickHouse database and HTTP listener.
+func (f *zenklavFlags) register(fs *flag.FlagSet, database, httpAddr string) {
+	fs.StringVar(&f.bin, "zenklav", "bin/zenklav", "the zenklav binary")
+	fs.StringVar(&f.brokers, "brokers", "", "Kafka brokers")
+	fs.StringVar(&f.clickhouse, "clickhouse", "", "ClickHouse native address")
+	fs.StringVar(&f.database, "database", database, "zenklav's ClickHouse database")
+	fs.StringVar(&f.httpAddr, "http", httpAddr, "zenklav's HTTP listener")
+}
+
+// env is the environment zenklav runs with against the simulators, as f and the
+// connections file say.
+func (s *sims) env(f zenklavFlags, connections string) map[string]string {
 	return map[string]string{
-		"ZENKLAV_HTTP_ADDR":           httpAddr,
-		"ZENKLAV_KAFKA_BROKERS":       brokers,
-		"ZENKLAV_CLICKHOUSE_ADDR":     clickhouse,
-		"ZENKLAV_CLICKHOUSE_DATABASE": database,
+		"ZENKLAV_HTTP_ADDR":           f.httpAddr,
+		"ZENKLAV_KAFKA_BROKERS":       f.brokers,
+		"ZENKLAV_CLICKHOUSE_ADDR":     f.clickhouse,
+		"ZENKLAV_CLICKHOUSE_DATABASE": f.database,
 		"ZENKLAV_CONNECTIONS_FILE":    connections,
 		"ZENKLAV_KLAVIYO_BASE_URL":    s.klaviyoURL,
 		"ZENKLAV_ZENDESK_BASE_URL":    s.zendeskURL,
@@ -163,6 +190,86 @@ func pct(part, whole int) float64 {
 	return 100 * float64(part) / float64(whole)
 }
 
+// addConnections opens each connection's Klaviyo account in the simulator and writes the
+// connections file zenklav is started with, in dir; it returns the file's path.
+func (s *sims) addConnections(dir string, conns []benchConnection) (string, error) {
+	for _, c := range conns {
+		s.klaviyo.AddAccount(c.klaviyoKey)
+	}
+	return writeConnectionsIn(dir, conns)
+}
+
+// writeConnectionsIn writes conns to dir/connections.json and returns its path.
+func writeConnectionsIn(dir string, conns []benchConnection) (string, error) {
+	path := filepath.Join(dir, "connections.json")
+	return path, writeConnections(path, conns)
+}
+
+// ticketWebhooks adds n tickets to the Zendesk simulator, ticket i with a requester of its
+// own (user(i)), and returns their ids and the ticket.created webhooks Zendesk sends for
+// them: built before the clock starts, they cost the measurement nothing.
+func (s *sims) ticketWebhooks(n int, user func(i int) zendesk.User, ticket func(i int, requester int64) zendesk.Ticket) (ids []int64, bodies [][]byte, err error) {
+	ids, bodies = make([]int64, n), make([][]byte, n)
+	for i := range n {
+		u := s.zendesk.AddUser(user(i))
+		t := s.zendesk.AddTicket(ticket(i, u.ID))
+		ids[i] = t.ID
+		if bodies[i], err = s.zendesk.TicketCreated(t.ID, zendesktest.EventMeta{}); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ids, bodies, nil
+}
+
+// webhookSender sends a connection's prepared webhooks to zenklav, signed by the Zendesk
+// simulator. A webhook zenklav does not accept is reported and counted, not fatal: the
+// measurement goes on, and err fails it at its end.
+type webhookSender struct {
+	ctx     context.Context
+	zendesk *zendesktest.Server
+	url     string
+	secret  string
+	bodies  [][]byte
+	failed  atomic.Int64
+}
+
+func newWebhookSender(ctx context.Context, s *sims, httpAddr string, conn benchConnection, bodies [][]byte) *webhookSender {
+	return &webhookSender{
+		ctx: ctx, zendesk: s.zendesk, url: "http://" + httpAddr + "/webhooks/zendesk/" + conn.id,
+		secret: conn.secret, bodies: bodies,
+	}
+}
+
+// send sends webhook i.
+func (w *webhookSender) send(i int) {
+	if err := webhookAccepted(w.zendesk.SendWebhook(w.ctx, w.url, w.secret, w.bodies[i])); err != nil {
+		w.failed.Add(1)
+		fmt.Fprintln(os.Stderr, "loadgen: webhook:", err)
+	}
+}
+
+// err says how many webhooks zenklav did not accept, if any.
+func (w *webhookSender) err() error {
+	if f := w.failed.Load(); f > 0 {
+		return fmt.Errorf("%d webhooks were not accepted", f)
+	}
+	return nil
+}
+
+// paceWebhooks calls send for each i in [from, to), one every interval from start, and
+// notes in sent[i] when it did; it returns when every send has. Each webhook goes on its
+// own goroutine, as Zendesk's senders are independent: a slow answer does not hold up the
+// next one.
+func paceWebhooks(start time.Time, interval time.Duration, from, to int, sent []time.Time, send func(i int)) {
+	var wg sync.WaitGroup
+	for i := from; i < to; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i-from) * interval)))
+		sent[i] = time.Now()
+		wg.Go(func() { send(i) })
+	}
+	wg.Wait()
+}
+
 // benchConnection is one entry of the connections file zenklav is started with.
 type benchConnection struct {
 	id, secret, klaviyoKey string
@@ -233,19 +340,11 @@ func startZenklav(ctx context.Context, bin, role, dir string, env map[string]str
 		return nil, err
 	}
 	defer out.Close()
-	p.cmd = exec.Command(bin, role)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ZENKLAV_") {
-			p.cmd.Env = append(p.cmd.Env, kv)
-		}
-	}
+	var kvs []string
 	for k, v := range env {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+		kvs = append(kvs, k+"="+v)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = out, out
-	// A zenklav left behind would keep its partitions of the shared consumer group and take
-	// events from whoever runs the emitter next: it dies with the load generator.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd = zenklavCommand(bin, out, kvs, role)
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start zenklav %s: %w", role, err)
 	}
@@ -253,6 +352,33 @@ func startZenklav(ctx context.Context, bin, role, dir string, env map[string]str
 		p.cmd.Wait() //nolint:errcheck // the exit is reported through done
 		close(p.done)
 	}()
+	if err := p.waitReady(ctx, role); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// zenklavCommand is bin with args as a child of this process, its output into out. It runs
+// in this process's environment without its ZENKLAV_ settings, and then env (KEY=value
+// each): what the measurement sets is all of zenklav's configuration.
+func zenklavCommand(bin string, out *os.File, env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ZENKLAV_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	// A zenklav left behind would keep its partitions of the shared consumer group and take
+	// events from whoever runs the emitter next: it dies with the load generator.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// waitReady waits until the zenklav started as role answers /readyz, for 2 minutes at
+// most; it stops the process when it gives up.
+func (p *zenklavProcess) waitReady(ctx context.Context, role string) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -260,20 +386,20 @@ func startZenklav(ctx context.Context, bin, role, dir string, env map[string]str
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p, nil
+				return nil
 			}
 		}
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("zenklav %s exited at start:\n%s", role, p.tail(30))
+			return fmt.Errorf("zenklav %s exited at start:\n%s", role, p.tail(30))
 		case <-ctx.Done():
 			p.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("zenklav %s was not ready within 2 minutes:\n%s", role, p.tail(30))
+			return fmt.Errorf("zenklav %s was not ready within 2 minutes:\n%s", role, p.tail(30))
 		}
 	}
 }
@@ -327,6 +453,29 @@ func fetchProfile(addr string, seconds int, path string) error {
 	defer f.Close()
 	_, err = f.ReadFrom(resp.Body)
 	return err
+}
+
+// cpuProfile starts a CPU profile of this process into path; stop ends it and closes the
+// file.
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// quantile is the p quantile of sorted, as every table row takes it: the element at
+// len(sorted)·p, or the last.
+func quantile(sorted []time.Duration, p float64) time.Duration {
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
 }
 
 // groupMembers is how many members the consumer group has. The emitter's group is shared

@@ -5,12 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/zenklav/zenklav/emitter"
@@ -19,7 +17,6 @@ import (
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/sink"
 	"github.com/zenklav/zenklav/zendesk"
-	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
 
 // latencyWarmup is how many webhooks go through before the clock starts: they prove the
@@ -33,18 +30,15 @@ const latencyWarmup = 20
 // Zendesk simulator on the way.
 func latency(args []string) error {
 	fs := flag.NewFlagSet("latency", flag.ExitOnError)
-	bin := fs.String("zenklav", "bin/zenklav", "the zenklav binary")
-	brokers := fs.String("brokers", "", "Kafka brokers")
-	ch := fs.String("clickhouse", "", "ClickHouse native address")
-	database := fs.String("database", "bench_emitter", "zenklav's ClickHouse database")
-	httpAddr := fs.String("http", "127.0.0.1:18092", "zenklav's HTTP listener")
+	var zf zenklavFlags
+	zf.register(fs, "bench_emitter", "127.0.0.1:18092")
 	rate := fs.Int("rate", 150, "webhooks per second")
 	duration := fs.Duration("duration", 30*time.Second, "how long to send")
 	fs.Parse(args)
-	if *brokers == "" || *ch == "" || *rate <= 0 {
+	if zf.brokers == "" || zf.clickhouse == "" || *rate <= 0 {
 		return fmt.Errorf("latency needs -brokers, -clickhouse and a positive -rate")
 	}
-	ctx, _, bs, dir, s, done, err := prepare("latency", *brokers)
+	ctx, _, bs, dir, s, done, err := prepare("latency", zf.brokers)
 	if err != nil {
 		return err
 	}
@@ -57,9 +51,8 @@ func latency(args []string) error {
 		secret:     "latency-webhook-signing-secret",
 		klaviyoKey: fmt.Sprintf("pk_latency_%d", time.Now().Unix()),
 	}
-	s.klaviyo.AddAccount(conn.klaviyoKey)
-	connsFile := filepath.Join(dir, "connections.json")
-	if err := writeConnections(connsFile, []benchConnection{conn}); err != nil {
+	connsFile, err := s.addConnections(dir, []benchConnection{conn})
+	if err != nil {
 		return err
 	}
 	arrivals := newArrivals()
@@ -68,69 +61,30 @@ func latency(args []string) error {
 	// Every ticket and payload exists before the clock starts, each with a requester of its
 	// own, so every one needs both lookups.
 	n := *rate * int(duration.Seconds())
-	ids := make([]int64, latencyWarmup+n)
-	bodies := make([][]byte, len(ids))
-	for i := range ids {
-		u := s.zendesk.AddUser(zendesk.User{Name: fmt.Sprintf("Customer %d", i), Email: fmt.Sprintf("customer%d@example.com", i)})
-		t := s.zendesk.AddTicket(zendesk.Ticket{
-			Subject: fmt.Sprintf("Where is my order #%d?", 10_000+i), Status: "new", Priority: "normal", Type: "question",
-			Description: "I ordered a rain jacket last week and the tracking has not moved since Monday.",
-			Tags:        []string{"shipping"}, Via: zendesk.Via{Channel: "web"}, RequesterID: u.ID,
-			CustomFields: []zendesk.CustomField{{ID: 360001234567, Value: "exchange"}},
-		})
-		ids[i] = t.ID
-		if bodies[i], err = s.zendesk.TicketCreated(t.ID, zendesktest.EventMeta{}); err != nil {
-			return err
-		}
-	}
-
-	if err := requireIdleGroup(ctx, bs, emitter.Group); err != nil {
+	ids, bodies, err := s.ticketWebhooks(latencyWarmup+n, latencyCustomer, latencyTicket)
+	if err != nil {
 		return err
 	}
-	p, err := startZenklav(ctx, *bin, "all", dir, s.env(*httpAddr, *brokers, *ch, *database, connsFile))
+
+	p, err := startAll(ctx, zf.bin, dir, bs, s.env(zf, connsFile))
 	if err != nil {
 		return err
 	}
 	defer p.stop()
-	// "No backlog": the shared topic may hold what earlier runs left to the sink and the
-	// emitter of `zenklav all`; that waits until both have caught up.
-	if err := waitCaughtUp(ctx, bs, p, emitter.Group, sink.Group, sink.Group+sink.TicketRowsSuffix); err != nil {
-		return err
-	}
-	url := "http://" + *httpAddr + "/webhooks/zendesk/" + conn.id
-	send := func(i int, failed *atomic.Int64) {
-		if err := webhookAccepted(s.zendesk.SendWebhook(ctx, url, conn.secret, bodies[i])); err != nil {
-			failed.Add(1)
-			fmt.Fprintln(os.Stderr, "loadgen: webhook:", err)
-		}
-	}
-	var failed atomic.Int64
-	for i := range latencyWarmup {
-		send(i, &failed)
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := arrivals.wait(ctx, p, ids[:latencyWarmup], 2*time.Minute); err != nil {
+	w := newWebhookSender(ctx, s, zf.httpAddr, conn, bodies)
+	if err := warmUp(ctx, p, w, arrivals, ids[:latencyWarmup]); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 
 	sent := make([]time.Time, len(ids))
 	interval := time.Second / time.Duration(*rate)
-	var wg sync.WaitGroup
 	before := sampleCPU()
 	start := time.Now()
-	for i := latencyWarmup; i < len(ids); i++ {
-		at := start.Add(time.Duration(i-latencyWarmup) * interval)
-		time.Sleep(time.Until(at))
-		sent[i] = time.Now()
-		// Each webhook on its own goroutine, as Zendesk's senders are independent: a slow
-		// answer does not hold up the next one.
-		wg.Go(func() { send(i, &failed) })
-	}
-	wg.Wait()
+	paceWebhooks(start, interval, latencyWarmup, len(ids), sent, w.send)
 	sending := time.Since(start)
 	after := sampleCPU()
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d webhooks were not accepted", f)
+	if err := w.err(); err != nil {
+		return err
 	}
 	if err := arrivals.wait(ctx, p, ids[latencyWarmup:], time.Minute); err != nil {
 		return err
@@ -142,14 +96,59 @@ func latency(args []string) error {
 		lat = append(lat, arrivals.at(ids[i]).Sub(sent[i]))
 	}
 	slices.Sort(lat)
-	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
 	fmt.Printf("| webhook → Klaviyo, `zenklav all`, no backlog | %s signed event webhooks at %d/s for %s, each ticket and requester looked up in Zendesk | %.0f/s | p50 %s, p95 %s, p99 %s, max %s; bulk requests %s; %s |\n",
-		thousands(n), *rate, duration, float64(n)/sending.Seconds(), secs(q(.50)), secs(q(.95)), secs(q(.99)), secs(lat[len(lat)-1]),
+		thousands(n), *rate, duration, float64(n)/sending.Seconds(), secs(quantile(lat, .50)), secs(quantile(lat, .95)), secs(quantile(lat, .99)), secs(lat[len(lat)-1]),
 		s.answers.get(bulkEventsPath), cpuReport(before, after, map[int]string{p.pid(): "zenklav all", os.Getpid(): "loadgen (simulators)"}))
 	return nil
 }
 
+// latencyCustomer is the requester of ticket i.
+func latencyCustomer(i int) zendesk.User {
+	return zendesk.User{Name: fmt.Sprintf("Customer %d", i), Email: fmt.Sprintf("customer%d@example.com", i)}
+}
+
+// latencyTicket is ticket i, filled in as a customer's question about an order is, so the
+// emitter's lookup of it reads a whole ticket.
+func latencyTicket(i int, requester int64) zendesk.Ticket {
+	return zendesk.Ticket{
+		Subject: fmt.Sprintf("Where is my order #%d?", 10_000+i), Status: "new", Priority: "normal", Type: "question",
+		Description: "I ordered a rain jacket last week and the tracking has not moved since Monday.",
+		Tags:        []string{"shipping"}, Via: zendesk.Via{Channel: "web"}, RequesterID: requester,
+		CustomFields: []zendesk.CustomField{{ID: 360001234567, Value: "exchange"}},
+	}
+}
+
+// warmUp sends the warm-up webhooks, ids, one every 50 ms, and waits until their events have
+// reached the Klaviyo simulator: the emitter has joined its group and every connection on the
+// way is open before the clock starts.
+func warmUp(ctx context.Context, p *zenklavProcess, w *webhookSender, a *arrivals, ids []int64) error {
+	for i := range ids {
+		w.send(i)
+		time.Sleep(50 * time.Millisecond)
+	}
+	return a.wait(ctx, p, ids, 2*time.Minute)
+}
+
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+// startAll starts bin/zenklav all once no other emitter consumes the shared topic, and
+// waits until it has caught up with the topic; it stops the process when that fails.
+func startAll(ctx context.Context, bin, dir string, brokers []string, env map[string]string) (*zenklavProcess, error) {
+	if err := requireIdleGroup(ctx, brokers, emitter.Group); err != nil {
+		return nil, err
+	}
+	p, err := startZenklav(ctx, bin, "all", dir, env)
+	if err != nil {
+		return nil, err
+	}
+	// "No backlog": the shared topic may hold what earlier runs left to the sink and the
+	// emitter of `zenklav all`; that waits until both have caught up.
+	if err := waitCaughtUp(ctx, brokers, p, emitter.Group, sink.Group, sink.Group+sink.TicketRowsSuffix); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
 
 // waitCaughtUp waits until each group has committed the whole ticket-events topic.
 func waitCaughtUp(ctx context.Context, brokers []string, p *zenklavProcess, groups ...string) error {

@@ -27,10 +27,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -105,9 +103,8 @@ func ingest(args []string) error {
 	}
 	elapsed := time.Since(start)
 	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
 	fmt.Printf("| ingest: signed webhooks, acks=all%s | %d webhooks, %d senders | %.0f/s | p50 %s, p99 %s, max %s |\n",
-		*label, *n, *c, float64(*n)/elapsed.Seconds(), ms(pct(.50)), ms(pct(.99)), ms(lat[len(lat)-1]))
+		*label, *n, *c, float64(*n)/elapsed.Seconds(), ms(quantile(lat, .50)), ms(quantile(lat, .99)), ms(lat[len(lat)-1]))
 	if *pid != 0 {
 		hwm, err := peakRSS(*pid)
 		if err != nil {
@@ -181,7 +178,7 @@ func sinkRate(args []string) error {
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the sink run to this file")
 	fs.Parse(args)
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := warnLogger()
 	bs := strings.Split(*brokers, ",")
 	stamp := time.Now().UnixNano()
 	topic := fmt.Sprintf("bench-sink-%d", stamp)
@@ -200,11 +197,49 @@ func sinkRate(args []string) error {
 	// Load the topic first, so the measurement is the sink alone.
 	p := kafka.NewProducer(logger, bs)
 	defer p.Close()
-	base := time.Now().UTC().Add(-time.Duration(*n) * time.Second)
+	if err := publishSinkEvents(ctx, p, topic, *n); err != nil {
+		return err
+	}
+
+	timed := &timedStore{TicketStore: store}
+	s, err := sink.New(logger, prometheus.NewRegistry(), kafka.ConsumerConfig{
+		Brokers: bs, Topic: topic, Group: "bench-sink", BatchSize: *batch, BatchWait: time.Second,
+		DeadLetters: &kafka.DeadLetters{Publisher: p, Topic: schemas.TicketEventsDLQTopic, Role: "sink", Logger: logger},
+	}, timed)
+	if err != nil {
+		return err
+	}
+	if *profile != "" {
+		stopProfile, err := cpuProfile(*profile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+	start, elapsed, folded, err := runSink(ctx, s, bs, topic, *n)
+	if err != nil {
+		return err
+	}
+	got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: "bench"})
+	if err != nil {
+		return err
+	}
+	if got != uint64(*n) {
+		return fmt.Errorf("ClickHouse counts %d events, want %d", got, *n)
+	}
+	_ = store.Exec(ctx, "DROP DATABASE IF EXISTS "+fmt.Sprintf("bench_%d", stamp))
+	printSink(timed, *n, *batch, start, elapsed, folded)
+	return nil
+}
+
+// publishSinkEvents publishes n created tickets to topic, a second apart up to now, in
+// chunks.
+func publishSinkEvents(ctx context.Context, p *kafka.Producer, topic string, n int) error {
+	base := time.Now().UTC().Add(-time.Duration(n) * time.Second)
 	const chunk = 10_000
-	for off := 0; off < *n; off += chunk {
+	for off := 0; off < n; off += chunk {
 		msgs := make([]zenklav.Message, 0, chunk)
-		for i := off; i < min(off+chunk, *n); i++ {
+		for i := off; i < min(off+chunk, n); i++ {
 			e := schemas.TicketEvent{
 				EventID: fmt.Sprintf("zd:bench-%d", i), Tenant: "bench", Account: schemas.Account{Subdomain: "bench", ID: 1},
 				BrandID: 1, Type: schemas.TicketCreated, ZendeskType: "zen:event-type:ticket.created", Source: schemas.SourceEvent,
@@ -222,62 +257,44 @@ func sinkRate(args []string) error {
 			return err
 		}
 	}
+	return nil
+}
 
-	timed := &timedStore{TicketStore: store}
-	s, err := sink.New(logger, prometheus.NewRegistry(), kafka.ConsumerConfig{
-		Brokers: bs, Topic: topic, Group: "bench-sink", BatchSize: *batch, BatchWait: time.Second,
-		DeadLetters: &kafka.DeadLetters{Publisher: p, Topic: schemas.TicketEventsDLQTopic, Role: "sink", Logger: logger},
-	}, timed)
-	if err != nil {
-		return err
-	}
+// runSink runs s until its groups have committed all n events of topic, and stops it. It
+// says when it started s, and how long the copy (elapsed) and the fold (folded) took.
+func runSink(ctx context.Context, s *sink.Sink, brokers []string, topic string, n int) (start time.Time, elapsed, folded time.Duration, err error) {
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	start := time.Now()
+	start = time.Now()
 	go func() { done <- s.Run(rctx) }()
 	// The copy and the fold into the report rows run side by side, each in its group.
-	var elapsed, folded time.Duration
 	for elapsed == 0 || folded == 0 {
 		for group, at := range map[string]*time.Duration{"bench-sink": &elapsed, "bench-sink" + sink.TicketRowsSuffix: &folded} {
-			if prog, err := kafka.GroupProgress(ctx, bs, topic, group); *at == 0 && err == nil && prog.Committed >= int64(*n) {
+			if prog, err := kafka.GroupProgress(ctx, brokers, topic, group); *at == 0 && err == nil && prog.Committed >= int64(n) {
 				*at = time.Since(start)
 			}
 		}
 		select {
 		case err := <-done:
-			return fmt.Errorf("sink stopped: %v", err)
+			return start, 0, 0, fmt.Errorf("sink stopped: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	stop()
 	<-done
+	return start, elapsed, folded, nil
+}
+
+// printSink prints the sink's two rows: the copy into ClickHouse and the fold into the
+// report rows.
+func printSink(timed *timedStore, n, batch int, start time.Time, elapsed, folded time.Duration) {
 	steady := elapsed - timed.first.Sub(start) // from the first insert: the group join is not the sink's work
-	got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: "bench"})
-	if err != nil {
-		return err
-	}
-	if got != uint64(*n) {
-		return fmt.Errorf("ClickHouse counts %d events, want %d", got, *n)
-	}
-	_ = store.Exec(ctx, "DROP DATABASE IF EXISTS "+fmt.Sprintf("bench_%d", stamp))
 	fmt.Printf("| sink: Kafka → ClickHouse | %d events, batches of %d, 4 partitions | %.0f events/s | %s in all (%.0f events/s counting the consumer-group join); %d inserts took %s (summed; they run two at a time) |\n",
-		*n, *batch, float64(*n)/steady.Seconds(), elapsed.Round(time.Millisecond), float64(*n)/elapsed.Seconds(),
+		n, batch, float64(n)/steady.Seconds(), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(),
 		timed.calls, timed.total.Round(time.Millisecond))
 	fmt.Printf("| sink: fold into report rows | the same events, side by side with the copy | %.0f events/s | %s in all from the first insert; every event a new ticket, 250,000 customers with 4 each |\n",
-		float64(*n)/(folded-timed.first.Sub(start)).Seconds(), (folded - timed.first.Sub(start)).Round(time.Millisecond))
-	return nil
+		float64(n)/(folded-timed.first.Sub(start)).Seconds(), (folded - timed.first.Sub(start)).Round(time.Millisecond))
 }
 
 func peakRSS(pid int) (string, error) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -38,7 +37,7 @@ func reportLatency(args []string) error {
 		return fmt.Errorf("reports needs -clickhouse and -events ≥ 1000")
 	}
 	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := warnLogger()
 	db := fmt.Sprintf("bench_reports_%d", time.Now().UnixNano())
 	store, err := analytics.Open(ctx, logger, analytics.Config{Addr: *ch, Database: db, User: "default"})
 	if err != nil {
@@ -56,14 +55,8 @@ func reportLatency(args []string) error {
 
 	start := time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC)
 	g := newYear(*events, start)
-	// Snapshots of segments for a fifth of the customers, as if the sidebar had shown them
-	// along the year, straight into ClickHouse before the tickets they describe (the fold
-	// reads them); their insert is not what is measured.
-	if err := store.Exec(ctx, `INSERT INTO klaviyo_memberships (tenant, kind, requester_id, at, names)
-SELECT 'bench', 'segment', toInt64(number * 5 + 1), toDateTime(?) + number % 300 * 86400,
-    arrayFilter(x -> x != '', [if(number % 3 = 0, 'VIP', ''), if(number % 4 = 1, 'Newsletter', ''), if(number % 7 = 2, 'Churn risk', '')])
-FROM numbers(?)`, start.Unix(), g.customers/5); err != nil {
-		return fmt.Errorf("memberships: %w", err)
+	if err := seedMemberships(ctx, store, start, g.customers); err != nil {
+		return err
 	}
 	n, copied, folded, err := g.insert(ctx, store, *batch)
 	if err != nil {
@@ -72,22 +65,53 @@ FROM numbers(?)`, start.Unix(), g.customers/5); err != nil {
 	fmt.Printf("| reports: load | %s events, %s tickets, %s customers, one year | copied %.0f events/s, folded %.0f events/s | batches of %s: InsertTicketEvents two at a time and SummarizeTicketEvents one at a time, side by side, as the sink's consumers |\n",
 		thousands(n), thousands(g.tickets), thousands(g.customers), float64(n)/copied.Seconds(), float64(n)/folded.Seconds(), thousands(*batch))
 
+	measures, err := reportMeasures(ctx, store, start)
+	if err != nil {
+		return err
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{*ch}, Auth: clickhouse.Auth{Database: db, Username: "default"}})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	b := &reportBench{ctx: ctx, store: store, conn: conn, db: db, measures: measures, events: n, runs: *runs}
+	return b.timePhases(*loaded)
+}
+
+// seedMemberships snapshots segments for a fifth of the customers, as if the sidebar had
+// shown them along the year, straight into ClickHouse before the tickets they describe (the
+// fold reads them); their insert is not what is measured.
+func seedMemberships(ctx context.Context, store *analytics.Store, start time.Time, customers int) error {
+	if err := store.Exec(ctx, `INSERT INTO klaviyo_memberships (tenant, kind, requester_id, at, names)
+SELECT 'bench', 'segment', toInt64(number * 5 + 1), toDateTime(?) + number % 300 * 86400,
+    arrayFilter(x -> x != '', [if(number % 3 = 0, 'VIP', ''), if(number % 4 = 1, 'Newsletter', ''), if(number % 7 = 2, 'Churn risk', '')])
+FROM numbers(?)`, start.Unix(), customers/5); err != nil {
+		return fmt.Errorf("memberships: %w", err)
+	}
+	return nil
+}
+
+// reportMeasure is one report, with the filters it is timed with.
+type reportMeasure struct {
+	name string
+	run  func() error
+}
+
+// reportMeasures are the reports of the year from start, with the filters a marketer uses
+// most.
+func reportMeasures(ctx context.Context, store *analytics.Store, start time.Time) ([]reportMeasure, error) {
 	year := reports.Filter{Tenants: []string{"bench"}, From: start, To: start.AddDate(1, 0, -1), Interval: reports.Week, TZ: time.UTC}
 	month := year
 	month.From, month.To, month.Interval = start.AddDate(0, 9, 0), start.AddDate(0, 10, -1), reports.Day
 	la, err := time.LoadLocation("America/Los_Angeles")
 	if err != nil {
-		return err
-	}
-	type measure struct {
-		name string
-		run  func() error
+		return nil, err
 	}
 	with := func(f reports.Filter, change func(*reports.Filter)) reports.Filter { change(&f); return f }
 	trends := func(f reports.Filter) func() error {
 		return func() error { _, err := store.Trends(ctx, f); return err }
 	}
-	measures := []measure{
+	return []reportMeasure{
 		{"trends, a year by week", trends(year)},
 		{"trends, a year by week, by brand", trends(with(year, func(f *reports.Filter) { f.By = "brand" }))},
 		{"trends, a year by week, one tag, by channel", trends(with(year, func(f *reports.Filter) { f.Tag, f.By = "shipping", "channel" }))},
@@ -107,68 +131,94 @@ FROM numbers(?)`, start.Unix(), g.customers/5); err != nil {
 			_, err := store.Segments(ctx, with(month, func(f *reports.Filter) { f.Channel = "email" }))
 			return err
 		}},
-	}
-	timeAll := func(label string) error {
-		for _, m := range measures {
-			if err := m.run(); err != nil { // the first run warms the caches
-				return fmt.Errorf("%s: %w", m.name, err)
-			}
-			lat := make([]time.Duration, *runs)
-			for i := range lat {
-				t := time.Now()
-				if err := m.run(); err != nil {
-					return fmt.Errorf("%s: %w", m.name, err)
-				}
-				lat[i] = time.Since(t)
-			}
-			slices.Sort(lat)
-			p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
-			fmt.Printf("| report: %s | %s events%s | %d runs | p50 %s, p95 %s |\n", m.name, thousands(n), label, *runs, ms(p(.50)), ms(p(.95)))
-		}
-		return nil
-	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{*ch}, Auth: clickhouse.Auth{Database: db, Username: "default"}})
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	parts := func() string {
-		var count, rows uint64
-		if err := conn.QueryRow(ctx, "SELECT count(), sum(rows) FROM system.parts WHERE database = ? AND table = 'ticket_rows' AND active", db).Scan(&count, &rows); err != nil {
-			return "parts unknown: " + err.Error()
-		}
-		return fmt.Sprintf("%d parts, %s rows", count, thousands(int(rows)))
-	}
-	if *loaded {
-		if err := timeAll(", just loaded (ticket_rows: " + parts() + ")"); err != nil {
+	}, nil
+}
+
+// reportBench times the reports of one loaded database, and names the state of its report
+// rows in each table row.
+type reportBench struct {
+	ctx      context.Context
+	store    *analytics.Store
+	conn     clickhouse.Conn // for ClickHouse's system tables
+	db       string
+	measures []reportMeasure
+	events   int // in the database
+	runs     int // of each report
+}
+
+// timePhases times the reports in the states the report rows go through after a load:
+// just loaded (when loaded), merges settled, and merged.
+func (b *reportBench) timePhases(loaded bool) error {
+	if loaded {
+		if err := b.timeAll(", just loaded (ticket_rows: " + b.parts() + ")"); err != nil {
 			return err
 		}
 	}
 	// Once ClickHouse's background merges are done with the load, as they are minutes after
 	// any burst: some cancel rows remain, in parts not merged together yet.
+	if err := b.settle(); err != nil {
+		return err
+	}
+	var cancels uint64
+	if err := b.conn.QueryRow(b.ctx, "SELECT count() FROM ticket_rows WHERE sign < 0").Scan(&cancels); err != nil {
+		return err
+	}
+	if err := b.timeAll(fmt.Sprintf(", merges settled (ticket_rows: %s, %s cancel rows)", b.parts(), thousands(int(cancels)))); err != nil {
+		return err
+	}
+	// A year-old store has had its merges done long ago, except for the last hours' parts.
+	for _, table := range []string{"ticket_rows", "customer_rows"} {
+		if err := b.store.Exec(b.ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
+			return err
+		}
+	}
+	return b.timeAll(", merged (ticket_rows: " + b.parts() + ")")
+}
+
+// timeAll times each report: a first run warms the caches, then runs runs are timed. label
+// says what state the database is in.
+func (b *reportBench) timeAll(label string) error {
+	for _, m := range b.measures {
+		if err := m.run(); err != nil { // the first run warms the caches
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		lat := make([]time.Duration, b.runs)
+		for i := range lat {
+			t := time.Now()
+			if err := m.run(); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			lat[i] = time.Since(t)
+		}
+		slices.Sort(lat)
+		fmt.Printf("| report: %s | %s events%s | %d runs | p50 %s, p95 %s |\n", m.name, thousands(b.events), label, b.runs, ms(quantile(lat, .50)), ms(quantile(lat, .95)))
+	}
+	return nil
+}
+
+// parts says how many active parts and rows ticket_rows has: the fewer parts, the less a
+// report has to merge as it reads.
+func (b *reportBench) parts() string {
+	var count, rows uint64
+	if err := b.conn.QueryRow(b.ctx, "SELECT count(), sum(rows) FROM system.parts WHERE database = ? AND table = 'ticket_rows' AND active", b.db).Scan(&count, &rows); err != nil {
+		return "parts unknown: " + err.Error()
+	}
+	return fmt.Sprintf("%d parts, %s rows", count, thousands(int(rows)))
+}
+
+// settle waits until ClickHouse has run no merge in the database for two checks a second
+// apart, for 5 minutes at most.
+func (b *reportBench) settle() error {
 	for quiet, deadline := 0, time.Now().Add(5*time.Minute); quiet < 2 && time.Now().Before(deadline); time.Sleep(time.Second) {
 		var merging uint64
-		if err := conn.QueryRow(ctx, "SELECT count() FROM system.merges WHERE database = ?", db).Scan(&merging); err != nil {
+		if err := b.conn.QueryRow(b.ctx, "SELECT count() FROM system.merges WHERE database = ?", b.db).Scan(&merging); err != nil {
 			return err
 		}
 		if quiet = quiet + 1; merging > 0 {
 			quiet = 0
 		}
 	}
-	var cancels uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM ticket_rows WHERE sign < 0").Scan(&cancels); err != nil {
-		return err
-	}
-	if err := timeAll(fmt.Sprintf(", merges settled (ticket_rows: %s, %s cancel rows)", parts(), thousands(int(cancels)))); err != nil {
-		return err
-	}
-	// A year-old store has had its merges done long ago, except for the last hours' parts.
-	for _, table := range []string{"ticket_rows", "customer_rows"} {
-		if err := store.Exec(ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
-			return err
-		}
-	}
-	return timeAll(", merged (ticket_rows: " + parts() + ")")
+	return nil
 }
 
 // year is a tenant's year of tickets, kept compact: each ticket's attributes, and its
