@@ -89,5 +89,5 @@ func Transitions(e *schemas.TicketEvent) []Transition {
 // follow-up is a new ticket), while one change can reach zenklav under two Zendesk event
 // ids, by an event-subscribed webhook and by a trigger.
 func UniqueID(e *schemas.TicketEvent, t Transition) string {
-	return "zendesk:" + e.Tenant + ":" + strconv.FormatInt(e.Ticket.ID, 10) + ":" + t.Name
+	return "zendesk:" + e.Connection + ":" + strconv.FormatInt(e.Ticket.ID, 10) + ":" + t.Name
 }

@@ -45,7 +45,7 @@ func TestTransitions(t *testing.T) {
 }
 
 func TestUniqueIDIgnoresTheZendeskEvent(t *testing.T) {
-	a := schemas.TicketEvent{EventID: "zd:1", Tenant: "acme", Ticket: schemas.Ticket{ID: 7}}
+	a := schemas.TicketEvent{EventID: "zd:1", Connection: "acme", Ticket: schemas.Ticket{ID: 7}}
 	b := a
 	b.EventID = "zt:2" // the same change, delivered by a trigger as well
 	if zenklav.UniqueID(&a, zenklav.Opened) != zenklav.UniqueID(&b, zenklav.Opened) {
@@ -55,7 +55,7 @@ func TestUniqueIDIgnoresTheZendeskEvent(t *testing.T) {
 		t.Error("opened and resolved share a unique id")
 	}
 	c := a
-	c.Tenant = "globex"
+	c.Connection = "globex"
 	if zenklav.UniqueID(&a, zenklav.Opened) == zenklav.UniqueID(&c, zenklav.Opened) {
 		t.Error("two connections share a unique id")
 	}

@@ -13,8 +13,8 @@ import (
 // under its requester's latest snapshot at or before the ticket's creation; recording the
 // same snapshot again changes nothing. Times are kept to the second, and of two different
 // snapshots of one customer in the same second either may count as the latest.
-func (s *Store) RecordMemberships(ctx context.Context, tenant string, requesterID int64, at time.Time, kind string, names []string) error {
-	if err := CheckMemberships(tenant, requesterID, at, kind); err != nil {
+func (s *Store) RecordMemberships(ctx context.Context, connection string, requesterID int64, at time.Time, kind string, names []string) error {
+	if err := CheckMemberships(connection, requesterID, at, kind); err != nil {
 		return err
 	}
 	if names == nil {
@@ -25,7 +25,7 @@ func (s *Store) RecordMemberships(ctx context.Context, tenant string, requesterI
 		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "prepare insert of memberships")
 	}
 	defer batch.Abort() //nolint:errcheck // no-op after Send
-	if err := batch.Append(tenant, kind, requesterID, at.UTC().Truncate(time.Second), names); err != nil {
+	if err := batch.Append(connection, kind, requesterID, at.UTC().Truncate(time.Second), names); err != nil {
 		return zenklav.Wrap(zenklav.EINVALID, err, "append memberships of requester %d", requesterID)
 	}
 	if err := batch.Send(); err != nil {

@@ -22,7 +22,7 @@ var _ reports.Source = (*Store)(nil)
 // span is a Filter turned into what the SQL needs: the tenants it may read, the range as
 // Unix seconds [from, end), and the time zone's name.
 type span struct {
-	tenants  clickhouse.GroupSet
+	connections  clickhouse.GroupSet
 	from     int64
 	end      int64 // the first second after To's day in TZ
 	tz       string
@@ -38,16 +38,16 @@ func newSpan(f reports.Filter) (span, error) {
 		// ClickHouse knows zones by their IANA names only.
 		return span{}, zenklav.Errorf(zenklav.EINVALID, "tz %q: use an IANA time zone name such as Europe/Madrid", tz)
 	}
-	tenants := f.Tenants
+	connections := f.Connections
 	if f.Connection != "" {
-		tenants = []string{f.Connection}
+		connections = []string{f.Connection}
 	}
-	set := make([]any, len(tenants))
-	for i, t := range tenants {
+	set := make([]any, len(connections))
+	for i, t := range connections {
 		set[i] = t
 	}
 	from, to := day(f.From, f.TZ), day(f.To, f.TZ).AddDate(0, 0, 1)
-	return span{tenants: clickhouse.GroupSet{Value: set}, from: from.Unix(), end: to.Unix(), tz: tz, interval: f.Interval}, nil
+	return span{connections: clickhouse.GroupSet{Value: set}, from: from.Unix(), end: to.Unix(), tz: tz, interval: f.Interval}, nil
 }
 
 // day is midnight in tz of the date t names (in t's own location: the date as it was given).
@@ -84,7 +84,7 @@ func (s span) indexSQL(expr string) string {
 // its tenants, brand, channel and tag, deleted tickets left out.
 func where(f reports.Filter, sp span) (string, []any) {
 	conds := []string{"tenant IN ?", "deleted = 0"}
-	args := []any{sp.tenants}
+	args := []any{sp.connections}
 	if f.BrandID != 0 {
 		conds, args = append(conds, "brand_id = ?"), append(args, f.BrandID)
 	}
@@ -482,7 +482,7 @@ FROM
 )
 ARRAY JOIN arrayConcat([-1], arrayDistinct(arrayMap(p -> p - ps[1], arraySlice(ps, 2)))) AS off
 GROUP BY cohort, off`, sp.periodSQL("first_s"), sp.indexSQL("t"), strings.Join(params, ", "), strings.Join(conds, " AND "), strings.Join(arrays, ", "))
-	args = append(args, sp.tenants, sp.from)
+	args = append(args, sp.connections, sp.from)
 	customers := map[string]int64{}
 	returned := map[string]map[int]int64{}
 	err = s.query(ctx, q, args, func(rows driver.Rows) error {

@@ -75,7 +75,7 @@ func generate(seed uint64) dataset {
 			add := func(typ, status, previous string) {
 				seq++
 				d.events = append(d.events, schemas.TicketEvent{
-					EventID: fmt.Sprintf("zd:%s-%d-%d", tenant, ticket, seq), Tenant: tenant,
+					EventID: fmt.Sprintf("zd:%s-%d-%d", tenant, ticket, seq), Connection: tenant,
 					Account: schemas.Account{Subdomain: tenant, ID: int64(ti + 1)}, BrandID: brand,
 					Type: typ, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at.Add(time.Second),
 					Ticket: schemas.Ticket{ID: ticket, Subject: "s", Status: status, PreviousStatus: previous,
@@ -210,7 +210,7 @@ func tickets(events []schemas.TicketEvent) []ticket {
 	}
 	byTicket := map[key][]schemas.TicketEvent{}
 	for _, e := range events {
-		k := key{e.Tenant, e.Ticket.ID}
+		k := key{e.Connection, e.Ticket.ID}
 		byTicket[k] = append(byTicket[k], e)
 	}
 	var out []ticket
@@ -274,7 +274,7 @@ func (tk ticket) keys(by string) []string {
 func selected(all []ticket, f reports.Filter) []ticket {
 	var out []ticket
 	for _, tk := range all {
-		allowed := slices.Contains(f.Tenants, tk.tenant) && (f.Connection == "" || f.Connection == tk.tenant)
+		allowed := slices.Contains(f.Connections, tk.tenant) && (f.Connection == "" || f.Connection == tk.tenant)
 		if !allowed || tk.deleted || f.BrandID != 0 && tk.brand != f.BrandID || f.Channel != "" && tk.channel != f.Channel ||
 			f.Tag != "" && !slices.Contains(tk.tags, f.Tag) {
 			continue
@@ -591,7 +591,7 @@ func TestReports(t *testing.T) {
 func checkReports(t *testing.T, s *analytics.Store, d dataset, all []ticket) {
 	ctx := context.Background()
 
-	base := reports.Filter{Tenants: []string{"acme", "globex", "initech"}, From: date("2026-01-05"), To: date("2026-03-18"), Interval: reports.Week, TZ: time.UTC}
+	base := reports.Filter{Connections: []string{"acme", "globex", "initech"}, From: date("2026-01-05"), To: date("2026-03-18"), Interval: reports.Week, TZ: time.UTC}
 	with := func(change func(*reports.Filter)) reports.Filter {
 		f := base
 		change(&f)
@@ -606,7 +606,7 @@ func checkReports(t *testing.T, s *analytics.Store, d dataset, all []ticket) {
 			f.Interval, f.TZ, f.From, f.To = reports.Month, la, date("2025-12-01"), date("2026-04-30")
 		}),
 		"one connection":         with(func(f *reports.Filter) { f.Connection = "acme" }),
-		"tenants asked":          with(func(f *reports.Filter) { f.Tenants = []string{"globex", "initech"} }),
+		"tenants asked":          with(func(f *reports.Filter) { f.Connections = []string{"globex", "initech"} }),
 		"brand":                  with(func(f *reports.Filter) { f.BrandID = 12 }),
 		"channel, days, LA":      with(func(f *reports.Filter) { f.Channel, f.Interval, f.TZ = "sms", reports.Day, la }),
 		"tag":                    with(func(f *reports.Filter) { f.Tag = "vip" }),
@@ -704,7 +704,7 @@ func TestReportsReadOnlyTheirTenants(t *testing.T) {
 	d := generate(2)
 	load(t, s, d, true)
 	ctx := context.Background()
-	f := reports.Filter{Tenants: []string{"acme", "initech"}, From: date("2025-11-01"), To: date("2026-06-30"), Interval: reports.Month, TZ: time.UTC, By: "brand"}
+	f := reports.Filter{Connections: []string{"acme", "initech"}, From: date("2025-11-01"), To: date("2026-06-30"), Interval: reports.Month, TZ: time.UTC, By: "brand"}
 	trends, err := s.Trends(ctx, f)
 	if err != nil {
 		t.Fatal(err)
@@ -739,7 +739,7 @@ func TestTicketRowsRepairAfterRacingWriters(t *testing.T) {
 	d := generate(1)
 	load(t, s, d, true)
 	all := tickets(d.events)
-	f := reports.Filter{Tenants: []string{"acme", "globex", "initech"}, From: date("2026-01-05"), To: date("2026-03-18"), Interval: reports.Week, TZ: time.UTC}
+	f := reports.Filter{Connections: []string{"acme", "globex", "initech"}, From: date("2026-01-05"), To: date("2026-03-18"), Interval: reports.Week, TZ: time.UTC}
 	for _, q := range []string{
 		"INSERT INTO customer_rows SELECT * FROM customer_rows WHERE (tenant, requester_id) IN (SELECT tenant, requester_id FROM ticket_rows WHERE ticket_id % 3 = 0)",
 		"INSERT INTO ticket_rows SELECT * FROM ticket_rows WHERE ticket_id % 3 = 0",

@@ -38,7 +38,7 @@ type Store struct {
 	// guards rows, what it remembers of the rows it read and wrote.
 	summarizing sync.Mutex
 	rows        *rowCache
-	tenants     map[string]uint32 // the tenants' numbers in ticketKey, and their names
+	connections     map[string]uint32 // the tenants' numbers in ticketKey, and their names
 	tenantNames []string
 }
 
@@ -74,7 +74,7 @@ func Open(ctx context.Context, logger *slog.Logger, cfg Config) (*Store, error) 
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "connect to ClickHouse at %s", cfg.Addr)
 	}
-	return &Store{conn: conn, db: cfg.Database, logger: logger, rows: newRowCache(), tenants: map[string]uint32{}}, nil
+	return &Store{conn: conn, db: cfg.Database, logger: logger, rows: newRowCache(), connections: map[string]uint32{}}, nil
 }
 
 // Close closes the connections.
@@ -200,7 +200,7 @@ func (s *Store) InsertTicketEvents(ctx context.Context, events []schemas.TicketE
 func ticketEventColumns(events []schemas.TicketEvent) []any {
 	n := len(events)
 	var (
-		eventID, tenant, subdomain, typ, zendeskType, source = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		eventID, connection, subdomain, typ, zendeskType, source = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		subject, status, previous, priority, ticketType      = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		channel, via, email, phone                           = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		accountID, brandID, ticketID, requesterID            = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
@@ -212,7 +212,7 @@ func ticketEventColumns(events []schemas.TicketEvent) []any {
 	for i := range events {
 		e := &events[i]
 		t := &e.Ticket
-		eventID[i], tenant[i], subdomain[i], typ[i], zendeskType[i], source[i] = e.EventID, e.Tenant, e.Account.Subdomain, e.Type, e.ZendeskType, e.Source
+		eventID[i], connection[i], subdomain[i], typ[i], zendeskType[i], source[i] = e.EventID, e.Connection, e.Account.Subdomain, e.Type, e.ZendeskType, e.Source
 		subject[i], status[i], previous[i], priority[i], ticketType[i] = t.Subject, t.Status, t.PreviousStatus, t.Priority, t.Type
 		channel[i], via[i], email[i], phone[i] = t.Channel, t.Via, t.Requester.Email, t.Requester.Phone
 		accountID[i], brandID[i], ticketID[i], requesterID[i] = e.Account.ID, e.BrandID, t.ID, t.Requester.ID
@@ -227,7 +227,7 @@ func ticketEventColumns(events []schemas.TicketEvent) []any {
 			fieldIDs[i][j], fieldValues[i][j] = f.ID, fieldValue(f.Value)
 		}
 	}
-	return []any{eventID, tenant, subdomain, accountID, brandID, typ, zendeskType, source, occurred, received,
+	return []any{eventID, connection, subdomain, accountID, brandID, typ, zendeskType, source, occurred, received,
 		ticketID, subject, status, previous, priority, ticketType, tags, channel, via, requesterID, email, phone,
 		assigneeID, groupID, fieldIDs, fieldValues}
 }
@@ -249,7 +249,7 @@ func fieldValue(v any) string {
 
 // EventFilter selects ticket events for counting.
 type EventFilter struct {
-	Tenant string
+	Connection string
 	Type   string    // empty = all types
 	From   time.Time // occurred_at >= From, when set
 	To     time.Time // occurred_at < To, when set
@@ -259,7 +259,7 @@ type EventFilter struct {
 // duplicates that background merges have not removed yet, so the count is exact at any moment.
 func (s *Store) CountTicketEvents(ctx context.Context, f EventFilter) (uint64, error) {
 	q := "SELECT count() FROM ticket_events FINAL WHERE tenant = ?"
-	args := []any{f.Tenant}
+	args := []any{f.Connection}
 	if f.Type != "" {
 		q += " AND event_type = ?"
 		args = append(args, f.Type)
@@ -281,9 +281,9 @@ func (s *Store) CountTicketEvents(ctx context.Context, f EventFilter) (uint64, e
 
 // CountTicketEventRows counts stored rows, duplicates included: for tests and operators who
 // want to see how much deduplication is still pending.
-func (s *Store) CountTicketEventRows(ctx context.Context, tenant string) (uint64, error) {
+func (s *Store) CountTicketEventRows(ctx context.Context, connection string) (uint64, error) {
 	var n uint64
-	if err := s.conn.QueryRow(ctx, "SELECT count() FROM ticket_events WHERE tenant = ?", tenant).Scan(&n); err != nil {
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM ticket_events WHERE tenant = ?", connection).Scan(&n); err != nil {
 		return 0, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "count ticket event rows")
 	}
 	return n, nil
@@ -305,7 +305,7 @@ var _ zenklav.TicketStore = (*Store)(nil)
 // whose latest requester they are. Events that say nothing of the status do not count as
 // its latest; events of one second are not ordered among themselves (ClickHouse keeps
 // seconds), which only matters for a ticket opened and closed within one.
-func (s *Store) RequesterTickets(ctx context.Context, tenant string, requesters []int64) (map[int64]map[int64]zenklav.TicketState, error) {
+func (s *Store) RequesterTickets(ctx context.Context, connection string, requesters []int64) (map[int64]map[int64]zenklav.TicketState, error) {
 	out := map[int64]map[int64]zenklav.TicketState{}
 	if len(requesters) == 0 {
 		return out, nil
@@ -317,7 +317,7 @@ func (s *Store) RequesterTickets(ctx context.Context, tenant string, requesters 
 	rows, err := s.conn.Query(ctx, `SELECT ticket_id, argMax(requester_id, occurred_at), argMaxIf(status, occurred_at, status != ''), max(occurred_at)
 FROM ticket_events
 WHERE tenant = ? AND ticket_id IN (SELECT ticket_id FROM ticket_requesters WHERE tenant = ? AND requester_id IN ?)
-GROUP BY ticket_id`, tenant, tenant, clickhouse.GroupSet{Value: ids})
+GROUP BY ticket_id`, connection, connection, clickhouse.GroupSet{Value: ids})
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
 	}
@@ -382,7 +382,7 @@ WHERE latest_requester = ?`
 // given time (now minus 90 days on the card), and the ticket of theirs closed last. Deleted
 // tickets count nowhere: Zendesk no longer shows them, and they are mostly spam. Like
 // RequesterTickets, it does not order events of one second among themselves.
-func (s *Store) SupportHistory(ctx context.Context, tenant string, requesterID int64, since time.Time) (zenklav.SupportHistory, error) {
+func (s *Store) SupportHistory(ctx context.Context, connection string, requesterID int64, since time.Time) (zenklav.SupportHistory, error) {
 	if since.Before(time.Unix(0, 0)) {
 		since = time.Unix(0, 0) // DateTime starts at the epoch
 	}
@@ -391,7 +391,7 @@ func (s *Store) SupportHistory(ctx context.Context, tenant string, requesterID i
 		total, open, recent uint64
 		r                   = &h.LastResolved
 	)
-	err := s.conn.QueryRow(ctx, supportHistory, since.UTC().Truncate(time.Second), tenant, tenant, requesterID, requesterID).
+	err := s.conn.QueryRow(ctx, supportHistory, since.UTC().Truncate(time.Second), connection, connection, requesterID, requesterID).
 		Scan(&total, &open, &recent, &r.At, &r.TicketID, &r.Subject)
 	if err != nil {
 		return zenklav.SupportHistory{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read support history of requester %d", requesterID)

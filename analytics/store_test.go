@@ -21,7 +21,7 @@ func openStore(t *testing.T) *analytics.Store {
 
 func event(tenant string, ticket int64, id string, typ string, at time.Time) schemas.TicketEvent {
 	return schemas.TicketEvent{
-		EventID: id, Tenant: tenant, Account: schemas.Account{Subdomain: tenant, ID: 7},
+		EventID: id, Connection: tenant, Account: schemas.Account{Subdomain: tenant, ID: 7},
 		BrandID: 360001, Type: typ, ZendeskType: "zen:event-type:ticket." + typ, Source: schemas.SourceEvent,
 		OccurredAt: at, ReceivedAt: at.Add(time.Second),
 		Ticket: schemas.Ticket{
@@ -73,11 +73,11 @@ func TestDuplicatesCountOnce(t *testing.T) {
 		f    analytics.EventFilter
 		want uint64
 	}{
-		{"all of a tenant", analytics.EventFilter{Tenant: "acme"}, 100},
-		{"one type", analytics.EventFilter{Tenant: "acme", Type: schemas.TicketStatusChanged}, 25},
-		{"a time range", analytics.EventFilter{Tenant: "acme", From: at, To: at.Add(10 * 24 * time.Hour)}, 10},
-		{"another tenant", analytics.EventFilter{Tenant: "globex"}, 1},
-		{"unknown tenant", analytics.EventFilter{Tenant: "initech"}, 0},
+		{"all of a tenant", analytics.EventFilter{Connection: "acme"}, 100},
+		{"one type", analytics.EventFilter{Connection: "acme", Type: schemas.TicketStatusChanged}, 25},
+		{"a time range", analytics.EventFilter{Connection: "acme", From: at, To: at.Add(10 * 24 * time.Hour)}, 10},
+		{"another tenant", analytics.EventFilter{Connection: "globex"}, 1},
+		{"unknown tenant", analytics.EventFilter{Connection: "initech"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.CountTicketEvents(ctx, tc.f)

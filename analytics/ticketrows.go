@@ -60,8 +60,8 @@ func (r *ticketRow) fields() []any {
 const never = math.MaxUint32
 
 // newTicketRow is the state of a ticket no event has been folded into.
-func newTicketRow(tenant string, id int64) ticketRow {
-	return ticketRow{Tenant: tenant, TicketID: id, OpenedKey: math.MaxUint64, ClosedMin: never, SolvedMin: never,
+func newTicketRow(connection string, id int64) ticketRow {
+	return ticketRow{Tenant: connection, TicketID: id, OpenedKey: math.MaxUint64, ClosedMin: never, SolvedMin: never,
 		Tags: []string{}, Segments: []string{}, Lists: []string{}}
 }
 
@@ -191,13 +191,13 @@ func (a customerTicket) equal(b customerTicket) bool {
 // customerRow is a customer's row in customer_rows: their tickets that are not deleted,
 // sorted by creation, then id.
 type customerRow struct {
-	tenant    string
+	connection    string
 	requester int64
 	tickets   []customerTicket
 }
 
 func (c *customerRow) equal(o *customerRow) bool {
-	return c.tenant == o.tenant && c.requester == o.requester && slices.EqualFunc(c.tickets, o.tickets, customerTicket.equal)
+	return c.connection == o.connection && c.requester == o.requester && slices.EqualFunc(c.tickets, o.tickets, customerTicket.equal)
 }
 
 // stored is a row as ClickHouse holds it, with its net sign: 1 for a live row, 0 once
@@ -210,17 +210,17 @@ type stored[R any] struct {
 // ticketKey names a ticket, or a customer, of a tenant: the tenant by its number in the
 // Store's list (hashing a number, not a name, is a good part of a batch's map work).
 type ticketKey struct {
-	tenant uint32
+	connection uint32
 	id     int64
 }
 
 // key is the ticketKey of the tenant's ticket or customer id.
-func (s *Store) key(tenant string, id int64) ticketKey {
-	n, ok := s.tenants[tenant]
+func (s *Store) key(connection string, id int64) ticketKey {
+	n, ok := s.connections[connection]
 	if !ok {
 		n = uint32(len(s.tenantNames))
-		s.tenants[tenant] = n
-		s.tenantNames = append(s.tenantNames, tenant)
+		s.connections[connection] = n
+		s.tenantNames = append(s.tenantNames, connection)
 	}
 	return ticketKey{n, id}
 }
@@ -282,7 +282,7 @@ func (s *Store) foldRows(ctx context.Context, events []schemas.TicketEvent) (map
 	byTicket := make(map[ticketKey][]*schemas.TicketEvent, len(events)/2)
 	for i := range events {
 		e := &events[i]
-		k := s.key(e.Tenant, e.Ticket.ID)
+		k := s.key(e.Connection, e.Ticket.ID)
 		byTicket[k] = append(byTicket[k], e)
 	}
 	old := make(map[ticketKey][]stored[ticketRow], len(byTicket))
@@ -299,7 +299,7 @@ func (s *Store) foldRows(ctx context.Context, events []schemas.TicketEvent) (map
 	}
 	rows := make(map[ticketKey]*ticketRow, len(byTicket))
 	for k, evs := range byTicket {
-		r := newTicketRow(s.tenantNames[k.tenant], k.id)
+		r := newTicketRow(s.tenantNames[k.connection], k.id)
 		for _, st := range old[k] {
 			if st.n > 0 {
 				r.merge(st.row)
@@ -335,7 +335,7 @@ func ticketChanges(old map[ticketKey][]stored[ticketRow], rows map[ticketKey]*ti
 		}
 		delete(customers, 0)
 		for c := range customers {
-			ck := ticketKey{k.tenant, c}
+			ck := ticketKey{k.connection, c}
 			involved[ck] = append(involved[ck], r)
 		}
 	}
@@ -424,7 +424,7 @@ func cancel[R any](st stored[R]) []signed[R] {
 func keysByTenant[V any](s *Store, m map[ticketKey]V) map[string][]int64 {
 	out := map[string][]int64{}
 	for k := range m {
-		out[s.tenantNames[k.tenant]] = append(out[s.tenantNames[k.tenant]], k.id)
+		out[s.tenantNames[k.connection]] = append(out[s.tenantNames[k.connection]], k.id)
 	}
 	for _, ids := range out {
 		slices.Sort(ids)
@@ -436,7 +436,7 @@ func keysByTenant[V any](s *Store, m map[ticketKey]V) map[string][]int64 {
 // tenant with the tenant as its one argument and that tenant's ids in "ids", and hands
 // each row to scan. An external table rather than an IN list: the ids travel as a column,
 // not as SQL text to parse, and the primary key still narrows the read.
-func (s *Store) queryByIDs(ctx context.Context, q string, ids map[string][]int64, scan func(tenant string, rows driver.Rows) error) error {
+func (s *Store) queryByIDs(ctx context.Context, q string, ids map[string][]int64, scan func(connection string, rows driver.Rows) error) error {
 	for tenant, all := range ids {
 		t, err := ext.NewTable("ids", ext.Column("id", "Int64"))
 		if err != nil {
@@ -508,18 +508,18 @@ func (s *Store) resolveMemberships(ctx context.Context, rows map[ticketKey]*tick
 	requesters := make(map[ticketKey]bool, len(rows)/2)
 	for k, r := range rows {
 		if r.RequesterID != 0 {
-			requesters[ticketKey{k.tenant, r.RequesterID}] = true
+			requesters[ticketKey{k.connection, r.RequesterID}] = true
 		}
 	}
 	snaps := map[ticketKey][]snapshot{}
 	err := s.queryByIDs(ctx, `SELECT requester_id, kind, toUInt32(at), names FROM klaviyo_memberships
-WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(s, requesters), func(tenant string, rows driver.Rows) error {
+WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(s, requesters), func(connection string, rows driver.Rows) error {
 		var id int64
 		var sn snapshot
 		if err := rows.Scan(&id, &sn.kind, &sn.at, &sn.names); err != nil {
 			return err
 		}
-		k := s.key(tenant, id)
+		k := s.key(connection, id)
 		snaps[k] = append(snaps[k], sn)
 		return nil
 	})
@@ -529,7 +529,7 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`, keysByTenant(s, requ
 	for k, r := range rows {
 		r.Segments, r.Lists = []string{}, []string{}
 		var seg, list *snapshot
-		mine := snaps[ticketKey{k.tenant, r.RequesterID}]
+		mine := snaps[ticketKey{k.connection, r.RequesterID}]
 		for i := range mine {
 			sn := &mine[i]
 			if sn.at > r.CreatedS {
@@ -595,7 +595,7 @@ func (s *Store) customerChanges(ctx context.Context, involved map[ticketKey][]*t
 		slices.SortFunc(tickets, func(a, b customerTicket) int {
 			return cmp.Or(cmp.Compare(a.created, b.created), cmp.Compare(a.id, b.id))
 		})
-		next := customerRow{tenant: s.tenantNames[c.tenant], requester: c.id, tickets: tickets}
+		next := customerRow{connection: s.tenantNames[c.connection], requester: c.id, tickets: tickets}
 		after[c] = next
 		prev := old[c]
 		if len(prev) == 1 && prev[0].n == 1 && prev[0].row.equal(&next) || len(prev) == 0 && len(next.tickets) == 0 {
@@ -618,7 +618,7 @@ func (s *Store) liveCustomerRows(ctx context.Context, ids map[string][]int64, ou
 	read := map[ticketKey][]stored[customerRow]{}
 	const q = `SELECT requester_id, ticket_ids, created, brands, channels, tag_sets, sign FROM customer_rows
 WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
-	err := s.queryByIDs(ctx, q, ids, func(tenant string, rows driver.Rows) error {
+	err := s.queryByIDs(ctx, q, ids, func(connection string, rows driver.Rows) error {
 		var (
 			id       int64
 			tickets  []int64
@@ -631,11 +631,11 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
 		if err := rows.Scan(&id, &tickets, &created, &brands, &channels, &tags, &sign); err != nil {
 			return err
 		}
-		c := customerRow{tenant: tenant, requester: id, tickets: make([]customerTicket, len(tickets))}
+		c := customerRow{connection: connection, requester: id, tickets: make([]customerTicket, len(tickets))}
 		for i := range tickets {
 			c.tickets[i] = customerTicket{id: tickets[i], created: created[i], brand: brands[i], channel: channels[i], tags: tags[i]}
 		}
-		k := s.key(tenant, id)
+		k := s.key(connection, id)
 		read[k] = net(read[k], c, sign, (*customerRow).equal)
 		return nil
 	})
@@ -652,7 +652,7 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
 func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow]) error {
 	n := len(rows)
 	var (
-		tenant, channel, priority                         = make([]string, n), make([]string, n), make([]string, n)
+		connection, channel, priority                         = make([]string, n), make([]string, n), make([]string, n)
 		ticketID, brand, group, assignee, requester       = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		openedKey, latestKey                              = make([]uint64, n), make([]uint64, n)
 		closedMin, solvedMin, openMax, dimsAt, reqAt      = make([]uint32, n), make([]uint32, n), make([]uint32, n), make([]uint32, n), make([]uint32, n)
@@ -663,30 +663,30 @@ func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow]) 
 	)
 	for i, w := range rows {
 		r := &w.row
-		tenant[i], ticketID[i], openedKey[i], closedMin[i], solvedMin[i], openMax[i] = r.Tenant, r.TicketID, r.OpenedKey, r.ClosedMin, r.SolvedMin, r.OpenMax
+		connection[i], ticketID[i], openedKey[i], closedMin[i], solvedMin[i], openMax[i] = r.Tenant, r.TicketID, r.OpenedKey, r.ClosedMin, r.SolvedMin, r.OpenMax
 		reopenedFlag[i], latestKey[i], dimsAt[i], brand[i], channel[i], priority[i] = r.ReopenedFlag, r.LatestKey, r.DimsAt, r.BrandID, r.Channel, r.Priority
 		tags[i], group[i], assignee[i], reqAt[i], requester[i] = r.Tags, r.GroupID, r.AssigneeID, r.RequesterAt, r.RequesterID
 		created[i], closed[i], isClosed[i], bucket[i], minutes[i] = r.CreatedS, r.ClosedS, r.IsClosed, r.CloseBucket, r.CloseMinutes
 		reopened[i], deleted[i], segments[i], lists[i], sign[i] = r.Reopened, r.Deleted, r.Segments, r.Lists, w.sign
 	}
-	return s.insertColumns(ctx, "ticket_rows ("+ticketRowColumns+", sign)", n, tenant, ticketID, openedKey, closedMin, solvedMin, openMax,
+	return s.insertColumns(ctx, "ticket_rows ("+ticketRowColumns+", sign)", n, connection, ticketID, openedKey, closedMin, solvedMin, openMax,
 		reopenedFlag, latestKey, dimsAt, brand, channel, priority, tags, group, assignee, reqAt, requester, created, closed,
 		isClosed, bucket, minutes, reopened, deleted, segments, lists, sign)
 }
 
 func (s *Store) insertCustomerRows(ctx context.Context, rows []signed[customerRow]) error {
 	n := len(rows)
-	tenant, requester, sign := make([]string, n), make([]int64, n), make([]int8, n)
+	connection, requester, sign := make([]string, n), make([]int64, n), make([]int8, n)
 	ids, created, brands, channels, tags := make([][]int64, n), make([][]uint32, n), make([][]int64, n), make([][]string, n), make([][][]string, n)
 	for i, w := range rows {
-		tenant[i], requester[i], sign[i] = w.row.tenant, w.row.requester, w.sign
+		connection[i], requester[i], sign[i] = w.row.connection, w.row.requester, w.sign
 		for _, t := range w.row.tickets {
 			ids[i], created[i], brands[i] = append(ids[i], t.id), append(created[i], t.created), append(brands[i], t.brand)
 			channels[i], tags[i] = append(channels[i], t.channel), append(tags[i], t.tags)
 		}
 	}
 	return s.insertColumns(ctx, "customer_rows (tenant, requester_id, ticket_ids, created, brands, channels, tag_sets, sign)", n,
-		tenant, requester, ids, created, brands, channels, tags, sign)
+		connection, requester, ids, created, brands, channels, tags, sign)
 }
 
 // insertColumns inserts n rows given as whole columns, in one block.

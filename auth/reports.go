@@ -19,12 +19,12 @@ import (
 // Roles a report token may carry.
 const (
 	RoleMarketer = "marketer" // reads the reports of its tenants
-	RoleAdmin    = "admin"    // the same, and may be given every tenant (AllTenants)
+	RoleAdmin    = "admin"    // the same, and may be given every tenant (AllConnections)
 )
 
-// AllTenants in a token's tenants gives an admin every connection zenklav has, now and
+// AllConnections in a token's tenants gives an admin every connection zenklav has, now and
 // later.
-const AllTenants = "*"
+const AllConnections = "*"
 
 const (
 	reportsAudience = "zenklav:reports"
@@ -38,7 +38,7 @@ const (
 type Caller struct {
 	Subject   string
 	Role      string
-	Tenants   []string // never empty
+	Connections   []string // never empty
 	KeyID     string   // the key that signed the token, for logs
 	ExpiresAt time.Time
 }
@@ -47,13 +47,13 @@ type Caller struct {
 type ReportClaims struct {
 	jwt.RegisteredClaims
 	Role    string   `json:"role"`
-	Tenants []string `json:"tenants"`
+	Connections []string `json:"tenants"`
 }
 
 // Reports issues and verifies report tokens.
 type Reports struct {
 	keys    []SigningKey
-	tenants []string // the connections' ids; nil when unknown (issuing only)
+	connections []string // the connections' ids; nil when unknown (issuing only)
 	now     func() time.Time
 }
 
@@ -70,7 +70,7 @@ func NewReports(keys []SigningKey, conns *zenklav.Connections, now func() time.T
 	}
 	a := &Reports{keys: keys, now: now}
 	if conns != nil {
-		a.tenants = conns.IDs()
+		a.connections = conns.IDs()
 	}
 	return a, nil
 }
@@ -79,7 +79,7 @@ func NewReports(keys []SigningKey, conns *zenklav.Connections, now func() time.T
 type TokenRequest struct {
 	Subject string // who the token is for, free text (an email, a name)
 	Role    string
-	Tenants []string // connection ids, or AllTenants for an admin
+	Connections []string // connection ids, or AllConnections for an admin
 	TTL     time.Duration
 }
 
@@ -101,7 +101,7 @@ func (a *Reports) Issue(req TokenRequest) (string, time.Time, error) {
 			ExpiresAt: jwt.NewNumericDate(exp),
 		},
 		Role:    req.Role,
-		Tenants: slices.Compact(slices.Sorted(slices.Values(req.Tenants))),
+		Connections: slices.Compact(slices.Sorted(slices.Values(req.Connections))),
 	})
 	if err != nil {
 		return "", time.Time{}, zenklav.Wrap(zenklav.EINTERNAL, err, "sign report token")
@@ -115,18 +115,18 @@ func (a *Reports) checkRequest(req TokenRequest) error {
 		return zenklav.Errorf(zenklav.EINVALID, "a report token names who it is for (sub)")
 	case req.Role != RoleMarketer && req.Role != RoleAdmin:
 		return zenklav.Errorf(zenklav.EINVALID, "role %q: use %s or %s", req.Role, RoleMarketer, RoleAdmin)
-	case len(req.Tenants) == 0:
+	case len(req.Connections) == 0:
 		return zenklav.Errorf(zenklav.EINVALID, "a report token names at least one tenant (connection id)")
 	case req.TTL <= 0 || req.TTL > MaxReportTokenTTL:
 		return zenklav.Errorf(zenklav.EINVALID, "ttl %s: use a positive duration of at most %s (90 days)", req.TTL, MaxReportTokenTTL)
 	}
-	for _, t := range req.Tenants {
+	for _, t := range req.Connections {
 		switch {
-		case t == AllTenants && req.Role != RoleAdmin:
-			return zenklav.Errorf(zenklav.EINVALID, "only an %s may read every tenant (%s)", RoleAdmin, AllTenants)
-		case t == AllTenants:
-		case a.tenants != nil && !slices.Contains(a.tenants, t):
-			return zenklav.Errorf(zenklav.EINVALID, "tenant %q is not a connection of the connections file (%s)", t, strings.Join(a.tenants, ", "))
+		case t == AllConnections && req.Role != RoleAdmin:
+			return zenklav.Errorf(zenklav.EINVALID, "only an %s may read every tenant (%s)", RoleAdmin, AllConnections)
+		case t == AllConnections:
+		case a.connections != nil && !slices.Contains(a.connections, t):
+			return zenklav.Errorf(zenklav.EINVALID, "tenant %q is not a connection of the connections file (%s)", t, strings.Join(a.connections, ", "))
 		case strings.TrimSpace(t) == "":
 			return zenklav.Errorf(zenklav.EINVALID, "a tenant is empty")
 		}
@@ -139,7 +139,7 @@ func (a *Reports) checkRequest(req TokenRequest) error {
 // future. A token that fails any of that is EUNAUTHORIZED; a good one whose role may not
 // read reports, or whose tenants are none of zenklav's connections, is EFORBIDDEN.
 func (a *Reports) Verify(token string) (Caller, error) {
-	if a.tenants == nil {
+	if a.connections == nil {
 		return Caller{}, zenklav.Errorf(zenklav.EINTERNAL, "report tokens are verified against the connections")
 	}
 	if token == "" {
@@ -160,20 +160,20 @@ func (a *Reports) Verify(token string) (Caller, error) {
 	if claims.Role != RoleMarketer && claims.Role != RoleAdmin {
 		return Caller{}, zenklav.Errorf(zenklav.EFORBIDDEN, "role %q may not read reports", trimKid(claims.Role))
 	}
-	var tenants []string
-	for _, t := range claims.Tenants {
+	var connections []string
+	for _, t := range claims.Connections {
 		switch {
-		case t == AllTenants && claims.Role == RoleAdmin:
-			tenants = append(tenants, a.tenants...)
-		case t == AllTenants:
+		case t == AllConnections && claims.Role == RoleAdmin:
+			connections = append(connections, a.connections...)
+		case t == AllConnections:
 			return Caller{}, zenklav.Errorf(zenklav.EFORBIDDEN, "only an %s may read every tenant", RoleAdmin)
-		case slices.Contains(a.tenants, t):
-			tenants = append(tenants, t)
+		case slices.Contains(a.connections, t):
+			connections = append(connections, t)
 		}
 	}
-	tenants = slices.Compact(slices.Sorted(slices.Values(tenants)))
-	if len(tenants) == 0 {
+	connections = slices.Compact(slices.Sorted(slices.Values(connections)))
+	if len(connections) == 0 {
 		return Caller{}, zenklav.Errorf(zenklav.EFORBIDDEN, "this token may read no connection zenklav has")
 	}
-	return Caller{Subject: claims.Subject, Role: claims.Role, Tenants: tenants, KeyID: kid, ExpiresAt: claims.ExpiresAt.Time.UTC()}, nil
+	return Caller{Subject: claims.Subject, Role: claims.Role, Connections: connections, KeyID: kid, ExpiresAt: claims.ExpiresAt.Time.UTC()}, nil
 }

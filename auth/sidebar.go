@@ -22,7 +22,7 @@ import (
 //     page hands to its scripts.
 //   - GET /api/v1/sidebar/… : backend.RequireSession checks the session token
 //     (Authorization: Bearer) with VerifySession and puts the Session in the context;
-//     handlers query only Session.Tenant's data.
+//     handlers query only Session.Connection's data.
 //
 // Zendesk's token is checked once, where Zendesk sends it; the page's later calls carry a
 // session token that zenklav signs, so they need neither Zendesk's key nor its claims.
@@ -49,7 +49,7 @@ const (
 // AppIdentity is what a verified Zendesk app token says: which installation (and so which
 // connection, the tenant) and, when Zendesk includes them, the agent and the ticket.
 type AppIdentity struct {
-	Tenant       string // the connection's id
+	Connection       string // the connection's id
 	Subdomain    string
 	Installation int64
 	UserID       int64  // the agent's Zendesk user id; 0 when the token does not carry it
@@ -58,8 +58,8 @@ type AppIdentity struct {
 }
 
 // Authorize refuses, with EFORBIDDEN, an identity of another tenant than the one asked for.
-func (id AppIdentity) Authorize(tenant string) error {
-	if id.Tenant != tenant {
+func (id AppIdentity) Authorize(connection string) error {
+	if id.Connection != connection {
 		return zenklav.Errorf(zenklav.EFORBIDDEN, "this token is for another tenant")
 	}
 	return nil
@@ -184,7 +184,7 @@ func (a *Sidebar) VerifyAppToken(token string) (AppIdentity, error) {
 	if age := a.now().Sub(claims.IssuedAt.Time); age > maxAppTokenAge+leeway {
 		return AppIdentity{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "Zendesk app token was issued %s ago", age.Truncate(time.Second))
 	}
-	id := AppIdentity{Tenant: conn.ID, Subdomain: conn.Zendesk.Subdomain, Installation: app.InstallationID}
+	id := AppIdentity{Connection: conn.ID, Subdomain: conn.Zendesk.Subdomain, Installation: app.InstallationID}
 	if claims.User != nil {
 		id.UserID, id.Email = int64(claims.User.ID), claims.User.Email
 	}
@@ -197,7 +197,7 @@ func (a *Sidebar) VerifyAppToken(token string) (AppIdentity, error) {
 // sessionClaims are the claims of zenklav's sidebar session token.
 type sessionClaims struct {
 	jwt.RegisteredClaims
-	Tenant       string `json:"tenant"`
+	Connection       string `json:"tenant"`
 	Subdomain    string `json:"subdomain"`
 	Installation int64  `json:"installation"`
 	UserID       int64  `json:"user_id,omitempty"`
@@ -227,7 +227,7 @@ func (a *Sidebar) RenewSession(s Session) (string, Session, error) {
 }
 
 func (a *Sidebar) issue(id AppIdentity, authTime time.Time, sessionID string) (string, Session, error) {
-	if id.Tenant == "" || id.Installation == 0 {
+	if id.Connection == "" || id.Installation == 0 {
 		return "", Session{}, zenklav.Errorf(zenklav.EINTERNAL, "session for an unverified identity")
 	}
 	now := a.now().UTC().Truncate(time.Second) // JWT times are whole seconds
@@ -241,7 +241,7 @@ func (a *Sidebar) issue(id AppIdentity, authTime time.Time, sessionID string) (s
 			ExpiresAt: jwt.NewNumericDate(s.ExpiresAt),
 			ID:        s.ID,
 		},
-		Tenant: id.Tenant, Subdomain: id.Subdomain, Installation: id.Installation,
+		Connection: id.Connection, Subdomain: id.Subdomain, Installation: id.Installation,
 		UserID: id.UserID, Email: id.Email, TicketID: id.TicketID, AuthTime: authTime.Unix(),
 	})
 	if err != nil {
@@ -276,16 +276,16 @@ func (a *Sidebar) verifySession(token string, leeway time.Duration) (Session, er
 	if _, err := parseZenklavToken(token, sessionAudience, a.keys, true, leeway, a.now, &claims); err != nil {
 		return Session{}, refusal("session token", err)
 	}
-	if claims.Tenant == "" || claims.ID == "" || claims.AuthTime == 0 {
+	if claims.Connection == "" || claims.ID == "" || claims.AuthTime == 0 {
 		return Session{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "session token lacks its tenant, id or auth_time")
 	}
 	conn := a.conns.ByAppInstallation(claims.Subdomain, claims.Installation)
-	if conn == nil || conn.ID != claims.Tenant {
+	if conn == nil || conn.ID != claims.Connection {
 		return Session{}, zenklav.Errorf(zenklav.EFORBIDDEN, "session's app installation no longer belongs to its tenant")
 	}
 	return Session{
 		AppIdentity: AppIdentity{
-			Tenant: claims.Tenant, Subdomain: claims.Subdomain, Installation: claims.Installation,
+			Connection: claims.Connection, Subdomain: claims.Subdomain, Installation: claims.Installation,
 			UserID: claims.UserID, Email: claims.Email, TicketID: claims.TicketID,
 		},
 		ID:        claims.ID,

@@ -62,8 +62,8 @@ func RequireSession(a *auth.Sidebar, renewable bool) gin.HandlerFunc {
 		}
 		s, err := verify(token)
 		if err == nil {
-			if tenant := c.Param("tenant"); tenant != "" {
-				err = s.Authorize(tenant)
+			if connection := c.Param("tenant"); connection != "" {
+				err = s.Authorize(connection)
 			}
 		}
 		if err != nil {

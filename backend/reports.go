@@ -82,7 +82,7 @@ func (s *Server) report(c *gin.Context) {
 		_ = c.Error(err)
 		return
 	}
-	f, err := reports.ParseQuery(kind, q, caller.Tenants, s.opts.Now())
+	f, err := reports.ParseQuery(kind, q, caller.Connections, s.opts.Now())
 	if err != nil {
 		_ = c.Error(err)
 		return

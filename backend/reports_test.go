@@ -193,11 +193,11 @@ func TestReportsAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	session, _, err := sidebar.IssueSession(zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101})
+	session, _, err := sidebar.IssueSession(zauth.AppIdentity{Connection: "acme", Subdomain: "acme", Installation: 101})
 	if err != nil {
 		t.Fatal(err)
 	}
-	issued, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "ops", Role: "admin", Tenants: []string{"*"}, TTL: time.Hour})
+	issued, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "ops", Role: "admin", Connections: []string{"*"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +290,8 @@ func TestReportsAuth(t *testing.T) {
 			if len(asked) != 1 {
 				t.Fatalf("the source was asked %d times, want once", len(asked))
 			}
-			if !slices.Equal(asked[0].Tenants, tc.tenants) || asked[0].Connection != tc.connection {
-				t.Errorf("the source was asked for tenants %v, connection %q; want %v, %q", asked[0].Tenants, asked[0].Connection, tc.tenants, tc.connection)
+			if !slices.Equal(asked[0].Connections, tc.tenants) || asked[0].Connection != tc.connection {
+				t.Errorf("the source was asked for tenants %v, connection %q; want %v, %q", asked[0].Connections, asked[0].Connection, tc.tenants, tc.connection)
 			}
 		})
 	}
@@ -301,7 +301,7 @@ func TestReportsAuth(t *testing.T) {
 // secret, are not taken for each other.
 func TestReportTokenAudiences(t *testing.T) {
 	s := newReportsServer(t)
-	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Connections: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestReportTokenAudiences(t *testing.T) {
 
 func TestIssueReportToken(t *testing.T) {
 	s := newReportsServer(t)
-	token, exp, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria@acme.test", Role: "marketer", Tenants: []string{"acme", "acme"}, TTL: 24 * time.Hour})
+	token, exp, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria@acme.test", Role: "marketer", Connections: []string{"acme", "acme"}, TTL: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestIssueReportToken(t *testing.T) {
 		}
 	}
 	caller, err := s.auth.Verify(token)
-	if err != nil || caller.Subject != "maria@acme.test" || caller.KeyID != currentKey.ID || !slices.Equal(caller.Tenants, []string{"acme"}) {
+	if err != nil || caller.Subject != "maria@acme.test" || caller.KeyID != currentKey.ID || !slices.Equal(caller.Connections, []string{"acme"}) {
 		t.Errorf("Verify = %+v, %v", caller, err)
 	}
 
@@ -346,13 +346,13 @@ func TestIssueReportToken(t *testing.T) {
 		req  zauth.TokenRequest
 		want string
 	}{
-		{"unknown role", zauth.TokenRequest{Subject: "x", Role: "agent", Tenants: []string{"acme"}, TTL: time.Hour}, `role "agent"`},
-		{"no subject", zauth.TokenRequest{Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour}, "who it is for"},
+		{"unknown role", zauth.TokenRequest{Subject: "x", Role: "agent", Connections: []string{"acme"}, TTL: time.Hour}, `role "agent"`},
+		{"no subject", zauth.TokenRequest{Role: "marketer", Connections: []string{"acme"}, TTL: time.Hour}, "who it is for"},
 		{"no tenant", zauth.TokenRequest{Subject: "x", Role: "marketer", TTL: time.Hour}, "at least one tenant"},
-		{"tenant not a connection", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"initech"}, TTL: time.Hour}, `tenant "initech" is not a connection`},
-		{"every tenant for a marketer", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"*"}, TTL: time.Hour}, "only an admin"},
-		{"ttl over 90 days", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"acme"}, TTL: 91 * 24 * time.Hour}, "at most"},
-		{"no ttl", zauth.TokenRequest{Subject: "x", Role: "marketer", Tenants: []string{"acme"}}, "positive"},
+		{"tenant not a connection", zauth.TokenRequest{Subject: "x", Role: "marketer", Connections: []string{"initech"}, TTL: time.Hour}, `tenant "initech" is not a connection`},
+		{"every tenant for a marketer", zauth.TokenRequest{Subject: "x", Role: "marketer", Connections: []string{"*"}, TTL: time.Hour}, "only an admin"},
+		{"ttl over 90 days", zauth.TokenRequest{Subject: "x", Role: "marketer", Connections: []string{"acme"}, TTL: 91 * 24 * time.Hour}, "at most"},
+		{"no ttl", zauth.TokenRequest{Subject: "x", Role: "marketer", Connections: []string{"acme"}}, "positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := s.auth.Issue(tc.req)
@@ -376,7 +376,7 @@ func TestNewReportsAuthRefusesWeakKeys(t *testing.T) {
 // source was asked.
 func TestReportAnswers(t *testing.T) {
 	s := newReportsServer(t)
-	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme", "globex"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Connections: []string{"acme", "globex"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +445,7 @@ func TestReportAnswers(t *testing.T) {
 
 func TestReportBadFilters(t *testing.T) {
 	s := newReportsServer(t)
-	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Connections: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +496,7 @@ func TestReportBadFilters(t *testing.T) {
 func TestReportSourceFailure(t *testing.T) {
 	s := newReportsServer(t)
 	s.source.err = zenklav.Errorf(zenklav.EUNAVAILABLE, "clickhouse is down")
-	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	token, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Connections: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +561,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marketer, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Tenants: []string{"acme"}, TTL: time.Hour})
+	marketer, _, err := s.auth.Issue(zauth.TokenRequest{Subject: "maria", Role: "marketer", Connections: []string{"acme"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

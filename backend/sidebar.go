@@ -121,7 +121,7 @@ func (s *Server) sidebarPage(c *gin.Context) {
 		s.refusePage(c, lang, theme, origin, err)
 		return
 	}
-	s.logger.Info("sidebar session issued", "tenant", id.Tenant, "installation", id.Installation, "user", id.UserID, "session", sess.ID)
+	s.logger.Info("sidebar session issued", "tenant", id.Connection, "installation", id.Installation, "user", id.UserID, "session", sess.ID)
 	s.renderPage(c, http.StatusOK, origin, s.page.page, map[string]any{
 		"Session":        session,
 		"SessionExpires": sess.ExpiresAt.Unix(),
@@ -194,7 +194,7 @@ func (s *Server) sidebarProfile(c *gin.Context) {
 		}
 		*dst = n
 	}
-	card, err := s.opts.Sidebar.Cards.Card(c.Request.Context(), sidebar.Viewer{Tenant: sess.Tenant, Session: sess.ID, TicketID: sess.TicketID}, q)
+	card, err := s.opts.Sidebar.Cards.Card(c.Request.Context(), sidebar.Viewer{Connection: sess.Connection, Session: sess.ID, TicketID: sess.TicketID}, q)
 	if err != nil {
 		_ = c.Error(err)
 		return

@@ -194,7 +194,7 @@ func TestVerifyAppToken(t *testing.T) {
 				}
 				return
 			}
-			if id.Tenant != "acme" || id.Subdomain != "acme" || id.Installation != 101 {
+			if id.Connection != "acme" || id.Subdomain != "acme" || id.Installation != 101 {
 				t.Errorf("identity = %+v", id)
 			}
 		})
@@ -204,12 +204,12 @@ func TestVerifyAppToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
+	want := zauth.AppIdentity{Connection: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
 	if id != want {
 		t.Errorf("identity = %+v, want %+v", id, want)
 	}
 	gid, err := auth.VerifyAppToken(signRS(t, jwt.SigningMethodRS256, keys["globex"], with(func(c jwt.MapClaims) { c["iss"] = "globex.zendesk.com"; c["aud"] = globexAud })))
-	if err != nil || gid.Tenant != "globex" || gid.Installation != 202 {
+	if err != nil || gid.Connection != "globex" || gid.Installation != 202 {
 		t.Errorf("globex's own token = %+v, %v", gid, err)
 	}
 }
@@ -229,7 +229,7 @@ func TestNewSidebarAuth(t *testing.T) {
 func TestSessionToken(t *testing.T) {
 	keys := testKeys()
 	auth := sidebarAuth(t, signingKey, now)
-	id := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
+	id := zauth.AppIdentity{Connection: "acme", Subdomain: "acme", Installation: 101, UserID: 9001, Email: "agent@acme.test", TicketID: 5158}
 	token, s, err := auth.IssueSession(id)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +246,7 @@ func TestSessionToken(t *testing.T) {
 		t.Fatalf("VerifySession = %+v, %v; want %+v", got, err, s)
 	}
 
-	globexToken, _, err := auth.IssueSession(zauth.AppIdentity{Tenant: "globex", Subdomain: "globex", Installation: 202})
+	globexToken, _, err := auth.IssueSession(zauth.AppIdentity{Connection: "globex", Subdomain: "globex", Installation: 202})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestSessionToken(t *testing.T) {
 			if !ok {
 				t.Error("handler ran without a session")
 			}
-			c.JSON(http.StatusOK, gin.H{"tenant": s.Tenant, "ticket": s.TicketID})
+			c.JSON(http.StatusOK, gin.H{"tenant": s.Connection, "ticket": s.TicketID})
 		}
 		e.GET("/profile", backend.RequireSession(auth, false), data)
 		e.GET("/tenants/:tenant/profile", backend.RequireSession(auth, false), data)
@@ -386,7 +386,7 @@ func TestSessionSurvivesKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := before.IssueSession(zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101})
+	token, _, err := before.IssueSession(zauth.AppIdentity{Connection: "acme", Subdomain: "acme", Installation: 101})
 	if err != nil {
 		t.Fatal(err)
 	}

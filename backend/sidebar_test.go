@@ -38,7 +38,7 @@ func (f *fakeCards) Card(_ context.Context, v sidebar.Viewer, q sidebar.Query) (
 	if f.err != nil {
 		return sidebar.Card{}, f.err
 	}
-	return sidebar.Card{Requester: zenklav.Person{ID: q.RequesterID, Name: v.Tenant}, TicketID: q.TicketID, Klaviyo: sidebar.KlaviyoNotFound}, nil
+	return sidebar.Card{Requester: zenklav.Person{ID: q.RequesterID, Name: v.Connection}, TicketID: q.TicketID, Klaviyo: sidebar.KlaviyoNotFound}, nil
 }
 
 // testWeb is a page with the template fields the real one uses.
@@ -137,7 +137,7 @@ func TestSidebarPage(t *testing.T) {
 		t.Fatalf("no session token in the page: %s", body)
 	}
 	s, err := srv.auth.VerifySession(m[1])
-	if err != nil || s.Tenant != "acme" || s.TicketID != 5158 || s.UserID != 9001 {
+	if err != nil || s.Connection != "acme" || s.TicketID != 5158 || s.UserID != 9001 {
 		t.Fatalf("session %+v, %v; want acme's agent 9001 on ticket 5158", s, err)
 	}
 
@@ -212,12 +212,12 @@ func TestSidebarPageRefusals(t *testing.T) {
 
 func TestSidebarProfileAPI(t *testing.T) {
 	srv := newSidebarServer(t, now)
-	acmeID := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101, TicketID: 5158}
+	acmeID := zauth.AppIdentity{Connection: "acme", Subdomain: "acme", Installation: 101, TicketID: 5158}
 	acmeToken, _, err := srv.auth.IssueSession(acmeID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	globexToken, _, err := srv.auth.IssueSession(zauth.AppIdentity{Tenant: "globex", Subdomain: "globex", Installation: 202})
+	globexToken, _, err := srv.auth.IssueSession(zauth.AppIdentity{Connection: "globex", Subdomain: "globex", Installation: 202})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestSidebarProfileAPI(t *testing.T) {
 				}
 				return
 			}
-			if len(seen) != 1 || seen[0].Tenant != tc.tenant || seen[0].Session == "" {
+			if len(seen) != 1 || seen[0].Connection != tc.tenant || seen[0].Session == "" {
 				t.Fatalf("cards asked for %+v, want tenant %s only, with the session's id", seen, tc.tenant)
 			}
 			var card sidebar.Card
@@ -285,7 +285,7 @@ func TestSidebarProfileAPI(t *testing.T) {
 
 func TestSidebarSessionRenewal(t *testing.T) {
 	srv := newSidebarServer(t, now)
-	id := zauth.AppIdentity{Tenant: "acme", Subdomain: "acme", Installation: 101}
+	id := zauth.AppIdentity{Connection: "acme", Subdomain: "acme", Installation: 101}
 	token, first, err := srv.auth.IssueSession(id)
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +302,7 @@ func TestSidebarSessionRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	renewed, err := srv.auth.VerifySession(got.Token)
-	if err != nil || renewed.Tenant != "acme" || renewed.ID != first.ID || !renewed.AuthTime.Equal(first.AuthTime) {
+	if err != nil || renewed.Connection != "acme" || renewed.ID != first.ID || !renewed.AuthTime.Equal(first.AuthTime) {
 		t.Fatalf("renewed %+v, %v; want the acme session going on, with its id and auth time", renewed, err)
 	}
 

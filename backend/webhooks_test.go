@@ -258,8 +258,8 @@ func TestZendeskWebhookPerBrand(t *testing.T) {
 		if err := json.Unmarshal(pub.msgs[len(pub.msgs)-1].Value, &ev); err != nil {
 			t.Fatal(err)
 		}
-		if ev.Tenant != tc.tenant || !strings.HasPrefix(string(pub.msgs[len(pub.msgs)-1].Key), tc.tenant+"/") {
-			t.Errorf("event of tenant %q (key %s), want %q", ev.Tenant, pub.msgs[len(pub.msgs)-1].Key, tc.tenant)
+		if ev.Connection != tc.tenant || !strings.HasPrefix(string(pub.msgs[len(pub.msgs)-1].Key), tc.tenant+"/") {
+			t.Errorf("event of tenant %q (key %s), want %q", ev.Connection, pub.msgs[len(pub.msgs)-1].Key, tc.tenant)
 		}
 	}
 }

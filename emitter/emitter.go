@@ -193,7 +193,7 @@ func (e *Emitter) Route(m kafka.Message) (kafka.Routed[*item], error) {
 		return kafka.Routed[*item]{}, err
 	}
 	it.ts = zenklav.Transitions(&it.event)
-	r := e.routes[it.event.Tenant]
+	r := e.routes[it.event.Connection]
 	if r != nil && r.profiles != nil {
 		e.book.note(&it.event)
 	}
@@ -233,7 +233,7 @@ func (e *Emitter) deadLetter(ctx context.Context, failures []failure) error {
 	letters := make([]kafka.DeadLetter, len(failures))
 	for i, f := range failures {
 		letters[i] = kafka.DeadLetter{Msg: f.d.Msg, Reason: f.reason, Response: zenklav.Response(f.err), Extra: map[string]string{
-			kafka.HeaderConnection: f.d.Value.event.Tenant,
+			kafka.HeaderConnection: f.d.Value.event.Connection,
 			kafka.HeaderTicket:     strconv.FormatInt(f.d.Value.event.Ticket.ID, 10),
 		}}
 	}

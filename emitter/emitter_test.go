@@ -135,7 +135,7 @@ func TestEmitterRules(t *testing.T) {
 	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 	ev := func(ticket int64, typ, status string, brand int64, requester schemas.Requester) schemas.TicketEvent {
 		return schemas.TicketEvent{
-			EventID: fmt.Sprintf("zd:%d-%s-%s", ticket, strings.ReplaceAll(typ, "_", "-"), status), Tenant: "acme", Account: schemas.Account{Subdomain: "acme"},
+			EventID: fmt.Sprintf("zd:%d-%s-%s", ticket, strings.ReplaceAll(typ, "_", "-"), status), Connection: "acme", Account: schemas.Account{Subdomain: "acme"},
 			BrandID: brand, Type: typ, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
 			Ticket: schemas.Ticket{ID: ticket, Status: status, Description: "hi", Requester: requester, AssigneeID: 1, GroupID: 7,
 				CustomFields: []schemas.CustomField{{ID: 5, Value: true}}},
@@ -152,7 +152,7 @@ func TestEmitterRules(t *testing.T) {
 		ev(4, schemas.TicketCreated, "open", 10, schemas.Requester{ID: 3}), // no email, no phone: dead letter
 		ev(40, schemas.TicketCreated, "new", 0, byEmail),                   // brand known only to Zendesk: 99
 		ev(41, schemas.TicketCreated, "new", 0, byEmail),                   // brand known only to Zendesk: 10
-		{EventID: "zd:other", Tenant: "globex", Account: schemas.Account{Subdomain: "globex"}, Type: schemas.TicketCreated, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
+		{EventID: "zd:other", Connection: "globex", Account: schemas.Account{Subdomain: "globex"}, Type: schemas.TicketCreated, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
 			Ticket: schemas.Ticket{ID: 9, Requester: byEmail}}, // a connection without Klaviyo
 	}
 	for i := 10; i < 30; i++ { // twenty more tickets for the same agent

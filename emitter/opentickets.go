@@ -38,8 +38,8 @@ func newTicketBook() *ticketBook {
 	return b
 }
 
-func (b *ticketBook) unlist(tenant string, requester, ticket int64) {
-	rk := cacheKey{tenant, requester}
+func (b *ticketBook) unlist(connection string, requester, ticket int64) {
+	rk := cacheKey{connection, requester}
 	delete(b.byRequester[rk], ticket)
 	if len(b.byRequester[rk]) == 0 {
 		delete(b.byRequester, rk)
@@ -54,15 +54,15 @@ func (b *ticketBook) note(e *schemas.TicketEvent) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	k := cacheKey{e.Tenant, t.ID}
+	k := cacheKey{e.Connection, t.ID}
 	if old, ok := b.tickets.Peek(k); ok {
 		if e.OccurredAt.Before(old.state.OccurredAt) {
 			return // Zendesk delivered it late: the book has the newer word
 		}
-		b.unlist(e.Tenant, old.requester, t.ID)
+		b.unlist(e.Connection, old.requester, t.ID)
 	}
 	b.tickets.Add(k, bookEntry{requester: t.Requester.ID, state: zenklav.TicketState{Status: t.Status, OccurredAt: e.OccurredAt}})
-	rk := cacheKey{e.Tenant, t.Requester.ID}
+	rk := cacheKey{e.Connection, t.Requester.ID}
 	if b.byRequester[rk] == nil {
 		b.byRequester[rk] = map[int64]bool{}
 	}
@@ -71,7 +71,7 @@ func (b *ticketBook) note(e *schemas.TicketEvent) {
 
 // count returns how many of requester's tickets are open: ClickHouse's states with the
 // book's laid over them.
-func (b *ticketBook) count(tenant string, requester int64, stored map[int64]zenklav.TicketState) int {
+func (b *ticketBook) count(connection string, requester int64, stored map[int64]zenklav.TicketState) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	states := maps.Clone(stored)
@@ -79,12 +79,12 @@ func (b *ticketBook) count(tenant string, requester int64, stored map[int64]zenk
 		states = map[int64]zenklav.TicketState{}
 	}
 	for id := range stored {
-		if e, ok := b.tickets.Peek(cacheKey{tenant, id}); ok && e.requester != requester {
+		if e, ok := b.tickets.Peek(cacheKey{connection, id}); ok && e.requester != requester {
 			delete(states, id) // the book saw it move to someone else
 		}
 	}
-	for id := range b.byRequester[cacheKey{tenant, requester}] {
-		e, _ := b.tickets.Peek(cacheKey{tenant, id})
+	for id := range b.byRequester[cacheKey{connection, requester}] {
+		e, _ := b.tickets.Peek(cacheKey{connection, id})
 		states[id] = e.state
 	}
 	n := 0

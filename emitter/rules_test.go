@@ -39,7 +39,7 @@ func TestTicketBook(t *testing.T) {
 	b := newTicketBook()
 	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 	note := func(ticket, requester int64, status string, minute int) {
-		b.note(&schemas.TicketEvent{Tenant: "acme", OccurredAt: at.Add(time.Duration(minute) * time.Minute),
+		b.note(&schemas.TicketEvent{Connection: "acme", OccurredAt: at.Add(time.Duration(minute) * time.Minute),
 			Ticket: schemas.Ticket{ID: ticket, Status: status, Requester: schemas.Requester{ID: requester}}})
 	}
 	stored := map[int64]zenklav.TicketState{ // ClickHouse, behind

@@ -21,7 +21,7 @@ func (r *recorder) Publish(_ context.Context, msgs ...zenklav.Message) error {
 
 func event(id string, ticket int64) schemas.TicketEvent {
 	at := time.Date(2025, 1, 8, 10, 0, 0, 0, time.UTC)
-	return schemas.TicketEvent{EventID: id, Tenant: "acme", Account: schemas.Account{Subdomain: "acme"}, Type: schemas.TicketCreated,
+	return schemas.TicketEvent{EventID: id, Connection: "acme", Account: schemas.Account{Subdomain: "acme"}, Type: schemas.TicketCreated,
 		Source: schemas.SourceBackfill, OccurredAt: at, ReceivedAt: at, Ticket: schemas.Ticket{ID: ticket, Status: zenklav.StatusNew}}
 }
 

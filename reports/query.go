@@ -27,7 +27,7 @@ var reportParams = []string{"connection", "brand", "channel", "tag", "from", "to
 // `zenklav report` makes of its flags), for a caller who may read the connections tenants, with defaults: the 90 days to today (now in tz), weekly, UTC; segments by
 // "segment". The Filter it returns is valid; anything wrong is EINVALID with a message that
 // says what, and a connection the caller may not read is EFORBIDDEN.
-func ParseQuery(kind string, q url.Values, tenants []string, now time.Time) (Filter, error) {
+func ParseQuery(kind string, q url.Values, connections []string, now time.Time) (Filter, error) {
 	for name, vs := range q {
 		if !slices.Contains(reportParams, name) {
 			return Filter{}, zenklav.Errorf(zenklav.EINVALID, "unknown parameter %q: use %s", trim(name), strings.Join(reportParams, ", "))
@@ -37,7 +37,7 @@ func ParseQuery(kind string, q url.Values, tenants []string, now time.Time) (Fil
 		}
 	}
 	f := Filter{
-		Tenants:    tenants,
+		Connections:    connections,
 		Connection: q.Get("connection"),
 		Channel:    q.Get("channel"),
 		Tag:        q.Get("tag"),
@@ -45,7 +45,7 @@ func ParseQuery(kind string, q url.Values, tenants []string, now time.Time) (Fil
 		By:         q.Get("by"),
 		Kind:       q.Get("kind"),
 	}
-	if f.Connection != "" && !slices.Contains(tenants, f.Connection) {
+	if f.Connection != "" && !slices.Contains(connections, f.Connection) {
 		// Before any other check, so that what is wrong with the rest of a request for another
 		// tenant's data tells its sender nothing.
 		return Filter{}, zenklav.Errorf(zenklav.EFORBIDDEN, "connection %q is not one this token may read", trim(f.Connection))

@@ -37,7 +37,7 @@ var Breakdowns = []string{"brand", "channel", "priority", "tag", "group", "assig
 // Filter is what every report is asked with. From and To are dates in TZ (To included);
 // periods and cohorts are days, weeks or months in TZ. Empty filters match everything.
 type Filter struct {
-	Tenants    []string // the connections the caller may read; never empty when asked
+	Connections    []string // the connections the caller may read; never empty when asked
 	Connection string   // one of them, or "" for all of them
 	BrandID    int64
 	Channel    string
@@ -55,9 +55,9 @@ const MaxRange = 3 * 366 * 24 * time.Hour
 // Validate checks f and says, as EINVALID, what is wrong.
 func (f Filter) Validate() error {
 	switch {
-	case len(f.Tenants) == 0:
+	case len(f.Connections) == 0:
 		return zenklav.Errorf(zenklav.EFORBIDDEN, "no connection to read")
-	case f.Connection != "" && !slices.Contains(f.Tenants, f.Connection):
+	case f.Connection != "" && !slices.Contains(f.Connections, f.Connection):
 		return zenklav.Errorf(zenklav.EFORBIDDEN, "connection %q is not one this token may read", f.Connection)
 	case f.TZ == nil:
 		return zenklav.Errorf(zenklav.EINVALID, "tz is missing")
@@ -157,5 +157,5 @@ func (f Filter) String() string {
 		tz = f.TZ.String()
 	}
 	return fmt.Sprintf("tenants=%v connection=%q brand=%d channel=%q tag=%q %s..%s %s %s by=%q kind=%q",
-		f.Tenants, f.Connection, f.BrandID, f.Channel, f.Tag, f.From.Format(time.DateOnly), f.To.Format(time.DateOnly), f.Interval, tz, f.By, f.Kind)
+		f.Connections, f.Connection, f.BrandID, f.Channel, f.Tag, f.From.Format(time.DateOnly), f.To.Format(time.DateOnly), f.Interval, tz, f.By, f.Kind)
 }

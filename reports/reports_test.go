@@ -21,7 +21,7 @@ func TestFilterValidate(t *testing.T) {
 		}
 		return d
 	}
-	good := reports.Filter{Tenants: []string{"acme", "globex"}, From: day("2026-01-01"), To: day("2026-03-31"), Interval: reports.Week, TZ: la}
+	good := reports.Filter{Connections: []string{"acme", "globex"}, From: day("2026-01-01"), To: day("2026-03-31"), Interval: reports.Week, TZ: la}
 	with := func(change func(*reports.Filter)) reports.Filter {
 		f := good
 		change(&f)
@@ -37,7 +37,7 @@ func TestFilterValidate(t *testing.T) {
 		{"one connection of the token's", with(func(f *reports.Filter) { f.Connection = "globex" }), "", ""},
 		{"a breakdown", with(func(f *reports.Filter) { f.By = "channel" }), "", ""},
 		{"one day", with(func(f *reports.Filter) { f.To = f.From }), "", ""},
-		{"no tenants", with(func(f *reports.Filter) { f.Tenants = nil }), zenklav.EFORBIDDEN, "no connection"},
+		{"no tenants", with(func(f *reports.Filter) { f.Connections = nil }), zenklav.EFORBIDDEN, "no connection"},
 		{"another tenant's connection", with(func(f *reports.Filter) { f.Connection = "initech" }), zenklav.EFORBIDDEN, "initech"},
 		{"no time zone", with(func(f *reports.Filter) { f.TZ = nil }), zenklav.EINVALID, "tz"},
 		{"no dates", with(func(f *reports.Filter) { f.From = time.Time{} }), zenklav.EINVALID, "from and to"},

@@ -38,12 +38,12 @@ type Filters struct {
 
 // Echo is f as Body shows it.
 func Echo(f Filter) Filters {
-	tenants := f.Tenants
+	connections := f.Connections
 	if f.Connection != "" {
-		tenants = []string{f.Connection}
+		connections = []string{f.Connection}
 	}
 	return Filters{
-		Connections: tenants, Connection: f.Connection, Brand: f.BrandID, Channel: f.Channel, Tag: f.Tag,
+		Connections: connections, Connection: f.Connection, Brand: f.BrandID, Channel: f.Channel, Tag: f.Tag,
 		From: f.From.Format(time.DateOnly), To: f.To.Format(time.DateOnly),
 		Interval: f.Interval, TZ: f.TZ.String(), By: f.By, Kind: f.Kind,
 	}

@@ -96,7 +96,7 @@ func DecodeTicketEvent(data []byte, e *TicketEvent) error {
 	if err := gojson.Unmarshal(data, e); err != nil {
 		return fmt.Errorf("not a ticket_event.v1: %w", err)
 	}
-	if e.EventID == "" || e.Tenant == "" || e.Ticket.ID <= 0 {
+	if e.EventID == "" || e.Connection == "" || e.Ticket.ID <= 0 {
 		return errors.New("ticket event lacks event_id, tenant or ticket.id")
 	}
 	return nil

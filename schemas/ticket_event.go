@@ -25,7 +25,7 @@ const (
 // TicketEvent is ticket_event.v1: one change to one Zendesk ticket.
 type TicketEvent struct {
 	EventID     string  `json:"event_id"`
-	Tenant      string  `json:"tenant"`
+	Connection      string  `json:"tenant"`
 	Account     Account `json:"account"`
 	BrandID     int64   `json:"brand_id,omitempty"`
 	Type        string  `json:"type"`
@@ -43,7 +43,7 @@ type TicketEvent struct {
 
 // Key is the Kafka key of the event: one ticket's events share a partition and stay in order.
 func (e *TicketEvent) Key() string {
-	return e.Tenant + "/" + strconv.FormatInt(e.Ticket.ID, 10)
+	return e.Connection + "/" + strconv.FormatInt(e.Ticket.ID, 10)
 }
 
 // Account names the Zendesk account.

@@ -28,7 +28,7 @@ type Account struct {
 // session of the app's page, and the ticket Zendesk signed that page for (0 when Zendesk's
 // token named none).
 type Viewer struct {
-	Tenant   string
+	Connection   string
 	Session  string // the session's id
 	TicketID int64
 }
@@ -180,9 +180,9 @@ func New(logger *slog.Logger, cfg Config) (*Service, error) {
 // Errors are for the card as a whole (bad query, another ticket, Zendesk failing); a
 // Klaviyo or ClickHouse failure only leaves its section out and names it in Unavailable.
 func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
-	home := s.cfg.Connections.ByID(v.Tenant)
+	home := s.cfg.Connections.ByID(v.Connection)
 	if home == nil {
-		return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "no connection %q", v.Tenant)
+		return Card{}, zenklav.Errorf(zenklav.EFORBIDDEN, "no connection %q", v.Connection)
 	}
 	if q.TicketID < 0 || q.RequesterID < 0 || q.BrandID < 0 {
 		return Card{}, zenklav.Errorf(zenklav.EINVALID, "ticket_id, requester_id and brand_id are positive Zendesk ids")
@@ -269,7 +269,7 @@ func (s *Service) bind(v Viewer, ticket int64) error {
 	}
 	if !ok {
 		// The audit trail of which agent session read which customer.
-		s.logger.Info("sidebar session reads ticket", "connection", v.Tenant, "session", v.Session, "ticket", ticket)
+		s.logger.Info("sidebar session reads ticket", "connection", v.Connection, "session", v.Session, "ticket", ticket)
 		s.sessions.Add(v.Session, ticket)
 	}
 	return nil
@@ -497,7 +497,7 @@ type snapshot struct {
 // give is no snapshot, rather than a false "in none"), for the segments report, without
 // holding the card up: it is written in the background, and one that fails is only logged
 // (the report then counts the ticket under the customer's previous snapshot).
-func (s *Service) recordMemberships(ctx context.Context, tenant string, requester int64, seen []snapshot) {
+func (s *Service) recordMemberships(ctx context.Context, connection string, requester int64, seen []snapshot) {
 	if len(seen) == 0 {
 		return
 	}
@@ -510,8 +510,8 @@ func (s *Service) recordMemberships(ctx context.Context, tenant string, requeste
 			for i, m := range sn.ms {
 				names[i] = m.Name
 			}
-			if err := s.cfg.Store.RecordMemberships(ctx, tenant, requester, at, sn.kind, names); err != nil {
-				s.logger.Warn("record memberships", "connection", tenant, "requester", requester, "kind", sn.kind, "err", err)
+			if err := s.cfg.Store.RecordMemberships(ctx, connection, requester, at, sn.kind, names); err != nil {
+				s.logger.Warn("record memberships", "connection", connection, "requester", requester, "kind", sn.kind, "err", err)
 			}
 		}
 	}()

@@ -211,7 +211,7 @@ func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 
 func (f *fixture) advance(d time.Duration) { f.clock.Add(int64(d)) }
 
-var acme = sidebar.Viewer{Tenant: "acme"}
+var acme = sidebar.Viewer{Connection: "acme"}
 
 func TestCard(t *testing.T) {
 	f := newFixture(t, nil)
@@ -318,16 +318,16 @@ func TestCardRefusals(t *testing.T) {
 	}{
 		{"no ticket or requester", acme, sidebar.Query{}, zenklav.EINVALID},
 		{"negative id", acme, sidebar.Query{TicketID: -1}, zenklav.EINVALID},
-		{"unknown tenant", sidebar.Viewer{Tenant: "globex"}, sidebar.Query{TicketID: 10}, zenklav.EFORBIDDEN},
-		{"another ticket than the session's", sidebar.Viewer{Tenant: "acme", TicketID: 11}, sidebar.Query{TicketID: 10}, zenklav.EFORBIDDEN},
+		{"unknown tenant", sidebar.Viewer{Connection: "globex"}, sidebar.Query{TicketID: 10}, zenklav.EFORBIDDEN},
+		{"another ticket than the session's", sidebar.Viewer{Connection: "acme", TicketID: 11}, sidebar.Query{TicketID: 10}, zenklav.EFORBIDDEN},
 		{"ticket of another connection's brand", acme, sidebar.Query{TicketID: 20}, zenklav.EFORBIDDEN},
 		{"unknown ticket", acme, sidebar.Query{TicketID: 99}, zenklav.ENOTFOUND},
 		{"unknown requester", acme, sidebar.Query{RequesterID: 42}, zenklav.ENOTFOUND},
 		{"Zendesk refusing zenklav's token", acme, sidebar.Query{RequesterID: revoked}, zenklav.EUNAVAILABLE},
 		{"an agent's card on a new ticket", acme, sidebar.Query{RequesterID: maya}, zenklav.EFORBIDDEN},
 		{"new ticket of another connection's brand", acme, sidebar.Query{RequesterID: ana, BrandID: 2}, zenklav.EFORBIDDEN},
-		{"session of a ticket asking by requester", sidebar.Viewer{Tenant: "acme", TicketID: 11}, sidebar.Query{RequesterID: ana}, zenklav.EFORBIDDEN},
-		{"connection without Zendesk credentials", sidebar.Viewer{Tenant: "acme-outlet"}, sidebar.Query{TicketID: 20}, zenklav.EUNAVAILABLE},
+		{"session of a ticket asking by requester", sidebar.Viewer{Connection: "acme", TicketID: 11}, sidebar.Query{RequesterID: ana}, zenklav.EFORBIDDEN},
+		{"connection without Zendesk credentials", sidebar.Viewer{Connection: "acme-outlet"}, sidebar.Query{TicketID: 20}, zenklav.EUNAVAILABLE},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -345,7 +345,7 @@ func TestCardRefusals(t *testing.T) {
 
 func TestCardSessionTicket(t *testing.T) {
 	f := newFixture(t, nil)
-	card, err := f.svc.Card(context.Background(), sidebar.Viewer{Tenant: "acme", TicketID: 11}, sidebar.Query{})
+	card, err := f.svc.Card(context.Background(), sidebar.Viewer{Connection: "acme", TicketID: 11}, sidebar.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func TestCardSessionTicket(t *testing.T) {
 func TestCardSessionBinding(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
-	s1 := sidebar.Viewer{Tenant: "acme", Session: "s1"}
+	s1 := sidebar.Viewer{Connection: "acme", Session: "s1"}
 	if _, err := f.svc.Card(ctx, s1, sidebar.Query{RequesterID: liam, BrandID: 1}); err != nil {
 		t.Fatalf("new ticket's requester before any ticket: %v", err)
 	}
@@ -378,14 +378,14 @@ func TestCardSessionBinding(t *testing.T) {
 	if err != nil || card.TicketID != 10 {
 		t.Errorf("the bound ticket again, unnamed: ticket %d, %v", card.TicketID, err)
 	}
-	if _, err := f.svc.Card(ctx, sidebar.Viewer{Tenant: "acme", Session: "s2"}, sidebar.Query{TicketID: 11}); err != nil {
+	if _, err := f.svc.Card(ctx, sidebar.Viewer{Connection: "acme", Session: "s2"}, sidebar.Query{TicketID: 11}); err != nil {
 		t.Errorf("another session, another ticket: %v", err)
 	}
 
 	// Two first requests of one session for different tickets at once: one ticket wins.
 	var wg sync.WaitGroup
 	var ok atomic.Int32
-	s3 := sidebar.Viewer{Tenant: "acme", Session: "s3"}
+	s3 := sidebar.Viewer{Connection: "acme", Session: "s3"}
 	for _, id := range []int64{10, 11, 12, 10, 11, 12} {
 		wg.Go(func() {
 			if _, err := f.svc.Card(ctx, s3, sidebar.Query{TicketID: id}); err == nil {

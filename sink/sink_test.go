@@ -30,7 +30,7 @@ func openStore(t *testing.T) *analytics.Store {
 func ticketEvent(i int) []byte {
 	at := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute)
 	e := schemas.TicketEvent{
-		EventID: fmt.Sprintf("zd:ev-%d", i), Tenant: "acme", Account: schemas.Account{Subdomain: "acme"},
+		EventID: fmt.Sprintf("zd:ev-%d", i), Connection: "acme", Account: schemas.Account{Subdomain: "acme"},
 		Type: schemas.TicketCreated, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
 		Ticket: schemas.Ticket{ID: int64(1 + i%50), Status: zenklav.StatusNew},
 	}
@@ -149,7 +149,7 @@ func TestSinkCountsExactly(t *testing.T) {
 	<-done
 	// The fold counts each of the 50 tickets once, opened in the first hour.
 	day := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	trends, err := store.Trends(context.Background(), reports.Filter{Tenants: []string{"acme"}, From: day, To: day, Interval: reports.Day, TZ: time.UTC})
+	trends, err := store.Trends(context.Background(), reports.Filter{Connections: []string{"acme"}, From: day, To: day, Interval: reports.Day, TZ: time.UTC})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestSinkCountsExactly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Tenant: "acme"})
+	got, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Connection: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

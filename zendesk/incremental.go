@@ -193,7 +193,7 @@ var exportRetry = retry.Policy{Initial: time.Second, Max: time.Minute}
 
 // BackfillTarget says whose events BackfillEvents writes.
 type BackfillTarget struct {
-	Tenant    string    // the connection id
+	Connection    string    // the connection id
 	Subdomain string    // the Zendesk account
 	ReadAt    time.Time // when the backfill read the ticket: the events' received_at
 	ToKlaviyo bool      // whether the emitter sends their metrics to Klaviyo (as backfill)
@@ -257,10 +257,10 @@ func BackfillEvents(t Ticket, target BackfillTarget) ([]schemas.TicketEvent, err
 	if len(ticket.CustomFields) == 0 {
 		ticket.CustomFields = nil
 	}
-	prefix := "zb:" + target.Tenant + ":" + strconv.FormatInt(t.ID, 10) + ":"
+	prefix := "zb:" + target.Connection + ":" + strconv.FormatInt(t.ID, 10) + ":"
 	event := func(id, typ string, at time.Time, tk schemas.Ticket) schemas.TicketEvent {
 		return schemas.TicketEvent{
-			EventID: prefix + id, Tenant: target.Tenant, Account: schemas.Account{Subdomain: target.Subdomain},
+			EventID: prefix + id, Connection: target.Connection, Account: schemas.Account{Subdomain: target.Subdomain},
 			BrandID: t.BrandID, Type: typ, Source: schemas.SourceBackfill, Klaviyo: target.ToKlaviyo,
 			OccurredAt: at.UTC(), ReceivedAt: target.ReadAt.UTC(), Ticket: tk,
 		}

@@ -287,7 +287,7 @@ func TestExportRefusesRecentStart(t *testing.T) {
 func TestBackfillEvents(t *testing.T) {
 	created := time.Date(2025, 2, 3, 9, 0, 0, 0, time.UTC)
 	updated := created.Add(50 * time.Hour)
-	target := zendesk.BackfillTarget{Tenant: "acme_eu", Subdomain: "acme", ReadAt: created.Add(24 * 365 * time.Hour)}
+	target := zendesk.BackfillTarget{Connection: "acme_eu", Subdomain: "acme", ReadAt: created.Add(24 * 365 * time.Hour)}
 	tests := []struct {
 		status  string
 		toKlav  bool
@@ -318,7 +318,7 @@ func TestBackfillEvents(t *testing.T) {
 				if _, err := e.Marshal(); err != nil {
 					t.Errorf("event %s breaks ticket_event.v1: %v", e.EventID, err)
 				}
-				if e.Source != schemas.SourceBackfill || e.Klaviyo != tt.toKlav || e.Tenant != "acme_eu" || e.BrandID != 10 ||
+				if e.Source != schemas.SourceBackfill || e.Klaviyo != tt.toKlav || e.Connection != "acme_eu" || e.BrandID != 10 ||
 					e.Ticket.Requester.ID != 7 || e.Ticket.Channel != "email" || e.Ticket.Priority != "high" || !e.ReceivedAt.Equal(tgt.ReadAt) {
 					t.Errorf("event %d: %+v", i, e)
 				}

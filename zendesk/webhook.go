@@ -51,7 +51,7 @@ func VerifySignature(secrets []string, signature, timestamp string, body []byte,
 
 // WebhookTarget says whose webhook is being parsed.
 type WebhookTarget struct {
-	Tenant string // the connection id, when Owner is nil
+	Connection string // the connection id, when Owner is nil
 	// Owner, when set, names the connection a ticket of the brand belongs to (the brand
 	// rule, zenklav.Connections.Owner), or "" when none does: the event is then passed
 	// over. The connection is part of a trigger event's id, so it is decided while parsing.
@@ -65,7 +65,7 @@ func (t WebhookTarget) connection(brand int64) string {
 	if t.Owner != nil {
 		return t.Owner(brand)
 	}
-	return t.Tenant
+	return t.Connection
 }
 
 // ParseWebhook turns a Zendesk webhook body into a ticket event. It accepts Zendesk's
@@ -189,7 +189,7 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 	}
 	e := &schemas.TicketEvent{
 		EventID:     "zd:" + p.ID,
-		Tenant:      conn,
+		Connection:      conn,
 		Account:     schemas.Account{Subdomain: target.Subdomain, ID: int64(p.AccountID)},
 		BrandID:     int64(p.Detail.BrandID),
 		ZendeskType: p.Type,
@@ -337,7 +337,7 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 	}
 	e := &schemas.TicketEvent{
 		EventID:     "zt:" + triggerEventID(conn, body),
-		Tenant:      conn,
+		Connection:      conn,
 		Account:     schemas.Account{Subdomain: target.Subdomain},
 		BrandID:     ids["brand_id"],
 		Type:        typ,
@@ -390,9 +390,9 @@ func (p *triggerPayload) ids() (map[string]int64, error) {
 // triggerEventID derives an event id for a trigger-connected webhook, which carries none.
 // Zendesk redelivers the very same body, so a hash of it names the notification: a retry
 // keeps its id, and two notifications that differ in anything get two.
-func triggerEventID(tenant string, body []byte) string {
+func triggerEventID(connection string, body []byte) string {
 	h := sha256.New()
-	h.Write([]byte(tenant))
+	h.Write([]byte(connection))
 	h.Write([]byte{0})
 	h.Write(body)
 	return hex.EncodeToString(h.Sum(nil)[:16])

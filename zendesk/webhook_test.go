@@ -19,7 +19,7 @@ import (
 
 var received = time.Date(2025, 1, 8, 10, 12, 9, 0, time.UTC)
 
-var target = zendesk.WebhookTarget{Tenant: "acme", Subdomain: "acme", ReceivedAt: received}
+var target = zendesk.WebhookTarget{Connection: "acme", Subdomain: "acme", ReceivedAt: received}
 
 // TestParseWebhookGolden parses every fixture in testdata/webhooks and compares the ticket
 // event with its golden file; each event must also satisfy ticket_event.v1.
@@ -167,7 +167,7 @@ func FuzzParseWebhook(f *testing.F) {
 		if ev == nil {
 			return
 		}
-		if ev.Ticket.ID <= 0 || ev.EventID == "" || ev.Tenant != "acme" {
+		if ev.Ticket.ID <= 0 || ev.EventID == "" || ev.Connection != "acme" {
 			t.Fatalf("accepted an event without identity: %+v", ev)
 		}
 		if _, err := ev.Marshal(); err != nil {

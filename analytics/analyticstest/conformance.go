@@ -24,7 +24,7 @@ func testRequesterTickets(t *testing.T, open func(t *testing.T) zenklav.TicketSt
 	ctx := context.Background()
 	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 	ev := func(id string, ticket, requester int64, status string, minute int) schemas.TicketEvent {
-		return schemas.TicketEvent{EventID: id, Tenant: "acme", Type: schemas.TicketStatusChanged, Source: schemas.SourceEvent,
+		return schemas.TicketEvent{EventID: id, Connection: "acme", Type: schemas.TicketStatusChanged, Source: schemas.SourceEvent,
 			OccurredAt: at.Add(time.Duration(minute) * time.Minute), ReceivedAt: at,
 			Ticket: schemas.Ticket{ID: ticket, Status: status, Requester: schemas.Requester{ID: requester}}}
 	}
@@ -74,7 +74,7 @@ func testSupportHistory(t *testing.T, open func(t *testing.T) zenklav.TicketStor
 	since := ago(90 * day)
 	for _, tc := range []struct {
 		name      string
-		tenant    string
+		connection    string
 		requester int64
 		since     time.Time
 		want      zenklav.SupportHistory
@@ -94,7 +94,7 @@ func testSupportHistory(t *testing.T, open func(t *testing.T) zenklav.TicketStor
 		{"unknown tenant", "initech", 100, since, zenklav.SupportHistory{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := store.SupportHistory(ctx, tc.tenant, tc.requester, tc.since)
+			got, err := store.SupportHistory(ctx, tc.connection, tc.requester, tc.since)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,7 +131,7 @@ func testFoldingTwiceIsHarmless(t *testing.T, open func(t *testing.T) zenklav.Ti
 	s := open(t)
 	ctx := context.Background()
 	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
-	events := []schemas.TicketEvent{{EventID: "zd:f1", Tenant: "acme", Type: schemas.TicketCreated, Source: schemas.SourceEvent,
+	events := []schemas.TicketEvent{{EventID: "zd:f1", Connection: "acme", Type: schemas.TicketCreated, Source: schemas.SourceEvent,
 		OccurredAt: at, ReceivedAt: at, Ticket: schemas.Ticket{ID: 1, Status: zenklav.StatusNew, Requester: schemas.Requester{ID: 7}}}}
 	for i := range 3 {
 		if i == 2 {
@@ -157,8 +157,8 @@ func testFoldingTwiceIsHarmless(t *testing.T, open func(t *testing.T) zenklav.Ti
 func supportHistoryEvents(now time.Time) []schemas.TicketEvent {
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
 	const day = 24 * time.Hour
-	ev := func(tenant, id, typ string, ticket, requester int64, status, subject string, at time.Time) schemas.TicketEvent {
-		return schemas.TicketEvent{EventID: id, Tenant: tenant, Type: typ, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
+	ev := func(connection, id, typ string, ticket, requester int64, status, subject string, at time.Time) schemas.TicketEvent {
+		return schemas.TicketEvent{EventID: id, Connection: connection, Type: typ, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
 			Ticket: schemas.Ticket{ID: ticket, Subject: subject, Status: status, Requester: schemas.Requester{ID: requester}}}
 	}
 	created, changed := schemas.TicketCreated, schemas.TicketStatusChanged

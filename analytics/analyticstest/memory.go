@@ -40,7 +40,7 @@ func (m *Memory) InsertTicketEvents(_ context.Context, events []schemas.TicketEv
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range events {
-		k := eventKey{e.Tenant, e.EventID}
+		k := eventKey{e.Connection, e.EventID}
 		if _, ok := m.events[k]; !ok {
 			e.OccurredAt = e.OccurredAt.UTC().Truncate(time.Second)
 			m.events[k] = e
@@ -95,7 +95,7 @@ type ticket struct {
 func (m *Memory) tickets(connection string) map[int64]*ticket {
 	out := map[int64]*ticket{}
 	for _, e := range m.events {
-		if e.Tenant != connection {
+		if e.Connection != connection {
 			continue
 		}
 		t := out[e.Ticket.ID]

@@ -247,7 +247,7 @@ func produceBacklog(ctx context.Context, logger *slog.Logger, brokers []string, 
 // has a requester of its own, so every Open_tickets import is a full one.
 func drainTicket(tenant string, i int, at, received time.Time) schemas.TicketEvent {
 	return schemas.TicketEvent{
-		EventID: fmt.Sprintf("zt:%s-%d", tenant, i), Tenant: tenant, Account: schemas.Account{Subdomain: tenant},
+		EventID: fmt.Sprintf("zt:%s-%d", tenant, i), Connection: tenant, Account: schemas.Account{Subdomain: tenant},
 		Type: schemas.TicketCreated, Source: schemas.SourceTrigger, OccurredAt: at, ReceivedAt: received,
 		Ticket: schemas.Ticket{
 			ID: int64(i), Subject: fmt.Sprintf("Where is my order #%d?", 10_000+i), Status: zenklav.StatusNew,

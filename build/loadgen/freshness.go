@@ -113,7 +113,7 @@ func marketerToken(tenant string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	token, _, err := auth.Issue(zauth.TokenRequest{Subject: "loadgen", Role: zauth.RoleMarketer, Tenants: []string{tenant}, TTL: time.Hour})
+	token, _, err := auth.Issue(zauth.TokenRequest{Subject: "loadgen", Role: zauth.RoleMarketer, Connections: []string{tenant}, TTL: time.Hour})
 	return token, err
 }
 

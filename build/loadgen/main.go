@@ -220,7 +220,7 @@ func sinkRate(args []string) error {
 	if err != nil {
 		return err
 	}
-	got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: "bench"})
+	got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Connection: "bench"})
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func publishSinkEvents(ctx context.Context, p *kafka.Producer, topic string, n i
 		msgs := make([]zenklav.Message, 0, chunk)
 		for i := off; i < min(off+chunk, n); i++ {
 			e := schemas.TicketEvent{
-				EventID: fmt.Sprintf("zd:bench-%d", i), Tenant: "bench", Account: schemas.Account{Subdomain: "bench", ID: 1},
+				EventID: fmt.Sprintf("zd:bench-%d", i), Connection: "bench", Account: schemas.Account{Subdomain: "bench", ID: 1},
 				BrandID: 1, Type: schemas.TicketCreated, ZendeskType: "zen:event-type:ticket.created", Source: schemas.SourceEvent,
 				OccurredAt: base.Add(time.Duration(i) * time.Second), ReceivedAt: base.Add(time.Duration(i) * time.Second),
 				Ticket: schemas.Ticket{ID: int64(i + 1), Subject: "Where is my order?", Status: zenklav.StatusNew, Priority: "normal",

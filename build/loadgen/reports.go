@@ -100,7 +100,7 @@ type reportMeasure struct {
 // reportMeasures are the reports of the year from start, with the filters a marketer uses
 // most.
 func reportMeasures(ctx context.Context, store *analytics.Store, start time.Time) ([]reportMeasure, error) {
-	year := reports.Filter{Tenants: []string{"bench"}, From: start, To: start.AddDate(1, 0, -1), Interval: reports.Week, TZ: time.UTC}
+	year := reports.Filter{Connections: []string{"bench"}, From: start, To: start.AddDate(1, 0, -1), Interval: reports.Week, TZ: time.UTC}
 	month := year
 	month.From, month.To, month.Interval = start.AddDate(0, 9, 0), start.AddDate(0, 10, -1), reports.Day
 	la, err := time.LoadLocation("America/Los_Angeles")
@@ -390,7 +390,7 @@ func (y *year) event(e eventRef) schemas.TicketEvent {
 	at := y.start.Add(time.Duration(e.at) * time.Second)
 	id := int64(e.ticket) + 1
 	return schemas.TicketEvent{
-		EventID: "zd:bench-" + strconv.FormatInt(id, 10) + "-" + strconv.Itoa(int(e.step)), Tenant: "bench",
+		EventID: "zd:bench-" + strconv.FormatInt(id, 10) + "-" + strconv.Itoa(int(e.step)), Connection: "bench",
 		Account: schemas.Account{Subdomain: "bench", ID: 1}, BrandID: int64(t.brand), Type: s.typ, Source: schemas.SourceEvent,
 		OccurredAt: at, ReceivedAt: at,
 		Ticket: schemas.Ticket{ID: id, Subject: "Where is my order?", Status: s.status, PreviousStatus: s.previous,

@@ -57,7 +57,7 @@ func (e *env) newReports(ctx context.Context, conns *zenklav.Connections, b *ban
 		// Sandbox mode's key lives as long as the process: the banner hands out a marketer's
 		// token for the sandbox connection, as `zenklav token` would.
 		if b.reportsToken, _, err = tokens.Issue(auth.TokenRequest{
-			Subject: "sandbox", Role: auth.RoleMarketer, Tenants: []string{sandboxSubdomain}, TTL: 24 * time.Hour,
+			Subject: "sandbox", Role: auth.RoleMarketer, Connections: []string{sandboxSubdomain}, TTL: 24 * time.Hour,
 		}); err != nil {
 			return nil, err
 		}

@@ -254,7 +254,7 @@ func (j *backfillJob) run(ctx context.Context) (st backfillStats, err error) {
 // events turns a page of tickets into the connection's ticket events. It returns how many
 // tickets belong to another connection's brands, and the last ticket's updated_at.
 func (j *backfillJob) events(tickets []zendesk.Ticket) ([]schemas.TicketEvent, int64, time.Time, error) {
-	target := zendesk.BackfillTarget{Tenant: j.conn.ID, Subdomain: j.conn.Zendesk.Subdomain, ReadAt: time.Now(), ToKlaviyo: j.flags.toKlaviyo}
+	target := zendesk.BackfillTarget{Connection: j.conn.ID, Subdomain: j.conn.Zendesk.Subdomain, ReadAt: time.Now(), ToKlaviyo: j.flags.toKlaviyo}
 	var out []schemas.TicketEvent
 	var skipped int64
 	var reached time.Time

@@ -202,8 +202,8 @@ func TestBackfillKilledAndRerun(t *testing.T) {
 			// Every ticket once: one created event each, and one status event for each that is
 			// no longer new, exactly as many as the clean run's.
 			for typ, want := range wantEvents {
-				waitCount(t, store, analytics.EventFilter{Tenant: clean, Type: typ}, want)
-				waitCount(t, store, analytics.EventFilter{Tenant: tenant, Type: typ}, want)
+				waitCount(t, store, analytics.EventFilter{Connection: clean, Type: typ}, want)
+				waitCount(t, store, analytics.EventFilter{Connection: tenant, Type: typ}, want)
 			}
 		})
 	}
@@ -248,7 +248,7 @@ func waitCount(t *testing.T, store *analytics.Store, f analytics.EventFilter, wa
 			return
 		}
 		if got > want || time.Now().After(deadline) {
-			t.Fatalf("%s: %d %q events in ClickHouse, want %d (%v)", f.Tenant, got, f.Type, want, err)
+			t.Fatalf("%s: %d %q events in ClickHouse, want %d (%v)", f.Connection, got, f.Type, want, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -296,7 +296,7 @@ func TestBackfillToKlaviyo(t *testing.T) {
 			}
 			// The same first ticket, opened live as well.
 			live := schemas.TicketEvent{
-				EventID: "zd:live-1", Tenant: tenant, Account: schemas.Account{Subdomain: "acme"}, BrandID: 1,
+				EventID: "zd:live-1", Connection: tenant, Account: schemas.Account{Subdomain: "acme"}, BrandID: 1,
 				Type: schemas.TicketCreated, Source: schemas.SourceEvent, OccurredAt: mine[0].CreatedAt, ReceivedAt: time.Now().UTC(),
 				Ticket: schemas.Ticket{ID: mine[0].ID, Status: "new", Description: "Where is it?", Requester: schemas.Requester{ID: mine[0].RequesterID}},
 			}

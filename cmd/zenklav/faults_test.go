@@ -261,7 +261,7 @@ func TestEmitterFaults(t *testing.T) {
 func faultTicket(tenant string, i int) schemas.TicketEvent {
 	at := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 	return schemas.TicketEvent{
-		EventID: fmt.Sprintf("zt:%s-%d", tenant, i), Tenant: tenant, Account: schemas.Account{Subdomain: tenant},
+		EventID: fmt.Sprintf("zt:%s-%d", tenant, i), Connection: tenant, Account: schemas.Account{Subdomain: tenant},
 		Type: schemas.TicketCreated, Source: schemas.SourceTrigger, OccurredAt: at, ReceivedAt: time.Now().UTC(),
 		Ticket: schemas.Ticket{
 			ID: int64(i), Subject: "Order " + strconv.Itoa(i), Description: "Where is it?", Status: zenklav.StatusNew,

@@ -195,7 +195,7 @@ func TestEndToEnd(t *testing.T) {
 	for typ, want := range map[string]uint64{
 		"": 7, schemas.TicketCreated: 2, schemas.TicketStatusChanged: 4, schemas.TicketCommentAdded: 1,
 	} {
-		got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Tenant: tenant, Type: typ})
+		got, err := store.CountTicketEvents(ctx, analytics.EventFilter{Connection: tenant, Type: typ})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +324,7 @@ func TestSandboxMode(t *testing.T) {
 	defer store.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		n, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Tenant: "sandbox"})
+		n, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Connection: "sandbox"})
 		if err == nil && n == 1 {
 			break
 		}
@@ -440,7 +440,7 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	defer store.Close()
 	defer store.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
-	if n, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Tenant: "x"}); err != nil || n != 0 {
+	if n, err := store.CountTicketEvents(context.Background(), analytics.EventFilter{Connection: "x"}); err != nil || n != 0 {
 		t.Fatalf("after migrate, counting ticket events = %d, %v", n, err)
 	}
 }

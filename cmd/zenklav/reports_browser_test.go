@@ -120,7 +120,7 @@ func TestReportsInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, _, err := auth.Issue(zauth.TokenRequest{Subject: "marketer@acme.example", Role: "marketer", Tenants: []string{"acme", "globex"}, TTL: 24 * time.Hour})
+	token, _, err := auth.Issue(zauth.TokenRequest{Subject: "marketer@acme.example", Role: "marketer", Connections: []string{"acme", "globex"}, TTL: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -395,7 +395,7 @@ func darkColor(css string) bool {
 // ticketEvent is an event of a sandbox ticket as the sink stores it.
 func ticketEvent(t zendesk.Ticket, requester int64, typ, status string, at time.Time) schemas.TicketEvent {
 	return schemas.TicketEvent{
-		EventID: fmt.Sprintf("%d-%s-%s", t.ID, typ, status), Tenant: sandboxSubdomain,
+		EventID: fmt.Sprintf("%d-%s-%s", t.ID, typ, status), Connection: sandboxSubdomain,
 		Account: schemas.Account{Subdomain: sandboxSubdomain}, Type: typ, Source: schemas.SourceEvent,
 		OccurredAt: at, ReceivedAt: at,
 		Ticket: schemas.Ticket{ID: t.ID, Subject: t.Subject, Status: status, Requester: schemas.Requester{ID: requester}},

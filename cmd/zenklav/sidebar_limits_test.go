@@ -90,7 +90,7 @@ func TestSidebarBusyTeamStaysUnderKlaviyoLimits(t *testing.T) {
 	)
 	for i := 1; i <= agents; i++ {
 		wg.Go(func() {
-			card, err := cards.Card(context.Background(), sidebar.Viewer{Tenant: "team"}, sidebar.Query{TicketID: int64(i)})
+			card, err := cards.Card(context.Background(), sidebar.Viewer{Connection: "team"}, sidebar.Query{TicketID: int64(i)})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

@@ -68,7 +68,7 @@ func parseTokenFlags(args []string, getenv func(string) string, out io.Writer) (
 	}
 	fs.StringVar(&req.Role, "role", "", "`ROLE`: marketer (reads its tenants' reports) or admin (may read every tenant)")
 	fs.Func("tenant", "a connection `ID` the token may read; repeat for more; '*' for every one (admin only)", func(v string) error {
-		req.Tenants = append(req.Tenants, strings.TrimSpace(v))
+		req.Connections = append(req.Connections, strings.TrimSpace(v))
 		return nil
 	})
 	ttl := fs.String("ttl", "24h", "how long the token lasts: a `DURATION` such as 8h or 30d, at most 90d")
@@ -85,7 +85,7 @@ func parseTokenFlags(args []string, getenv func(string) string, out io.Writer) (
 	if req.Role == "" {
 		return req, errors.New("token: --role is required: marketer or admin")
 	}
-	if len(req.Tenants) == 0 {
+	if len(req.Connections) == 0 {
 		return req, errors.New("token: --tenant is required: a connection id, repeated for more")
 	}
 	d, err := parseDays(*ttl)

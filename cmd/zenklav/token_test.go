@@ -56,7 +56,7 @@ func TestTokenCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if caller.Subject != "ops" || caller.Role != "marketer" || strings.Join(caller.Tenants, ",") != "acme,globex-eu" || caller.KeyID != "2026-11" {
+	if caller.Subject != "ops" || caller.Role != "marketer" || strings.Join(caller.Connections, ",") != "acme,globex-eu" || caller.KeyID != "2026-11" {
 		t.Errorf("caller %+v", caller)
 	}
 	if d := time.Until(caller.ExpiresAt); d < 7*24*time.Hour-time.Minute || d > 7*24*time.Hour {

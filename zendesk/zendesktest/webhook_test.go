@@ -268,7 +268,7 @@ func TestPayloadsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := zendesk.ParseWebhook(body, zendesk.WebhookTarget{Tenant: "t1", Subdomain: "acme", ReceivedAt: time.Now()})
+	e, err := zendesk.ParseWebhook(body, zendesk.WebhookTarget{Connection: "t1", Subdomain: "acme", ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatalf("ParseWebhook: %v\n%s", err, body)
 	}
