@@ -19,13 +19,11 @@ import (
 // has the app, the reports API when zenklav has a signing key, and the reports page. Its
 // runner is the HTTP server itself, which every role has.
 func buildAPI(ctx context.Context, e *env, srv *backend.Options, b *banner) (runner, error) {
-	conns, err := e.connections(ctx, "api role")
-	if err != nil {
-		return nil, err
-	}
+	conns := e.conns
 	b.connections(e)
 	srv.Ingest = ingest.New(ingest.Config{Connections: conns, Publisher: e.kafkaProducer()})
 	srv.ReportsPage = reportsui.Page()
+	var err error
 	if sidebarWanted(conns) {
 		if srv.Sidebar, err = e.newSidebar(ctx, conns); err != nil {
 			return nil, err

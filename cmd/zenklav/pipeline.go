@@ -20,11 +20,7 @@ func (e *env) deadLetters(role string) *kafka.DeadLetters {
 
 // buildEmitter makes the emitter role.
 func buildEmitter(ctx context.Context, e *env, _ *backend.Options, b *banner) (runner, error) {
-	store, err := e.ticketStore(ctx)
-	if err != nil {
-		return nil, err
-	}
-	em, routes, err := e.newEmitter(ctx, emitterWiring{topic: schemas.TicketEventsTopic, group: emitter.Group, states: store})
+	em, routes, err := e.newEmitter(ctx, emitterWiring{topic: schemas.TicketEventsTopic, group: emitter.Group, states: e.store})
 	if err != nil {
 		return nil, err
 	}
@@ -80,15 +76,11 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 }
 
 // buildSink makes the sink role.
-func buildSink(ctx context.Context, e *env, _ *backend.Options, _ *banner) (runner, error) {
-	store, err := e.ticketStore(ctx)
-	if err != nil {
-		return nil, err
-	}
+func buildSink(_ context.Context, e *env, _ *backend.Options, _ *banner) (runner, error) {
 	s, err := sink.New(e.logger.With("role", "sink"), e.registry, kafka.ConsumerConfig{
 		Brokers: e.brokers, Topic: schemas.TicketEventsTopic, Group: sink.Group,
 		BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait, DeadLetters: e.deadLetters("sink"),
-	}, store)
+	}, e.store)
 	if err != nil {
 		return nil, err
 	}

@@ -22,10 +22,13 @@ import (
 
 // role is one row of the role table: a part of zenklav that runs until stopped. `zenklav
 // all` runs every row in one process; in production each runs, and scales out, on its own.
-// Adding a role is a row here and a build function.
+// Every role needs Kafka. Adding a role is a row here and a build function.
 type role struct {
 	name  string
 	usage string
+	// needs are what the env makes ready before build: build finds them in e.conns,
+	// e.clients and e.store.
+	needs needs
 	// topics are the topics it reads or writes (created when missing); dlq, when set, is
 	// the topic of its dead letters, which `zenklav replay` reads.
 	topics []string
@@ -33,10 +36,18 @@ type role struct {
 	groups []string // its consumer groups
 	// sections are the parts of the configuration it reads, checked before anything starts.
 	sections func(e *env) []validator
-	// clickhouse says its readiness depends on ClickHouse.
-	clickhouse bool
 	// build makes the role's runner, and adds what the role serves to the HTTP server.
 	build func(ctx context.Context, e *env, srv *backend.Options, b *banner) (runner, error)
+}
+
+// needs are a role's dependencies besides Kafka.
+type needs struct {
+	connections bool // the connections (sandbox mode's, for `zenklav all` without a file)
+	apis        bool // the connections' Zendesk and Klaviyo clients
+	// clickhouse is the ticket store, opened and migrated; the role's readiness then depends
+	// on it. (The api role opens it only for the sidebar or the reports, and stays ready
+	// without it.)
+	clickhouse bool
 }
 
 // validator is a section of the configuration.
@@ -48,24 +59,25 @@ type runner func(ctx context.Context) error
 var roles = []role{
 	{
 		name: "api", usage: "HTTP: Zendesk webhooks in, the sidebar, the reports API and page, health, metrics",
+		needs:    needs{connections: true},
 		topics:   []string{schemas.TicketEventsTopic},
 		sections: func(e *env) []validator { return []validator{e.cfg.Server, e.cfg.APIs} },
 		build:    buildAPI,
 	},
 	{
 		name: "emitter", usage: "turns ticket events into Klaviyo metrics (Opened Ticket, Resolved Ticket)",
+		needs:  needs{connections: true, apis: true, clickhouse: true},
 		topics: []string{schemas.TicketEventsTopic}, dlq: schemas.TicketEventsDLQTopic, groups: []string{emitter.Group},
-		sections:   func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.APIs, e.cfg.Emitter} },
-		clickhouse: true,
-		build:      buildEmitter,
+		sections: func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.APIs, e.cfg.Emitter} },
+		build:    buildEmitter,
 	},
 	{
 		name: "sink", usage: "copies ticket events from Kafka into ClickHouse",
+		needs:  needs{clickhouse: true},
 		topics: []string{schemas.TicketEventsTopic}, dlq: schemas.TicketEventsDLQTopic,
-		groups:     []string{sink.Group, sink.Group + sink.TicketRowsSuffix},
-		sections:   func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.Sink} },
-		clickhouse: true,
-		build:      buildSink,
+		groups:   []string{sink.Group, sink.Group + sink.TicketRowsSuffix},
+		sections: func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.Sink} },
+		build:    buildSink,
 	},
 }
 
@@ -122,10 +134,13 @@ func runRoles(ctx context.Context, name string, getenv func(string) string, stdo
 	}}
 	runners := map[string]runner{}
 	for _, r := range run {
+		if err := e.provide(ctx, r); err != nil {
+			return err
+		}
 		if runners[r.name], err = r.build(ctx, e, &opts, b); err != nil {
 			return err
 		}
-		if r.clickhouse {
+		if r.needs.clickhouse {
 			// Only the roles that cannot work without ClickHouse say so in /readyz: the api
 			// reads it for the sidebar and the reports, and its outage must not pull the
 			// webhook receiver out of a load balancer.
@@ -136,6 +151,27 @@ func runRoles(ctx context.Context, name string, getenv func(string) string, stdo
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
 	}
 	return e.serve(ctx, cancel, name, opts, runners, b)
+}
+
+// provide makes ready what r needs.
+func (e *env) provide(ctx context.Context, r role) error {
+	who := r.name + " role"
+	if r.needs.connections {
+		if _, err := e.connections(ctx, who); err != nil {
+			return err
+		}
+	}
+	if r.needs.apis {
+		if _, err := e.apis(ctx, who); err != nil {
+			return err
+		}
+	}
+	if r.needs.clickhouse {
+		if _, err := e.ticketStore(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startKafka finds the brokers (the embedded one for `zenklav all` when none is configured),
