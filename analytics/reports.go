@@ -22,11 +22,11 @@ var _ reports.Source = (*Store)(nil)
 // span is a Filter turned into what the SQL needs: the tenants it may read, the range as
 // Unix seconds [from, end), and the time zone's name.
 type span struct {
-	connections  clickhouse.GroupSet
-	from     int64
-	end      int64 // the first second after To's day in TZ
-	tz       string
-	interval string
+	connections clickhouse.GroupSet
+	from        int64
+	end         int64 // the first second after To's day in TZ
+	tz          string
+	interval    string
 }
 
 func newSpan(f reports.Filter) (span, error) {

@@ -38,7 +38,7 @@ type Store struct {
 	// guards rows, what it remembers of the rows it read and wrote.
 	summarizing sync.Mutex
 	rows        *rowCache
-	connections     map[string]uint32 // the tenants' numbers in ticketKey, and their names
+	connections map[string]uint32 // the tenants' numbers in ticketKey, and their names
 	tenantNames []string
 }
 
@@ -201,13 +201,13 @@ func ticketEventColumns(events []schemas.TicketEvent) []any {
 	n := len(events)
 	var (
 		eventID, connection, subdomain, typ, zendeskType, source = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		subject, status, previous, priority, ticketType      = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		channel, via, email, phone                           = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		accountID, brandID, ticketID, requesterID            = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		assigneeID, groupID                                  = make([]int64, n), make([]int64, n)
-		occurred, received                                   = make([]time.Time, n), make([]time.Time, n)
-		tags, fieldValues                                    = make([][]string, n), make([][]string, n)
-		fieldIDs                                             = make([][]int64, n)
+		subject, status, previous, priority, ticketType          = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		channel, via, email, phone                               = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		accountID, brandID, ticketID, requesterID                = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		assigneeID, groupID                                      = make([]int64, n), make([]int64, n)
+		occurred, received                                       = make([]time.Time, n), make([]time.Time, n)
+		tags, fieldValues                                        = make([][]string, n), make([][]string, n)
+		fieldIDs                                                 = make([][]int64, n)
 	)
 	for i := range events {
 		e := &events[i]
@@ -250,9 +250,9 @@ func fieldValue(v any) string {
 // EventFilter selects ticket events for counting.
 type EventFilter struct {
 	Connection string
-	Type   string    // empty = all types
-	From   time.Time // occurred_at >= From, when set
-	To     time.Time // occurred_at < To, when set
+	Type       string    // empty = all types
+	From       time.Time // occurred_at >= From, when set
+	To         time.Time // occurred_at < To, when set
 }
 
 // CountTicketEvents counts distinct ticket events, as every report does: FINAL collapses

@@ -191,9 +191,9 @@ func (a customerTicket) equal(b customerTicket) bool {
 // customerRow is a customer's row in customer_rows: their tickets that are not deleted,
 // sorted by creation, then id.
 type customerRow struct {
-	connection    string
-	requester int64
-	tickets   []customerTicket
+	connection string
+	requester  int64
+	tickets    []customerTicket
 }
 
 func (c *customerRow) equal(o *customerRow) bool {
@@ -211,7 +211,7 @@ type stored[R any] struct {
 // Store's list (hashing a number, not a name, is a good part of a batch's map work).
 type ticketKey struct {
 	connection uint32
-	id     int64
+	id         int64
 }
 
 // key is the ticketKey of the tenant's ticket or customer id.
@@ -652,7 +652,7 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
 func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow]) error {
 	n := len(rows)
 	var (
-		connection, channel, priority                         = make([]string, n), make([]string, n), make([]string, n)
+		connection, channel, priority                     = make([]string, n), make([]string, n), make([]string, n)
 		ticketID, brand, group, assignee, requester       = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		openedKey, latestKey                              = make([]uint64, n), make([]uint64, n)
 		closedMin, solvedMin, openMax, dimsAt, reqAt      = make([]uint32, n), make([]uint32, n), make([]uint32, n), make([]uint32, n), make([]uint32, n)

@@ -36,25 +36,25 @@ const (
 // Caller is a verified report token: who, in what role, and the connections it may read,
 // already narrowed to those zenklav has.
 type Caller struct {
-	Subject   string
-	Role      string
-	Connections   []string // never empty
-	KeyID     string   // the key that signed the token, for logs
-	ExpiresAt time.Time
+	Subject     string
+	Role        string
+	Connections []string // never empty
+	KeyID       string   // the key that signed the token, for logs
+	ExpiresAt   time.Time
 }
 
 // ReportClaims are what a report token says.
 type ReportClaims struct {
 	jwt.RegisteredClaims
-	Role    string   `json:"role"`
+	Role        string   `json:"role"`
 	Connections []string `json:"tenants"`
 }
 
 // Reports issues and verifies report tokens.
 type Reports struct {
-	keys    []SigningKey
+	keys        []SigningKey
 	connections []string // the connections' ids; nil when unknown (issuing only)
-	now     func() time.Time
+	now         func() time.Time
 }
 
 // NewReports returns a Reports that signs with keys[0] and verifies with any of keys
@@ -77,10 +77,10 @@ func NewReports(keys []SigningKey, conns *zenklav.Connections, now func() time.T
 
 // TokenRequest is what a report token is issued for.
 type TokenRequest struct {
-	Subject string // who the token is for, free text (an email, a name)
-	Role    string
+	Subject     string // who the token is for, free text (an email, a name)
+	Role        string
 	Connections []string // connection ids, or AllConnections for an admin
-	TTL     time.Duration
+	TTL         time.Duration
 }
 
 // Issue signs a report token. It refuses, as EINVALID, a role, tenant or lifetime that the
@@ -100,7 +100,7 @@ func (a *Reports) Issue(req TokenRequest) (string, time.Time, error) {
 			NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp),
 		},
-		Role:    req.Role,
+		Role:        req.Role,
 		Connections: slices.Compact(slices.Sorted(slices.Values(req.Connections))),
 	})
 	if err != nil {

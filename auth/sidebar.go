@@ -49,7 +49,7 @@ const (
 // AppIdentity is what a verified Zendesk app token says: which installation (and so which
 // connection, the tenant) and, when Zendesk includes them, the agent and the ticket.
 type AppIdentity struct {
-	Connection       string // the connection's id
+	Connection   string // the connection's id
 	Subdomain    string
 	Installation int64
 	UserID       int64  // the agent's Zendesk user id; 0 when the token does not carry it
@@ -197,7 +197,7 @@ func (a *Sidebar) VerifyAppToken(token string) (AppIdentity, error) {
 // sessionClaims are the claims of zenklav's sidebar session token.
 type sessionClaims struct {
 	jwt.RegisteredClaims
-	Connection       string `json:"tenant"`
+	Connection   string `json:"tenant"`
 	Subdomain    string `json:"subdomain"`
 	Installation int64  `json:"installation"`
 	UserID       int64  `json:"user_id,omitempty"`

@@ -41,16 +41,9 @@ func OpenAPIDocument() ([]byte, error) {
 	return b, nil
 }
 
-const (
-	// defaultReportDays is the range a report covers when from is not given: 90 days, to
-	// today included.
-	defaultReportDays = 90
-	// reportTimeout bounds one report's queries: a browser gives up long before this, and a
-	// query nobody waits for should not keep ClickHouse busy.
-	reportTimeout = 20 * time.Second
-	// maxFilterValue bounds a free-text filter (channel, tag).
-	maxFilterValue = 200
-)
+// reportTimeout bounds one report's queries: a browser gives up long before this, and a
+// query nobody waits for should not keep ClickHouse busy.
+const reportTimeout = 20 * time.Second
 
 // routeReports adds the reports API.
 func (s *Server) routeReports(e *gin.Engine) error {

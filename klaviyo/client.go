@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -48,9 +47,6 @@ const MaxStringBytes = 100_000
 // maxBody bounds what the client reads from one answer; Klaviyo's answers to event
 // creation are empty or a short error list.
 const maxBody = 1 << 20
-
-// e164 is the shape of a phone number Klaviyo accepts as a profile identifier.
-var e164 = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
 
 // ClientConfig configures a Client.
 type ClientConfig struct {

@@ -37,13 +37,13 @@ func ParseQuery(kind string, q url.Values, connections []string, now time.Time) 
 		}
 	}
 	f := Filter{
-		Connections:    connections,
-		Connection: q.Get("connection"),
-		Channel:    q.Get("channel"),
-		Tag:        q.Get("tag"),
-		Interval:   cmp.Or(q.Get("interval"), Week),
-		By:         q.Get("by"),
-		Kind:       q.Get("kind"),
+		Connections: connections,
+		Connection:  q.Get("connection"),
+		Channel:     q.Get("channel"),
+		Tag:         q.Get("tag"),
+		Interval:    cmp.Or(q.Get("interval"), Week),
+		By:          q.Get("by"),
+		Kind:        q.Get("kind"),
 	}
 	if f.Connection != "" && !slices.Contains(connections, f.Connection) {
 		// Before any other check, so that what is wrong with the rest of a request for another

@@ -37,16 +37,16 @@ var Breakdowns = []string{"brand", "channel", "priority", "tag", "group", "assig
 // Filter is what every report is asked with. From and To are dates in TZ (To included);
 // periods and cohorts are days, weeks or months in TZ. Empty filters match everything.
 type Filter struct {
-	Connections    []string // the connections the caller may read; never empty when asked
-	Connection string   // one of them, or "" for all of them
-	BrandID    int64
-	Channel    string
-	Tag        string
-	From, To   time.Time // dates (midnight) in TZ
-	Interval   string    // Day, Week or Month
-	TZ         *time.Location
-	By         string // trends only: one of Breakdowns, or ""
-	Kind       string // segments only: "segment" or "list"
+	Connections []string // the connections the caller may read; never empty when asked
+	Connection  string   // one of them, or "" for all of them
+	BrandID     int64
+	Channel     string
+	Tag         string
+	From, To    time.Time // dates (midnight) in TZ
+	Interval    string    // Day, Week or Month
+	TZ          *time.Location
+	By          string // trends only: one of Breakdowns, or ""
+	Kind        string // segments only: "segment" or "list"
 }
 
 // MaxRange is the longest date range a report covers.

@@ -25,7 +25,7 @@ const (
 // TicketEvent is ticket_event.v1: one change to one Zendesk ticket.
 type TicketEvent struct {
 	EventID     string  `json:"event_id"`
-	Connection      string  `json:"tenant"`
+	Connection  string  `json:"tenant"`
 	Account     Account `json:"account"`
 	BrandID     int64   `json:"brand_id,omitempty"`
 	Type        string  `json:"type"`

@@ -28,9 +28,9 @@ type Account struct {
 // session of the app's page, and the ticket Zendesk signed that page for (0 when Zendesk's
 // token named none).
 type Viewer struct {
-	Connection   string
-	Session  string // the session's id
-	TicketID int64
+	Connection string
+	Session    string // the session's id
+	TicketID   int64
 }
 
 // Query names the card asked for: a ticket's requester, or (on a new, unsaved ticket,

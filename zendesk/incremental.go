@@ -193,10 +193,10 @@ var exportRetry = retry.Policy{Initial: time.Second, Max: time.Minute}
 
 // BackfillTarget says whose events BackfillEvents writes.
 type BackfillTarget struct {
-	Connection    string    // the connection id
-	Subdomain string    // the Zendesk account
-	ReadAt    time.Time // when the backfill read the ticket: the events' received_at
-	ToKlaviyo bool      // whether the emitter sends their metrics to Klaviyo (as backfill)
+	Connection string    // the connection id
+	Subdomain  string    // the Zendesk account
+	ReadAt     time.Time // when the backfill read the ticket: the events' received_at
+	ToKlaviyo  bool      // whether the emitter sends their metrics to Klaviyo (as backfill)
 }
 
 // BackfillEvents rebuilds from a ticket snapshot the ticket_event.v1 events its history can be

@@ -189,7 +189,7 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 	}
 	e := &schemas.TicketEvent{
 		EventID:     "zd:" + p.ID,
-		Connection:      conn,
+		Connection:  conn,
 		Account:     schemas.Account{Subdomain: target.Subdomain, ID: int64(p.AccountID)},
 		BrandID:     int64(p.Detail.BrandID),
 		ZendeskType: p.Type,
@@ -337,7 +337,7 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 	}
 	e := &schemas.TicketEvent{
 		EventID:     "zt:" + triggerEventID(conn, body),
-		Connection:      conn,
+		Connection:  conn,
 		Account:     schemas.Account{Subdomain: target.Subdomain},
 		BrandID:     ids["brand_id"],
 		Type:        typ,

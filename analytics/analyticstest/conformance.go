@@ -73,11 +73,11 @@ func testSupportHistory(t *testing.T, open func(t *testing.T) zenklav.TicketStor
 	}
 	since := ago(90 * day)
 	for _, tc := range []struct {
-		name      string
-		connection    string
-		requester int64
-		since     time.Time
-		want      zenklav.SupportHistory
+		name       string
+		connection string
+		requester  int64
+		since      time.Time
+		want       zenklav.SupportHistory
 	}{
 		{"open, recent and resolved", "acme", 100, since, zenklav.SupportHistory{Open: 4, Recent: 4, Total: 6,
 			LastResolved: zenklav.ResolvedTicket{TicketID: 3, Subject: "Refund please", At: closedAt}}},
