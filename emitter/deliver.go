@@ -49,10 +49,8 @@ func (e *Emitter) Handle(ctx, sendCtx context.Context, lane string, batch []*del
 		}
 	}()
 	for attempt := 0; len(pending) > 0; attempt++ {
-		var retryable []*outgoing
-		var throttledOnly bool
-		var err error
-		delivered, retryable, throttledOnly, err = e.deliver(ctx, sendCtx, r, pending, delivered)
+		ok, retryable, throttledOnly, err := e.deliver(ctx, sendCtx, r, pending)
+		delivered = append(delivered, ok...)
 		if err != nil {
 			return
 		}
@@ -63,7 +61,7 @@ func (e *Emitter) Handle(ctx, sendCtx context.Context, lane string, batch []*del
 		if !throttledOnly {
 			// A throttled request waits in the account's rate limit, which honours
 			// Retry-After; anything else backs off here.
-			retry.Log(ctx, e.logger, "klaviyo delivery failed, retrying", attempt, firstError(pending),
+			retry.Log(ctx, e.logger, "klaviyo delivery failed, retrying", attempt, pending[0].lastErr,
 				"connection", lane, "metrics", len(pending))
 			if e.retry.Sleep(ctx, attempt) != nil {
 				return
@@ -75,8 +73,8 @@ func (e *Emitter) Handle(ctx, sendCtx context.Context, lane string, batch []*del
 // deliver makes one attempt at delivering pending, and sorts what became of each metric:
 // delivered, to retry (and whether all of those were throttled), or given up on (written
 // as dead letters here). err is set only when ctx ended before the dead letters were written.
-func (e *Emitter) deliver(ctx, sendCtx context.Context, r *route, pending, delivered []*outgoing) (
-	_ []*outgoing, retryable []*outgoing, throttledOnly bool, err error,
+func (e *Emitter) deliver(ctx, sendCtx context.Context, r *route, pending []*outgoing) (
+	delivered, retryable []*outgoing, throttledOnly bool, err error,
 ) {
 	events := make([]zenklav.MetricEvent, len(pending))
 	for i, p := range pending {
@@ -113,9 +111,4 @@ func (e *Emitter) deliver(ctx, sendCtx context.Context, r *route, pending, deliv
 		}
 	}
 	return delivered, retryable, throttledOnly, e.deadLetter(sendCtx, dead)
-}
-
-// firstError is the error of the first metric to retry, for the log.
-func firstError(pending []*outgoing) error {
-	return pending[0].lastErr
 }

@@ -259,9 +259,12 @@ func (c *Client) get(ctx context.Context, op, rawURL string, out any) error {
 	req.SetBasicAuth(c.user, c.token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "zenklav")
-	status, header, body, err := apiclient.Send(c.http, c.logger, "zendesk", op, req, c.timeout, maxBody)
+	status, header, body, err := apiclient.Send(c.http, c.logger, "zendesk", op, req, c.timeout, maxBody+1)
 	if err != nil {
 		return err
+	}
+	if len(body) > maxBody {
+		return zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer larger than %d bytes", op, maxBody)
 	}
 	if status < 200 || status > 299 {
 		apiErr := newAPIError(status, header, body)

@@ -20,7 +20,6 @@ import (
 // runner is the HTTP server itself, which every role has.
 func buildAPI(ctx context.Context, e *env, srv *backend.Options, b *banner) (runner, error) {
 	conns := e.conns
-	b.connections(e)
 	srv.Ingest = ingest.New(ingest.Config{Connections: conns, Publisher: e.kafkaProducer()})
 	srv.ReportsPage = reportsui.Page()
 	var err error

@@ -20,13 +20,6 @@ type banner struct {
 	reportsToken string
 }
 
-// connections says where the connections come from.
-func (b *banner) connections(e *env) {
-	if e.sandbox == nil {
-		b.zendesk = fmt.Sprintf("%d connection(s) from %s", len(e.conns.All()), e.cfg.ConnectionsFile)
-	}
-}
-
 func (b banner) print(w io.Writer) {
 	var s strings.Builder
 	fmt.Fprintf(&s, "\nzenklav %s is running\n", b.role)

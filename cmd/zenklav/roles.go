@@ -150,6 +150,9 @@ func runRoles(ctx context.Context, name string, getenv func(string) string, stdo
 	if e.store != nil {
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
 	}
+	if e.conns != nil && e.sandbox == nil {
+		b.zendesk = fmt.Sprintf("%d connection(s) from %s", len(e.conns.All()), e.cfg.ConnectionsFile)
+	}
 	return e.serve(ctx, cancel, name, opts, runners, b)
 }
 

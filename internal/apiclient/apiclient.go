@@ -76,8 +76,9 @@ func RetryAfter(v string, now time.Time) time.Duration {
 }
 
 // Send sends req, bounded by timeout, and returns the answer's status, headers and body,
-// read up to limit bytes. A failure to get an answer (the network, a timeout, ctx ending, a
-// body over limit) is EUNAVAILABLE, worth another try later; errors.Is still finds
+// read up to limit bytes (a caller that must tell a longer body asks for one byte more). A
+// failure to get an answer (the network, a timeout, ctx ending) is EUNAVAILABLE, worth
+// another try later; errors.Is still finds
 // context.Canceled and DeadlineExceeded in its chain. The url.Error around a transport error
 // quotes the request's URL, whose query may name a customer (an email or phone): it is
 // dropped, so no log or error carries it. api names the API in the debug logs.
@@ -96,13 +97,10 @@ func Send(hc *http.Client, logger *slog.Logger, api, op string, req *http.Reques
 		return 0, nil, nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s", op)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	logger.DebugContext(ctx, api+" call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
 	if err != nil {
 		return 0, nil, nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: read answer %d", op, resp.StatusCode)
-	}
-	if int64(len(body)) > limit {
-		return 0, nil, nil, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer larger than %d bytes", op, limit)
 	}
 	return resp.StatusCode, resp.Header, body, nil
 }
