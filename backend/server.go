@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/health"
 )
 
 // Options are the Server's dependencies.
@@ -26,8 +27,12 @@ type Options struct {
 	// Ingest enables the webhook endpoints; without it the server answers health and
 	// metrics only.
 	Ingest Ingest
-	// Ready lists the dependencies /readyz checks, by name.
+	// Ready lists the dependencies /readyz checks, by name: each a real round trip, bounded
+	// by CheckTimeout.
 	Ready map[string]func(context.Context) error
+	// Health, when set, holds the states of the process's parts, which /readyz lists: a part
+	// that stopped for good makes the process unready.
+	Health *health.Tracker
 	// Sidebar, when set, serves the agent sidebar's page and API.
 	Sidebar  *Sidebar
 	Registry *prometheus.Registry
@@ -117,6 +122,16 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 // Handler returns the http.Handler to serve.
 func (s *Server) Handler() http.Handler { return s.engine }
 
+// Routes lists what the server serves, as "METHOD /path", in the order they were added: what
+// a start-up banner tells.
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.engine.Routes() {
+		out = append(out, r.Method+" "+r.Path)
+	}
+	return out
+}
+
 // Serve serves on ln until ctx ends, then lets requests in flight finish for up to 10 s, so
 // a webhook that Kafka already acknowledged still gets its answer.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -200,25 +215,4 @@ func (s *Server) renderErrors(c *gin.Context) {
 
 func errorBody(code, message string) gin.H {
 	return gin.H{"error": gin.H{"code": code, "message": message}}
-}
-
-// readyz reports whether every dependency answers; 503 names the ones that do not.
-func (s *Server) readyz(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
-	defer cancel()
-	checks := gin.H{}
-	ready := true
-	for name, check := range s.opts.Ready {
-		if err := check(ctx); err != nil {
-			checks[name] = zenklav.ErrorMessage(err)
-			ready = false
-			continue
-		}
-		checks[name] = "ok"
-	}
-	status := http.StatusOK
-	if !ready {
-		status = http.StatusServiceUnavailable
-	}
-	c.JSON(status, gin.H{"ready": ready, "checks": checks})
 }

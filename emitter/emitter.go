@@ -24,10 +24,17 @@ import (
 // Group is the emitter's consumer group.
 const Group = "zenklav-emitter"
 
-// SessionTimeout is the emitter's consumer-group session: a member that died without leaving
-// holds its partitions this long. 10 s rather than kafka-go's 30 s keeps a crash from
-// stalling delivery long.
-const SessionTimeout = 10 * time.Second
+// The emitter's consumer-group timeouts (docs/operations.md). A member that died without
+// leaving holds its partitions for SessionTimeout: 6 s, the least a broker allows by default,
+// so that a crashed emitter's connections wait for their metrics no longer than that (a
+// restarted one is back within 12 s). Its heartbeats do not wait for Klaviyo, so a slow
+// account cannot make it miss one. A live member rejoins a rebalance as soon as its lanes stop
+// fetching, well within RebalanceTimeout; the batches it has under way finish on their own
+// context meanwhile.
+const (
+	SessionTimeout   = 6 * time.Second
+	RebalanceTimeout = 10 * time.Second
+)
 
 // Route is where one connection's ticket events go.
 type Route struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav/internal/health"
 	"github.com/zenklav/zenklav/internal/retry"
 )
 
@@ -22,8 +23,15 @@ type ConsumerConfig struct {
 	BatchWait time.Duration
 	// SessionTimeout is how long the group waits for a member that stopped heartbeating
 	// before it gives the member's partitions to another: how long a crashed member stalls
-	// them. 0 is kafka-go's 30 s. HeartbeatInterval is then a fifth of it.
+	// them. 0 is DefaultSessionTimeout. HeartbeatInterval is a fifth of it.
 	SessionTimeout time.Duration
+	// RebalanceTimeout is how long the group waits for its live members to rejoin during a
+	// rebalance; 0 is DefaultRebalanceTimeout.
+	RebalanceTimeout time.Duration
+	// Health, when set, is where the consumer says whether it works or waits for Kafka (part
+	// "GROUP/kafka") or for its handler's dependency (part "GROUP/handle"); without it the
+	// consumer keeps the states to itself and still logs each change once.
+	Health *health.Tracker
 	// DeadLetters, when set, is where messages the consumer cannot use go: RunLanes sends
 	// those its handler cannot route there.
 	DeadLetters *DeadLetters
@@ -34,6 +42,21 @@ type ConsumerConfig struct {
 // whole batch, so handlers must be idempotent; any other error stops the consumer.
 type BatchHandler func(ctx context.Context, msgs []Message) error
 
+// The group timeouts of a consumer that does not choose its own. kafka-go's 30 s session
+// stalled a crashed member's partitions for half a minute; 6 s is the least a broker allows
+// by default (group.min.session.timeout.ms), and safe because kafka-go heartbeats from a
+// goroutine of its own, whatever the handler is doing. A live member rejoins a rebalance as
+// soon as its generation ends, so 10 s to rejoin is ample, and a member that takes longer is
+// one to drop. See docs/operations.md.
+const (
+	DefaultSessionTimeout   = 6 * time.Second
+	DefaultRebalanceTimeout = 10 * time.Second
+	// joinBackoff is how long the reader waits after a failed attempt to join its group
+	// (kafka-go's default is 5 s): after an outage, the first second the brokers are back
+	// is when the work should resume.
+	joinBackoff = time.Second
+)
+
 // Consumer is the loop every pipeline role runs: FetchMessage → handle with retry → commit.
 // Offsets are committed only after the handler succeeded, so a crash makes the next owner of
 // the partitions handle what was not committed again. Run handles ordered batches; RunLanes
@@ -42,8 +65,12 @@ type Consumer struct {
 	cfg    ConsumerConfig
 	logger *slog.Logger
 	reader *kafkago.Reader
-	// retry is the policy of a batch that failed transiently and of a commit.
+	// retry is the policy of a batch that failed transiently, of a commit, and of the wait
+	// for Kafka after a fetch failed.
 	retry retry.Policy
+	// kafka and handling are the consumer's parts in the health tracker: Kafka (fetches and
+	// commits), and the handler's dependency.
+	kafka, handling *health.Part
 }
 
 // NewConsumer returns a consumer in cfg.Group.
@@ -71,18 +98,30 @@ func NewConsumer(logger *slog.Logger, cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.BatchSize > 0 {
 		rc.QueueCapacity = min(cfg.BatchSize, 5_000)
 	}
-	if cfg.SessionTimeout > 0 {
-		rc.SessionTimeout, rc.HeartbeatInterval = cfg.SessionTimeout, cfg.SessionTimeout/5
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	if cfg.RebalanceTimeout <= 0 {
+		cfg.RebalanceTimeout = DefaultRebalanceTimeout
+	}
+	rc.SessionTimeout, rc.HeartbeatInterval = cfg.SessionTimeout, cfg.SessionTimeout/5
+	rc.RebalanceTimeout, rc.JoinGroupBackoff = cfg.RebalanceTimeout, joinBackoff
+	tracker := cfg.Health
+	if tracker == nil {
+		tracker = health.NewTracker(logger, nil)
 	}
 	return &Consumer{
-		cfg:    cfg,
-		logger: logger,
-		reader: kafkago.NewReader(rc),
-		retry:  retry.Policy{Initial: 100 * time.Millisecond, Max: 30 * time.Second},
+		cfg:      cfg,
+		logger:   logger,
+		reader:   kafkago.NewReader(rc),
+		retry:    retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
+		kafka:    tracker.Part(cfg.Group + "/kafka"),
+		handling: tracker.Part(cfg.Group + "/handle"),
 	}, nil
 }
 
-// Run consumes ordered batches until ctx ends or the handler fails permanently. It fetches
+// Run consumes ordered batches until ctx ends or the handler fails permanently; Kafka's
+// outages it waits out (see fetch). It fetches
 // the next batch while the handler works on the current one (at most one batch is handled at
 // a time, so batches are handled and committed in order); that overlap is what keeps both
 // the broker and the store busy. On the way out it lets the batch in flight finish or give
@@ -117,7 +156,7 @@ func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
 			return herr
 		}
 		if ferr != nil {
-			return fmt.Errorf("fetch from %s: %w", c.cfg.Topic, ferr)
+			return ferr // only ctx ends fetching; kept should that ever change
 		}
 		inflight = make(chan error, 1)
 		go func() {
@@ -148,9 +187,9 @@ func (c *Consumer) Rebalanced() bool {
 }
 
 // fill blocks for the first message, then takes more until the batch is full or BatchWait
-// has passed since the first one.
+// has passed since the first one. It fails only when ctx ends.
 func (c *Consumer) fill(ctx context.Context, batch *[]Message) error {
-	m, err := c.reader.FetchMessage(ctx)
+	m, err := c.fetch(ctx)
 	if err != nil {
 		return err
 	}
@@ -160,23 +199,55 @@ func (c *Consumer) fill(ctx context.Context, batch *[]Message) error {
 	for len(*batch) < c.cfg.BatchSize {
 		m, err := c.reader.FetchMessage(wait)
 		if err != nil {
-			if wait.Err() != nil && ctx.Err() == nil {
-				return nil // the wait is over: hand over a partial batch
-			}
-			return err
+			// The wait is over, or Kafka failed: hand over the partial batch; the next
+			// fill's first fetch waits for Kafka.
+			return ctx.Err()
 		}
 		*batch = append(*batch, m)
 	}
 	return nil
 }
 
+// fetch returns the next message, waiting out Kafka's outages: kafka-go's reader gives up
+// joining its group after a few tries and says so, but goes on trying, so the consumer says
+// it waits (once), checks with backoff until a broker answers again, and fetches once more.
+// It fails only when ctx ends.
+func (c *Consumer) fetch(ctx context.Context) (Message, error) {
+	for {
+		m, err := c.reader.FetchMessage(ctx)
+		if err == nil {
+			c.kafka.Working()
+			return m, nil
+		}
+		if ctx.Err() != nil {
+			return Message{}, ctx.Err()
+		}
+		c.kafka.Waiting(fmt.Errorf("fetch from %s: %w", c.cfg.Topic, err))
+		for attempt := 0; ; attempt++ {
+			if err := c.retry.Sleep(ctx, attempt); err != nil {
+				return Message{}, err
+			}
+			if Ping(ctx, c.cfg.Brokers) == nil {
+				break
+			}
+		}
+	}
+}
+
 // handle runs the handler, retrying transient failures with backoff for as long as it takes:
-// the data stays in Kafka, so waiting is always safe and dropping never is.
+// the data stays in Kafka, so waiting is always safe and dropping never is. A failure that
+// lasts is said once, not at every retry.
 func (c *Consumer) handle(ctx context.Context, handle BatchHandler, batch []Message) error {
-	err := c.retry.Do(ctx, c.logger, "batch failed, retrying", func(ctx context.Context) error { return handle(ctx, batch) },
-		"at", Position(batch[0]), "size", len(batch))
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("handle batch at %s: %w", Position(batch[0]), err)
+	err := c.retry.DoReport(ctx, func(ctx context.Context) error { return handle(ctx, batch) }, func(_ int, err error) {
+		c.handling.Waiting(fmt.Errorf("handle batch at %s: %w", Position(batch[0]), err))
+	})
+	if err == nil {
+		c.handling.Working()
+		return nil
+	}
+	if ctx.Err() == nil {
+		err = fmt.Errorf("handle batch at %s: %w", Position(batch[0]), err)
+		c.handling.Stopped(err)
 	}
 	return err
 }
@@ -208,13 +279,16 @@ func (c *Consumer) commit(ctx context.Context, msgs []Message) bool {
 	defer cancel()
 	p := c.retry
 	p.MaxAttempts = 5
-	err := p.Do(cctx, c.logger, "commit failed, retrying", func(ctx context.Context) error {
+	err := p.DoReport(cctx, func(ctx context.Context) error {
 		return unavailable(c.reader.CommitMessages(ctx, msgs...))
-	})
+	}, func(int, error) {})
 	if err != nil {
-		c.logger.Warn("commit failed; what it covers is handled again by the next owner", "err", err)
+		// Said once for the outage; each failed commit only means its messages may be
+		// handled again by the next owner.
+		c.kafka.Waiting(fmt.Errorf("commit offsets of %s: %w", c.cfg.Topic, err))
 		return false
 	}
+	c.kafka.Working()
 	return true
 }
 

@@ -136,11 +136,53 @@ func allLed(meta *kafkago.MetadataResponse) bool {
 	return true
 }
 
-// Ping checks that a broker answers a metadata request.
+// PingTimeout bounds Ping: /readyz must tell the truth within 2 s, and a broker that does
+// not answer a metadata request in a second and a half is not one to send webhooks to.
+const PingTimeout = 1500 * time.Millisecond
+
+// Ping checks that a broker answers a metadata request now: each broker is asked over a
+// connection of its own, side by side, and the first answer will do. (A kafka-go Client
+// answers metadata from its cache once it has reached the cluster, and would say a dead
+// broker is fine.) A frozen broker accepts the connection but never answers: the deadline
+// catches it.
 func Ping(ctx context.Context, brokers []string) error {
-	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 3 * time.Second}
-	if _, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}}); err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka metadata")
+	ctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	defer cancel()
+	errs := make(chan error, len(brokers))
+	for _, b := range brokers {
+		go func() { errs <- pingBroker(ctx, b) }()
+	}
+	var all []error
+	for range brokers {
+		err := <-errs
+		if err == nil {
+			return nil
+		}
+		all = append(all, err)
+	}
+	return zenklav.Errorf(zenklav.EUNAVAILABLE, "no kafka broker answered within %s: %v", PingTimeout, joined(all))
+}
+
+// joined is errs on one line.
+func joined(errs []error) string {
+	s := make([]string, len(errs))
+	for i, err := range errs {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func pingBroker(ctx context.Context, addr string) error {
+	conn, err := (&kafkago.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", addr, err)
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(d)
+	}
+	if _, err := conn.Brokers(); err != nil {
+		return fmt.Errorf("%s: metadata: %w", addr, err)
 	}
 	return nil
 }

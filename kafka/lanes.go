@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -90,7 +89,7 @@ type LaneHandler[T any] interface {
 	Handle(ctx, sendCtx context.Context, lane string, batch []*Delivery[T])
 }
 
-// RunLanes consumes until ctx ends or fetching fails for good, handling messages out of order
+// RunLanes consumes until ctx ends, handling messages out of order
 // in h's lanes and committing, per partition, the offsets up to the first message not yet
 // done. On the way out it stops fetching, lets the batches being handled finish (for up to
 // ShutdownGrace), commits what is done and leaves the group; queued deliveries are not
@@ -153,15 +152,13 @@ func (r *laneRunner[T]) drain(cancelSends context.CancelFunc) {
 	}
 }
 
-// fetch reads messages and hands each to its lane until ctx ends.
+// fetch reads messages and hands each to its lane until ctx ends; Kafka's outages it waits
+// out (Consumer.fetch).
 func (r *laneRunner[T]) fetch(ctx, sendCtx context.Context) error {
 	for {
-		m, err := r.c.reader.FetchMessage(ctx)
+		m, err := r.c.fetch(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("fetch from %s: %w", r.c.cfg.Topic, err)
+			return nil // only ctx ends the fetch
 		}
 		r.offsets.add(m)
 		d := &Delivery[T]{Msg: m, Fetched: time.Now(), offsets: r.offsets}

@@ -57,6 +57,17 @@ type sinkMetrics struct {
 	rowsTime   prometheus.Histogram
 }
 
+// The sink's consumer-group timeouts, both groups alike (docs/operations.md). A crashed sink
+// stalls ClickHouse's copy for SessionTimeout: 6 s, the least a broker allows by default (it
+// was kafka-go's 30 s, which kept ClickHouse waiting half a minute); the heartbeats run beside
+// the inserts, so a slow ClickHouse cannot make it miss one. A batch being inserted when a
+// rebalance starts is finished and committed by the member that fetched it, or handled again
+// by the next owner: RebalanceTimeout only bounds how long the live members take to rejoin.
+const (
+	SessionTimeout   = 6 * time.Second
+	RebalanceTimeout = 10 * time.Second
+)
+
 // Group is the sink's consumer group; the fold's is Group + TicketRowsSuffix.
 const (
 	Group            = "zenklav-sink"

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -10,6 +11,7 @@ import (
 type banner struct {
 	role       string
 	http       string
+	routes     []string // what the HTTP server serves, "METHOD /path"
 	kafka      string
 	clickhouse string
 	zendesk    string
@@ -28,7 +30,7 @@ func (b banner) print(w io.Writer) {
 			fmt.Fprintf(&s, "  %-11s %s\n", k, v)
 		}
 	}
-	row("http", b.http+"  (POST /webhooks/zendesk/{subdomain}, POST /app/sidebar, GET /reports /api/v1/reports/{kind} /healthz /readyz /metrics)")
+	row("http", b.http+"  ("+serves(b.routes)+")")
 	row("kafka", b.kafka)
 	row("clickhouse", b.clickhouse)
 	row("zendesk", b.zendesk)
@@ -46,4 +48,35 @@ func (b banner) print(w io.Writer) {
 	}
 	s.WriteString("\nStop with Ctrl-C.\n\n")
 	io.WriteString(w, s.String())
+}
+
+// serves says what an HTTP server serves, by method, from its routes ("GET /a", "POST /b",
+// "GET /c/:id" → "GET /a /c/{id}, POST /b"): each process lists its own, so a sink does not
+// claim the webhooks.
+func serves(routes []string) string {
+	var methods []string
+	paths := map[string][]string{}
+	for _, r := range routes {
+		method, path, _ := strings.Cut(r, " ")
+		if _, ok := paths[method]; !ok {
+			methods = append(methods, method)
+		}
+		var parts []string
+		for p := range strings.SplitSeq(path, "/") {
+			switch {
+			case strings.HasPrefix(p, ":"):
+				p = "{" + p[1:] + "}"
+			case strings.HasPrefix(p, "*"):
+				p = "…"
+			}
+			parts = append(parts, p)
+		}
+		paths[method] = append(paths[method], strings.Join(parts, "/"))
+	}
+	slices.Sort(methods)
+	out := make([]string, len(methods))
+	for i, m := range methods {
+		out[i] = m + " " + strings.Join(paths[m], " ")
+	}
+	return strings.Join(out, ", ")
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/zenklav/zenklav/analytics"
 	"github.com/zenklav/zenklav/auth"
 	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/internal/health"
+	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/zendesk"
@@ -31,6 +33,12 @@ type env struct {
 	logger   *slog.Logger
 	stdout   io.Writer
 	registry *prometheus.Registry
+	// health holds the states of the process's parts (its consumers, its roles), for the
+	// logs, the metrics and /readyz.
+	health *health.Tracker
+	// waitForServers makes the env wait for a ClickHouse that does not answer yet, as the
+	// roles do, rather than fail at once, as the tools do.
+	waitForServers bool
 	// sandboxOK lets connections start sandbox mode when there is no connections file
 	// (`zenklav all` only).
 	sandboxOK bool
@@ -62,11 +70,13 @@ func newEnv(getenv func(string) string, stdout io.Writer, o envOptions) (*env, e
 	if logTo == nil {
 		logTo = stdout
 	}
+	logger := slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: max(cfg.LogLevel, o.minLevel)}))
 	return &env{
 		cfg:      cfg,
-		logger:   slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: max(cfg.LogLevel, o.minLevel)})),
+		logger:   logger,
 		stdout:   stdout,
 		registry: reg,
+		health:   health.NewTracker(logger, reg),
 	}, nil
 }
 
@@ -135,7 +145,8 @@ func randomSigningKey() zenklav.Secret {
 	return zenklav.Secret(hex.EncodeToString(b[:]))
 }
 
-// ticketStore opens ClickHouse and migrates it, on first use.
+// ticketStore opens ClickHouse and migrates it, on first use. A role waits for a ClickHouse
+// that does not answer yet (roles start in any order with their servers); a tool fails at once.
 func (e *env) ticketStore(ctx context.Context) (*analytics.Store, error) {
 	if e.store != nil {
 		return e.store, nil
@@ -143,19 +154,37 @@ func (e *env) ticketStore(ctx context.Context) (*analytics.Store, error) {
 	if err := e.cfg.ClickHouse.Validate(); err != nil {
 		return nil, err
 	}
-	store, err := analytics.Open(ctx, e.logger, analytics.Config{
-		Addr: e.cfg.ClickHouseAddr, Database: e.cfg.ClickHouseDatabase,
-		User: e.cfg.ClickHouseUser, Password: e.cfg.ClickHousePassword.Reveal(),
-	})
+	open := func(ctx context.Context) error {
+		store, err := analytics.Open(ctx, e.logger, analytics.Config{
+			Addr: e.cfg.ClickHouseAddr, Database: e.cfg.ClickHouseDatabase,
+			User: e.cfg.ClickHouseUser, Password: e.cfg.ClickHousePassword.Reveal(),
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := store.Migrate(ctx); err != nil {
+			store.Close()
+			return err
+		}
+		e.store = store
+		return nil
+	}
+	var err error
+	if e.waitForServers {
+		part := e.health.Part("clickhouse")
+		p := retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+		err = p.DoReport(ctx, open, func(_ int, err error) { part.Waiting(err) })
+		if err == nil {
+			part.Working()
+		}
+	} else {
+		err = open(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
-	e.onClose(func() { store.Close() })
-	if _, err := store.Migrate(ctx); err != nil {
-		return nil, err
-	}
-	e.store = store
-	return store, nil
+	e.onClose(func() { e.store.Close() })
+	return e.store, nil
 }
 
 // embeddedKafka starts the in-process Kafka-protocol broker that `zenklav all` uses when no

@@ -64,7 +64,8 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 	}
 	consumer, err := kafka.NewConsumer(logger, kafka.ConsumerConfig{
 		Brokers: e.brokers, Topic: w.topic, Group: w.group,
-		SessionTimeout: emitter.SessionTimeout, DeadLetters: e.deadLetters("emitter"),
+		SessionTimeout: emitter.SessionTimeout, RebalanceTimeout: emitter.RebalanceTimeout,
+		DeadLetters: e.deadLetters("emitter"), Health: e.health,
 	})
 	if err != nil {
 		return nil, 0, err
@@ -80,6 +81,7 @@ func buildSink(_ context.Context, e *env, _ *backend.Options, _ *banner) (runner
 	s, err := sink.New(e.logger.With("role", "sink"), e.registry, kafka.ConsumerConfig{
 		Brokers: e.brokers, Topic: schemas.TicketEventsTopic, Group: sink.Group,
 		BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait, DeadLetters: e.deadLetters("sink"),
+		SessionTimeout: sink.SessionTimeout, RebalanceTimeout: sink.RebalanceTimeout, Health: e.health,
 	}, e.store)
 	if err != nil {
 		return nil, err

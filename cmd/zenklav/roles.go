@@ -112,7 +112,7 @@ func runRoles(ctx context.Context, name string, getenv func(string) string, stdo
 		return err
 	}
 	defer e.close()
-	e.sandboxOK = name == "all"
+	e.sandboxOK, e.waitForServers = name == "all", true
 	run := rolesNamed(name)
 	for _, r := range run {
 		for _, s := range r.sections(e) {
@@ -208,9 +208,14 @@ func (e *env) startKafka(ctx context.Context, name string, run []role, b *banner
 	return kafka.EnsureTopics(ctx, e.brokers, topics...)
 }
 
-// serve listens, starts the roles and the HTTP server, and waits until ctx ends or a part
-// fails; then it stops them all and waits for them before the env closes what they used.
+// serve listens, starts the roles and the HTTP server, and waits until ctx ends; then it
+// stops them all and waits for them before the env closes what they used. A role never
+// stops on a dependency that may come back (it waits, and /readyz says so); one that stops
+// for good (a configuration error that cannot heal) ends a process that runs only it, but in
+// `zenklav all` the others go on, the webhooks keep their answers, and /readyz reports the
+// stopped role. Only the HTTP server's failure ends every process.
 func (e *env) serve(ctx context.Context, cancel context.CancelCauseFunc, name string, opts backend.Options, runners map[string]runner, b *banner) error {
+	opts.Health = e.health
 	srv, err := backend.New(e.logger.With("role", "api"), opts)
 	if err != nil {
 		return err
@@ -220,35 +225,25 @@ func (e *env) serve(ctx context.Context, cancel context.CancelCauseFunc, name st
 		return fmt.Errorf("listen on ZENKLAV_HTTP_ADDR=%s: %w", e.cfg.HTTPAddr, err)
 	}
 	defer ln.Close()
-	b.http = "http://" + ln.Addr().String()
+	b.http, b.routes = "http://"+ln.Addr().String(), srv.Routes()
 	e.sandbox.finish(b.http)
-	runners["http"] = func(ctx context.Context) error { return srv.Serve(ctx, ln) }
-	if addr := e.cfg.PprofAddr; addr != "" {
-		// Profiling is an operator's tool: off unless asked for, on its own listener so it is
-		// never exposed with the webhooks.
-		pln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen on ZENKLAV_PPROF_ADDR=%s: %w", addr, err)
-		}
-		defer pln.Close()
-		b.pprof = "http://" + pln.Addr().String() + "/debug/pprof/"
-		runners["pprof"] = func(ctx context.Context) error { return servePprof(ctx, pln) }
+	if err := e.servePprof(runners, b); err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	defer func() {
 		cancel(nil)
 		wg.Wait()
 	}()
-	for part, run := range runners {
-		if run == nil {
-			continue
+	wg.Go(func() {
+		if err := srv.Serve(ctx, ln); err != nil {
+			cancel(fmt.Errorf("http: %w", err))
 		}
-		wg.Go(func() {
-			if err := run(ctx); err != nil {
-				e.logger.Error("role stopped", "role", part, "err", err)
-				cancel(fmt.Errorf("%s: %w", part, err))
-			}
-		})
+	})
+	for part, run := range runners {
+		if run != nil {
+			wg.Go(func() { e.runPart(ctx, cancel, part, run, name == "all") })
+		}
 	}
 	b.sandbox = e.sandbox
 	b.print(e.stdout)
@@ -259,6 +254,40 @@ func (e *env) serve(ctx context.Context, cancel context.CancelCauseFunc, name st
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
+	return nil
+}
+
+// runPart runs one role until ctx ends. Should it stop before (an error that cannot heal, or
+// a runner that returned early, which is a bug), it is reported stopped in /readyz and the
+// logs; with others beside it the process goes on, alone it ends.
+func (e *env) runPart(ctx context.Context, cancel context.CancelCauseFunc, part string, run runner, others bool) {
+	err := run(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	if err == nil {
+		err = errors.New("stopped without an error")
+	}
+	e.health.Part(part).Stopped(err)
+	if !others {
+		cancel(fmt.Errorf("%s: %w", part, err))
+	}
+}
+
+// servePprof adds Go's profiler on its own listener when ZENKLAV_PPROF_ADDR asks for it.
+// Profiling is an operator's tool: off unless asked for, and never exposed with the webhooks.
+func (e *env) servePprof(runners map[string]runner, b *banner) error {
+	addr := e.cfg.PprofAddr
+	if addr == "" {
+		return nil
+	}
+	pln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on ZENKLAV_PPROF_ADDR=%s: %w", addr, err)
+	}
+	e.onClose(func() { pln.Close() })
+	b.pprof = "http://" + pln.Addr().String() + "/debug/pprof/"
+	runners["pprof"] = func(ctx context.Context) error { return servePprof(ctx, pln) }
 	return nil
 }
 

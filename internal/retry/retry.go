@@ -61,6 +61,12 @@ func Wait(ctx context.Context, d time.Duration) error {
 // the policy's bounds are reached, or ctx ends. Each failure that is retried is logged with
 // msg and args (see Log). It returns nil, f's last error, or ctx's error.
 func (p Policy) Do(ctx context.Context, logger *slog.Logger, msg string, f func(context.Context) error, args ...any) error {
+	return p.DoReport(ctx, f, func(attempt int, err error) { Log(ctx, logger, msg, attempt, err, args...) })
+}
+
+// DoReport is Do with each failure that is retried handed to report (attempt is 0-based)
+// instead of the log: for a caller that says once that it waits, rather than every time.
+func (p Policy) DoReport(ctx context.Context, f func(context.Context) error, report func(attempt int, err error)) error {
 	began := time.Now()
 	for attempt := 0; ; attempt++ {
 		err := f(ctx)
@@ -70,7 +76,7 @@ func (p Policy) Do(ctx context.Context, logger *slog.Logger, msg string, f func(
 		if p.MaxAttempts > 0 && attempt+1 >= p.MaxAttempts || p.MaxElapsed > 0 && time.Since(began) >= p.MaxElapsed {
 			return err
 		}
-		Log(ctx, logger, msg, attempt, err, args...)
+		report(attempt, err)
 		if serr := p.Sleep(ctx, attempt); serr != nil {
 			return serr
 		}
