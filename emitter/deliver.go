@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/internal/retry"
 )
 
 // outgoing is one metric of a delivery; the delivery is done when all of its metrics are.
@@ -51,6 +50,9 @@ func (e *Emitter) Handle(ctx, sendCtx context.Context, lane string, batch []*del
 	for attempt := 0; len(pending) > 0; attempt++ {
 		ok, retryable, throttledOnly, err := e.deliver(ctx, sendCtx, r, pending)
 		delivered = append(delivered, ok...)
+		if len(ok) > 0 {
+			r.klaviyo.Working()
+		}
 		if err != nil {
 			return
 		}
@@ -61,8 +63,9 @@ func (e *Emitter) Handle(ctx, sendCtx context.Context, lane string, batch []*del
 		if !throttledOnly {
 			// A throttled request waits in the account's rate limit, which honours
 			// Retry-After; anything else backs off here.
-			retry.Log(ctx, e.logger, "klaviyo delivery failed, retrying", attempt, pending[0].lastErr,
-				"connection", lane, "metrics", len(pending))
+			e.logger.Debug("klaviyo delivery failed, retrying", "connection", lane, "metrics", len(pending),
+				"attempt", attempt+1, "err", pending[0].lastErr)
+			r.klaviyo.Retrying(attempt, pending[0].lastErr)
 			if e.retry.Sleep(ctx, attempt) != nil {
 				return
 			}

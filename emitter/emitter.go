@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/health"
 	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
@@ -62,6 +63,10 @@ type Config struct {
 	// keeps a second and a half of an account's bulk ceiling in memory with the batches of
 	// its four senders: requests stay full without a large backlog held decoded.
 	Lanes kafka.LaneConfig
+	// Health, when set, is told each connection's Klaviyo and Zendesk state (parts
+	// "zenklav-emitter/CONNECTION/klaviyo" and ".../zendesk"), so a lasting failure is said
+	// once, not at every retry.
+	Health *health.Tracker
 }
 
 // Emitter is the emitter role.
@@ -77,11 +82,13 @@ type Emitter struct {
 	retry    retry.Policy
 }
 
-// route is a connection's Route with its Open_tickets worker.
+// route is a connection's Route with its Open_tickets worker, and the states of its accounts.
 type route struct {
 	Route
 	id       string
 	profiles *profiles // nil when Open_tickets is not kept
+	klaviyo  *health.Part
+	zendesk  *health.Part
 }
 
 type metrics struct {
@@ -103,6 +110,9 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *k
 	if cfg.BackfillAfter <= 0 {
 		cfg.BackfillAfter = time.Hour
 	}
+	if cfg.Health == nil {
+		cfg.Health = health.NewTracker(logger, nil)
+	}
 	m := newMetrics(reg, &cfg.Lanes, consumer.DeadLetters())
 	e := &Emitter{
 		cfg: cfg, logger: logger, consumer: consumer, dlq: consumer.DeadLetters(),
@@ -113,9 +123,9 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *k
 		if r.Klaviyo == nil || r.Directory == nil || r.Connection == nil {
 			return nil, fmt.Errorf("emitter: connection %q needs its settings, a Klaviyo account and a Zendesk directory", id)
 		}
-		rt := &route{Route: r, id: id}
+		rt := &route{Route: r, id: id, klaviyo: cfg.Health.Part(Group + "/" + id + "/klaviyo"), zendesk: cfg.Health.Part(Group + "/" + id + "/zendesk")}
 		if cfg.States != nil {
-			rt.profiles = &profiles{connection: id, klaviyo: r.Klaviyo, states: cfg.States, book: e.book, logger: logger,
+			rt.profiles = &profiles{connection: id, klaviyo: r.Klaviyo, state: rt.klaviyo, states: cfg.States, book: e.book, logger: logger,
 				failures: m.profileFailures, retry: e.retry, dirty: map[int64]zenklav.OpenTickets{}, wake: make(chan struct{}, 1)}
 		}
 		e.routes[id] = rt

@@ -7,7 +7,6 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/zenklav/zenklav"
-	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -49,6 +48,7 @@ func (e *Emitter) enrich(ctx, sendCtx context.Context, r *route, batch []*delive
 	for attempt := 0; ; attempt++ {
 		pending, dead, err := e.tryEnrich(sendCtx, r, batch)
 		if err == nil {
+			r.zendesk.Working()
 			return pending, dead
 		}
 		if time.Since(oldest(batch)) >= e.cfg.RetryFor {
@@ -57,7 +57,8 @@ func (e *Emitter) enrich(ctx, sendCtx context.Context, r *route, batch []*delive
 			}
 			return nil, dead
 		}
-		retry.Log(ctx, e.logger, "zendesk lookup failed, retrying", attempt, err, "connection", r.id)
+		e.logger.Debug("zendesk lookup failed, retrying", "connection", r.id, "attempt", attempt+1, "err", err)
+		r.zendesk.Retrying(attempt, err)
 		if e.retry.Sleep(ctx, attempt) != nil {
 			return nil, nil
 		}

@@ -9,6 +9,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/health"
 	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/schemas"
 )
@@ -104,6 +105,7 @@ func (b *ticketBook) count(connection string, requester int64, stored map[int64]
 type profiles struct {
 	connection string
 	klaviyo    zenklav.Klaviyo
+	state      *health.Part // the account's state, shared with the deliveries
 	states     zenklav.TicketStore
 	book       *ticketBook
 	logger     *slog.Logger
@@ -177,9 +179,11 @@ func (p *profiles) run(ctx context.Context) {
 		switch {
 		case err == nil:
 			attempt = 0
+			p.state.Working()
 		case zenklav.Transient(err):
 			p.giveBack(d)
-			retry.Log(ctx, p.logger, "setting Open_tickets failed, retrying", attempt, err, "connection", p.connection, "profiles", len(d))
+			p.logger.Debug("setting Open_tickets failed, retrying", "connection", p.connection, "profiles", len(d), "attempt", attempt+1, "err", err)
+			p.state.Retrying(attempt, err)
 			if p.retry.Sleep(ctx, attempt) == nil {
 				attempt++
 				p.poke()

@@ -72,6 +72,7 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 	}
 	em, err := emitter.New(logger, e.registry, emitter.Config{
 		Routes: routes, States: w.states, RetryFor: e.cfg.EmitterRetryFor, BackfillAfter: e.cfg.EmitterBackfillAfter, Lanes: w.lanes,
+		Health: e.health,
 	}, consumer)
 	return em, len(routes), err
 }

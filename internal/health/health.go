@@ -143,6 +143,18 @@ func (p *Part) Working() {
 // Waiting says the part waits for a dependency that failed with err.
 func (p *Part) Waiting(err error) { p.t.set(p.name, Waiting, err) }
 
+// blip is how many retries of one failure pass before the part is said to wait: one 5xx
+// among many successes is not an outage, and saying so would make the state flap.
+const blip = 2
+
+// Retrying reports retry number attempt (0-based) of one failure: the part waits once the
+// failure has outlasted a blip. The caller says Working when the work succeeds.
+func (p *Part) Retrying(attempt int, err error) {
+	if attempt >= blip {
+		p.Waiting(err)
+	}
+}
+
 // Stopped says the part ended for good with err.
 func (p *Part) Stopped(err error) { p.t.set(p.name, Stopped, err) }
 
