@@ -9,9 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -198,20 +200,27 @@ func WaitForBrokers(ctx context.Context, logger *slog.Logger, brokers []string) 
 	return nil
 }
 
-// kafkaLogger adapts slog to kafka-go's logger, dropping the connection-refused noise that a
-// broker restart causes (the caller reports the failure that matters).
+// kafkaLogger adapts slog to kafka-go's logger. A lost connection (refused, reset, cut short)
+// goes to debug: a broker outage makes every reader and writer say so, each time it retries,
+// and the health tracker says it once for all of them.
 func kafkaLogger(l *slog.Logger) kafkago.LoggerFunc {
 	return func(msg string, args ...any) {
 		text := fmt.Sprintf(msg, args...)
-		var opErr *net.OpError
 		for _, a := range args {
-			if e, ok := a.(error); ok && errors.As(e, &opErr) {
+			if e, ok := a.(error); ok && connectionLost(e) {
 				l.Debug(text)
 				return
 			}
 		}
 		l.Warn(text)
 	}
+}
+
+// connectionLost says whether err is a connection to a broker that failed or ended.
+func connectionLost(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
 // Position formats a message's place as topic/partition/offset, as logs and dead letters
