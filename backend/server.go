@@ -27,6 +27,10 @@ type Options struct {
 	// Ingest enables the webhook endpoints; without it the server answers health and
 	// metrics only.
 	Ingest Ingest
+	// MaxInflightBytes, required with Ingest, bounds the bytes that webhook bodies being
+	// read or handled hold at once (ZENKLAV_HTTP_MAX_INFLIGHT_BYTES); past it a webhook is
+	// answered 503 with Retry-After, unread.
+	MaxInflightBytes int64
 	// Ready lists the dependencies /readyz checks, by name: each a real round trip, bounded
 	// by CheckTimeout.
 	Ready map[string]func(context.Context) error
@@ -53,6 +57,7 @@ type Server struct {
 	engine  *gin.Engine
 	metrics serverMetrics
 	page    *sidebarPage
+	budget  *byteBudget // of the webhooks' bodies; nil without Ingest
 }
 
 type serverMetrics struct {
@@ -78,8 +83,17 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 		}, []string{"route", "status"}),
 		webhooks: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "zenklav_webhooks_total",
-			Help: "Webhooks by source and result (accepted, ignored, or the error kind).",
+			Help: "Webhooks by source and result (accepted, ignored, overloaded when the in-flight byte budget had no room, or the error kind).",
 		}, []string{"source", "result"}),
+	}
+	if opts.Ingest != nil {
+		if opts.MaxInflightBytes <= 0 {
+			return nil, errors.New("backend needs MaxInflightBytes to take webhooks")
+		}
+		s.budget = newByteBudget(logger, opts.MaxInflightBytes, f.NewGauge(prometheus.GaugeOpts{
+			Name: "zenklav_webhook_inflight_bytes",
+			Help: "Bytes of webhook bodies reserved by the requests in flight, out of ZENKLAV_HTTP_MAX_INFLIGHT_BYTES.",
+		}))
 	}
 
 	gin.SetMode(gin.ReleaseMode)
@@ -135,6 +149,8 @@ func (s *Server) Routes() []string {
 // Serve serves on ln until ctx ends, then lets requests in flight finish for up to 10 s, so
 // a webhook that Kafka already acknowledged still gets its answer.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// ReadTimeout bounds a request's headers and body on every route; the webhooks, whose
+	// bodies hold the byte budget while they arrive, bound theirs tighter (webhookBodyTimeout).
 	srv := &http.Server{
 		Handler:           s.engine,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -204,7 +220,11 @@ func (s *Server) renderErrors(c *gin.Context) {
 	case zenklav.EUNAVAILABLE:
 		// Zendesk retries a 503; Retry-After tells well-behaved senders when.
 		c.Header("Retry-After", "5")
-		s.logger.Warn("dependency unavailable", "route", c.FullPath(), "err", err)
+		// The byte budget logs its overload when it starts and ends: a line per refusal
+		// would let a flood fill the logs too.
+		if !errors.Is(err, errOverloaded) {
+			s.logger.Warn("dependency unavailable", "route", c.FullPath(), "err", err)
+		}
 	case zenklav.EINTERNAL:
 		s.logger.Error("internal error", "route", c.FullPath(), "err", err)
 	default:

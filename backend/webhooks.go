@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/zenklav/zenklav"
@@ -15,18 +16,40 @@ import (
 // Ingest takes webhooks in (ingest.Service): it answers only once Kafka acknowledged the
 // event, so the sender's retries cover every failure before that point.
 type Ingest interface {
+	// AdmitZendesk makes the checks that need no body, before the body is read.
+	AdmitZendesk(subdomain string, h http.Header) error
 	Zendesk(ctx context.Context, subdomain string, h http.Header, body []byte) (*schemas.TicketEvent, error)
 }
 
-// zendeskWebhook accepts a Zendesk webhook: read the body, hand it to the ingest service,
-// answer.
+// webhookBodyTimeout bounds the read of a webhook's body, which holds its share of the byte
+// budget all along: tighter than the server's ReadTimeout (30 s, for every route), so a slow
+// sender cannot sit on the budget for long. Zendesk's bodies are a few KB and arrive in
+// milliseconds, and Zendesk gives up on a webhook after 10 s, so a body still arriving after
+// 5 s could not be answered in time anyway.
+const webhookBodyTimeout = 5 * time.Second
+
+// zendeskWebhook accepts a Zendesk webhook: refuse what the path and headers already rule
+// out, reserve the body's bytes, read the body, hand it to the ingest service, answer.
 func (s *Server) zendeskWebhook(c *gin.Context) {
-	body, err := readBody(c, zendesk.MaxWebhookBody)
+	subdomain := c.Param("subdomain")
+	if err := s.opts.Ingest.AdmitZendesk(subdomain, c.Request.Header); err != nil {
+		s.webhookResult(c, "zendesk", err)
+		return
+	}
+	// Released however the handler ends, panics included: the body's bytes are held until
+	// then.
+	release, err := s.reserveBody(c.Request, zendesk.MaxWebhookBody)
 	if err != nil {
 		s.webhookResult(c, "zendesk", err)
 		return
 	}
-	ev, err := s.opts.Ingest.Zendesk(c.Request.Context(), c.Param("subdomain"), c.Request.Header, body)
+	defer release()
+	body, err := readWebhookBody(c, zendesk.MaxWebhookBody)
+	if err != nil {
+		s.webhookResult(c, "zendesk", err)
+		return
+	}
+	ev, err := s.opts.Ingest.Zendesk(c.Request.Context(), subdomain, c.Request.Header, body)
 	if err != nil {
 		s.webhookResult(c, "zendesk", err)
 		return
@@ -41,22 +64,74 @@ func (s *Server) zendeskWebhook(c *gin.Context) {
 }
 
 func (s *Server) webhookResult(c *gin.Context, source string, err error) {
-	s.metrics.webhooks.WithLabelValues(source, zenklav.ErrorCode(err)).Inc()
+	result := zenklav.ErrorCode(err)
+	if errors.Is(err, errOverloaded) {
+		result = "overloaded" // not Kafka's unavailability, which shares the error kind
+	}
+	s.metrics.webhooks.WithLabelValues(source, result).Inc()
 	_ = c.Error(err)
 }
 
-// readBody reads at most limit bytes; a longer body is ETOOLARGE and is not read further.
-func readBody(c *gin.Context, limit int64) ([]byte, error) {
-	if c.Request.ContentLength > limit {
-		return nil, zenklav.Errorf(zenklav.ETOOLARGE, "body is over %d bytes", limit)
+// reserveBody reserves the bytes of r's body, of at most limit bytes, in the budget: its
+// Content-Length, or limit when it has none. release gives them back. It returns
+// ETOOLARGE for a Content-Length over limit, and errOverloaded when the budget has no room.
+func (s *Server) reserveBody(r *http.Request, limit int64) (release func(), err error) {
+	size := r.ContentLength // -1 when the sender did not say
+	if size > limit {
+		return nil, errTooLarge(limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, zenklav.Errorf(zenklav.ETOOLARGE, "body is over %d bytes", limit)
+	if size < 0 {
+		size = limit
 	}
-	if err != nil {
-		return nil, zenklav.Wrap(zenklav.EINVALID, err, "read body")
+	release, ok := s.budget.reserve(size)
+	if !ok {
+		return nil, errOverloaded
 	}
-	return body, nil
+	return release, nil
+}
+
+// readWebhookBody reads the body of at most limit bytes, within webhookBodyTimeout.
+func readWebhookBody(c *gin.Context, limit int64) ([]byte, error) {
+	rc := http.NewResponseController(c.Writer)
+	// An error means the writer has no connection to set a deadline on (httptest): nothing
+	// to bound then.
+	_ = rc.SetReadDeadline(time.Now().Add(webhookBodyTimeout))
+	// The deadline would go on counting while Kafka acknowledges, and its expiry would
+	// cancel the request's context: once the body is in, lift it.
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	return readBody(c.Request.Body, c.Request.ContentLength, limit)
+}
+
+// readBody reads a body of size bytes into a buffer of that size, or, when size is -1 (no
+// Content-Length), of at most limit bytes into a buffer that never grows past limit+1:
+// io.ReadAll's growth could hold up to twice what it read, more than the budget reserved.
+func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+	if size >= 0 {
+		body := make([]byte, size)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, zenklav.Wrap(zenklav.EINVALID, err, "read body")
+		}
+		return body, nil
+	}
+	buf := make([]byte, 0, min(16<<10, limit+1))
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case int64(len(buf)) > limit:
+			return nil, errTooLarge(limit)
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return nil, zenklav.Wrap(zenklav.EINVALID, err, "read body")
+		case len(buf) == cap(buf):
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit+1))
+			copy(grown, buf)
+			buf = grown
+		}
+	}
+}
+
+func errTooLarge(limit int64) error {
+	return zenklav.Errorf(zenklav.ETOOLARGE, "body is over %d bytes", limit)
 }

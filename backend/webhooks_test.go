@@ -2,14 +2,19 @@ package backend_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +63,7 @@ func newServer(t *testing.T, pub zenklav.Publisher) http.Handler {
 	}
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
 		Ingest: ingest.New(ingest.Config{Connections: conns, Publisher: pub, Now: func() time.Time { return now }}), Registry: prometheus.NewRegistry(),
+		MaxInflightBytes: 64 << 20,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +236,7 @@ func TestZendeskWebhookPerBrand(t *testing.T) {
 	pub := &recorder{}
 	srv, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{
 		Ingest: ingest.New(ingest.Config{Connections: conns, Publisher: pub, Now: func() time.Time { return now }}), Registry: prometheus.NewRegistry(),
+		MaxInflightBytes: 64 << 20,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -261,5 +268,60 @@ func TestZendeskWebhookPerBrand(t *testing.T) {
 		if ev.Connection != tc.tenant || !strings.HasPrefix(string(pub.msgs[len(pub.msgs)-1].Key), tc.tenant+"/") {
 			t.Errorf("event of tenant %q (key %s), want %q", ev.Connection, pub.msgs[len(pub.msgs)-1].Key, tc.tenant)
 		}
+	}
+}
+
+// tripwire is a request body that fails the test's expectation by being read: it records
+// the read and fails it.
+type tripwire struct{ read atomic.Bool }
+
+func (b *tripwire) Read([]byte) (int, error) {
+	b.read.Store(true)
+	return 0, errors.New("the body was read")
+}
+
+// TestZendeskWebhookRefusesUnread: what the path and headers rule out is answered without a
+// byte of the body being read, so a hostile client's body costs no memory.
+func TestZendeskWebhookRefusesUnread(t *testing.T) {
+	ts := zendesk.Timestamp(now)
+	wellFormed := zendesk.Sign("not-the-acme-secret-000", ts, []byte("anything"))
+	for _, tc := range []struct {
+		name    string
+		path    string
+		sig, ts string
+		length  int64
+		status  int
+		code    string
+	}{
+		{"unknown subdomain", "/webhooks/zendesk/initech", wellFormed, ts, 1 << 20, http.StatusNotFound, zenklav.ENOTFOUND},
+		{"no signature", "", "", ts, 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"no timestamp", "", wellFormed, "", 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"signature x", "", "x", ts, 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"signature of 16 bytes", "", base64.StdEncoding.EncodeToString(make([]byte, 16)), ts, 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"signature in hex", "", hex.EncodeToString(make([]byte, 32)), ts, 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"timestamp not ISO", "", wellFormed, "1736331129", 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"timestamp stale", "", wellFormed, zendesk.Timestamp(now.Add(-6 * time.Minute)), 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"timestamp ahead", "", wellFormed, zendesk.Timestamp(now.Add(6 * time.Minute)), 1 << 20, http.StatusUnauthorized, zenklav.EUNAUTHORIZED},
+		{"Content-Length over 1 MiB", "", wellFormed, ts, 1<<20 + 1, http.StatusRequestEntityTooLarge, zenklav.ETOOLARGE},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub := &recorder{}
+			body := &tripwire{}
+			req := httptest.NewRequest(http.MethodPost, cmp.Or(tc.path, "/webhooks/zendesk/acme"), body)
+			req.ContentLength = tc.length
+			req.Header.Set(zendesk.HeaderSignature, tc.sig)
+			req.Header.Set(zendesk.HeaderSignatureTimestamp, tc.ts)
+			w := httptest.NewRecorder()
+			newServer(t, pub).ServeHTTP(w, req)
+			if w.Code != tc.status || !strings.Contains(w.Body.String(), `"code":"`+tc.code+`"`) {
+				t.Errorf("answer %d %s, want %d with code %s", w.Code, w.Body, tc.status, tc.code)
+			}
+			if body.read.Load() {
+				t.Error("the body was read")
+			}
+			if len(pub.msgs) != 0 {
+				t.Errorf("produced %d messages", len(pub.msgs))
+			}
+		})
 	}
 }

@@ -18,6 +18,11 @@ BENCH_DRAIN_ACCOUNTS=${BENCH_DRAIN_ACCOUNTS:-10}
 BENCH_DRAIN_EVENTS_PER_ACCOUNT=${BENCH_DRAIN_EVENTS_PER_ACCOUNT:-50000}
 # Cold sidebar cards, paced under each Klaviyo account's segments limit (about 20 s).
 BENCH_SIDEBAR_CARDS=${BENCH_SIDEBAR_CARDS:-200}
+# Hostile clients (issue 13): connections posting 1 MiB bodies with wrong signatures, beside
+# valid webhooks at BENCH_HOSTILE_RATE a second for BENCH_HOSTILE_DURATION.
+BENCH_HOSTILE_CONNS=${BENCH_HOSTILE_CONNS:-1000}
+BENCH_HOSTILE_RATE=${BENCH_HOSTILE_RATE:-50}
+BENCH_HOSTILE_DURATION=${BENCH_HOSTILE_DURATION:-30s}
 
 echo "== Go micro-benchmarks"
 go test -run='^$' -bench=. -benchmem -count=1 ./...
@@ -72,6 +77,17 @@ start api
 bin/loadgen ingest -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" \
 	-n "$BENCH_WEBHOOKS" -c "$BENCH_SENDERS" -label ", zenklav api" -pid "$pid"
 stop
+# Hostile clients against `zenklav api`, a fresh one each time so its peak memory is the
+# run's: well-formed wrong signatures whose bodies hold back their last byte for 2 s, as slow
+# senders' do (what costs memory: every body is read before its HMAC can fail); the same
+# sent as fast as they go (what costs CPU); and the signature `x`, refused from its headers.
+for variant in "wellformed 2s" "wellformed 0s" "x 0s"; do
+	read -r sig hold <<< "$variant"
+	start api
+	bin/loadgen hostile -url "http://$BENCH_HTTP/webhooks/zendesk/bench" -secret "$secret" -sig "$sig" -hold "$hold" \
+		-conns "$BENCH_HOSTILE_CONNS" -rate "$BENCH_HOSTILE_RATE" -duration "$BENCH_HOSTILE_DURATION" -label ", zenklav api" -pid "$pid"
+	stop
+done
 bin/loadgen sink -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -n "$BENCH_SINK_EVENTS"
 # The emitter, against the Klaviyo and Zendesk simulators that loadgen serves itself; loadgen
 # starts and stops bin/zenklav. Latency first: `zenklav all` waits for its sink to catch up

@@ -35,12 +35,26 @@ type Config struct {
 type Server struct {
 	HTTPAddr  string // ZENKLAV_HTTP_ADDR
 	PprofAddr string // ZENKLAV_PPROF_ADDR; empty = no profiler
+	// HTTPMaxInflightBytes (ZENKLAV_HTTP_MAX_INFLIGHT_BYTES) bounds the bytes that webhook
+	// bodies in flight hold; past it webhooks are answered 503 with Retry-After, unread. The
+	// default, 32 MiB, holds some 10,000 of Zendesk's webhooks of a few KB at once (the
+	// ingest bench's 7,000 a second keep 32 in flight); with 1,000 hostile clients sending
+	// 1 MiB bodies it kept `zenklav api` at 113–120 MB, where 64 MiB took 131–162 MB and
+	// 128 MiB 172–220 MB and let valid webhooks time out (docs/benchmarks.md).
+	HTTPMaxInflightBytes int
 }
+
+// minInflightBytes is four of the largest webhooks (1 MiB): the biggest bodies may hold a
+// quarter of the budget, and a quarter that cannot hold one would refuse them all.
+const minInflightBytes = 4 << 20
 
 // Validate checks the section.
 func (s Server) Validate() error {
-	if s.HTTPAddr == "" {
+	switch {
+	case s.HTTPAddr == "":
 		return errors.New("ZENKLAV_HTTP_ADDR is empty")
+	case s.HTTPMaxInflightBytes < minInflightBytes:
+		return fmt.Errorf("ZENKLAV_HTTP_MAX_INFLIGHT_BYTES=%d is under %d (four of the largest webhooks, 1 MiB each)", s.HTTPMaxInflightBytes, minInflightBytes)
 	}
 	return nil
 }
@@ -157,8 +171,11 @@ type Tokens struct {
 // checks every section but ClickHouse's, which only the roles that use it require.
 func FromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
-		Server: Server{HTTPAddr: cmp.Or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"), PprofAddr: getenv("ZENKLAV_PPROF_ADDR")},
-		Kafka:  Kafka{TopicPartitions: 4},
+		Server: Server{
+			HTTPAddr: cmp.Or(getenv("ZENKLAV_HTTP_ADDR"), "127.0.0.1:8080"), PprofAddr: getenv("ZENKLAV_PPROF_ADDR"),
+			HTTPMaxInflightBytes: 32 << 20,
+		},
+		Kafka: Kafka{TopicPartitions: 4},
 		ClickHouse: ClickHouse{
 			ClickHouseAddr:     getenv("ZENKLAV_CLICKHOUSE_ADDR"),
 			ClickHouseDatabase: cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
@@ -189,6 +206,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	err = errors.Join(
 		intEnv(getenv, "ZENKLAV_EMBEDDED_KAFKA_PORT", &c.EmbeddedKafkaPort),
+		intEnv(getenv, "ZENKLAV_HTTP_MAX_INFLIGHT_BYTES", &c.HTTPMaxInflightBytes),
 		intEnv(getenv, "ZENKLAV_SINK_BATCH_SIZE", &c.SinkBatchSize),
 		intEnv(getenv, "ZENKLAV_TOPIC_PARTITIONS", &c.TopicPartitions),
 		durationEnv(getenv, "ZENKLAV_SINK_BATCH_WAIT", &c.SinkBatchWait),

@@ -120,6 +120,12 @@ func TestFromEnv(t *testing.T) {
 	if c.HTTPAddr != "127.0.0.1:8080" || len(c.KafkaBrokers) != 0 || c.KlaviyoBaseURL != "https://a.klaviyo.com" {
 		t.Errorf("defaults = %+v", c)
 	}
+	if c.HTTPMaxInflightBytes != 32<<20 {
+		t.Errorf("default in-flight bytes = %d, want 32 MiB", c.HTTPMaxInflightBytes)
+	}
+	if c, err := config.FromEnv(env(map[string]string{"ZENKLAV_HTTP_MAX_INFLIGHT_BYTES": "4194304"})); err != nil || c.HTTPMaxInflightBytes != 4<<20 {
+		t.Errorf("ZENKLAV_HTTP_MAX_INFLIGHT_BYTES=4194304: %d, %v", c.HTTPMaxInflightBytes, err)
+	}
 	c, err = config.FromEnv(env(map[string]string{"ZENKLAV_KAFKA_BROKERS": " a:9092, b:9092 ,", "ZENKLAV_SINK_BATCH_WAIT": "250ms"}))
 	if err != nil || len(c.KafkaBrokers) != 2 || c.KafkaBrokers[1] != "b:9092" || c.SinkBatchWait.Milliseconds() != 250 {
 		t.Errorf("FromEnv = %+v, %v", c, err)
@@ -130,6 +136,8 @@ func TestFromEnv(t *testing.T) {
 		"wait no unit":     {"ZENKLAV_SINK_BATCH_WAIT": "5"},
 		"klaviyo not http": {"ZENKLAV_KLAVIYO_BASE_URL": "a.klaviyo.com"},
 		"partitions":       {"ZENKLAV_TOPIC_PARTITIONS": "-1"},
+		"inflight bytes":   {"ZENKLAV_HTTP_MAX_INFLIGHT_BYTES": "64MiB"},
+		"inflight small":   {"ZENKLAV_HTTP_MAX_INFLIGHT_BYTES": "1048576"},
 	} {
 		if _, err := config.FromEnv(env(m)); err == nil {
 			t.Errorf("%s: accepted %v", name, m)

@@ -50,19 +50,38 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg}
 }
 
+// AdmitZendesk says whether a Zendesk webhook sent to subdomain's endpoint with headers h is
+// worth reading: it makes every check of Zendesk that needs no body, so that a request that
+// cannot be a webhook of ours is refused before its body costs memory. Its errors are
+// Zendesk's first two: ENOTFOUND for an unknown subdomain, EUNAUTHORIZED for signature
+// headers that are missing or malformed, or a timestamp that is stale.
+func (s *Service) AdmitZendesk(subdomain string, h http.Header) error {
+	_, err := s.admit(subdomain, h, s.cfg.Now())
+	return err
+}
+
+// admit is AdmitZendesk at now, returning the signature for Zendesk to verify the body with.
+func (s *Service) admit(subdomain string, h http.Header, now time.Time) (zendesk.Signature, error) {
+	if len(s.cfg.Connections.BySubdomain(subdomain)) == 0 {
+		return zendesk.Signature{}, zenklav.Errorf(zenklav.ENOTFOUND, "no connection for Zendesk subdomain %q", subdomain)
+	}
+	return zendesk.ParseSignature(h.Get(zendesk.HeaderSignature), h.Get(zendesk.HeaderSignatureTimestamp), now)
+}
+
 // Zendesk verifies, parses and publishes one Zendesk webhook sent to subdomain's endpoint.
 // It returns the event once Kafka acknowledged it, or nil and no error for a well-formed
-// webhook zenklav does not use (another kind of event, a brand no connection syncs). Its
-// errors: ENOTFOUND for an unknown subdomain, EUNAUTHORIZED for a bad signature or stale
-// timestamp, EINVALID for a body that is not a Zendesk event, ETOOLARGE for an event over
-// Kafka's limit, EUNAVAILABLE when Kafka did not acknowledge in time.
+// webhook zenklav does not use (another kind of event, a brand no connection syncs). It
+// makes AdmitZendesk's checks again, so it is whole on its own. Its errors: ENOTFOUND for an
+// unknown subdomain, EUNAUTHORIZED for a bad signature or stale timestamp, EINVALID for a
+// body that is not a Zendesk event, ETOOLARGE for an event over Kafka's limit, EUNAVAILABLE
+// when Kafka did not acknowledge in time.
 func (s *Service) Zendesk(ctx context.Context, subdomain string, h http.Header, body []byte) (*schemas.TicketEvent, error) {
-	if len(s.cfg.Connections.BySubdomain(subdomain)) == 0 {
-		return nil, zenklav.Errorf(zenklav.ENOTFOUND, "no connection for Zendesk subdomain %q", subdomain)
-	}
 	now := s.cfg.Now()
-	if err := zendesk.VerifySignature(s.cfg.Connections.WebhookSecrets(subdomain), h.Get(zendesk.HeaderSignature),
-		h.Get(zendesk.HeaderSignatureTimestamp), body, now); err != nil {
+	sig, err := s.admit(subdomain, h, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := sig.Verify(s.cfg.Connections.WebhookSecrets(subdomain), body); err != nil {
 		return nil, err
 	}
 	ev, err := zendesk.ParseWebhook(body, zendesk.WebhookTarget{Owner: s.owner(subdomain), Subdomain: subdomain, ReceivedAt: now})

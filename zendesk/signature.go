@@ -20,10 +20,15 @@ const TimestampFormat = "2006-01-02T15:04:05Z"
 // Sign returns Zendesk's webhook signature: base64(HMAC-SHA256(secret, timestamp + body)).
 // The key is the secret string's bytes, not its base64 decoding.
 func Sign(secret, timestamp string, body []byte) string {
+	return base64.StdEncoding.EncodeToString(mac(secret, timestamp, body))
+}
+
+// mac is the HMAC-SHA256 that Sign encodes and Signature.Verify compares.
+func mac(secret, timestamp string, body []byte) []byte {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte(timestamp))
 	m.Write(body)
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	return m.Sum(nil)
 }
 
 // Timestamp formats t as Zendesk does in HeaderSignatureTimestamp.

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -28,21 +29,47 @@ const MaxWebhookBody = 1 << 20
 const MaxClockSkew = 5 * time.Minute
 
 // VerifySignature checks Zendesk's webhook signature against each of secrets (during a
-// rotation two are active) and the timestamp against now.
+// rotation two are active) and the timestamp against now: ParseSignature, then Verify.
 func VerifySignature(secrets []string, signature, timestamp string, body []byte, now time.Time) error {
+	sig, err := ParseSignature(signature, timestamp, now)
+	if err != nil {
+		return err
+	}
+	return sig.Verify(secrets, body)
+}
+
+// Signature is a webhook's signature headers once they passed the checks that need no body.
+type Signature struct {
+	mac       []byte // the decoded HMAC-SHA256
+	timestamp string // as sent: it is part of what was signed
+}
+
+// ParseSignature checks all that can be checked of a webhook's signature headers before
+// its body is read, so that a request that cannot be Zendesk's costs no more than its
+// headers: both are present, the signature is the base64 of an HMAC-SHA256 (32 bytes), and
+// the timestamp is an ISO-8601 time within MaxClockSkew of now. Its errors are EUNAUTHORIZED.
+func ParseSignature(signature, timestamp string, now time.Time) (Signature, error) {
 	if signature == "" || timestamp == "" {
-		return zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing %s or %s header", HeaderSignature, HeaderSignatureTimestamp)
+		return Signature{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing %s or %s header", HeaderSignature, HeaderSignatureTimestamp)
+	}
+	sum, err := base64.StdEncoding.Strict().DecodeString(signature)
+	if err != nil || len(sum) != sha256.Size {
+		return Signature{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "%s is not the base64 of an HMAC-SHA256", HeaderSignature)
 	}
 	ts, err := time.Parse(time.RFC3339, timestamp)
 	if err != nil {
-		return zenklav.Errorf(zenklav.EUNAUTHORIZED, "%s is not an ISO-8601 time", HeaderSignatureTimestamp)
+		return Signature{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "%s is not an ISO-8601 time", HeaderSignatureTimestamp)
 	}
 	if d := now.Sub(ts); d > MaxClockSkew || d < -MaxClockSkew {
-		return zenklav.Errorf(zenklav.EUNAUTHORIZED, "signature timestamp is more than %s away from now", MaxClockSkew)
+		return Signature{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "signature timestamp is more than %s away from now", MaxClockSkew)
 	}
-	got := []byte(signature)
-	for _, s := range secrets {
-		if hmac.Equal(got, []byte(Sign(s, timestamp, body))) {
+	return Signature{mac: sum, timestamp: timestamp}, nil
+}
+
+// Verify checks that one of secrets signed body with the signature's timestamp.
+func (s Signature) Verify(secrets []string, body []byte) error {
+	for _, secret := range secrets {
+		if hmac.Equal(s.mac, mac(secret, s.timestamp, body)) {
 			return nil
 		}
 	}

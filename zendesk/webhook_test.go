@@ -2,6 +2,8 @@ package zendesk_test
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -211,6 +213,9 @@ func TestVerifySignature(t *testing.T) {
 		{"other secret", zendesk.Sign("someone-elses-secret", ts, body), ts, body, now, false},
 		{"body changed", vector, ts, []byte(`{"say": "hellO"}`), now, false},
 		{"body then timestamp (old doc order)", zendesk.Sign(secrets[1], string(body), []byte(ts)), ts, body, now, false},
+		{"signature not base64", "x", ts, body, now, false},
+		{"signature of 31 bytes", base64.StdEncoding.EncodeToString(make([]byte, 31)), ts, body, now, false},
+		{"signature in hex", hex.EncodeToString(make([]byte, 32)), ts, body, now, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := zendesk.VerifySignature(secrets, tc.sig, tc.stamp, tc.body, tc.now)
@@ -219,6 +224,48 @@ func TestVerifySignature(t *testing.T) {
 			}
 			if err != nil && zenklav.ErrorCode(err) != zenklav.EUNAUTHORIZED {
 				t.Errorf("kind = %s, want unauthorized", zenklav.ErrorCode(err))
+			}
+		})
+	}
+}
+
+// TestParseSignature: what the headers alone rule out is refused before any body, and a
+// well-formed signature of the wrong body or secret passes, to be caught by Verify.
+func TestParseSignature(t *testing.T) {
+	body := []byte(`{"say": "hello"}`)
+	const ts = "2021-07-25T10:00:00Z"
+	now, _ := time.Parse(time.RFC3339, ts)
+	secrets := []string{"dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="}
+	good := zendesk.Sign(secrets[0], ts, body)
+	for _, tc := range []struct {
+		name, sig, stamp string
+		parsed, verified bool
+	}{
+		{"signed", good, ts, true, true},
+		{"well-formed, another secret", zendesk.Sign("someone-elses-secret", ts, body), ts, true, false},
+		{"well-formed, another body", zendesk.Sign(secrets[0], ts, []byte("{}")), ts, true, false},
+		{"missing signature", "", ts, false, false},
+		{"missing timestamp", good, "", false, false},
+		{"signature x", "x", ts, false, false},
+		{"signature of 33 bytes", base64.StdEncoding.EncodeToString(make([]byte, 33)), ts, false, false},
+		{"signature unpadded", strings.TrimRight(good, "="), ts, false, false},
+		{"timestamp not ISO", good, "1627207200", false, false},
+		{"timestamp stale", good, "2021-07-25T09:54:59Z", false, false},
+		{"timestamp ahead", good, "2021-07-25T10:05:01Z", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sig, err := zendesk.ParseSignature(tc.sig, tc.stamp, now)
+			if (err == nil) != tc.parsed {
+				t.Fatalf("ParseSignature = %v, want ok=%v", err, tc.parsed)
+			}
+			if err != nil {
+				if zenklav.ErrorCode(err) != zenklav.EUNAUTHORIZED {
+					t.Errorf("kind = %s, want unauthorized", zenklav.ErrorCode(err))
+				}
+				return
+			}
+			if err := sig.Verify(secrets, body); (err == nil) != tc.verified || (err != nil && zenklav.ErrorCode(err) != zenklav.EUNAUTHORIZED) {
+				t.Errorf("Verify = %v, want ok=%v", err, tc.verified)
 			}
 		})
 	}

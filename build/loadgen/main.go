@@ -18,6 +18,9 @@
 //	    a year of ticket events into ClickHouse, then p50/p95 of each report
 //	loadgen freshness -brokers … -clickhouse … [-rate 20] [-duration 30s]
 //	    signed webhooks into bin/zenklav all: time until the trends report counts each
+//	loadgen hostile -url … -secret S [-conns 1000] [-size 1048576] [-sig wellformed|x] [-rate 50] [-duration 30s] [-pid PID]
+//	    hostile clients posting big bodies with wrong signatures beside valid webhooks: the
+//	    share of valid ones accepted, their latency, the peak RSS of PID
 //
 // It prints one Markdown table row per measurement, for docs/benchmarks.md.
 package main
@@ -46,7 +49,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness|hostile [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -67,6 +70,8 @@ func main() {
 		err = backfillRate(os.Args[2:])
 	case "freshness":
 		err = freshness(os.Args[2:])
+	case "hostile":
+		err = hostile(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown measurement %q", os.Args[1])
 	}

@@ -21,6 +21,7 @@ import (
 func buildAPI(ctx context.Context, e *env, srv *backend.Options, b *banner) (runner, error) {
 	conns := e.conns
 	srv.Ingest = ingest.New(ingest.Config{Connections: conns, Publisher: e.kafkaProducer()})
+	srv.MaxInflightBytes = int64(e.cfg.HTTPMaxInflightBytes)
 	srv.ReportsPage = reportsui.Page()
 	var err error
 	if sidebarWanted(conns) {
