@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -41,31 +40,36 @@ func (s *Server) readyz(c *gin.Context) {
 	c.JSON(status, body)
 }
 
-// check runs every dependency check side by side, each within CheckTimeout.
+// check runs every dependency check side by side, each within CheckTimeout. A check that does
+// not return by then is answered for all the same (a client that dials with a timeout of its
+// own may ignore the context): it finishes in the background, and its result is dropped.
 func (s *Server) check(ctx context.Context) (map[string]string, bool) {
 	ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 	defer cancel()
-	var (
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		checks = map[string]string{}
-		ready  = true
-	)
+	results := make(chan [2]string, len(s.opts.Ready))
 	for name, check := range s.opts.Ready {
-		wg.Go(func() {
+		go func() {
 			result := "ok"
 			if err := check(ctx); err != nil {
 				result = zenklav.ErrorMessage(err)
-				if ctx.Err() != nil {
-					result = "no answer within " + CheckTimeout.String() + ": " + result
+			}
+			results <- [2]string{name, result}
+		}()
+	}
+	checks, ready := map[string]string{}, true
+	for range s.opts.Ready {
+		select {
+		case r := <-results:
+			checks[r[0]] = r[1]
+			ready = ready && r[1] == "ok"
+		case <-ctx.Done():
+			for name := range s.opts.Ready {
+				if _, ok := checks[name]; !ok {
+					checks[name] = "no answer within " + CheckTimeout.String()
 				}
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			checks[name] = result
-			ready = ready && result == "ok"
-		})
+			return checks, false
+		}
 	}
-	wg.Wait()
 	return checks, ready
 }

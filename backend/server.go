@@ -58,6 +58,10 @@ type Server struct {
 	metrics serverMetrics
 	page    *sidebarPage
 	budget  *byteBudget // of the webhooks' bodies; nil without Ingest
+	// publishing is the webhooks' view of Kafka in the health tracker (part
+	// "webhooks/kafka"): an outage is logged when the first webhook meets it and when one
+	// is accepted again, not at every 503. Nil without Health: then each 503 is logged.
+	publishing *health.Part
 }
 
 type serverMetrics struct {
@@ -74,6 +78,9 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{logger: logger, opts: opts}
+	if opts.Health != nil && opts.Ingest != nil {
+		s.publishing = opts.Health.Part("webhooks/kafka")
+	}
 	f := promauto.With(opts.Registry)
 	s.metrics = serverMetrics{
 		requests: f.NewHistogramVec(prometheus.HistogramOpts{
@@ -222,7 +229,7 @@ func (s *Server) renderErrors(c *gin.Context) {
 		c.Header("Retry-After", "5")
 		// The byte budget logs its overload when it starts and ends: a line per refusal
 		// would let a flood fill the logs too.
-		if !errors.Is(err, errOverloaded) {
+		if !errors.Is(err, errOverloaded) && !c.GetBool(reportedKey) {
 			s.logger.Warn("dependency unavailable", "route", c.FullPath(), "err", err)
 		}
 	case zenklav.EINTERNAL:

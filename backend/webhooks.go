@@ -59,14 +59,25 @@ func (s *Server) zendeskWebhook(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"status": "ignored", "reason": "event type not used by zenklav, or a brand no connection syncs"})
 		return
 	}
+	if s.publishing != nil {
+		s.publishing.Working()
+	}
 	s.metrics.webhooks.WithLabelValues("zendesk", "accepted").Inc()
 	c.JSON(http.StatusAccepted, gin.H{"status": "accepted", "event_id": ev.EventID})
 }
 
+// reportedKey marks a request whose error the health tracker has already reported, so the
+// error renderer does not log it again.
+const reportedKey = "zenklav.reported"
+
 func (s *Server) webhookResult(c *gin.Context, source string, err error) {
 	result := zenklav.ErrorCode(err)
-	if errors.Is(err, errOverloaded) {
+	switch {
+	case errors.Is(err, errOverloaded):
 		result = "overloaded" // not Kafka's unavailability, which shares the error kind
+	case result == zenklav.EUNAVAILABLE && s.publishing != nil:
+		s.publishing.Waiting(err) // Kafka did not acknowledge: said once for the outage
+		c.Set(reportedKey, true)
 	}
 	s.metrics.webhooks.WithLabelValues(source, result).Inc()
 	_ = c.Error(err)

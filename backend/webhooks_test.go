@@ -22,6 +22,7 @@ import (
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/ingest"
+	"github.com/zenklav/zenklav/internal/health"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 )
@@ -167,6 +168,67 @@ func TestZendeskWebhookKafkaDown(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
 	}
+}
+
+// A Kafka outage met by many webhooks is logged twice, when it starts and when a webhook is
+// accepted again, and the webhooks' part in the health tracker follows it.
+func TestZendeskWebhookKafkaOutageLoggedOnce(t *testing.T) {
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	tracker := health.NewTracker(logger, nil)
+	conns, err := zenklav.NewConnections(zenklav.Connection{ID: "acme", Zendesk: zenklav.ZendeskSettings{
+		Subdomain: "acme", WebhookSecrets: []zenklav.Secret{secret}, Brands: zenklav.Brands{All: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &recorder{err: zenklav.Errorf(zenklav.EUNAVAILABLE, "kafka did not acknowledge the write")}
+	srv, err := backend.New(logger, backend.Options{
+		Ingest:   ingest.New(ingest.Config{Connections: conns, Publisher: pub, Now: func() time.Time { return now }}),
+		Registry: prometheus.NewRegistry(), Health: tracker, MaxInflightBytes: 64 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if w := (request{body: created, secret: secret}).do(srv.Handler()); w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d during the outage, want 503", w.Code)
+		}
+	}
+	if st := tracker.States()["webhooks/kafka"]; st.Condition != health.Waiting {
+		t.Errorf("webhooks/kafka during the outage: %+v", st)
+	}
+	pub.mu.Lock()
+	pub.err = nil
+	pub.mu.Unlock()
+	if w := (request{body: created, secret: secret}).do(srv.Handler()); w.Code != http.StatusAccepted {
+		t.Fatalf("status %d after the outage, want 202", w.Code)
+	}
+	if st := tracker.States()["webhooks/kafka"]; st.Condition != health.Working {
+		t.Errorf("webhooks/kafka after the outage: %+v", st)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "\n"); n != 2 || !strings.Contains(out, "waiting for a dependency") || !strings.Contains(out, "working again") {
+		t.Errorf("20 refused webhooks and a recovery logged %d lines, want 2:\n%s", n, out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the handler's goroutines may write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestHealthAndMetrics(t *testing.T) {
