@@ -173,7 +173,7 @@ func TestZendeskWebhookKafkaDown(t *testing.T) {
 // A Kafka outage met by many webhooks is logged twice, when it starts and when a webhook is
 // accepted again, and the webhooks' part in the health tracker follows it.
 func TestZendeskWebhookKafkaOutageLoggedOnce(t *testing.T) {
-	var logs syncBuffer
+	var logs lockedBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	tracker := health.NewTracker(logger, nil)
 	conns, err := zenklav.NewConnections(zenklav.Connection{ID: "acme", Zendesk: zenklav.ZendeskSettings{
@@ -211,24 +211,6 @@ func TestZendeskWebhookKafkaOutageLoggedOnce(t *testing.T) {
 	if n := strings.Count(out, "\n"); n != 2 || !strings.Contains(out, "waiting for a dependency") || !strings.Contains(out, "working again") {
 		t.Errorf("20 refused webhooks and a recovery logged %d lines, want 2:\n%s", n, out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer the handler's goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestHealthAndMetrics(t *testing.T) {
