@@ -19,7 +19,9 @@ export TEST_CLICKHOUSE_HTTP_PORT ?= 18123
 export RUN_CLICKHOUSE_PORT ?= 29000
 export RUN_CLICKHOUSE_HTTP_PORT ?= 28123
 
-# Extra flags for go test, e.g. make test GOTESTFLAGS='-run TestSink -v'.
+# Extra flags for go test, e.g. make test GOTESTFLAGS='-run TestSink -v'. The timeout is twice
+# go's default: the fault tests of internal/resilience hold outages of 20 and 60 s, and take
+# about five minutes on two busy cores.
 GOTESTFLAGS ?=
 
 # What the Zendesk app's tests need (build/deps.sh): its npm packages, and Chromium, whose path
@@ -42,7 +44,7 @@ run: build ## run `zenklav all` (embedded Kafka, sandbox; starts a local ClickHo
 
 test: ## install npm packages and Chromium, start real Kafka and ClickHouse, run go test -race ./..., stop them
 	$(GO) mod download
-	@$(DEPS) && bash build/services.sh run $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+	@$(DEPS) && bash build/services.sh run $(GO) test -race -count=1 -timeout 20m $(GOTESTFLAGS) ./...
 
 services: ## start the test Kafka and ClickHouse and print the env for `go test ./...`
 	@bash build/services.sh start
