@@ -38,9 +38,17 @@ type KlaviyoSettings struct {
 	WebhookSecrets []Secret `json:"webhook_secrets,omitempty"`
 }
 
-// SMSSettings holds a connection's SMS conversation settings.
+// SMSSettings holds a connection's SMS conversation settings (sms.go has the rules).
 type SMSSettings struct {
 	Enabled bool `json:"enabled"`
+	// Brand is the Zendesk brand of the tickets opened from SMS; 0 is the account's default.
+	Brand int64 `json:"brand,omitempty"`
+	// Keywords are the texts that open no ticket, and the exceptions that do; nil lists take
+	// the defaults (DefaultIgnoreKeywords, DefaultCreateKeywords).
+	Keywords SMSKeywords `json:"keywords"`
+	// InboundTopics are further Klaviyo webhook topic ids read as an inbound customer message,
+	// besides TopicInboundSMS: the topic Klaviyo gives an approved partner may differ.
+	InboundTopics []string `json:"inbound_topics,omitempty"`
 }
 
 // Brands is the brand filter: all brands of the account, or the listed brand ids.
