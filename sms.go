@@ -40,27 +40,30 @@ func CanReceive(senderType string) bool {
 // TagSMS is the tag of every ticket zenklav opens from SMS.
 const TagSMS = "sms"
 
-// SMSKeywords are a connection's keyword lists. A text that is one of Ignore (compliance,
-// subscribe and automation-trigger keywords) opens no ticket, unless it is one of Create
-// (HELP, INFO and their translations), which does.
+// SMSKeywords are a connection's keyword lists. A text that is a compliance keyword
+// (ComplianceKeywords, always) or one of Ignore (subscribe and automation-trigger keywords)
+// opens no ticket, unless it is one of Create (HELP, INFO and their translations), which does.
 type SMSKeywords struct {
 	Ignore []string `json:"ignore,omitempty"`
 	Create []string `json:"create,omitempty"`
 }
 
-// DefaultIgnoreKeywords are the compliance keywords carriers and Klaviyo act on (opt-out,
-// opt-in) and the usual subscribe keywords: Klaviyo answers them itself, a ticket would only
-// be noise.
-var DefaultIgnoreKeywords = []string{
+// ComplianceKeywords are the carriers' opt-out and opt-in keywords, which Klaviyo answers
+// itself: never a ticket, whatever a connection's lists say.
+var ComplianceKeywords = []string{
 	"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE",
-	"START", "UNSTOP", "JOIN", "YES", "SUBSCRIBE", "OPTIN",
+	"START", "UNSTOP",
 }
+
+// DefaultIgnoreKeywords are the usual subscribe keywords, for a connection that names none
+// (its automation triggers it adds to its own list).
+var DefaultIgnoreKeywords = []string{"JOIN", "YES", "SUBSCRIBE", "OPTIN", "Y"}
 
 // DefaultCreateKeywords are the keywords that do open a ticket: the customer asks for help.
 var DefaultCreateKeywords = []string{"HELP", "INFO", "AYUDA"}
 
 // optOutKeywords are the keywords that end the customer's SMS consent: the agent is told.
-var optOutKeywords = []string{"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+var optOutKeywords = ComplianceKeywords[:8]
 
 // KeywordAction is what a text's keyword asks of zenklav.
 type KeywordAction int
@@ -91,9 +94,9 @@ func (k SMSKeywords) Classify(text string) (action KeywordAction, optOut bool) {
 		ignore = DefaultIgnoreKeywords
 	}
 	switch {
-	case containsFold(create, word):
+	case containsFold(create, word) && !containsFold(ComplianceKeywords, word):
 		return CreateKeyword, optOut
-	case containsFold(ignore, word):
+	case containsFold(ComplianceKeywords, word), containsFold(ignore, word):
 		return IgnoredKeyword, optOut
 	}
 	return NotAKeyword, optOut

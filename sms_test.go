@@ -25,7 +25,10 @@ func TestKeywordsClassify(t *testing.T) {
 		{custom, "promo", IgnoredKeyword, false},
 		{custom, "socorro", CreateKeyword, false},
 		{custom, "ayuda", NotAKeyword, false},
-		{custom, "STOP", NotAKeyword, true}, // a custom ignore list replaces the defaults; STOP still ends consent
+		{custom, "join", NotAKeyword, false}, // a connection's ignore list replaces the default subscribe keywords
+		{custom, "STOP", IgnoredKeyword, true}, // never the compliance keywords
+		{SMSKeywords{Create: []string{"STOP"}}, "stop", IgnoredKeyword, true},
+		{SMSKeywords{}, "start", IgnoredKeyword, false},
 	} {
 		action, optOut := c.kw.Classify(c.text)
 		if action != c.action || optOut != c.optOut {
