@@ -3,6 +3,7 @@ package zenklav
 import (
 	"context"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -134,6 +135,10 @@ type Desk interface {
 	CreateTicket(ctx context.Context, t NewTicket, idempotencyKey string) (DeskTicket, error)
 	// Comment adds a comment to a ticket, setting its status too when status is not "".
 	Comment(ctx context.Context, ticketID int64, c DeskComment, status string) error
+	// HasComment says whether the ticket has a comment with c's body, author and publicity
+	// made at or after since (GET /api/v2/tickets/{id}/comments): how the sms role learns,
+	// after a crash between its request and its record of it, whether a comment landed.
+	HasComment(ctx context.Context, ticketID int64, c DeskComment, since time.Time) (bool, error)
 }
 
 // DeskUser is a Zendesk user as the sms role knows one.
