@@ -77,6 +77,8 @@ func (p *Producer) Close() error { return p.w.Close() }
 type Topic struct {
 	Name       string
 	Partitions int
+	// Compacted topics keep each key's latest record only (a Table's state).
+	Compacted bool
 }
 
 // EnsureTopics creates the topics that do not exist yet, with the broker's default
@@ -85,7 +87,11 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...Topic) error 
 	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
 	req := &kafkago.CreateTopicsRequest{}
 	for _, t := range topics {
-		req.Topics = append(req.Topics, kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1})
+		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: -1}
+		if t.Compacted {
+			tc.ConfigEntries = []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
+		}
+		req.Topics = append(req.Topics, tc)
 	}
 	resp, err := client.CreateTopics(ctx, req)
 	if err != nil {

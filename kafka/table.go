@@ -1,0 +1,153 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/retry"
+)
+
+// Table is a compacted topic read as a map from key to its latest value: a state store that
+// every replica of a role shares and that survives restarts, without a server of its own
+// (Kafka Streams keeps its state stores' changelogs so). Every process reads the whole topic
+// at start and then follows it; Put writes with acks=all and returns once this process has
+// read its own write back, so a Get after a Put sees it, and Sync catches up with what other
+// replicas wrote before a partition of work moved here.
+type Table struct {
+	topic  string
+	pub    zenklav.Publisher
+	client *kafkago.Client
+	parts  []int
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	moved  *sync.Cond
+	values map[string][]byte
+	next   map[int]int64 // per partition, the offset after the last record read
+
+	stop    context.CancelFunc
+	readers sync.WaitGroup
+}
+
+// OpenTable starts following topic (which must exist, compacted) from its first record.
+func OpenTable(ctx context.Context, logger *slog.Logger, brokers []string, topic string, pub zenklav.Publisher) (*Table, error) {
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	parts, err := partitions(ctx, client, brokers, topic)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	t := &Table{topic: topic, pub: pub, client: client, parts: parts, logger: logger.With("table", topic),
+		values: map[string][]byte{}, next: map[int]int64{}, stop: stop}
+	t.moved = sync.NewCond(&t.mu)
+	for _, p := range parts {
+		r := kafkago.NewReader(kafkago.ReaderConfig{
+			Brokers: brokers, Topic: topic, Partition: p, StartOffset: kafkago.FirstOffset,
+			MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 20 * time.Millisecond,
+			ErrorLogger: kafkaLogger(t.logger),
+		})
+		t.readers.Go(func() { t.follow(runCtx, r, p) })
+	}
+	return t, nil
+}
+
+// follow applies partition p's records until ctx ends; kafka-go's reader retries on its own
+// through broker outages.
+func (t *Table) follow(ctx context.Context, r *kafkago.Reader, p int) {
+	defer r.Close()
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			if retry.Wait(ctx, 200*time.Millisecond) != nil {
+				return
+			}
+			continue
+		}
+		t.mu.Lock()
+		if m.Value == nil {
+			delete(t.values, string(m.Key)) // a tombstone
+		} else {
+			t.values[string(m.Key)] = m.Value
+		}
+		t.next[p] = m.Offset + 1
+		t.moved.Broadcast()
+		t.mu.Unlock()
+	}
+}
+
+// Get returns key's latest value as far as this process has read.
+func (t *Table) Get(key string) ([]byte, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v, ok := t.values[key]
+	return v, ok
+}
+
+// Put writes key's new value and waits until this process has read it back. EUNAVAILABLE
+// when Kafka did not acknowledge (then the value may or may not be written: Put again).
+func (t *Table) Put(ctx context.Context, key string, value []byte) error {
+	if err := t.pub.Publish(ctx, zenklav.Message{Topic: t.topic, Key: []byte(key), Value: value}); err != nil {
+		return err
+	}
+	return t.Sync(ctx)
+}
+
+// Sync waits until this process has read every record written to the table before it was
+// called.
+func (t *Table) Sync(ctx context.Context) error {
+	offsets := make([]kafkago.OffsetRequest, len(t.parts))
+	for i, p := range t.parts {
+		offsets[i] = kafkago.LastOffsetOf(p)
+	}
+	ends, err := t.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{t.topic: offsets}})
+	if err != nil {
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "list offsets of %s", t.topic)
+	}
+	want := map[int]int64{}
+	for _, po := range ends.Topics[t.topic] {
+		if po.Error != nil {
+			return zenklav.Wrap(zenklav.EUNAVAILABLE, po.Error, "list offsets of %s/%d", t.topic, po.Partition)
+		}
+		want[po.Partition] = po.LastOffset
+	}
+	return t.waitFor(ctx, want)
+}
+
+// waitFor waits until every partition's reader has passed want.
+func (t *Table) waitFor(ctx context.Context, want map[int]int64) error {
+	stop := context.AfterFunc(ctx, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.moved.Broadcast()
+	})
+	defer stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for !t.caughtUp(want) {
+		if err := ctx.Err(); err != nil {
+			return zenklav.Wrap(zenklav.EUNAVAILABLE, errors.Join(err, context.Cause(ctx)), "catching up with %s", t.topic)
+		}
+		t.moved.Wait()
+	}
+	return nil
+}
+
+func (t *Table) caughtUp(want map[int]int64) bool {
+	for p, end := range want {
+		if t.next[p] < end {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops following the topic.
+func (t *Table) Close() {
+	t.stop()
+	t.readers.Wait()
+}
