@@ -1,0 +1,181 @@
+// Package sms is the sms role: it turns a consented Klaviyo SMS subscriber's texts into Zendesk
+// tickets and comments under the guide's rules (rules.go), exactly once (state.go), one lane per
+// connection on the kafka package's consumer framework, with the messages of one customer
+// handled in order.
+package sms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/internal/retry"
+	"github.com/zenklav/zenklav/kafka"
+)
+
+// Group is the sms role's consumer group.
+const Group = "zenklav-sms"
+
+// Route is one connection's accounts, as the sms role uses them.
+type Route struct {
+	Connection *zenklav.Connection
+	Desk       zenklav.Desk
+	Klaviyo    zenklav.Conversations
+}
+
+// Config configures the handler.
+type Config struct {
+	Routes map[string]Route // connections with SMS on, by id
+	Store  Store
+	// RetryFor bounds how long a conversation's writes that keep failing transiently are
+	// retried before its messages become dead letters (default 15 minutes).
+	RetryFor time.Duration
+	// ConsentTTL is how long a profile's SMS consent is trusted (default a minute): long
+	// enough that a burst of texts asks Klaviyo once, short enough that a STOP counts soon.
+	ConsentTTL time.Duration
+	Now        func() time.Time
+}
+
+// Handler is the sms role's lane handler.
+type Handler struct {
+	cfg     Config
+	logger  *slog.Logger
+	dlq     *kafka.DeadLetters
+	retry   retry.Policy
+	metrics *prometheus.CounterVec // by connection and result
+	consent consentCache
+}
+
+var _ kafka.LaneHandler[*event] = (*Handler)(nil)
+
+// New returns the handler; dlq is where it sends what it gives up on.
+func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq *kafka.DeadLetters) (*Handler, error) {
+	if cfg.Store == nil || dlq == nil {
+		return nil, errors.New("sms: needs a conversation store and a dead-letter topic")
+	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = 15 * time.Minute
+	}
+	if cfg.ConsentTTL <= 0 {
+		cfg.ConsentTTL = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Handler{
+		cfg: cfg, logger: logger, dlq: dlq,
+		retry: retry.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
+		metrics: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "zenklav_sms_messages_total",
+			Help: "SMS events by connection and what became of them: ticket_created, followed_up, commented, reopened, " +
+				"ignored_keyword, not_consented, cannot_receive, duplicate, sent_noted, dead_letter.",
+		}, []string{"connection", "result"}),
+		consent: consentCache{entries: map[string]consentEntry{}},
+	}, nil
+}
+
+// Route sends a message to its connection's lane; a message that is not an sms_event.v1, or
+// of a connection without SMS, is a dead letter.
+func (h *Handler) Route(m kafka.Message) (kafka.Routed[*event], error) {
+	e, err := decode(m)
+	if err != nil {
+		return kafka.Routed[*event]{}, err
+	}
+	if _, ok := h.cfg.Routes[e.Connection]; !ok {
+		return kafka.Routed[*event]{}, fmt.Errorf("connection %q has no SMS conversations here", e.Connection)
+	}
+	return kafka.Routed[*event]{Lane: e.Connection, Value: e, Weight: 1}, nil
+}
+
+// Ready lets a lane form its batch at once: the Zendesk and Klaviyo clients wait for their
+// accounts' limits themselves.
+func (h *Handler) Ready(context.Context, string) error { return nil }
+
+// MaxWeight is the most messages one batch of a connection holds.
+func (h *Handler) MaxWeight(string) int { return 200 }
+
+// conversationsAtOnce is how many customers' conversations of one batch are handled side by
+// side: Zendesk's rate limit, not zenklav, sets the pace beyond that.
+const conversationsAtOnce = 4
+
+// Handle handles a batch of one connection: its messages by customer, each customer's in
+// order, several customers side by side.
+func (h *Handler) Handle(ctx, sendCtx context.Context, lane string, batch []*kafka.Delivery[*event]) {
+	r := h.cfg.Routes[lane]
+	if h.retry.Do(ctx, h.logger, "sms: catching up with the conversations failed, retrying", h.cfg.Store.Sync) != nil {
+		return // shutting down: the batch is handled again after a restart
+	}
+	slots := make(chan struct{}, conversationsAtOnce)
+	var wg sync.WaitGroup
+	for _, group := range byCustomer(batch) {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			h.conversation(ctx, sendCtx, r, group)
+		})
+	}
+	wg.Wait()
+}
+
+// byCustomer splits a batch into each customer's messages, in order.
+func byCustomer(batch []*kafka.Delivery[*event]) [][]*kafka.Delivery[*event] {
+	index := map[string]int{}
+	var out [][]*kafka.Delivery[*event]
+	for _, d := range batch {
+		k := d.Value.key()
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], d)
+	}
+	return out
+}
+
+// conversation handles one customer's messages of a batch, retrying what fails transiently
+// until RetryFor, after which they are dead letters; on shutdown it leaves them undone.
+func (h *Handler) conversation(ctx, sendCtx context.Context, r Route, ds []*kafka.Delivery[*event]) {
+	for attempt := 0; ; attempt++ {
+		err := h.step(sendCtx, r, ds)
+		if err == nil {
+			for _, d := range ds {
+				d.Done()
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if !zenklav.Transient(err) || time.Since(ds[0].Fetched) >= h.cfg.RetryFor {
+			h.deadLetter(sendCtx, r, ds, err)
+			return
+		}
+		retry.Log(ctx, h.logger, "sms: handling a conversation failed, retrying", attempt, err, "connection", r.Connection.ID)
+		if h.retry.Sleep(ctx, attempt) != nil {
+			return
+		}
+	}
+}
+
+func (h *Handler) deadLetter(ctx context.Context, r Route, ds []*kafka.Delivery[*event], err error) {
+	letters := make([]kafka.DeadLetter, len(ds))
+	for i, d := range ds {
+		letters[i] = kafka.DeadLetter{Msg: d.Msg, Reason: err.Error(), Response: zenklav.Response(err),
+			Extra: map[string]string{kafka.HeaderConnection: r.Connection.ID}}
+	}
+	if h.dlq.Write(ctx, letters...) != nil {
+		return
+	}
+	for _, d := range ds {
+		d.Done()
+	}
+	h.metrics.WithLabelValues(r.Connection.ID, "dead_letter").Add(float64(len(ds)))
+}
