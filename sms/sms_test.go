@@ -126,7 +126,7 @@ func (k klaviyo) ProfileByPhone(_ context.Context, phone string) (zenklav.Profil
 	return p, ok, nil
 }
 func (k klaviyo) SMSConversation(context.Context, string) (string, error) { return "", nil }
-func (k klaviyo) SendMessage(context.Context, string, string) error      { return nil }
+func (k klaviyo) SendMessage(context.Context, string, string) error       { return nil }
 
 // failingStore fails the Save after n successful ones: a crash between a Zendesk write and the
 // record of it.
