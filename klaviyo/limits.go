@@ -25,25 +25,35 @@ var (
 	ProfileImportLimit = Limit{PerSecond: 75, PerMinute: 750}   // create_or_update_profile
 	// FindProfileLimit is get_profiles's limit when the request asks for
 	// additional-fields[profile]=predictive_analytics, as FindProfile does; without it the
-	// limit is 75/s, 750/m.
+	// limit is GetProfilesLimit, which ProfileByPhone counts against.
 	FindProfileLimit       = Limit{PerSecond: 10, PerMinute: 150}
+	GetProfilesLimit       = Limit{PerSecond: 75, PerMinute: 750}   // get_profiles
 	GetEventsLimit         = Limit{PerSecond: 350, PerMinute: 3500} // get_events
 	ProfileMembershipLimit = Limit{PerSecond: 3, PerMinute: 60}     // get_segments_for_profile, get_lists_for_profile
+	// ConversationMessageLimit (create_conversation_message) and ProfileConversationsLimit
+	// (get_conversations_for_profile) pace the SMS replies: a burst of them waits in the
+	// bucket's queue rather than being refused by Klaviyo.
+	ConversationMessageLimit  = Limit{PerSecond: 3, PerMinute: 60}
+	ProfileConversationsLimit = Limit{PerSecond: 3, PerMinute: 60}
 )
 
 // limitsByPath maps the endpoints the client calls to their limits: the paths it posts to,
 // and "GET " and the path template of each read, so that reads of different profiles share
-// their endpoint's bucket.
+// their endpoint's bucket. A get_profiles asking for predictive analytics has a limit of its
+// own, and so a bucket of its own ("+predictive_analytics").
 var limitsByPath = map[string]Limit{
 	"/api/events":                   EventLimit,
 	"/api/event-bulk-create-jobs":   BulkEventLimit,
 	"/api/profile-bulk-import-jobs": BulkProfileLimit,
 	"/api/profile-import":           ProfileImportLimit,
+	"/api/conversation-messages":    ConversationMessageLimit,
 
-	"GET /api/profiles":               FindProfileLimit,
-	"GET /api/events":                 GetEventsLimit,
-	"GET /api/profiles/{id}/segments": ProfileMembershipLimit,
-	"GET /api/profiles/{id}/lists":    ProfileMembershipLimit,
+	"GET /api/profiles":                      GetProfilesLimit,
+	"GET /api/profiles+predictive_analytics": FindProfileLimit,
+	"GET /api/events":                        GetEventsLimit,
+	"GET /api/profiles/{id}/segments":        ProfileMembershipLimit,
+	"GET /api/profiles/{id}/lists":           ProfileMembershipLimit,
+	"GET /api/profiles/{id}/conversations":   ProfileConversationsLimit,
 }
 
 // bucket is the token bucket of one endpoint of one account. A token bucket of rate r and
@@ -68,8 +78,10 @@ func newBucket(l Limit) *bucket {
 	return &bucket{lim: rate.NewLimiter(r, burst), ceiling: r}
 }
 
-// wait blocks until a request may go, or ctx ends. A 429 that arrives while a request waits
-// in the limiter pauses it too: the pause is checked again once a token is granted.
+// wait blocks until a request may go, or ctx ends. The limiter gives each caller its slot
+// when it asks, so callers go in the order they came (a burst is queued, not refused), and
+// one whose slot lies beyond its deadline fails at once. A 429 that arrives while a request
+// waits in the limiter pauses it too: the pause is checked again once a token is granted.
 func (b *bucket) wait(ctx context.Context) error {
 	for {
 		if pause := b.paused(); pause > 0 {

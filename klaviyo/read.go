@@ -57,6 +57,13 @@ func (c *Client) FindProfile(ctx context.Context, p Profile) (rec ProfileRecord,
 	default:
 		field, value = "external_id", p.ExternalID
 	}
+	return c.findProfile(ctx, op, "GET /api/profiles+predictive_analytics", field, value, "subscriptions,predictive_analytics")
+}
+
+// findProfile is the one profile lookup (GET /api/profiles?filter=equals(field,"value")):
+// the first profile with that identifier, with the additional fields asked for, counted
+// against the bucket named bucketKey, since Klaviyo's limit depends on those fields.
+func (c *Client) findProfile(ctx context.Context, op, bucketKey, field, value, additional string) (ProfileRecord, bool, error) {
 	// Klaviyo's filter language quotes strings and documents no escape: a value that
 	// would end the string is refused rather than sent as a different filter.
 	if strings.ContainsAny(value, "\"\\") {
@@ -64,12 +71,12 @@ func (c *Client) FindProfile(ctx context.Context, p Profile) (rec ProfileRecord,
 	}
 	q := url.Values{}
 	q.Set("filter", fmt.Sprintf("equals(%s,%q)", field, value))
-	q.Set("additional-fields[profile]", "subscriptions,predictive_analytics")
+	q.Set("additional-fields[profile]", additional)
 	q.Set("page[size]", "1")
 	var doc struct {
 		Data []profileResource `json:"data"`
 	}
-	if err := c.get(ctx, op, "GET /api/profiles", "/api/profiles", q, &doc); err != nil {
+	if err := c.get(ctx, op, bucketKey, "/api/profiles", q, &doc); err != nil {
 		return ProfileRecord{}, false, err
 	}
 	if len(doc.Data) == 0 {

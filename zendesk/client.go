@@ -1,10 +1,12 @@
 package zendesk
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -70,6 +72,7 @@ type Client struct {
 	token   string
 	http    *http.Client
 	timeout time.Duration
+	meCache // the API user's id, for HasComment
 }
 
 // NewClient returns a client for the account at cfg.BaseURL.
@@ -104,8 +107,9 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	return c, nil
 }
 
-// Ticket returns the ticket with the given id.
-func (c *Client) Ticket(ctx context.Context, id int64) (Ticket, error) {
+// ShowTicket returns the ticket with the given id (Zendesk's Show Ticket). Ticket, the
+// zenklav.Desk method, reads the same ticket as the sms role needs it.
+func (c *Client) ShowTicket(ctx context.Context, id int64) (Ticket, error) {
 	return getOne[Ticket](ctx, c, "ticket", "/api/v2/tickets/", id)
 }
 
@@ -252,30 +256,55 @@ func (c *Client) follow(path, link string) (string, error) {
 // get sends an authenticated GET to rawURL and decodes a 2xx JSON answer into out. op names
 // the call in errors ("get ticket 42").
 func (c *Client) get(ctx context.Context, op, rawURL string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	_, err := c.do(ctx, op, http.MethodGet, rawURL, nil, nil, out)
+	return err
+}
+
+// do sends an authenticated request, with in as its JSON body unless nil and header added,
+// and decodes a 2xx JSON answer into out unless out is nil. It returns the answer's
+// headers.
+func (c *Client) do(ctx context.Context, op, method, rawURL string, in any, header http.Header, out any) (http.Header, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, zenklav.Wrap(zenklav.EINTERNAL, err, "%s: encode request", op)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, body)
 	if err != nil {
-		return zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
+		return nil, zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
 	}
 	req.SetBasicAuth(c.user, c.token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "zenklav")
-	status, header, body, err := apiclient.Send(c.http, c.logger, "zendesk", op, req, c.timeout, maxBody+1)
-	if err != nil {
-		return err
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	if len(body) > maxBody {
-		return zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer larger than %d bytes", op, maxBody)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	status, respHeader, respBody, err := apiclient.Send(c.http, c.logger, "zendesk", op, req, c.timeout, maxBody+1)
+	if err != nil {
+		return nil, err
+	}
+	if len(respBody) > maxBody {
+		return nil, zenklav.Errorf(zenklav.EUNAVAILABLE, "%s: answer larger than %d bytes", op, maxBody)
 	}
 	if status < 200 || status > 299 {
-		apiErr := newAPIError(status, header, body)
-		return apiclient.Failure(op, status, kindOf(status), apiErr, apiErr.RetryAfter, "")
+		apiErr := newAPIError(status, respHeader, respBody)
+		return respHeader, apiclient.Failure(op, status, kindOf(status), apiErr, apiErr.RetryAfter, apiErr.Response())
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if out == nil {
+		return respHeader, nil
+	}
+	if err := json.Unmarshal(respBody, out); err != nil {
 		// A 2xx that is not our JSON comes from something in between (a proxy's error
 		// page) more often than from Zendesk itself, so it is worth a retry.
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: decode answer", op)
+		return respHeader, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: decode answer", op)
 	}
-	return nil
+	return respHeader, nil
 }
 
 // kindOf maps a Zendesk status to an error kind: a lookup by id that finds nothing is
@@ -296,6 +325,36 @@ type APIError struct {
 	Code        string        // Zendesk's error code or title, e.g. "RecordNotFound"
 	Description string        // Zendesk's explanation, when it gave one
 	RetryAfter  time.Duration // from the Retry-After header; 0 when absent
+	// Details are the field errors of a 422 RecordInvalid, by field: {"email":
+	// [{"error":"DuplicateValue","description":"…"}]}.
+	Details map[string][]FieldError
+}
+
+// FieldError is one validation error of a field in a 422 answer.
+type FieldError struct {
+	Error       string `json:"error"`
+	Description string `json:"description"`
+}
+
+// Response is the answer in short, for a dead letter: the status, Zendesk's code and
+// description, and the field errors.
+func (e *APIError) Response() string {
+	b, err := json.Marshal(map[string]any{"status": e.StatusCode, "error": e.Code, "description": e.Description, "details": e.Details})
+	if err != nil {
+		return strconv.Itoa(e.StatusCode)
+	}
+	return string(b)
+}
+
+// has reports whether a field error of field has the code, or mentions it in its
+// description, case-insensitively.
+func (e *APIError) has(field, code string) bool {
+	for _, fe := range e.Details[field] {
+		if strings.EqualFold(fe.Error, code) || strings.Contains(strings.ToLower(fe.Description), strings.ToLower(code)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *APIError) Error() string {
@@ -318,8 +377,9 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 	// Zendesk uses several error shapes: {"error":"RecordNotFound","description":"Not
 	// found"}, {"error":{"title":…,"message":…}} and {"errors":[{"code":…,"title":…}]}.
 	var shape struct {
-		Error       json.RawMessage `json:"error"`
-		Description string          `json:"description"`
+		Error       json.RawMessage            `json:"error"`
+		Description string                     `json:"description"`
+		Details     map[string]json.RawMessage `json:"details"`
 		Errors      []struct {
 			Code   string `json:"code"`
 			Title  string `json:"title"`
@@ -330,6 +390,7 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 		return e
 	}
 	e.Description = shape.Description
+	e.Details = fieldErrors(shape.Details)
 	var title string
 	var obj struct {
 		Title   string `json:"title"`
@@ -346,4 +407,25 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 		e.Description = cmp.Or(e.Description, first.Detail, first.Title)
 	}
 	return e
+}
+
+// fieldErrors reads the details of a 422: Zendesk sends each field's errors as a list, but
+// some answers (and its documentation's examples) carry a single object.
+func fieldErrors(details map[string]json.RawMessage) map[string][]FieldError {
+	if len(details) == 0 {
+		return nil
+	}
+	out := make(map[string][]FieldError, len(details))
+	for field, raw := range details {
+		var list []FieldError
+		if json.Unmarshal(raw, &list) != nil {
+			var one FieldError
+			if json.Unmarshal(raw, &one) != nil {
+				continue
+			}
+			list = []FieldError{one}
+		}
+		out[field] = list
+	}
+	return out
 }

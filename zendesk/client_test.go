@@ -77,7 +77,7 @@ func TestClientReads(t *testing.T) {
 	}{
 		{
 			name: "ticket",
-			call: func() (any, error) { return c.Ticket(ctx, ticket.ID) },
+			call: func() (any, error) { return c.ShowTicket(ctx, ticket.ID) },
 			want: zendesk.Ticket{
 				ID: ticket.ID, URL: fmt.Sprintf("%s/api/v2/tickets/%d.json", sim.URL, ticket.ID),
 				Subject: "Where is my order?", Description: "It has not arrived.",
@@ -90,7 +90,7 @@ func TestClientReads(t *testing.T) {
 		},
 		{
 			name: "ticket without assignee, priority or type",
-			call: func() (any, error) { return c.Ticket(ctx, unassigned.ID) },
+			call: func() (any, error) { return c.ShowTicket(ctx, unassigned.ID) },
 			want: zendesk.Ticket{
 				ID: unassigned.ID, URL: fmt.Sprintf("%s/api/v2/tickets/%d.json", sim.URL, unassigned.ID),
 				Subject: "Hi", Status: "new", Tags: []string{}, Via: zendesk.Via{Channel: "web"},
@@ -163,10 +163,10 @@ func TestClientErrors(t *testing.T) {
 		call func() error
 		kind string
 	}{
-		{"ticket not found", func() error { _, err := good.Ticket(ctx, 404404); return err }, zenklav.ENOTFOUND},
+		{"ticket not found", func() error { _, err := good.ShowTicket(ctx, 404404); return err }, zenklav.ENOTFOUND},
 		{"user not found", func() error { _, err := good.User(ctx, 404404); return err }, zenklav.ENOTFOUND},
 		{"group not found", func() error { _, err := good.Group(ctx, 404404); return err }, zenklav.ENOTFOUND},
-		{"bad credentials on ticket", func() error { _, err := wrongToken.Ticket(ctx, 1); return err }, zenklav.EUNAUTHORIZED},
+		{"bad credentials on ticket", func() error { _, err := wrongToken.ShowTicket(ctx, 1); return err }, zenklav.EUNAUTHORIZED},
 		{"bad credentials on users many", func() error { _, err := wrongToken.UsersMany(ctx, []int64{1}); return err }, zenklav.EUNAUTHORIZED},
 		{"bad credentials on brands", func() error { _, err := wrongToken.Brands(ctx); return err }, zenklav.EUNAUTHORIZED},
 		{"server down", func() error { _, err := unreachable.Group(ctx, 1); return err }, zenklav.EUNAVAILABLE},
@@ -237,7 +237,7 @@ func TestClientStatusKinds(t *testing.T) {
 				w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			_, err := newClient(t, srv.URL).Ticket(context.Background(), 1)
+			_, err := newClient(t, srv.URL).ShowTicket(context.Background(), 1)
 			if got := zenklav.ErrorCode(err); got != tt.kind {
 				t.Fatalf("kind = %q, want %q (err %v)", got, tt.kind, err)
 			}
@@ -273,7 +273,7 @@ func TestClientTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Ticket(context.Background(), 1)
+	_, err = c.ShowTicket(context.Background(), 1)
 	if got := zenklav.ErrorCode(err); got != zenklav.EUNAVAILABLE {
 		t.Errorf("kind = %q, want %q (err %v)", got, zenklav.EUNAVAILABLE, err)
 	}
@@ -378,7 +378,7 @@ func TestClientNeverLogsToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, errFound := c.Ticket(context.Background(), 1)
+	_, errFound := c.ShowTicket(context.Background(), 1)
 	bad, _ := zendesk.NewClient(logger, zendesk.ClientConfig{BaseURL: sim.URL, Email: "ops@example.com", APIToken: token + "x"})
 	_, errAuth := bad.User(context.Background(), 1)
 	logger.Info("config", "cfg", cfg)
@@ -412,7 +412,7 @@ func TestClientDecodesRealNulls(t *testing.T) {
 			"created_at":"2025-01-08T10:12:07Z","updated_at":"2025-01-08T10:12:07Z"}}`)
 	}))
 	defer srv.Close()
-	got, err := newClient(t, srv.URL).Ticket(context.Background(), 5158)
+	got, err := newClient(t, srv.URL).ShowTicket(context.Background(), 5158)
 	if err != nil {
 		t.Fatal(err)
 	}

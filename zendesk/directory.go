@@ -12,7 +12,7 @@ var _ zenklav.Directory = (*Client)(nil)
 
 // FindTicket returns what zenklav reads of a ticket; ENOTFOUND when there is none.
 func (c *Client) FindTicket(ctx context.Context, id int64) (zenklav.TicketDetails, error) {
-	t, err := c.Ticket(ctx, id)
+	t, err := c.ShowTicket(ctx, id)
 	if err != nil {
 		return zenklav.TicketDetails{}, err
 	}

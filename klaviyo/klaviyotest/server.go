@@ -4,6 +4,12 @@
 // of the agent sidebar (get_profiles, get_events, a profile's segments and lists), and lets
 // a test read back what each account accepted and seed profiles with SetProfileDetails.
 //
+// For two-way SMS (conversations.go, webhooks.go) it keeps profiles with phone numbers and
+// SMS consent (SetSMSProfile), one SMS conversation each (get_conversations_for_profile),
+// and the replies sent into them (create_conversation_message, read back with
+// ConversationMessages); it sends signed system webhooks (SendWebhook, Sign), and plays a
+// customer's phone (Text).
+//
 // Every request is validated against Klaviyo's OpenAPI document (stable.json, revision
 // 2026-07-15), and so is every answer the simulator gives. A request that does not conform
 // is answered 400 with a JSON:API error list and recorded; tests read the record with
@@ -69,6 +75,12 @@ type Server struct {
 	refuse     func(klaviyo.Event) bool
 	onAccept   func(privateKey string, events []klaviyo.Event)
 	accounts   map[string]*account // by private key
+
+	// The webhooks it sends (webhooks.go): their meta, where Text sends them, and how.
+	hookAccount, hookID string
+	hookURL, hookSecret string
+	hookClient          *http.Client
+	phone               Phone
 }
 
 // New returns a simulator that is not listening anywhere: serve it as an http.Handler.
@@ -88,6 +100,10 @@ func New(logger *slog.Logger) (*Server, error) {
 		spec:     sp,
 		now:      time.Now,
 		accounts: map[string]*account{},
+
+		hookAccount: DefaultWebhookAccountID,
+		hookID:      DefaultWebhookID,
+		hookClient:  &http.Client{Timeout: webhookTimeout},
 	}, nil
 }
 
@@ -284,6 +300,9 @@ var handlers = map[string]handler{
 	"get_events":               (*Server).getEvents,
 	"get_segments_for_profile": (*Server).getSegmentsForProfile,
 	"get_lists_for_profile":    (*Server).getListsForProfile,
+
+	"get_conversations_for_profile": (*Server).getConversationsForProfile,
+	"create_conversation_message":   (*Server).createConversationMessage,
 }
 
 // ServeHTTP answers Klaviyo's API and, under /sandbox, the simulator's own pages.

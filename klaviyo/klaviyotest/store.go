@@ -30,6 +30,8 @@ var limits = map[string]limit{
 	"get_events":                        {perSecond: 350, perMinute: 3500},
 	"get_segments_for_profile":          {perSecond: 3, perMinute: 60},
 	"get_lists_for_profile":             {perSecond: 3, perMinute: 60},
+	"get_conversations_for_profile":     {perSecond: 3, perMinute: 60},
+	"create_conversation_message":       {perSecond: 3, perMinute: 60},
 }
 
 // account is one Klaviyo account: what it accepted, how it answered, and its rate-limit
@@ -45,6 +47,9 @@ type account struct {
 	answers  answerCounts
 	second   map[string]*apispec.Window
 	minute   map[string]*apispec.Window
+
+	sms           SMSSettings
+	conversations map[string]*conversation // by id
 }
 
 // profile is one profile of an account: made by a bulk import, by an event about it, or by
@@ -56,9 +61,12 @@ type profile struct {
 	imported   bool // a bulk import named it: Profile and Profiles report only these
 	properties map[string]any
 	details    ProfileDetails
-	created    time.Time
-	updated    time.Time
-	seq        uint64
+	// conversation is its SMS conversation: made by SetSMSProfile or by a text (Text), nil
+	// for a profile that never had one.
+	conversation *conversation
+	created      time.Time
+	updated      time.Time
+	seq          uint64
 }
 
 // answerCounts counts the answers an account's requests got, for the sandbox page.
@@ -91,6 +99,8 @@ func newAccount() *account {
 		metrics:  map[string]string{},
 		second:   map[string]*apispec.Window{},
 		minute:   map[string]*apispec.Window{},
+
+		conversations: map[string]*conversation{},
 	}
 }
 

@@ -461,7 +461,7 @@ func ticketLinks(id int64, q url.Values, isNew bool) []pageLink {
 }
 
 // fallbackAgent views tickets when the account has no agent: the API user.
-var fallbackAgent = zendesk.User{ID: 1, Name: "Simulated Agent", Email: DefaultEmail, Role: "admin"}
+var fallbackAgent = zendesk.User{ID: APIUserID, Name: "Simulated Agent", Email: DefaultEmail, Role: "admin"}
 
 // viewer returns the agent viewing the page: the stored agent or admin id, or, for id 0,
 // the one with the lowest id. The caller holds s.mu.

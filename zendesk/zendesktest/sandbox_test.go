@@ -36,7 +36,7 @@ func TestSeedIsServedByTheAPI(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, want := range sample.Tickets {
-		got, err := c.Ticket(ctx, want.ID)
+		got, err := c.ShowTicket(ctx, want.ID)
 		if err != nil {
 			t.Fatalf("Ticket %d: %v", want.ID, err)
 		}

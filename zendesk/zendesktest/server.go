@@ -9,6 +9,14 @@
 // API accepts. Like Zendesk it checks Basic auth ("{email}/token" and the API token) and
 // enforces a per-minute rate limit with 429 and Retry-After.
 //
+// Tickets are written through the API as on Zendesk: created with their first comment (an
+// Idempotency-Key makes a repeat answer the first ticket), followed up only when closed,
+// updated with comments and statuses but never once closed, at most TicketUpdateLimit times
+// in TicketUpdateWindow, and deleted. Users are created and searched by phone or email.
+// Each change sends its event webhook to the webhook target (SetAPIWebhooks), and
+// AgentReply plays an agent answering in the workspace; tests read what was written with
+// Tickets and Comments.
+//
 // Tests use NewServer; zenklav's sandbox mode uses New and serves the *Server (an
 // http.Handler) on its own listener. Paths under /sandbox/ are the simulator's own, not
 // Zendesk's, and are not validated; nor are the agent's pages under /agent/, where a
@@ -82,6 +90,8 @@ type Server struct {
 	samples    int
 	app        *installedApp // the sidebar app the agent pages load; nil until InstallApp
 	export     exportState   // the Incremental Ticket Export's own limit and page size
+	desk       deskState     // comments, idempotency keys, per-ticket update limit, follow-ups
+	outbox     outbox        // event webhooks waiting to be sent, in order
 }
 
 // New returns a simulator that is not listening anywhere: serve it as an http.Handler
@@ -112,6 +122,7 @@ func New(logger *slog.Logger) (*Server, error) {
 		users:     map[int64]zendesk.User{},
 		groups:    map[int64]zendesk.Group{},
 		brands:    map[int64]zendesk.Brand{},
+		desk:      newDeskState(),
 		// Zendesk's user, group and brand ids are past 2^32 on most accounts; starting
 		// there catches code that squeezes them into 32 bits.
 		lastID: 360000000000,
@@ -233,6 +244,13 @@ var handlers = map[string]handler{
 	"ShowGroupById":                 (*Server).showGroup,
 	"ListBrands":                    (*Server).listBrands,
 	"IncrementalTicketExportCursor": (*Server).exportTickets,
+	"CreateTicket":                  (*Server).createTicket,
+	"UpdateTicket":                  (*Server).updateTicket,
+	"DeleteTicket":                  (*Server).deleteTicket,
+	"ListTicketComments":            (*Server).listComments,
+	"ListSearchResults":             (*Server).search,
+	"CreateUser":                    (*Server).createUser,
+	"ShowCurrentUser":               (*Server).showCurrentUser,
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
@@ -295,6 +313,10 @@ func errorBody(code, description string) map[string]string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
 	body, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError

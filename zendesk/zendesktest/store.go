@@ -77,12 +77,11 @@ func (s *Server) AddUser(u zendesk.User) zendesk.User {
 	return u
 }
 
-// User returns the stored user with the given id.
+// User returns the stored user with the given id, or the API user (APIUserID).
 func (s *Server) User(id int64) (zendesk.User, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u, ok := s.users[id]
-	return u, ok
+	return s.userByID(id)
 }
 
 // AddGroup stores g and returns it as stored; a zero ID gets a new id.

@@ -34,12 +34,15 @@ type EventMeta struct {
 	SequenceID string
 }
 
-// Comment is the comment of a ticket.comment_added event.
+// Comment is a comment of a ticket (Comments lists them), and the comment of a
+// ticket.comment_added event.
 type Comment struct {
 	ID       int64 // a new id when zero
 	Body     string
 	Public   bool
-	AuthorID int64 // the ticket's assignee when zero, or its requester when unassigned
+	AuthorID int64 // in an event: the ticket's assignee when zero, or its requester when unassigned
+	// CreatedAt is when the simulator stored the comment; events do not carry it.
+	CreatedAt time.Time
 }
 
 // SendWebhook posts body to url signed with secret exactly as Zendesk does: JSON, the
@@ -82,23 +85,26 @@ func (s *Server) TicketStatusChanged(ticketID int64, previous string, meta Event
 }
 
 // TicketCommentAdded builds the zen:event-type:ticket.comment_added payload of a stored
-// ticket; the comment's author must be a stored user.
+// ticket; the comment's author must be a stored user (or the API user).
 func (s *Server) TicketCommentAdded(ticketID int64, c Comment, meta EventMeta) ([]byte, error) {
-	t, ok := s.Ticket(ticketID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tickets[ticketID]
 	if !ok {
 		return nil, fmt.Errorf("build ticket.comment_added: no ticket %d", ticketID)
 	}
 	authorID := cmp.Or(c.AuthorID, t.AssigneeID, t.RequesterID)
-	author, ok := s.User(authorID)
+	author, ok := s.userByID(authorID)
 	if !ok {
 		return nil, fmt.Errorf("build ticket.comment_added: no author user %d", authorID)
 	}
-	if c.ID == 0 {
-		s.mu.Lock()
-		s.lastID++
-		c.ID = s.lastID
-		s.mu.Unlock()
-	}
+	c.ID = s.id(c.ID)
+	return s.commentAddedLocked(t, c, author, meta)
+}
+
+// commentAddedLocked builds the ticket.comment_added payload of c, written by author, on
+// t. The caller holds s.mu.
+func (s *Server) commentAddedLocked(t zendesk.Ticket, c Comment, author zendesk.User, meta EventMeta) ([]byte, error) {
 	meta.ActorID = cmp.Or(meta.ActorID, author.ID)
 	event := map[string]any{"comment": map[string]any{
 		"id":        strconv.FormatInt(c.ID, 10),
@@ -110,7 +116,7 @@ func (s *Server) TicketCommentAdded(ticketID int64, c Comment, meta EventMeta) (
 			"name":     author.Name,
 		},
 	}}
-	return s.TicketEvent(ticketID, "ticket.comment_added", event, meta)
+	return buildEvent(t, s.accountID, s.now(), "ticket.comment_added", event, meta)
 }
 
 // TicketEvent builds the payload of any ticket event of a stored ticket, such as
@@ -121,14 +127,18 @@ func (s *Server) TicketEvent(ticketID int64, eventType string, event map[string]
 	if !strings.HasPrefix(eventType, "ticket.") {
 		return nil, fmt.Errorf("build %s: not a ticket event", eventType)
 	}
-	t, ok := s.Ticket(ticketID)
+	s.mu.Lock()
+	t, ok := s.tickets[ticketID]
+	accountID, now := s.accountID, s.now()
+	s.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("build %s: no ticket %d", eventType, ticketID)
 	}
-	s.mu.Lock()
-	accountID, now := s.accountID, s.now()
-	s.mu.Unlock()
+	return buildEvent(cloneTicket(t), accountID, now, eventType, event, meta)
+}
 
+// buildEvent builds the payload of the ticket event eventType (without its prefix) of t.
+func buildEvent(t zendesk.Ticket, accountID int64, now time.Time, eventType string, event map[string]any, meta EventMeta) ([]byte, error) {
 	when := meta.Time
 	if when.IsZero() {
 		when = t.UpdatedAt
