@@ -152,6 +152,15 @@ func (h *Handler) write(ctx context.Context, r Route, key string, c *conversatio
 		return err
 	}
 	if err := h.make(ctx, r, c, p); err != nil {
+		if p.Ticket == nil && zenklav.ErrorCode(err) == zenklav.ECONFLICT {
+			// The ticket was closed since it was read: nothing was written. Forget the
+			// write and go again, to a follow-up.
+			c.Pending = nil
+			if serr := h.cfg.Store.Save(ctx, key, *c); serr != nil {
+				return serr
+			}
+			return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "ticket %d was closed meanwhile", p.TicketID)
+		}
 		return err
 	}
 	c.Pending = nil

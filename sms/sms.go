@@ -159,7 +159,9 @@ func (h *Handler) conversation(ctx, sendCtx context.Context, r Route, ds []*kafk
 			return
 		}
 		retry.Log(ctx, h.logger, "sms: handling a conversation failed, retrying", attempt, err, "connection", r.Connection.ID)
-		if h.retry.Sleep(ctx, attempt) != nil {
+		// Zendesk's 429 says when to come back (its 30 updates per ticket in 10 minutes
+		// can mean minutes); otherwise back off.
+		if retry.Wait(ctx, max(h.retry.Delay(attempt), zenklav.RetryAfter(err))) != nil {
 			return
 		}
 	}

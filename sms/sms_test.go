@@ -23,6 +23,8 @@ type desk struct {
 	comments map[int64][]deskComment
 	keys     map[string]int64
 	next     int64
+	// closeFirst closes a ticket when a comment comes for it, as an agent might just then.
+	closeFirst bool
 }
 
 type deskComment struct {
@@ -87,8 +89,14 @@ func (d *desk) Comment(_ context.Context, id int64, c zenklav.DeskComment, statu
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t, ok := d.tickets[id]
-	if !ok || t.Status == zenklav.StatusClosed {
+	if ok && d.closeFirst {
+		t.Status, d.closeFirst = zenklav.StatusClosed, false
+	}
+	if !ok {
 		return fmt.Errorf("ticket %d takes no comment", id)
+	}
+	if t.Status == zenklav.StatusClosed {
+		return zenklav.Errorf(zenklav.ECONFLICT, "ticket %d is closed", id)
 	}
 	d.comments[id] = append(d.comments[id], deskComment{c, time.Now()})
 	if status != "" {
@@ -338,5 +346,26 @@ func TestConversationExactlyOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A ticket closed between zenklav's read of it and its comment: the text goes to a follow-up,
+// once.
+func TestConversationTicketClosedMeanwhile(t *testing.T) {
+	hs := newHarness(t, &memoryStore{})
+	hs.send(event{Body: "first"})
+	hs.desk.closeFirst = true
+	e := event{Connection: "acme", EventID: "klaviyo:late", Kind: kindInbound, CustomerPhone: customer, Body: "late", SenderType: zenklav.SenderTollFree}
+	d := []*kafka.Delivery[*event]{{Value: &e, Fetched: time.Now()}}
+	err := hs.h.step(context.Background(), hs.r, d)
+	if !zenklav.Transient(err) {
+		t.Fatalf("a comment on a ticket closed meanwhile: %v, want a transient error", err)
+	}
+	if err := hs.h.step(context.Background(), hs.r, d); err != nil {
+		t.Fatal(err)
+	}
+	ts := hs.tickets()
+	if len(ts) != 2 || len(hs.bodies(ts[0].ID)) != 1 || hs.bodies(ts[1].ID)[0] != "public: late" {
+		t.Errorf("tickets %+v, comments %q / %q", ts, hs.bodies(ts[0].ID), hs.bodies(ts[len(ts)-1].ID))
 	}
 }

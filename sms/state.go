@@ -10,6 +10,7 @@ import (
 
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/kafka"
+	"github.com/zenklav/zenklav/schemas"
 )
 
 // conversation is zenklav's durable record of one customer's SMS conversation with one
@@ -81,8 +82,12 @@ type Store interface {
 	Save(ctx context.Context, key string, c conversation) error
 }
 
-// ConversationsTopic is the compacted topic of the conversations.
-const ConversationsTopic = "sms-conversations.v1"
+// ConversationsTopic is the compacted topic of the conversations; EventsTopic the one the
+// role reads.
+const (
+	ConversationsTopic = "sms-conversations.v1"
+	EventsTopic        = schemas.SMSEventsTopic
+)
 
 // TableStore is the Store on a compacted topic.
 type TableStore struct{ T *kafka.Table }
