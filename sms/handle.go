@@ -27,11 +27,14 @@ func (h *Handler) step(ctx context.Context, r Route, ds []*kafka.Delivery[*event
 		}
 	}
 	var fresh []*event
+	seen := map[string]bool{}
 	for _, d := range ds {
-		if c.handled(d.Value.EventID) {
+		// A redelivery may come in the same batch as the original, or in a later one.
+		if id := d.Value.EventID; c.handled(id) || seen[id] {
 			h.count(r, "duplicate")
 			continue
 		}
+		seen[d.Value.EventID] = true
 		fresh = append(fresh, d.Value)
 	}
 	if len(fresh) == 0 {

@@ -305,9 +305,9 @@ func TestConversationRules(t *testing.T) {
 // neither a second ticket nor a second comment when the message comes again.
 func TestConversationExactlyOnce(t *testing.T) {
 	hs := newHarness(t, &memoryStore{})
+	hs.send(event{EventID: "klaviyo:a", Body: "first"}, event{EventID: "klaviyo:a", Body: "first"}) // twice in one batch
 	hs.send(event{EventID: "klaviyo:a", Body: "first"})
-	hs.send(event{EventID: "klaviyo:a", Body: "first"})
-	if ts := hs.tickets(); len(ts) != 1 || len(hs.bodies(ts[0].ID)) != 1 {
+	if ts := hs.tickets(); len(ts) != 1 || len(hs.bodies(ts[0].ID)) != 1 || hs.bodies(ts[0].ID)[0] != "public: first" {
 		t.Fatalf("redelivery: tickets %+v", ts)
 	}
 	for _, c := range []struct {
