@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Connection joins one Zendesk account (or some of its brands) with one Klaviyo account and
@@ -143,6 +144,28 @@ func (c *Connection) Validate() error {
 	}
 	if len(c.Klaviyo.WebhookSecrets) > 2 {
 		bad("klaviyo.webhook_secrets holds at most two secrets")
+	}
+	for i, s := range c.Klaviyo.WebhookSecrets {
+		// The Webhooks API asks for a secret_key of 16 characters or more; shorter is guessable.
+		if len(s) < 16 {
+			bad("klaviyo.webhook_secrets[%d] is shorter than 16 characters: use the secret_key the Klaviyo webhook was created with", i)
+		}
+	}
+	if c.SMS.Enabled {
+		if len(c.Klaviyo.WebhookSecrets) == 0 {
+			bad("sms.enabled needs klaviyo.webhook_secrets: the secret_key of the Klaviyo system webhook that posts to /webhooks/klaviyo/%s", c.ID)
+		}
+		if c.Klaviyo.PrivateKey == "" {
+			bad("sms.enabled needs klaviyo.private_key: replies are sent through Klaviyo's API")
+		}
+	}
+	for i, t := range c.SMS.InboundTopics {
+		switch {
+		case t == "" || len(t) > 256 || strings.ContainsFunc(t, unicode.IsSpace):
+			bad("sms.inbound_topics[%d] must be a Klaviyo webhook topic id (event:…), up to 256 characters without spaces", i)
+		case t == TopicSentSMS || t == TopicFailedToDeliverSMS:
+			bad("sms.inbound_topics[%d] is %s, which zenklav reads as what Klaviyo sent the customer, not as their text", i, t)
+		}
 	}
 	return errors.Join(errs...)
 }

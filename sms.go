@@ -190,4 +190,6 @@ type Conversations interface {
 	SMSConversation(ctx context.Context, profileID string) (string, error)
 	// SendMessage sends body into the conversation; Klaviyo answers 202 without a message id.
 	SendMessage(ctx context.Context, conversationID, body string) error
+	// MessageDelay is how long a SendMessage would wait for the account's limit now.
+	MessageDelay() time.Duration
 }

@@ -25,7 +25,7 @@ func TestKeywordsClassify(t *testing.T) {
 		{custom, "promo", IgnoredKeyword, false},
 		{custom, "socorro", CreateKeyword, false},
 		{custom, "ayuda", NotAKeyword, false},
-		{custom, "join", NotAKeyword, false}, // a connection's ignore list replaces the default subscribe keywords
+		{custom, "join", NotAKeyword, false},   // a connection's ignore list replaces the default subscribe keywords
 		{custom, "STOP", IgnoredKeyword, true}, // never the compliance keywords
 		{SMSKeywords{Create: []string{"STOP"}}, "stop", IgnoredKeyword, true},
 		{SMSKeywords{}, "start", IgnoredKeyword, false},

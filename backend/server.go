@@ -120,6 +120,7 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	if opts.Ingest != nil {
 		// Roles other than api serve only health and metrics.
 		e.POST("/webhooks/zendesk/:subdomain", s.zendeskWebhook)
+		e.POST("/webhooks/klaviyo/:connection", s.klaviyoWebhook)
 	}
 	if opts.Sidebar != nil {
 		if err := s.routeSidebar(e); err != nil {

@@ -9,16 +9,20 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 )
 
 // Ingest takes webhooks in (ingest.Service): it answers only once Kafka acknowledged the
-// event, so the sender's retries cover every failure before that point.
+// events, so the sender's retries cover every failure before that point.
 type Ingest interface {
 	// AdmitZendesk makes the checks that need no body, before the body is read.
 	AdmitZendesk(subdomain string, h http.Header) error
 	Zendesk(ctx context.Context, subdomain string, h http.Header, body []byte) (*schemas.TicketEvent, error)
+	// AdmitKlaviyo makes the checks of a Klaviyo system webhook that need no body.
+	AdmitKlaviyo(connection string, h http.Header) error
+	Klaviyo(ctx context.Context, connection string, h http.Header, body []byte) ([]schemas.SMSEvent, error)
 }
 
 // webhookBodyTimeout bounds the read of a webhook's body, which holds its share of the byte
@@ -28,42 +32,74 @@ type Ingest interface {
 // 5 s could not be answered in time anyway.
 const webhookBodyTimeout = 5 * time.Second
 
-// zendeskWebhook accepts a Zendesk webhook: refuse what the path and headers already rule
-// out, reserve the body's bytes, read the body, hand it to the ingest service, answer.
+// zendeskWebhook accepts a Zendesk webhook: one ticket event.
 func (s *Server) zendeskWebhook(c *gin.Context) {
 	subdomain := c.Param("subdomain")
-	if err := s.opts.Ingest.AdmitZendesk(subdomain, c.Request.Header); err != nil {
-		s.webhookResult(c, "zendesk", err)
+	s.webhook(c, "zendesk", zendesk.MaxWebhookBody,
+		func() error { return s.opts.Ingest.AdmitZendesk(subdomain, c.Request.Header) },
+		func(body []byte) (gin.H, error) {
+			ev, err := s.opts.Ingest.Zendesk(c.Request.Context(), subdomain, c.Request.Header, body)
+			if err != nil || ev == nil {
+				return nil, err
+			}
+			return gin.H{"status": "accepted", "event_id": ev.EventID}, nil
+		},
+		"event type not used by zenklav, or a brand no connection syncs")
+}
+
+// klaviyoWebhook accepts a Klaviyo system webhook: a batch of items, each an SMS event or
+// nothing zenklav reads.
+func (s *Server) klaviyoWebhook(c *gin.Context) {
+	connection := c.Param("connection")
+	s.webhook(c, "klaviyo", klaviyo.MaxWebhookBody,
+		func() error { return s.opts.Ingest.AdmitKlaviyo(connection, c.Request.Header) },
+		func(body []byte) (gin.H, error) {
+			events, err := s.opts.Ingest.Klaviyo(c.Request.Context(), connection, c.Request.Header, body)
+			if err != nil || len(events) == 0 {
+				return nil, err
+			}
+			return gin.H{"status": "accepted", "events": len(events)}, nil
+		},
+		"no item of a topic zenklav reads, or none with a customer's phone number")
+}
+
+// webhook is the way every webhook goes: refuse what the path and headers already rule out
+// (admit), reserve the body's bytes (at most limit), read the body, hand it to the ingest
+// service (handle), answer. handle returns the 202's body once Kafka acknowledged, or nil
+// when nothing in the webhook is for zenklav, which is answered 200 with ignored's reason.
+func (s *Server) webhook(c *gin.Context, source string, limit int64, admit func() error, handle func(body []byte) (gin.H, error), ignored string) {
+	if err := admit(); err != nil {
+		s.webhookResult(c, source, err)
 		return
 	}
 	// Released however the handler ends, panics included: the body's bytes are held until
 	// then.
-	release, err := s.reserveBody(c.Request, zendesk.MaxWebhookBody)
+	release, err := s.reserveBody(c.Request, limit)
 	if err != nil {
-		s.webhookResult(c, "zendesk", err)
+		s.webhookResult(c, source, err)
 		return
 	}
 	defer release()
-	body, err := readWebhookBody(c, zendesk.MaxWebhookBody)
+	body, err := readWebhookBody(c, limit)
 	if err != nil {
-		s.webhookResult(c, "zendesk", err)
+		s.webhookResult(c, source, err)
 		return
 	}
-	ev, err := s.opts.Ingest.Zendesk(c.Request.Context(), subdomain, c.Request.Header, body)
+	accepted, err := handle(body)
 	if err != nil {
-		s.webhookResult(c, "zendesk", err)
+		s.webhookResult(c, source, err)
 		return
 	}
-	if ev == nil {
-		s.metrics.webhooks.WithLabelValues("zendesk", "ignored").Inc()
-		c.JSON(http.StatusOK, gin.H{"status": "ignored", "reason": "event type not used by zenklav, or a brand no connection syncs"})
+	if accepted == nil {
+		s.metrics.webhooks.WithLabelValues(source, "ignored").Inc()
+		c.JSON(http.StatusOK, gin.H{"status": "ignored", "reason": ignored})
 		return
 	}
 	if s.publishing != nil {
 		s.publishing.Working()
 	}
-	s.metrics.webhooks.WithLabelValues("zendesk", "accepted").Inc()
-	c.JSON(http.StatusAccepted, gin.H{"status": "accepted", "event_id": ev.EventID})
+	s.metrics.webhooks.WithLabelValues(source, "accepted").Inc()
+	c.JSON(http.StatusAccepted, accepted)
 }
 
 // reportedKey marks a request whose error the health tracker has already reported, so the

@@ -34,6 +34,17 @@ func TestLoadConnectionsYAML(t *testing.T) {
 	if c.BySubdomain("initech") != nil {
 		t.Error("unknown subdomain found")
 	}
+	sms := globex.SMS
+	if !sms.Enabled || sms.Brand != 360001 || len(globex.Klaviyo.WebhookSecrets) != 2 || globex.Klaviyo.WebhookSecrets[1].Reveal() != "globex-klaviyo-secret-old1" {
+		t.Errorf("globex's SMS: %+v, %d Klaviyo webhook secrets", sms, len(globex.Klaviyo.WebhookSecrets))
+	}
+	if strings.Join(sms.Keywords.Ignore, ",") != "JOIN,WINTER" || strings.Join(sms.Keywords.Create, ",") != "HELP,INFO,AIDE" ||
+		strings.Join(sms.InboundTopics, ",") != "event:klaviyo.conversation_message_received" {
+		t.Errorf("globex's SMS keywords %+v, inbound topics %v", sms.Keywords, sms.InboundTopics)
+	}
+	if a := acmes[0].SMS; a.Enabled || a.Keywords.Ignore != nil || a.Keywords.Create != nil {
+		t.Errorf("acme's SMS %+v, want off with the default keywords (nil lists)", a)
+	}
 }
 
 func TestParseConnectionsRejects(t *testing.T) {
@@ -48,6 +59,9 @@ func TestParseConnectionsRejects(t *testing.T) {
 		{"short secret", `{"connections":[` + strings.Replace(valid, `0123456789abcdef`, `short`, 1) + `]}`, "shorter than 16"},
 		{"brands word", `{"connections":[` + strings.Replace(valid, `"all"`, `"some"`, 1) + `]}`, "brands must be"},
 		{"empty brands", `{"connections":[` + strings.Replace(valid, `"all"`, `[]`, 1) + `]}`, "non-empty list"},
+		{"SMS without a Klaviyo webhook secret", `{"connections":[` + strings.Replace(valid, `"klaviyo":{"private_key":"pk_x"}`, `"klaviyo":{"private_key":"pk_x"},"sms":{"enabled":true}`, 1) + `]}`, "sms.enabled needs klaviyo.webhook_secrets"},
+		{"short Klaviyo webhook secret", `{"connections":[` + strings.Replace(valid, `"private_key":"pk_x"`, `"private_key":"pk_x","webhook_secrets":["short"]`, 1) + `]}`, "klaviyo.webhook_secrets[0] is shorter than 16"},
+		{"misspelt SMS setting", `{"connections":[` + strings.Replace(valid, `"klaviyo":{"private_key":"pk_x"}`, `"klaviyo":{"private_key":"pk_x"},"sms":{"enabled":false,"inbound_topic":["x"]}`, 1) + `]}`, "unknown field"},
 		{"public klaviyo key", `{"connections":[` + strings.Replace(valid, `pk_x`, `AbC123`, 1) + `]}`, "private API key"},
 		{"token without email", `{"connections":[` + strings.Replace(valid, `"a@b.c"`, `""`, 1) + `]}`, "zendesk.email"},
 		{"duplicate id", `{"connections":[` + valid + `,` + strings.Replace(valid, `"subdomain":"acme"`, `"subdomain":"other"`, 1) + `]}`, "used twice"},

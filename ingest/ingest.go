@@ -1,8 +1,9 @@
 // Package ingest is the way into the event log: everything between "a webhook's bytes and
 // headers arrived" (or a backfill read a ticket) and "Kafka acknowledged the event". It
 // finds the connection, checks the signature, parses, applies the brand rule, encodes and
-// validates against the wire contract, and publishes with acks=all. The HTTP handlers and
-// `zenklav backfill` both call it; neither knows Kafka.
+// validates against the wire contract, and publishes with acks=all. Zendesk's webhooks
+// become ticket events (this file), Klaviyo's system webhooks SMS events (klaviyo.go). The
+// HTTP handlers and `zenklav backfill` call it; neither knows Kafka.
 package ingest
 
 import (
@@ -11,19 +12,21 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/zendesk"
 )
 
-// Headers of every ticket event zenklav produces.
+// Headers of every event zenklav produces.
 const (
-	HeaderSchema  = "zenklav-schema"   // the wire contract: ticket_event.v1
+	HeaderSchema  = "zenklav-schema"   // the wire contract: ticket_event.v1, sms_event.v1
 	HeaderEventID = "zenklav-event-id" // the event's id, to find it without decoding
 )
 
 // publishTimeout bounds the wait for Kafka's acknowledgement of a webhook: Zendesk gives up
-// on a webhook after 10 s, so a 503 before that makes its retry sure.
+// on a webhook after 10 s, so a 503 before that makes its retry sure. Klaviyo documents no
+// timeout of its own; the same bound keeps its requests as short.
 const publishTimeout = 8 * time.Second
 
 // Config is what a Service takes events for and writes them to.
@@ -32,12 +35,22 @@ type Config struct {
 	Publisher   zenklav.Publisher
 	// Topic is where ticket events go: schemas.TicketEventsTopic when "".
 	Topic string
+	// SMSTopic is where SMS events go: schemas.SMSEventsTopic when "".
+	SMSTopic string
 	// Now is the clock signature timestamps are checked against: time.Now when nil.
 	Now func() time.Time
+	// Registry, when set, exports what became of Klaviyo webhook items
+	// (zenklav_klaviyo_webhook_items_total).
+	Registry prometheus.Registerer
 }
 
-// Service takes ticket events in.
-type Service struct{ cfg Config }
+// Service takes ticket and SMS events in.
+type Service struct {
+	cfg Config
+	// items counts Klaviyo webhook items by connection and result: the SMS kind, or why
+	// an item became no event (klaviyo.ItemIgnored, …).
+	items *prometheus.CounterVec
+}
 
 // New returns a Service.
 func New(cfg Config) *Service {
@@ -47,7 +60,10 @@ func New(cfg Config) *Service {
 	if cfg.Topic == "" {
 		cfg.Topic = schemas.TicketEventsTopic
 	}
-	return &Service{cfg: cfg}
+	if cfg.SMSTopic == "" {
+		cfg.SMSTopic = schemas.SMSEventsTopic
+	}
+	return &Service{cfg: cfg, items: itemsCounter(cfg.Registry)}
 }
 
 // AdmitZendesk says whether a Zendesk webhook sent to subdomain's endpoint with headers h is
@@ -121,16 +137,24 @@ func (s *Service) Publish(ctx context.Context, events ...schemas.TicketEvent) er
 			// makes Zendesk retry once it is fixed, and the log says what broke.
 			return zenklav.Wrap(zenklav.EINTERNAL, err, "ticket %d did not make a valid ticket event", e.Ticket.ID)
 		}
-		if len(value)+len(e.Key())+1024 > zenklav.MaxMessageBytes {
-			return zenklav.Errorf(zenklav.ETOOLARGE, "ticket %d's event is over Kafka's %d-byte message limit", e.Ticket.ID, zenklav.MaxMessageBytes)
-		}
-		msgs[i] = zenklav.Message{
-			Topic: s.cfg.Topic, Key: []byte(e.Key()), Value: value,
-			Headers: map[string]string{HeaderSchema: "ticket_event.v1", HeaderEventID: e.EventID},
+		if msgs[i], err = message(s.cfg.Topic, "ticket_event.v1", e.EventID, e.Key(), value); err != nil {
+			return err
 		}
 	}
 	if err := s.cfg.Publisher.Publish(ctx, msgs...); err != nil {
 		return fmt.Errorf("publish %d ticket events: %w", len(events), err)
 	}
 	return nil
+}
+
+// message is an encoded event as the log takes it, with the headers every event of zenklav
+// carries; ETOOLARGE when it is over the log's limit, with room for its framing.
+func message(topic, schema, eventID, key string, value []byte) (zenklav.Message, error) {
+	if len(value)+len(key)+1024 > zenklav.MaxMessageBytes {
+		return zenklav.Message{}, zenklav.Errorf(zenklav.ETOOLARGE, "event %s is over Kafka's %d-byte message limit", eventID, zenklav.MaxMessageBytes)
+	}
+	return zenklav.Message{
+		Topic: topic, Key: []byte(key), Value: value,
+		Headers: map[string]string{HeaderSchema: schema, HeaderEventID: eventID},
+	}, nil
 }

@@ -1,5 +1,6 @@
-// Package schemas holds zenklav's wire contracts: the JSON Schemas of what it writes to Kafka,
-// their Go types and validation, and the ClickHouse migrations.
+// Package schemas holds zenklav's wire contracts: the JSON Schemas of what it writes to Kafka
+// (ticket_event.v1, sms_event.v1), their Go types and validation, and the ClickHouse
+// migrations.
 //
 // Versioning rule: a change that only adds optional fields keeps the version (v1) and its
 // topic; readers ignore fields they do not know. Anything else (a removed or renamed field, a
@@ -23,6 +24,8 @@ import (
 const (
 	TicketEventsTopic    = "ticket-events.v1"
 	TicketEventsDLQTopic = "ticket-events.dlq.v1"
+	SMSEventsTopic       = "sms-events.v1"
+	SMSEventsDLQTopic    = "sms-events.dlq.v1"
 )
 
 //go:embed *.v1.json
@@ -40,8 +43,14 @@ func Migrations() fs.FS {
 	return sub
 }
 
-var compiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	const name = "ticket_event.v1.json"
+// The compiled contracts, each compiled once, when first used.
+var (
+	ticketEventSchema = sync.OnceValues(func() (*jsonschema.Schema, error) { return compile("ticket_event.v1.json") })
+	smsEventSchema    = sync.OnceValues(func() (*jsonschema.Schema, error) { return compile("sms_event.v1.json") })
+)
+
+// compile compiles one embedded schema file, with its formats asserted (date-time).
+func compile(name string) (*jsonschema.Schema, error) {
 	raw, err := schemaFiles.ReadFile(name)
 	if err != nil {
 		return nil, err
@@ -56,24 +65,29 @@ var compiled = sync.OnceValues(func() (*jsonschema.Schema, error) {
 		return nil, err
 	}
 	return c.Compile(name)
-})
+}
 
-// ValidateTicketEventJSON checks an encoded ticket event against ticket_event.v1.
-func ValidateTicketEventJSON(data []byte) error {
-	s, err := compiled()
+// validate checks data against the contract that schema compiles, named name in errors.
+func validate(schema func() (*jsonschema.Schema, error), name string, data []byte) error {
+	s, err := schema()
 	if err != nil {
-		return fmt.Errorf("compile ticket_event.v1: %w", err)
+		return fmt.Errorf("compile %s: %w", name, err)
 	}
 	// Every produced event passes through here, so decode with the faster decoder; numbers
 	// become float64, which is exact for every id below 2^53 and still integral above it.
 	var doc any
 	if err := gojson.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("decode ticket event: %w", err)
+		return fmt.Errorf("decode %s: %w", name, err)
 	}
 	if err := s.Validate(doc); err != nil {
-		return fmt.Errorf("ticket event does not match ticket_event.v1: %w", err)
+		return fmt.Errorf("event does not match %s: %w", name, err)
 	}
 	return nil
+}
+
+// ValidateTicketEventJSON checks an encoded ticket event against ticket_event.v1.
+func ValidateTicketEventJSON(data []byte) error {
+	return validate(ticketEventSchema, "ticket_event.v1", data)
 }
 
 // Marshal encodes e and validates the result against ticket_event.v1, so nothing that breaks

@@ -17,8 +17,8 @@ import (
 func (h *Handler) step(ctx context.Context, r Route, ds []*kafka.Delivery[*event]) error {
 	first := ds[0].Value
 	key := first.key()
-	c, err := h.cfg.Store.Load(key)
-	if err != nil {
+	var c conversation
+	if err := load(h.cfg.Store, key, &c); err != nil {
 		return err
 	}
 	if c.Pending != nil {
@@ -58,7 +58,7 @@ func (h *Handler) step(ctx context.Context, r Route, ds []*kafka.Delivery[*event
 	c.markHandled(skipped...)
 	c.markHandled(ids(fresh, "sent", "failed")...)
 	if len(texts) == 0 {
-		return h.cfg.Store.Save(ctx, key, c)
+		return save(ctx, h.cfg.Store, key, c)
 	}
 	return h.deliverTexts(ctx, r, key, &c, current, first.CustomerPhone, texts)
 }
@@ -151,7 +151,7 @@ func (h *Handler) deliverTexts(ctx context.Context, r Route, key string, c *conv
 func (h *Handler) write(ctx context.Context, r Route, key string, c *conversation, p pending) error {
 	p.At = h.cfg.Now()
 	c.Pending = &p
-	if err := h.cfg.Store.Save(ctx, key, *c); err != nil {
+	if err := save(ctx, h.cfg.Store, key, *c); err != nil {
 		return err
 	}
 	if err := h.make(ctx, r, c, p); err != nil {
@@ -159,7 +159,7 @@ func (h *Handler) write(ctx context.Context, r Route, key string, c *conversatio
 			// The ticket was closed since it was read: nothing was written. Forget the
 			// write and go again, to a follow-up.
 			c.Pending = nil
-			if serr := h.cfg.Store.Save(ctx, key, *c); serr != nil {
+			if serr := save(ctx, h.cfg.Store, key, *c); serr != nil {
 				return serr
 			}
 			return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "ticket %d was closed meanwhile", p.TicketID)
@@ -168,7 +168,7 @@ func (h *Handler) write(ctx context.Context, r Route, key string, c *conversatio
 	}
 	c.Pending = nil
 	c.markHandled(p.EventIDs...)
-	return h.cfg.Store.Save(ctx, key, *c)
+	return save(ctx, h.cfg.Store, key, *c)
 }
 
 // finish completes the write a crash left pending.
@@ -183,7 +183,7 @@ func (h *Handler) finish(ctx context.Context, r Route, key string, c *conversati
 		if has {
 			c.Pending = nil
 			c.markHandled(p.EventIDs...)
-			return h.cfg.Store.Save(ctx, key, *c)
+			return save(ctx, h.cfg.Store, key, *c)
 		}
 	}
 	// A ticket is created again with the same idempotency key: Zendesk answers with the one

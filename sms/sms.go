@@ -26,6 +26,7 @@ const Group = "zenklav-sms"
 type Route struct {
 	Connection *zenklav.Connection
 	Desk       zenklav.Desk
+	Directory  zenklav.Directory // who wrote a reply, and the requester's phone
 	Klaviyo    zenklav.Conversations
 }
 

@@ -126,15 +126,37 @@ func (d *desk) set(id int64, status string) {
 	d.tickets[id].Status = status
 }
 
-// klaviyo is the customers' profiles, by phone.
-type klaviyo map[string]zenklav.Profile
+// klaviyo is the customers' profiles, by phone, and the replies sent to their conversations.
+type klaviyo struct {
+	mu       sync.Mutex
+	profiles map[string]zenklav.Profile
+	sent     map[string][]string // by conversation id ("conv-" + profile id)
+	refuse   error               // what SendMessage answers, when set
+}
 
-func (k klaviyo) ProfileByPhone(_ context.Context, phone string) (zenklav.Profile, bool, error) {
-	p, ok := k[phone]
+func (k *klaviyo) ProfileByPhone(_ context.Context, phone string) (zenklav.Profile, bool, error) {
+	p, ok := k.profiles[phone]
 	return p, ok, nil
 }
-func (k klaviyo) SMSConversation(context.Context, string) (string, error) { return "", nil }
-func (k klaviyo) SendMessage(context.Context, string, string) error       { return nil }
+
+func (k *klaviyo) SMSConversation(_ context.Context, profileID string) (string, error) {
+	return "conv-" + profileID, nil
+}
+
+func (k *klaviyo) SendMessage(_ context.Context, conversationID, body string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.refuse != nil {
+		return k.refuse
+	}
+	if k.sent == nil {
+		k.sent = map[string][]string{}
+	}
+	k.sent[conversationID] = append(k.sent[conversationID], body)
+	return nil
+}
+
+func (k *klaviyo) MessageDelay() time.Duration { return 0 }
 
 // failingStore fails the Save after n successful ones: a crash between a Zendesk write and the
 // record of it.
@@ -144,7 +166,7 @@ type failingStore struct {
 	left int
 }
 
-func (s *failingStore) Save(ctx context.Context, key string, c conversation) error {
+func (s *failingStore) Put(ctx context.Context, key string, v []byte) error {
 	s.mu.Lock()
 	s.left--
 	fail := s.left == 0
@@ -152,7 +174,7 @@ func (s *failingStore) Save(ctx context.Context, key string, c conversation) err
 	if fail {
 		return zenklav.Errorf(zenklav.EUNAVAILABLE, "crash")
 	}
-	return s.memoryStore.Save(ctx, key, c)
+	return s.memoryStore.Put(ctx, key, v)
 }
 
 const (
@@ -172,10 +194,10 @@ type harness struct {
 func newHarness(t *testing.T, store Store) *harness {
 	conn := &zenklav.Connection{ID: "acme", SMS: zenklav.SMSSettings{Enabled: true, Brand: 360001}}
 	d := newDesk()
-	r := Route{Connection: conn, Desk: d, Klaviyo: klaviyo{
+	r := Route{Connection: conn, Desk: d, Klaviyo: &klaviyo{profiles: map[string]zenklav.Profile{
 		customer: {ID: "p1", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com", SMSConsent: &zenklav.Consent{Consent: "SUBSCRIBED"}},
-		stranger: {ID: "p2", SMSConsent: &zenklav.Consent{Consent: "UNSUBSCRIBED"}},
-	}}
+		stranger: {ID: "p2", Email: "bob@example.com", SMSConsent: &zenklav.Consent{Consent: "UNSUBSCRIBED"}},
+	}}}
 	dlq := &kafka.DeadLetters{Publisher: nopPublisher{}, Topic: "dlq", Role: "sms", Logger: slog.New(slog.DiscardHandler)}
 	h, err := New(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Config{Routes: map[string]Route{"acme": r}, Store: store}, dlq)
 	if err != nil {

@@ -73,14 +73,17 @@ func (c *conversation) markHandled(ids ...string) {
 	}
 }
 
-// Store keeps the conversations: a kafka.Table in the role, a map in tests.
+// Store keeps the conversations and the replies' records: a kafka.Table in the role, a map in
+// tests.
 type Store interface {
 	// Sync catches up with what other replicas wrote: called before a batch, since the
 	// partitions it comes from may have been another member's until now.
 	Sync(ctx context.Context) error
-	Load(key string) (conversation, error)
-	Save(ctx context.Context, key string, c conversation) error
+	Get(key string) ([]byte, bool)
+	Put(ctx context.Context, key string, value []byte) error
 }
+
+var _ Store = (*kafka.Table)(nil)
 
 // ConversationsTopic is the compacted topic of the conversations; EventsTopic the one the
 // role reads.
@@ -89,29 +92,25 @@ const (
 	EventsTopic        = schemas.SMSEventsTopic
 )
 
-// TableStore is the Store on a compacted topic.
-type TableStore struct{ T *kafka.Table }
-
-func (s TableStore) Sync(ctx context.Context) error { return s.T.Sync(ctx) }
-
-func (s TableStore) Load(key string) (conversation, error) {
-	var c conversation
-	v, ok := s.T.Get(key)
+// load reads key's record into v; a key never written leaves v as it is.
+func load(s Store, key string, v any) error {
+	raw, ok := s.Get(key)
 	if !ok {
-		return c, nil
+		return nil
 	}
-	if err := json.Unmarshal(v, &c); err != nil {
-		return c, fmt.Errorf("conversation %s: %w", key, err)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("record %s: %w", key, err)
 	}
-	return c, nil
+	return nil
 }
 
-func (s TableStore) Save(ctx context.Context, key string, c conversation) error {
-	v, err := json.Marshal(c)
+// save writes v as key's record.
+func save(ctx context.Context, s Store, key string, v any) error {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.T.Put(ctx, key, v)
+	return s.Put(ctx, key, raw)
 }
 
 // memoryStore is a Store in memory, for tests of the rules.
@@ -122,21 +121,14 @@ type memoryStore struct {
 
 func (s *memoryStore) Sync(context.Context) error { return nil }
 
-func (s *memoryStore) Load(key string) (conversation, error) {
+func (s *memoryStore) Get(key string) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var c conversation
-	if v, ok := s.m[key]; ok {
-		return c, json.Unmarshal(v, &c)
-	}
-	return c, nil
+	v, ok := s.m[key]
+	return v, ok
 }
 
-func (s *memoryStore) Save(_ context.Context, key string, c conversation) error {
-	v, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
+func (s *memoryStore) Put(_ context.Context, key string, v []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {

@@ -20,7 +20,7 @@ import (
 // runner is the HTTP server itself, which every role has.
 func buildAPI(ctx context.Context, e *env, srv *backend.Options, b *banner) (runner, error) {
 	conns := e.conns
-	srv.Ingest = ingest.New(ingest.Config{Connections: conns, Publisher: e.kafkaProducer()})
+	srv.Ingest = ingest.New(ingest.Config{Connections: conns, Publisher: e.kafkaProducer(), Registry: e.registry})
 	srv.MaxInflightBytes = int64(e.cfg.HTTPMaxInflightBytes)
 	srv.ReportsPage = reportsui.Page()
 	var err error

@@ -16,6 +16,7 @@ type banner struct {
 	clickhouse string
 	zendesk    string
 	klaviyo    string
+	sms        string
 	pprof      string
 	sandbox    *sandbox
 	// reportsToken is a marketer's token for the sandbox connection; empty elsewhere.
@@ -35,6 +36,7 @@ func (b banner) print(w io.Writer) {
 	row("clickhouse", b.clickhouse)
 	row("zendesk", b.zendesk)
 	row("klaviyo", b.klaviyo)
+	row("sms", b.sms)
 	row("pprof", b.pprof)
 	if sb := b.sandbox; sb != nil {
 		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)

@@ -13,9 +13,9 @@ import (
 	"github.com/zenklav/zenklav/sink"
 )
 
-// deadLetters is the dead-letter writer of a role, to the role's topic.
-func (e *env) deadLetters(role string) *kafka.DeadLetters {
-	return &kafka.DeadLetters{Publisher: e.kafkaProducer(), Topic: schemas.TicketEventsDLQTopic, Role: role, Logger: e.logger.With("role", role)}
+// deadLetters is the dead-letter writer of a role, to topic (the dlq of its row).
+func (e *env) deadLetters(role, topic string) *kafka.DeadLetters {
+	return &kafka.DeadLetters{Publisher: e.kafkaProducer(), Topic: topic, Role: role, Logger: e.logger.With("role", role)}
 }
 
 // buildEmitter makes the emitter role.
@@ -65,7 +65,7 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 	consumer, err := kafka.NewConsumer(logger, kafka.ConsumerConfig{
 		Brokers: e.brokers, Topic: w.topic, Group: w.group,
 		SessionTimeout: emitter.SessionTimeout, RebalanceTimeout: emitter.RebalanceTimeout,
-		DeadLetters: e.deadLetters("emitter"), Health: e.health,
+		DeadLetters: e.deadLetters("emitter", schemas.TicketEventsDLQTopic), Health: e.health,
 	})
 	if err != nil {
 		return nil, 0, err
@@ -81,7 +81,7 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 func buildSink(_ context.Context, e *env, _ *backend.Options, _ *banner) (runner, error) {
 	s, err := sink.New(e.logger.With("role", "sink"), e.registry, kafka.ConsumerConfig{
 		Brokers: e.brokers, Topic: schemas.TicketEventsTopic, Group: sink.Group,
-		BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait, DeadLetters: e.deadLetters("sink"),
+		BatchSize: e.cfg.SinkBatchSize, BatchWait: e.cfg.SinkBatchWait, DeadLetters: e.deadLetters("sink", schemas.TicketEventsDLQTopic),
 		SessionTimeout: sink.SessionTimeout, RebalanceTimeout: sink.RebalanceTimeout, Health: e.health,
 	}, e.store)
 	if err != nil {

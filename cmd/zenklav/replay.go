@@ -20,8 +20,9 @@ import (
 
 const replayUsage = `Usage: zenklav replay [flags]
 
-Sends the dead letters of ` + schemas.TicketEventsDLQTopic + ` back to the topic they came from
-(header zenklav-origin-topic), with their original key and value. It reads the topic up to
+Sends the dead letters of ` + schemas.TicketEventsDLQTopic + ` (those of --role sms: of
+` + schemas.SMSEventsDLQTopic + `) back to the topic they came from (header
+zenklav-origin-topic), with their original key and value. It reads the topic up to
 where it ended when the run started, so a message that fails again waits for the next run.
 Replaying twice is safe: Klaviyo and ClickHouse drop the copies.
 
@@ -51,7 +52,7 @@ func replay(ctx context.Context, e *env, opts kafka.ReplayOptions, stdout io.Wri
 
 // parseReplayFlags reads replay's flags; durations in --since and --until count back from now.
 func parseReplayFlags(args []string, now time.Time, out io.Writer) (kafka.ReplayOptions, error) {
-	opts := kafka.ReplayOptions{Topic: schemas.TicketEventsDLQTopic, Roles: replayRoles(schemas.TicketEventsDLQTopic)}
+	opts := kafka.ReplayOptions{Topic: schemas.TicketEventsDLQTopic, Roles: replayRoles("")}
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
@@ -62,7 +63,7 @@ func parseReplayFlags(args []string, now time.Time, out io.Writer) (kafka.Replay
 	ticket := fs.String("ticket", "", "only the dead letters of ticket `N` (header zenklav-ticket)")
 	since := fs.String("since", "", "only those that failed at or after `TIME`: RFC 3339 (2025-03-01T00:00:00Z), or a duration back from now (24h, 7d)")
 	until := fs.String("until", "", "only those that failed at or before `TIME`, as for --since")
-	role := fs.String("role", "", "only those the `ROLE` gave up on: "+strings.Join(replayRoles(schemas.TicketEventsDLQTopic), " or "))
+	role := fs.String("role", "", "only those the `ROLE` gave up on: "+strings.Join(replayRoles(""), " or "))
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "count and list what would be replayed; send nothing")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -103,6 +104,11 @@ func parseReplayFlags(args []string, now time.Time, out io.Writer) (kafka.Replay
 	if err := f.Validate(opts.Roles); err != nil {
 		return opts, fmt.Errorf("replay: %w", err)
 	}
+	if f.Role != "" {
+		// Each role's dead letters are in its role's topic.
+		opts.Topic = rolesNamed(f.Role)[0].dlq
+	}
+	opts.Roles = replayRoles(opts.Topic)
 	return opts, nil
 }
 

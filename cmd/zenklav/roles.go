@@ -18,6 +18,7 @@ import (
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/sink"
+	"github.com/zenklav/zenklav/sms"
 )
 
 // role is one row of the role table: a part of zenklav that runs until stopped. `zenklav
@@ -33,6 +34,7 @@ type role struct {
 	// the topic of its dead letters, which `zenklav replay` reads.
 	topics []string
 	dlq    string
+	tables []string // compacted topics it keeps state in (kafka.Table)
 	groups []string // its consumer groups
 	// sections are the parts of the configuration it reads, checked before anything starts.
 	sections func(e *env) []validator
@@ -58,9 +60,9 @@ type runner func(ctx context.Context) error
 
 var roles = []role{
 	{
-		name: "api", usage: "HTTP: Zendesk webhooks in, the sidebar, the reports API and page, health, metrics",
+		name: "api", usage: "HTTP: Zendesk and Klaviyo webhooks in, the sidebar, the reports API and page, health, metrics",
 		needs:    needs{connections: true},
-		topics:   []string{schemas.TicketEventsTopic},
+		topics:   []string{schemas.TicketEventsTopic, schemas.SMSEventsTopic},
 		sections: func(e *env) []validator { return []validator{e.cfg.Server, e.cfg.APIs} },
 		build:    buildAPI,
 	},
@@ -79,6 +81,15 @@ var roles = []role{
 		sections: func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.Sink} },
 		build:    buildSink,
 	},
+	{
+		name: "sms", usage: "SMS conversations: customers' texts (Klaviyo) into Zendesk tickets, agents' replies back by SMS",
+		needs:  needs{connections: true, apis: true},
+		topics: []string{schemas.SMSEventsTopic, schemas.TicketEventsTopic}, dlq: schemas.SMSEventsDLQTopic,
+		groups:   []string{sms.Group, sms.ReplyGroup},
+		tables:   []string{sms.ConversationsTopic},
+		sections: func(e *env) []validator { return []validator{e.cfg.APIs} },
+		build:    buildSMS,
+	},
 }
 
 // roleNamed returns the role of that name; "all" is every role.
@@ -94,11 +105,12 @@ func rolesNamed(name string) []role {
 	return nil
 }
 
-// replayRoles are the roles whose dead letters land in topic.
+// replayRoles are the roles whose dead letters land in topic; with "", every role that has
+// dead letters.
 func replayRoles(topic string) []string {
 	var out []string
 	for _, r := range roles {
-		if r.dlq == topic {
+		if r.dlq != "" && (topic == "" || r.dlq == topic) {
 			out = append(out, r.name)
 		}
 	}
@@ -203,6 +215,9 @@ func (e *env) startKafka(ctx context.Context, name string, run []role, b *banner
 			if t != "" && !slices.ContainsFunc(topics, func(x kafka.Topic) bool { return x.Name == t }) {
 				topics = append(topics, kafka.Topic{Name: t, Partitions: e.cfg.TopicPartitions})
 			}
+		}
+		for _, t := range r.tables {
+			topics = append(topics, kafka.Topic{Name: t, Partitions: e.cfg.TopicPartitions, Compacted: true})
 		}
 	}
 	return kafka.EnsureTopics(ctx, e.brokers, topics...)

@@ -1,0 +1,134 @@
+package sms
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/kafka"
+)
+
+// people is a Zendesk account's users, for the reply rules.
+type people map[int64]zenklav.Person
+
+func (p people) FindUser(_ context.Context, id int64) (zenklav.Person, error) {
+	u, ok := p[id]
+	if !ok {
+		return zenklav.Person{}, zenklav.Errorf(zenklav.ENOTFOUND, "no user %d", id)
+	}
+	return u, nil
+}
+func (p people) FindTicket(context.Context, int64) (zenklav.TicketDetails, error) {
+	return zenklav.TicketDetails{}, nil
+}
+func (p people) FindTickets(context.Context, []int64) (map[int64]zenklav.TicketDetails, error) {
+	return nil, nil
+}
+func (p people) FindUsers(context.Context, []int64) (map[int64]zenklav.Person, error) {
+	return nil, nil
+}
+func (p people) GroupName(context.Context, int64) (string, error) { return "", nil }
+
+const (
+	ada     = 11 // the customer
+	grace   = 21 // an agent
+	adaTwin = 22 // an agent with the customer's email
+	bob     = 12 // a customer who is not subscribed
+)
+
+func newReplies(t *testing.T, store Store) (*Replies, Route, *desk, *klaviyo) {
+	t.Helper()
+	hs := newHarness(t, store)
+	hs.r.Directory = people{
+		ada:     {ID: ada, Role: "end-user", Email: "ada@example.com", Phone: customer},
+		bob:     {ID: bob, Role: "end-user", Phone: stranger},
+		grace:   {ID: grace, Role: "agent", Email: "grace@acme.example"},
+		adaTwin: {ID: adaTwin, Role: "admin", Email: "ADA@example.com"},
+	}
+	dlq := &kafka.DeadLetters{Publisher: nopPublisher{}, Topic: "dlq", Role: "sms", Logger: slog.New(slog.DiscardHandler)}
+	h, err := NewReplies(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Config{Routes: map[string]Route{"acme": hs.r}, Store: store}, dlq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.desk.tickets[7] = &zenklav.DeskTicket{ID: 7, Status: zenklav.StatusOpen, RequesterID: ada, Tags: []string{zenklav.TagSMS}}
+	hs.desk.tickets[8] = &zenklav.DeskTicket{ID: 8, Status: zenklav.StatusOpen, RequesterID: bob, Tags: []string{zenklav.TagSMS}}
+	return h, hs.r, hs.desk, hs.r.Klaviyo.(*klaviyo)
+}
+
+func TestReplyRules(t *testing.T) {
+	h, r, d, kl := newReplies(t, &memoryStore{})
+	for _, c := range []struct {
+		name   string
+		rep    reply
+		sent   []string // what the customer got, in all, after this one
+		note   string   // the start of an internal note on the ticket, if any
+		failed bool     // a refusal: noted, dead-lettered
+	}{
+		{"an agent's reply, as plain text", reply{EventID: "e1", TicketID: 7, RequesterID: ada, AuthorID: grace, Body: "<p>It ships <b>tomorrow</b> &amp; [track it](https://t.example/1)</p>"},
+			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", false},
+		{"the same event again", reply{EventID: "e1", TicketID: 7, RequesterID: ada, AuthorID: grace, Body: "again"},
+			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", false},
+		{"the customer's own comment", reply{EventID: "e2", TicketID: 7, RequesterID: ada, AuthorID: ada, Body: "thanks"},
+			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", false},
+		{"an agent with the customer's email", reply{EventID: "e3", TicketID: 7, RequesterID: ada, AuthorID: adaTwin, Body: "hi"},
+			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "This reply was not sent by SMS: the replying agent has the customer's email", false},
+		{"a customer who is not subscribed", reply{EventID: "e4", TicketID: 8, RequesterID: bob, AuthorID: grace, Body: "hello"},
+			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			notes := len(d.comments[c.rep.TicketID])
+			c.rep.Connection = "acme"
+			err := h.send(context.Background(), r, &c.rep)
+			if (err != nil) != c.failed {
+				t.Fatalf("send: %v", err)
+			}
+			if got := kl.sent["conv-p1"]; strings.Join(got, "|") != strings.Join(c.sent, "|") {
+				t.Errorf("the customer got %q, want %q", got, c.sent)
+			}
+			added := d.comments[c.rep.TicketID][notes:]
+			switch {
+			case c.note == "" && len(added) > 0:
+				t.Errorf("unexpected notes %+v", added)
+			case c.note != "" && (len(added) != 1 || added[0].Public || !strings.HasPrefix(added[0].Body, c.note)):
+				t.Errorf("notes %+v, want one starting %q", added, c.note)
+			}
+		})
+	}
+}
+
+// Killed between Klaviyo's 202 and the record of it: the reply is not sent again, and the agent
+// is told it may not have arrived.
+func TestReplyAtMostOnce(t *testing.T) {
+	store := &failingStore{memoryStore: &memoryStore{}, left: 2} // the Put after the send fails
+	h, r, d, kl := newReplies(t, store)
+	rep := reply{Connection: "acme", EventID: "e1", TicketID: 7, RequesterID: ada, AuthorID: grace, Body: "On its way"}
+	if err := h.send(context.Background(), r, &rep); err == nil {
+		t.Fatal("the crash did not fail the send")
+	}
+	store.left = 1 << 30
+	if err := h.send(context.Background(), r, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if got := kl.sent["conv-p1"]; len(got) != 1 {
+		t.Errorf("the customer got %q, want the reply once", got)
+	}
+	if cs := d.comments[7]; len(cs) != 1 || cs[0].Public || !strings.Contains(cs[0].Body, "may not have got it") {
+		t.Errorf("notes %+v, want one telling the agent", cs)
+	}
+	// An error answer from Klaviyo is retried: it took nothing.
+	kl.refuse = zenklav.Errorf(zenklav.EUNAVAILABLE, "klaviyo answered 503")
+	next := reply{Connection: "acme", EventID: "e2", TicketID: 7, RequesterID: ada, AuthorID: grace, Body: "Any news?"}
+	if err := h.send(context.Background(), r, &next); !zenklav.Transient(err) {
+		t.Fatalf("send during a Klaviyo outage: %v", err)
+	}
+	kl.refuse = nil
+	if err := h.send(context.Background(), r, &next); err != nil {
+		t.Fatal(err)
+	}
+	if got := kl.sent["conv-p1"]; len(got) != 2 || got[1] != "Any news?" || len(d.comments[7]) != 1 {
+		t.Errorf("after the retry the customer got %q, notes %d", got, len(d.comments[7]))
+	}
+}
