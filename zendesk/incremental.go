@@ -247,7 +247,7 @@ func BackfillEvents(t Ticket, target BackfillTarget) ([]schemas.TicketEvent, err
 		Priority:     normalizeEnum(t.Priority, priorities),
 		Type:         normalizeEnum(t.Type, ticketTypes),
 		Tags:         t.Tags,
-		Channel:      channelOf(via),
+		Channel:      channelOf(via, t.Tags),
 		Via:          via,
 		Requester:    schemas.Requester{ID: t.RequesterID},
 		AssigneeID:   t.AssigneeID,

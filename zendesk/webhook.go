@@ -232,7 +232,7 @@ func parseEvent(body []byte, target WebhookTarget) (*schemas.TicketEvent, error)
 			Priority:    normalizeEnum(p.Detail.Priority, priorities),
 			Type:        normalizeEnum(p.Detail.Type, ticketTypes),
 			Tags:        p.Detail.Tags,
-			Channel:     channelOf(strings.ToLower(p.Detail.Via.Channel)),
+			Channel:     channelOf(strings.ToLower(p.Detail.Via.Channel), p.Detail.Tags),
 			Via:         strings.ToLower(p.Detail.Via.Channel),
 			Requester:   schemas.Requester{ID: int64(p.Detail.RequesterID)},
 			AssigneeID:  int64(p.Detail.AssigneeID),
@@ -382,7 +382,7 @@ func parseTrigger(body []byte, target WebhookTarget) (*schemas.TicketEvent, erro
 			Priority:       normalizeEnum(p.Ticket.Priority, priorities),
 			Type:           normalizeEnum(p.Ticket.Type, ticketTypes),
 			Tags:           strings.Fields(p.Ticket.Tags),
-			Channel:        channelOf(via),
+			Channel:        channelOf(via, strings.Fields(p.Ticket.Tags)),
 			Via:            via,
 			Requester: schemas.Requester{
 				ID:    ids["ticket.requester.id"],
@@ -427,7 +427,14 @@ func triggerEventID(connection string, body []byte) string {
 
 // channelOf maps Zendesk's via names (event webhooks say web_form and web_service, the
 // {{ticket.via}} placeholder says Web Form, Mail, Text) to the channel marketers filter on.
-func channelOf(via string) string {
+//
+// A ticket zenklav opened from SMS is created through the API (via web_service) with the tag
+// sms: its channel is sms, so marketers see SMS conversations as such in the metrics and the
+// reports. Only API-made tickets count: an agent's sms tag on an email ticket changes nothing.
+func channelOf(via string, tags []string) string {
+	if (via == "web_service" || via == "api") && slices.Contains(tags, zenklav.TagSMS) {
+		return "sms"
+	}
 	switch via {
 	case "mail", "email":
 		return "email"
