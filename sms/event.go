@@ -25,7 +25,8 @@ type event struct {
 	Media         []string // content types
 	Campaign      string
 	Flow          string
-	At            time.Time
+	At            time.Time // when Klaviyo says it happened
+	Received      time.Time // when zenklav took the webhook in
 }
 
 // key is the conversation's: the connection and the customer's phone, as the message's key.
@@ -39,7 +40,7 @@ func decode(m kafka.Message) (*event, error) {
 	}
 	e := &event{
 		Connection: s.Connection, EventID: s.EventID, Kind: s.Kind, CustomerPhone: s.CustomerPhone, Body: s.Body,
-		SenderType: s.SenderType, Campaign: s.CampaignName, Flow: s.FlowName, At: s.OccurredAt,
+		SenderType: s.SenderType, Campaign: s.CampaignName, Flow: s.FlowName, At: s.OccurredAt, Received: s.ReceivedAt,
 	}
 	if e.At.IsZero() {
 		e.At = s.ReceivedAt

@@ -36,6 +36,7 @@ type Replies struct {
 	dlq     *kafka.DeadLetters
 	retry   retry.Policy
 	metrics *prometheus.CounterVec
+	delay   prometheus.ObserverVec // by connection: the comment's webhook in → Klaviyo took the SMS
 }
 
 var _ kafka.LaneHandler[*reply] = (*Replies)(nil)
@@ -48,6 +49,7 @@ type reply struct {
 	RequesterID int64
 	AuthorID    int64
 	Body        string
+	Received    time.Time // when zenklav took the comment's webhook in
 }
 
 // replyState is a ticket's record of the replies sent to its customer.
@@ -70,6 +72,11 @@ func NewReplies(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq 
 			Name: "zenklav_sms_replies_total",
 			Help: "Agents' public replies on SMS tickets by connection and result: sent, refused (the agent told), same_email, delayed, uncertain (zenklav stopped while sending), duplicate.",
 		}, []string{"connection", "result"}),
+		delay: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "zenklav_sms_reply_delay_seconds",
+			Help:    "From an agent's reply reaching zenklav (the Zendesk webhook) to Klaviyo taking the SMS, by connection: Klaviyo's 60 a minute shows here.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
+		}, []string{"connection"}),
 	}, nil
 }
 
@@ -86,7 +93,7 @@ func (h *Replies) Route(m kafka.Message) (kafka.Routed[*reply], error) {
 	}
 	return kafka.Routed[*reply]{Lane: e.Connection, Weight: 1, Value: &reply{
 		Connection: e.Connection, EventID: e.EventID, TicketID: e.Ticket.ID, RequesterID: e.Ticket.Requester.ID,
-		AuthorID: e.Comment.AuthorID, Body: e.Comment.Body,
+		AuthorID: e.Comment.AuthorID, Body: e.Comment.Body, Received: e.ReceivedAt,
 	}}, nil
 }
 
@@ -182,6 +189,9 @@ func (h *Replies) send(ctx context.Context, r Route, rep *reply) error {
 		return err
 	}
 	h.count(r, "sent")
+	if !rep.Received.IsZero() {
+		h.delay.WithLabelValues(r.Connection.ID).Observe(time.Since(rep.Received).Seconds())
+	}
 	return h.sent(ctx, key, st, rep.EventID)
 }
 

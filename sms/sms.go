@@ -50,6 +50,7 @@ type Handler struct {
 	dlq     *kafka.DeadLetters
 	retry   retry.Policy
 	metrics *prometheus.CounterVec // by connection and result
+	delay   prometheus.ObserverVec // by connection: webhook in → on the ticket
 	consent consentCache
 }
 
@@ -77,6 +78,11 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq *kafka.
 			Help: "SMS events by connection and what became of them: ticket_created, followed_up, commented, reopened, " +
 				"ignored_keyword, not_consented, cannot_receive, duplicate, sent_noted, dead_letter.",
 		}, []string{"connection", "result"}),
+		delay: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "zenklav_sms_inbound_delay_seconds",
+			Help:    "From a customer's text reaching zenklav (the Klaviyo webhook) to its place on the Zendesk ticket, by connection.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
+		}, []string{"connection"}),
 		consent: consentCache{entries: map[string]consentEntry{}},
 	}, nil
 }
@@ -148,6 +154,9 @@ func (h *Handler) conversation(ctx, sendCtx context.Context, r Route, ds []*kafk
 		err := h.step(sendCtx, r, ds)
 		if err == nil {
 			for _, d := range ds {
+				if d.Value.Kind == kindInbound && !d.Value.Received.IsZero() {
+					h.delay.WithLabelValues(r.Connection.ID).Observe(time.Since(d.Value.Received).Seconds())
+				}
 				d.Done()
 			}
 			return
