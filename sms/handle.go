@@ -44,6 +44,11 @@ func (h *Handler) step(ctx context.Context, r Route, ds []*kafka.Delivery[*event
 	if err != nil {
 		return err
 	}
+	if current == nil && c.TicketID != 0 {
+		// Zendesk no longer has the ticket: its requester may be gone too (deleted, or
+		// another account behind the same connection). Look them up again by phone.
+		c.TicketID, c.RequesterID = 0, 0
+	}
 	texts, skipped, notes, err := h.sort(ctx, r, &c, current, fresh)
 	if err != nil {
 		return err

@@ -42,6 +42,10 @@ func (b banner) print(w io.Writer) {
 		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)
 		row("klaviyo", "SANDBOX MODE: Klaviyo is a simulator; watch the metrics arrive at "+sb.klaviyoURL+"/sandbox")
 		row("sidebar", "the agent's view of a ticket, with the zenklav app in its sidebar: "+sb.agentPage())
+		// An SMS conversation, from both ends: the customer's phone, and the agent's tickets
+		// (the sidebar's page links them too, under Tickets).
+		row("phone", "text the brand as a customer: "+sb.phonePage())
+		row("agent", "answer the texts as an agent (SMS tickets are marked; reply on the ticket): "+sb.agentIndex())
 		if b.reportsToken != "" {
 			row("reports", "ticket reports for marketers (a 24-hour token for the sandbox): "+b.http+"/reports#token="+b.reportsToken)
 		}

@@ -12,11 +12,13 @@ import (
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
+	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
 
-// Sandbox mode: with no connections file, `zenklav all` runs against an in-process Zendesk
-// simulator with one connection, so a newcomer can watch webhooks flow without any account.
+// Sandbox mode: with no connections file, `zenklav all` runs against in-process Zendesk and
+// Klaviyo simulators with one connection, so a newcomer can watch webhooks flow, and play an
+// SMS conversation from both ends, without any account.
 const (
 	sandboxSubdomain = "sandbox"
 	// sandboxSecret signs the sandbox's webhooks. It protects nothing real, which is why it
@@ -26,7 +28,17 @@ const (
 	sandboxKlaviyoKey = "pk_sandbox_zenklav"
 	// sandboxInstallation is the id of the sidebar app installed on the simulated account.
 	sandboxInstallation = 1
+	// sandboxKlaviyoSecret signs the Klaviyo simulator's SMS webhooks; printable, as
+	// sandboxSecret.
+	sandboxKlaviyoSecret = "sandbox-klaviyo-webhook-secret"
 )
+
+// sandboxTexter is the customer the phone page texts from by default: a subscribed Klaviyo
+// profile with a name and an email, and no Zendesk user yet, so the first text shows zenklav
+// making the requester from the profile.
+var sandboxTexter = klaviyotest.SMSProfile{
+	Phone: "+15555550177", Email: "sofia.reyes@example.com", FirstName: "Sofia", LastName: "Reyes", Consent: klaviyotest.Subscribed,
+}
 
 type sandbox struct {
 	url        string // the Zendesk simulator's base URL
@@ -49,30 +61,25 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 		sim.Close()
 		return nil, fmt.Errorf("start klaviyo simulator: %w", err)
 	}
+	sb := &sandbox{sim: sim, klaviyo: ksim}
 	ksim.AddAccount(sandboxKlaviyoKey)
+	// The phone page texts the sandbox's account; a number typed there is a customer who
+	// joined before, so any number starts a conversation.
+	ksim.SetPhone(klaviyotest.Phone{Account: sandboxKlaviyoKey, AutoSubscribe: true})
+	ksim.SetSMSProfile(sandboxKlaviyoKey, sandboxTexter)
 	// The simulated account has the sidebar app installed, signing its page's tokens with a
 	// key of its own; zenklav's connection holds the public half, as an operator's would.
 	if err := sim.InstallApp(zendesktest.AppInstallation{Subdomain: sandboxSubdomain, InstallationID: sandboxInstallation}); err != nil {
-		sim.Close()
-		ksim.Close()
+		sb.Close()
 		return nil, err
 	}
-	conns, err := zenklav.NewConnections(zenklav.Connection{
-		ID: sandboxSubdomain,
-		Zendesk: zenklav.ZendeskSettings{
-			Subdomain:      sandboxSubdomain,
-			Email:          zendesktest.DefaultEmail,
-			APIToken:       zendesktest.DefaultAPIToken,
-			WebhookSecrets: []zenklav.Secret{sandboxSecret},
-			Brands:         zenklav.Brands{All: true},
-			App:            &zenklav.ZendeskApp{InstallationID: sandboxInstallation, PublicKey: sim.AppPublicKeyPEM()},
-		},
-		Klaviyo: zenklav.KlaviyoSettings{PrivateKey: sandboxKlaviyoKey},
-	})
-	if err != nil {
+	sb.sample = sim.Seed()
+	// Added after the sample's brand, which stays the account's default.
+	smsBrand := sim.AddBrand(zendesk.Brand{Name: "Northwind Outfitters SMS", Subdomain: "northwind-sms", BrandURL: "https://northwind-sms.zendesk.com", Active: true})
+	if sb.conns, err = sandboxConnections(sim, smsBrand.ID); err != nil {
+		sb.Close()
 		return nil, err
 	}
-	sb := &sandbox{sim: sim, klaviyo: ksim, sample: sim.Seed(), conns: conns}
 	if sb.url, err = sb.serve(logger, "zendesk", sim); err != nil {
 		sb.Close()
 		return nil, err
@@ -86,6 +93,25 @@ func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {
 		return nil, err
 	}
 	return sb, nil
+}
+
+// sandboxConnections is the sandbox's one connection: every brand of the simulated Zendesk
+// account, the simulated Klaviyo account, the sidebar app, and SMS conversations whose
+// tickets get smsBrand.
+func sandboxConnections(sim *zendesktest.Server, smsBrand int64) (*zenklav.Connections, error) {
+	return zenklav.NewConnections(zenklav.Connection{
+		ID: sandboxSubdomain,
+		Zendesk: zenklav.ZendeskSettings{
+			Subdomain:      sandboxSubdomain,
+			Email:          zendesktest.DefaultEmail,
+			APIToken:       zendesktest.DefaultAPIToken,
+			WebhookSecrets: []zenklav.Secret{sandboxSecret},
+			Brands:         zenklav.Brands{All: true},
+			App:            &zenklav.ZendeskApp{InstallationID: sandboxInstallation, PublicKey: sim.AppPublicKeyPEM()},
+		},
+		Klaviyo: zenklav.KlaviyoSettings{PrivateKey: sandboxKlaviyoKey, WebhookSecrets: []zenklav.Secret{sandboxKlaviyoSecret}},
+		SMS:     zenklav.SMSSettings{Enabled: true, Brand: smsBrand},
+	})
 }
 
 // seedKlaviyo gives the sandbox's first customer a full Klaviyo profile (consent,
@@ -152,9 +178,23 @@ func (sb *sandbox) finish(httpURL string) {
 		return
 	}
 	sb.webhook = httpURL + "/webhooks/zendesk/" + sandboxSubdomain
+	// Every change to a ticket, an agent's reply in the agent view included
+	// (ticket.comment_added), goes to zenklav, as the webhook an operator subscribes would.
 	sb.sim.SetWebhookTarget(sb.webhook, sandboxSecret)
+	// A text on the phone page goes to zenklav as Klaviyo's signed system webhook.
+	sb.klaviyo.SetWebhookTarget(httpURL+"/webhooks/klaviyo/"+sandboxSubdomain, sandboxKlaviyoSecret)
 	// httpURL is zenklav's own, http://host:port: a URL the simulator takes.
 	_ = sb.sim.SetAppURL(httpURL + "/app/sidebar")
+}
+
+// phonePage is the Klaviyo simulator's phone, texting from sandboxTexter.
+func (sb *sandbox) phonePage() string {
+	return sb.klaviyoURL + "/sandbox/phone"
+}
+
+// agentIndex is the simulator's list of tickets, where tickets opened from texts appear.
+func (sb *sandbox) agentIndex() string {
+	return sb.url + "/agent/"
 }
 
 // agentPage is the simulator's ticket view of the first sample ticket, with the sidebar.

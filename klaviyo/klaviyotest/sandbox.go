@@ -112,8 +112,12 @@ func redact(key string) string {
 // itself every two seconds, and GET /sandbox/events.json, the same as JSON.
 func (s *Server) serveSandbox(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
+	if path == "/sandbox/phone" || strings.HasPrefix(path, "/sandbox/phone/") {
+		s.servePhone(w, r)
+		return
+	}
 	if path != "/sandbox" && path != "/sandbox/events.json" {
-		writeErrors(w, http.StatusNotFound, apiError{Code: "not_found", Title: "Not found.", Detail: "the sandbox serves GET /sandbox and GET /sandbox/events.json"})
+		writeErrors(w, http.StatusNotFound, apiError{Code: "not_found", Title: "Not found.", Detail: "the sandbox serves GET /sandbox, GET /sandbox/events.json and the phone, GET /sandbox/phone"})
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -184,6 +188,7 @@ pre { margin: .3em 0; white-space: pre-wrap; word-break: break-all; }
 <body>
 <h1>Klaviyo simulator</h1>
 <p class="muted">What the simulated accounts received. Reloads every 2 s; <a href="/sandbox/events.json">JSON</a>.</p>
+<p><a href="/sandbox/phone">Text the brand from a customer's phone</a>: the SMS conversation, both ways.</p>
 {{range .Accounts}}
 <h2>Account <code>{{.Account}}</code></h2>
 <p class="counts"><span>202 accepted: <b>{{.Answers.Accepted}}</b></span><span>4xx refused: <b>{{.Answers.Refused}}</b></span><span>429 throttled: <b>{{.Answers.Throttled}}</b></span><span>5xx failed: <b>{{.Answers.Failed}}</b></span></p>

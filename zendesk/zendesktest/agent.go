@@ -189,17 +189,21 @@ var agentAssets = func() http.Handler {
 
 // agentCSP keeps the simulator's own pages to their own script and stylesheet, while the
 // sidebar may load any http(s) app.
-const agentCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const agentCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
 	"frame-src http: https:; form-action http: https:; base-uri 'none'; frame-ancestors 'none'"
 
 // serveAgent answers the paths under /agent/.
 func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if rest, ok := strings.CutPrefix(path, "/agent/tickets/"); ok && strings.Contains(rest, "/") || path == "/agent/tickets.json" {
+		s.serveConversation(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "the agent pages answer GET", http.StatusMethodNotAllowed)
 		return
 	}
-	path := r.URL.Path
 	switch {
 	case path == "/agent":
 		http.Redirect(w, r, "/agent/", http.StatusFound)
@@ -236,10 +240,11 @@ type indexPage struct {
 }
 
 type indexTicket struct {
-	ID        int64
-	Subject   string
-	Status    string
-	Requester string
+	ID        int64  `json:"id"`
+	Subject   string `json:"subject"`
+	Status    string `json:"status"`
+	Requester string `json:"requester"`
+	SMS       bool   `json:"sms"` // opened from a text: tagged sms, or via sms
 }
 
 func (s *Server) agentIndex(w http.ResponseWriter, _ *http.Request) {
@@ -248,12 +253,8 @@ func (s *Server) agentIndex(w http.ResponseWriter, _ *http.Request) {
 	if s.app != nil {
 		page.Installed, page.Subdomain, page.AppURL, page.PublicKey = true, s.app.Subdomain, s.app.URL, s.app.publicKeyPEM
 	}
-	for _, t := range s.tickets {
-		u := s.users[t.RequesterID]
-		page.Tickets = append(page.Tickets, indexTicket{ID: t.ID, Subject: t.Subject, Status: t.Status, Requester: cmp.Or(u.Name, u.Email, u.Phone)})
-	}
 	s.mu.Unlock()
-	slices.SortFunc(page.Tickets, func(a, b indexTicket) int { return cmp.Compare(a.ID, b.ID) })
+	page.Tickets = s.indexTickets()
 	renderAgent(w, http.StatusOK, "index.html", page)
 }
 
@@ -261,15 +262,17 @@ func (s *Server) agentIndex(w http.ResponseWriter, _ *http.Request) {
 type ticketPage struct {
 	Ticket    zendesk.Ticket
 	Requester *zendesk.User // nil when the ticket's requester is not stored
-	IsNew     bool
-	Locale    string
-	Theme     string
-	Links     []pageLink // the same ticket in the other theme, locale and state
-	Subdomain string
-	NoApp     string // why the sidebar is empty; "" when the app loads
-	Action    string // the form's action: the app URL with origin, app_guid and colorScheme
-	Token     string
-	Host      hostConfig // what zaf-host.js reads
+	// Conversation is the ticket's comments and the agent who replies on the page.
+	Conversation conversation
+	IsNew        bool
+	Locale       string
+	Theme        string
+	Links        []pageLink // the same ticket in the other theme, locale and state
+	Subdomain    string
+	NoApp        string // why the sidebar is empty; "" when the app loads
+	Action       string // the form's action: the app URL with origin, app_guid and colorScheme
+	Token        string
+	Host         hostConfig // what zaf-host.js reads
 }
 
 type pageLink struct {
@@ -340,6 +343,7 @@ func (s *Server) agentTicket(w http.ResponseWriter, r *http.Request, id int64) {
 		"currentUser": zafUser(agent, view.locale),
 		"colorScheme": view.theme,
 	}
+	page.Conversation = s.conversation(id, agent)
 	if err := s.fillSidebar(&page, app, agent, baseURL(r)); err != nil {
 		renderAgent(w, http.StatusInternalServerError, "error.html", errorPage{Title: "Simulator error", Message: err.Error()})
 		return
