@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -130,7 +131,8 @@ func (h *Handler) Handle(ctx, sendCtx context.Context, lane string, batch []*kaf
 	wg.Wait()
 }
 
-// byCustomer splits a batch into each customer's messages, in order.
+// byCustomer splits a batch into each customer's messages, in the order Klaviyo says they
+// happened: a webhook Klaviyo delivered late (a retry) still takes its place in the comment.
 func byCustomer(batch []*kafka.Delivery[*event]) [][]*kafka.Delivery[*event] {
 	index := map[string]int{}
 	var out [][]*kafka.Delivery[*event]
@@ -143,6 +145,9 @@ func byCustomer(batch []*kafka.Delivery[*event]) [][]*kafka.Delivery[*event] {
 			out = append(out, nil)
 		}
 		out[i] = append(out[i], d)
+	}
+	for _, group := range out {
+		slices.SortStableFunc(group, func(a, b *kafka.Delivery[*event]) int { return a.Value.At.Compare(b.Value.At) })
 	}
 	return out
 }

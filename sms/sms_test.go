@@ -391,3 +391,15 @@ func TestConversationTicketClosedMeanwhile(t *testing.T) {
 		t.Errorf("tickets %+v, comments %q / %q", ts, hs.bodies(ts[0].ID), hs.bodies(ts[len(ts)-1].ID))
 	}
 }
+
+// Texts of one batch go on the ticket in the order Klaviyo says they were sent, whatever order
+// the webhooks came in.
+func TestConversationOrdersABatchByTime(t *testing.T) {
+	hs := newHarness(t, &memoryStore{})
+	at := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	hs.send(event{Body: "second", At: at.Add(time.Second)}, event{Body: "first", At: at}, event{Body: "third", At: at.Add(2 * time.Second)})
+	ts := hs.tickets()
+	if len(ts) != 1 || hs.bodies(ts[0].ID)[0] != "public: first\n\nsecond\n\nthird" {
+		t.Errorf("comments %q", hs.bodies(ts[0].ID))
+	}
+}

@@ -135,12 +135,32 @@ func TestSMSConversation(t *testing.T) {
 	if !slices.Contains(cs[0], "public: Hello?") || !slices.ContainsFunc(cs[0], func(c string) bool { return strings.HasPrefix(c, "note: The customer texted STOP") }) {
 		t.Errorf("burst and STOP: comments %q", cs[0])
 	}
+	// Solved: the next text reopens the ticket. Two texts whose webhooks come in the wrong
+	// order take the order Klaviyo says they were sent in.
+	if _, err := zd.UpdateTicket(ts[0].ID, func(tk *zendesk.Ticket) { tk.Status = zenklav.StatusSolved }); err != nil {
+		t.Fatal(err)
+	}
+	send(text("m5", "Still broken"))
+	ts, cs = comments(9)
+	if tk, _ := zd.Ticket(ts[0].ID); tk.Status != zenklav.StatusOpen || cs[0][8] != "public: Still broken" {
+		t.Errorf("text on a solved ticket: status %s, comments %q", tk.Status, cs[0])
+	}
+	at := time.Now()
+	later := kl.InboundSMSItem(klaviyotest.InboundSMS{EventID: "m7", From: phone, To: klaviyotest.DefaultSMSNumber, Body: "and the box too", SenderType: zenklav.SenderTollFree, Time: at.Add(time.Second)})
+	earlier := kl.InboundSMSItem(klaviyotest.InboundSMS{EventID: "m6", From: phone, To: klaviyotest.DefaultSMSNumber, Body: "the lid is cracked", SenderType: zenklav.SenderTollFree, Time: at})
+	send(later, earlier)
+	ts, cs = comments(10)
+	if cs[0][9] != "public: the lid is cracked\n\nand the box too" {
+		t.Errorf("texts delivered out of order: %q", cs[0][9])
+	}
+	// Closed: a follow-up; a late redelivery of the first text does nothing; an agent's reply
+	// on the follow-up goes out too.
 	if _, err := zd.UpdateTicket(ts[0].ID, func(tk *zendesk.Ticket) { tk.Status = zenklav.StatusClosed }); err != nil {
 		t.Fatal(err)
 	}
 	send(text("m4", "One more thing"), text("m1", "Where is my order?"))
-	ts, cs = comments(10)
-	if len(ts) != 2 || cs[1][0] != "public: One more thing" || len(cs[0]) != 8 {
+	ts, cs = comments(12)
+	if len(ts) != 2 || cs[1][0] != "public: One more thing" || len(cs[0]) != 10 {
 		t.Fatalf("after the ticket closed: tickets %+v comments %q", ts, cs)
 	}
 	first := 0
@@ -151,5 +171,19 @@ func TestSMSConversation(t *testing.T) {
 	}
 	if first != 1 {
 		t.Errorf("the redelivered text is on Zendesk %d times", first)
+	}
+	zd.SetWebhookTarget(base+"/webhooks/zendesk/"+conn, acmeSecret)
+	if _, err := zd.AgentReply(ts[1].ID, agent.ID, "A new box is on its way.", true); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for len(kl.ConversationMessages(conversation)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reply on the follow-up: Klaviyo got %q", kl.ConversationMessages(conversation))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := kl.ConversationMessages(conversation); len(got) != 2 || got[1] != "A new box is on its way." {
+		t.Errorf("SMS sent to the customer: %q", got)
 	}
 }
