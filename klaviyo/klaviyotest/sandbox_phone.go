@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/zenklav/zenklav/internal/apispec"
 )
 
 // The phone page plays a customer's phone in sandbox mode, so a person can text the brand and
@@ -181,7 +183,7 @@ func (s *Server) phonePage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) phoneText(w http.ResponseWriter, r *http.Request) {
 	// A page of another site must not text on the sandbox's behalf: the simulator listens
 	// on loopback, which a browser's other tabs reach too.
-	if !sameOrigin(r) {
+	if !apispec.SameOrigin(r) {
 		writeErrors(w, http.StatusForbidden, apiError{Code: "permission_denied", Title: "Forbidden.", Detail: "texts come from the phone page only"})
 		return
 	}
@@ -207,15 +209,4 @@ func (s *Server) phoneText(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Redirect(w, r, "/sandbox/phone?phone="+url.QueryEscape(phone), http.StatusSeeOther)
 	}
-}
-
-// sameOrigin says whether r came from a page of the simulator itself: by its Origin header,
-// which browsers send with every POST, or, without one (curl), by Sec-Fetch-Site.
-func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" {
-		u, err := url.Parse(o)
-		return err == nil && u.Host == r.Host
-	}
-	site := r.Header.Get("Sec-Fetch-Site")
-	return site == "" || site == "same-origin" || site == "none"
 }

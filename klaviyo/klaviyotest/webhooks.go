@@ -3,10 +3,7 @@ package klaviyotest
 import (
 	"bytes"
 	"cmp"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,11 +26,7 @@ import (
 // follow the docs and two independent verifiers.
 
 // Webhook headers.
-const (
-	HeaderWebhookID = "Klaviyo-Webhook-Id"
-	HeaderTimestamp = "Klaviyo-Timestamp"
-	HeaderSignature = "Klaviyo-Signature"
-)
+const ()
 
 // webhookTimeout bounds one delivery: the receiver answers once Kafka has the items.
 const webhookTimeout = 10 * time.Second
@@ -59,15 +52,6 @@ type webhookMeta struct {
 	AccountID string `json:"klaviyo_account_id"`
 	WebhookID string `json:"klaviyo_webhook_id"`
 	Timestamp string `json:"timestamp"`
-}
-
-// Sign is a webhook's Klaviyo-Signature: lowercase hex HMAC-SHA256, keyed with the webhook's
-// secret, of the raw body followed by the Klaviyo-Timestamp header's value as sent.
-func Sign(secret, timestamp string, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	mac.Write([]byte(timestamp))
-	return hex.EncodeToString(mac.Sum(nil))
 }
 
 // SetWebhookIDs sets the klaviyo_account_id and klaviyo_webhook_id (also the
@@ -110,9 +94,9 @@ func (s *Server) WebhookRequest(url, secret string, items ...WebhookItem) (*http
 	}
 	ts := now.Format(http.TimeFormat) // IMF-fixdate, as "Thu, 04 Jan 2024 18:05:25 GMT"
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderWebhookID, id)
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(secret, ts, body))
+	req.Header.Set(klaviyo.HeaderWebhookID, id)
+	req.Header.Set(klaviyo.HeaderTimestamp, ts)
+	req.Header.Set(klaviyo.HeaderSignature, klaviyo.Sign(secret, ts, body))
 	return req, nil
 }
 

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/zenklav/zenklav/internal/apispec"
 	"github.com/zenklav/zenklav/zendesk"
 )
 
@@ -109,7 +109,7 @@ func (s *Server) serveConversation(w http.ResponseWriter, r *http.Request) {
 func (s *Server) agentReplyForm(w http.ResponseWriter, r *http.Request, id int64) {
 	// A page of another site must not reply on the agent's behalf: the simulator listens on
 	// loopback, which a browser's other tabs reach too.
-	if !sameOrigin(r) {
+	if !apispec.SameOrigin(r) {
 		http.Error(w, "replies come from the agent pages only", http.StatusForbidden)
 		return
 	}
@@ -161,15 +161,4 @@ func agentMethod(w http.ResponseWriter, r *http.Request, methods ...string) bool
 func writeNoStore(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, v)
-}
-
-// sameOrigin says whether r came from a page of the simulator itself: by its Origin header,
-// which browsers send with every POST, or, without one (curl), by Sec-Fetch-Site.
-func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" {
-		u, err := url.Parse(o)
-		return err == nil && u.Host == r.Host
-	}
-	site := r.Header.Get("Sec-Fetch-Site")
-	return site == "" || site == "same-origin" || site == "none"
 }
