@@ -31,7 +31,7 @@ func TestReplayCommandRejectsBadFlags(t *testing.T) {
 		{"unknown flag", []string{"--tenant", "acme"}, "flag provided but not defined: -tenant"},
 		{"ticket not a number", []string{"--ticket", "abc"}, `--ticket="abc" is not a ticket id`},
 		{"ticket zero", []string{"--ticket=0"}, "--ticket"},
-		{"unknown role", []string{"--role", "api"}, `role "api" is not one of emitter, sink`},
+		{"unknown role", []string{"--role", "api"}, `role "api" is not one of emitter, sink, sms`},
 		{"since not a time", []string{"--since", "yesterday"}, `--since="yesterday" is neither an RFC 3339 time`},
 		{"negative duration", []string{"--until=-5h"}, "--until"},
 		{"since after until", []string{"--since", "2025-03-02T00:00:00Z", "--until", "2025-03-01T00:00:00Z"}, "is after until"},
@@ -49,6 +49,20 @@ func TestReplayCommandRejectsBadFlags(t *testing.T) {
 				t.Errorf("replay with a bad flag started a run:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// Each role's dead letters are replayed from its own topic: --role sms reads the SMS events'.
+func TestReplayRoleTopic(t *testing.T) {
+	for role, want := range map[string]string{"": schemas.TicketEventsDLQTopic, "sink": schemas.TicketEventsDLQTopic, "sms": schemas.SMSEventsDLQTopic} {
+		args := []string{}
+		if role != "" {
+			args = []string{"--role", role}
+		}
+		opts, err := parseReplayFlags(args, time.Now(), &bytes.Buffer{})
+		if err != nil || opts.Topic != want {
+			t.Errorf("replay %q reads %q (%v), want %s", args, opts.Topic, err, want)
+		}
 	}
 }
 
