@@ -23,6 +23,35 @@ BENCH_SIDEBAR_CARDS=${BENCH_SIDEBAR_CARDS:-200}
 BENCH_HOSTILE_CONNS=${BENCH_HOSTILE_CONNS:-1000}
 BENCH_HOSTILE_RATE=${BENCH_HOSTILE_RATE:-50}
 BENCH_HOSTILE_DURATION=${BENCH_HOSTILE_DURATION:-30s}
+# SMS conversations (issue 14): texts at BENCH_SMS_TEXT_RATE a second, replies at 0.5/s, then
+# BENCH_SMS_BURST customers texting at once and BENCH_SMS_REPLY_BURST replies at once. About
+# 4 minutes: the burst waits for Zendesk's 700 requests a minute, the replies for Klaviyo's 60.
+BENCH_SMS_TEXTS=${BENCH_SMS_TEXTS:-200}
+BENCH_SMS_TEXT_RATE=${BENCH_SMS_TEXT_RATE:-5}
+BENCH_SMS_REPLIES=${BENCH_SMS_REPLIES:-20}
+BENCH_SMS_BURST=${BENCH_SMS_BURST:-500}
+BENCH_SMS_REPLY_BURST=${BENCH_SMS_REPLY_BURST:-60}
+
+# bench_sms: SMS conversations through `zenklav api` and `zenklav sms`, two processes that
+# loadgen starts against the real Kafka and the Zendesk and Klaviyo simulators it serves.
+# `BENCH_ONLY=sms build/bench.sh` runs this section alone.
+bench_sms() {
+	bin/loadgen sms -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -http "$BENCH_HTTP" \
+		-texts "$BENCH_SMS_TEXTS" -customers 50 -text-rate "$BENCH_SMS_TEXT_RATE" -replies "$BENCH_SMS_REPLIES" -reply-rate 0.5 \
+		-burst "$BENCH_SMS_BURST" -reply-burst "$BENCH_SMS_REPLY_BURST"
+}
+header() {
+	echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+	echo "| measurement | load | rate | latency / notes |"
+	echo "|---|---|---|---|"
+}
+if [ "${BENCH_ONLY:-}" = sms ]; then
+	go build -o bin/zenklav ./cmd/zenklav
+	go build -o bin/loadgen ./build/loadgen
+	header
+	bench_sms
+	exit
+fi
 
 echo "== Go micro-benchmarks"
 go test -run='^$' -bench=. -benchmem -count=1 ./...
@@ -64,9 +93,7 @@ pid=
 trap 'stop; rm -rf "$work"' EXIT
 
 echo
-echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "| measurement | load | rate | latency / notes |"
-echo "|---|---|---|---|"
+header
 # `zenklav all` first, on an empty topic, so its peak memory is that of the ingest load and
 # not of its sink catching up a backlog; then the ingest path alone, as it runs in production.
 start all
@@ -113,3 +140,6 @@ bin/loadgen reports -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -events "${BENCH
 # Freshness: from an accepted webhook to the trends report (issue 6's target: p95 ≤ 5 s).
 bin/loadgen freshness -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" \
 	-http "$BENCH_HTTP" -rate 20 -duration 30s
+# SMS conversations (issue 14's targets: p95 ≤ 2 s from a text to Zendesk and from a reply to
+# Klaviyo; no 429 from Klaviyo in a burst of replies).
+bench_sms

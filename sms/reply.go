@@ -91,6 +91,11 @@ func (h *Replies) Route(m kafka.Message) (kafka.Routed[*reply], error) {
 	if !ok || e.Type != schemas.TicketCommentAdded || e.Comment == nil || !e.Comment.Public || !slices.Contains(e.Ticket.Tags, zenklav.TagSMS) {
 		return kafka.Routed[*reply]{}, nil
 	}
+	if e.Comment.AuthorID != 0 && e.Comment.AuthorID == e.Ticket.Requester.ID {
+		// The customer's own comment (every text zenklav writes is one): no need to ask
+		// Zendesk who wrote it.
+		return kafka.Routed[*reply]{}, nil
+	}
 	return kafka.Routed[*reply]{Lane: e.Connection, Weight: 1, Value: &reply{
 		Connection: e.Connection, EventID: e.EventID, TicketID: e.Ticket.ID, RequesterID: e.Ticket.Requester.ID,
 		AuthorID: e.Comment.AuthorID, Body: e.Comment.Body, Received: e.ReceivedAt,
@@ -173,9 +178,15 @@ func (h *Replies) send(ctx context.Context, r Route, rep *reply) error {
 	if body == "" {
 		return nil
 	}
-	if wait := r.Klaviyo.MessageDelay(); wait > time.Minute {
+	// The delay the agent sees: the replies queued before this one (in Kafka, behind
+	// Klaviyo's limit) and the limit's own wait now.
+	wait := r.Klaviyo.MessageDelay()
+	if !rep.Received.IsZero() {
+		wait += time.Since(rep.Received)
+	}
+	if wait > time.Minute {
 		h.count(r, "delayed")
-		h.note(ctx, r, rep, fmt.Sprintf("This reply waits about %s for Klaviyo's limit of 60 SMS a minute before it goes out.", wait.Round(time.Second)))
+		h.note(ctx, r, rep, fmt.Sprintf("This reply reaches the customer about %s after it was written: Klaviyo sends at most 60 SMS a minute for the account.", wait.Round(time.Second)))
 	}
 	st.Sending = rep.EventID
 	if err := h.save(ctx, key, st); err != nil {

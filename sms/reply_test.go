@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
@@ -73,10 +74,12 @@ func TestReplyRules(t *testing.T) {
 			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", false},
 		{"the customer's own comment", reply{EventID: "e2", TicketID: 7, RequesterID: ada, AuthorID: ada, Body: "thanks"},
 			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", false},
+		{"a reply written two minutes ago: sent, and the agent told of the delay", reply{EventID: "e5", TicketID: 7, RequesterID: ada, AuthorID: grace, Body: "Sorry for the wait", Received: time.Now().Add(-2 * time.Minute)},
+			[]string{"It ships tomorrow & track it (https://t.example/1)", "Sorry for the wait"}, "This reply reaches the customer about 2m0s after it was written", false},
 		{"an agent with the customer's email", reply{EventID: "e3", TicketID: 7, RequesterID: ada, AuthorID: adaTwin, Body: "hi"},
-			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "This reply was not sent by SMS: the replying agent has the customer's email", false},
+			[]string{"It ships tomorrow & track it (https://t.example/1)", "Sorry for the wait"}, "This reply was not sent by SMS: the replying agent has the customer's email", false},
 		{"a customer who is not subscribed", reply{EventID: "e4", TicketID: 8, RequesterID: bob, AuthorID: grace, Body: "hello"},
-			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", true},
+			[]string{"It ships tomorrow & track it (https://t.example/1)", "Sorry for the wait"}, "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			notes := len(d.comments[c.rep.TicketID])

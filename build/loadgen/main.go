@@ -21,6 +21,10 @@
 //	loadgen hostile -url … -secret S [-conns 1000] [-size 1048576] [-sig wellformed|x] [-rate 50] [-duration 30s] [-pid PID]
 //	    hostile clients posting big bodies with wrong signatures beside valid webhooks: the
 //	    share of valid ones accepted, their latency, the peak RSS of PID
+//	loadgen sms -brokers … -clickhouse … [-texts 200] [-customers 50] [-replies 20] [-burst 500] [-reply-burst 120]
+//	    SMS conversations through bin/zenklav api and bin/zenklav sms: text → Zendesk and
+//	    agent reply → Klaviyo latency with no backlog, customers texting at once against
+//	    Zendesk's 700 requests a minute, a burst of replies against Klaviyo's 60 a minute
 //
 // It prints one Markdown table row per measurement, for docs/benchmarks.md.
 package main
@@ -49,7 +53,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness|hostile [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness|hostile|sms [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -72,6 +76,8 @@ func main() {
 		err = freshness(os.Args[2:])
 	case "hostile":
 		err = hostile(os.Args[2:])
+	case "sms":
+		err = smsConversations(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown measurement %q", os.Args[1])
 	}
