@@ -186,4 +186,26 @@ func TestSMSConversation(t *testing.T) {
 	if got := kl.ConversationMessages(conversation); len(got) != 2 || got[1] != "A new box is on its way." {
 		t.Errorf("SMS sent to the customer: %q", got)
 	}
+	// Three more texts on the follow-up, one at a time, and a last reply: ten texts and five
+	// replies in all.
+	for i, body := range []string{"Thanks!", "When will it arrive?", "Got it, all good"} {
+		send(text(fmt.Sprintf("m%d", 8+i), body))
+		_, cs = comments(14 + i) // the reply above and each text
+		if last := cs[1][len(cs[1])-1]; last != "public: "+body {
+			t.Errorf("text %q on the follow-up: last comment %q", body, last)
+		}
+	}
+	if _, err := zd.AgentReply(ts[1].ID, agent.ID, "Glad to help!", true); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for len(kl.ConversationMessages(conversation)) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the last reply: Klaviyo got %q", kl.ConversationMessages(conversation))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := kl.ConversationMessages(conversation); len(got) != 3 || got[2] != "Glad to help!" {
+		t.Errorf("SMS sent to the customer: %q", got)
+	}
 }
