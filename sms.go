@@ -139,6 +139,9 @@ type Desk interface {
 	// made at or after since (GET /api/v2/tickets/{id}/comments): how the sms role learns,
 	// after a crash between its request and its record of it, whether a comment landed.
 	HasComment(ctx context.Context, ticketID int64, c DeskComment, since time.Time) (bool, error)
+	// CommentAttachments names the files attached to a comment (none when it has none, or
+	// is gone): what an SMS reply leaves out.
+	CommentAttachments(ctx context.Context, ticketID, commentID int64) ([]string, error)
 }
 
 // DeskUser is a Zendesk user as the sms role knows one.

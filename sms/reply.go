@@ -48,6 +48,7 @@ type reply struct {
 	TicketID    int64
 	RequesterID int64
 	AuthorID    int64
+	CommentID   int64
 	Body        string
 	Received    time.Time // when zenklav took the comment's webhook in
 }
@@ -98,7 +99,7 @@ func (h *Replies) Route(m kafka.Message) (kafka.Routed[*reply], error) {
 	}
 	return kafka.Routed[*reply]{Lane: e.Connection, Weight: 1, Value: &reply{
 		Connection: e.Connection, EventID: e.EventID, TicketID: e.Ticket.ID, RequesterID: e.Ticket.Requester.ID,
-		AuthorID: e.Comment.AuthorID, Body: e.Comment.Body, Received: e.ReceivedAt,
+		AuthorID: e.Comment.AuthorID, CommentID: e.Comment.ID, Body: e.Comment.Body, Received: e.ReceivedAt,
 	}}, nil
 }
 
@@ -200,6 +201,7 @@ func (h *Replies) send(ctx context.Context, r Route, rep *reply) error {
 		return err
 	}
 	h.count(r, "sent")
+	h.noteAttachments(ctx, r, rep)
 	if !rep.Received.IsZero() {
 		h.delay.WithLabelValues(r.Connection.ID).Observe(time.Since(rep.Received).Seconds())
 	}
@@ -240,6 +242,23 @@ func (h *Replies) recipient(ctx context.Context, r Route, rep *reply) (conversat
 		return "", false, err
 	}
 	return conv, false, nil
+}
+
+// noteAttachments tells the agent which files of a sent reply the customer did not get: an SMS
+// carries text only. (The webhook does not say whether a comment has files, so Zendesk is
+// asked; a failure to ask only costs the note.)
+func (h *Replies) noteAttachments(ctx context.Context, r Route, rep *reply) {
+	if rep.CommentID == 0 {
+		return
+	}
+	files, err := r.Desk.CommentAttachments(ctx, rep.TicketID, rep.CommentID)
+	if err != nil {
+		h.logger.Warn("sms reply: could not read the reply's attachments", "connection", rep.Connection, "ticket", rep.TicketID, "err", err)
+		return
+	}
+	if len(files) > 0 {
+		h.note(ctx, r, rep, "The customer got the text of this reply by SMS, without its attachments ("+strings.Join(files, ", ")+"): an SMS carries text only.")
+	}
 }
 
 // note adds an internal note to the reply's ticket; it is best effort, as the reply's outcome

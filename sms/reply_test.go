@@ -56,6 +56,8 @@ func newReplies(t *testing.T, store Store) (*Replies, Route, *desk, *klaviyo) {
 	}
 	hs.desk.tickets[7] = &zenklav.DeskTicket{ID: 7, Status: zenklav.StatusOpen, RequesterID: ada, Tags: []string{zenklav.TagSMS}}
 	hs.desk.tickets[8] = &zenklav.DeskTicket{ID: 8, Status: zenklav.StatusOpen, RequesterID: bob, Tags: []string{zenklav.TagSMS}}
+	// The agent's reply with a file, as Zendesk holds it.
+	hs.desk.comments[7] = append(hs.desk.comments[7], deskComment{DeskComment: zenklav.DeskComment{Body: "Here is the label", Public: true, AuthorID: grace}, id: 900, files: []string{"label.pdf"}})
 	return h, hs.r, hs.desk, hs.r.Klaviyo.(*klaviyo)
 }
 
@@ -74,12 +76,14 @@ func TestReplyRules(t *testing.T) {
 			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", false},
 		{"the customer's own comment", reply{EventID: "e2", TicketID: 7, RequesterID: ada, AuthorID: ada, Body: "thanks"},
 			[]string{"It ships tomorrow & track it (https://t.example/1)"}, "", false},
+		{"a reply with attachments: its text, and a note", reply{EventID: "e6", TicketID: 7, RequesterID: ada, AuthorID: grace, CommentID: 900, Body: "Here is the label"},
+			[]string{"It ships tomorrow & track it (https://t.example/1)", "Here is the label"}, "The customer got the text of this reply by SMS, without its attachments (label.pdf)", false},
 		{"a reply written two minutes ago: sent, and the agent told of the delay", reply{EventID: "e5", TicketID: 7, RequesterID: ada, AuthorID: grace, Body: "Sorry for the wait", Received: time.Now().Add(-2 * time.Minute)},
-			[]string{"It ships tomorrow & track it (https://t.example/1)", "Sorry for the wait"}, "This reply reaches the customer about 2m0s after it was written", false},
+			[]string{"It ships tomorrow & track it (https://t.example/1)", "Here is the label", "Sorry for the wait"}, "This reply reaches the customer about 2m0s after it was written", false},
 		{"an agent with the customer's email", reply{EventID: "e3", TicketID: 7, RequesterID: ada, AuthorID: adaTwin, Body: "hi"},
-			[]string{"It ships tomorrow & track it (https://t.example/1)", "Sorry for the wait"}, "This reply was not sent by SMS: the replying agent has the customer's email", false},
+			[]string{"It ships tomorrow & track it (https://t.example/1)", "Here is the label", "Sorry for the wait"}, "This reply was not sent by SMS: the replying agent has the customer's email", false},
 		{"a customer who is not subscribed", reply{EventID: "e4", TicketID: 8, RequesterID: bob, AuthorID: grace, Body: "hello"},
-			[]string{"It ships tomorrow & track it (https://t.example/1)", "Sorry for the wait"}, "", true},
+			[]string{"It ships tomorrow & track it (https://t.example/1)", "Here is the label", "Sorry for the wait"}, "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			notes := len(d.comments[c.rep.TicketID])
@@ -118,8 +122,8 @@ func TestReplyAtMostOnce(t *testing.T) {
 	if got := kl.sent["conv-p1"]; len(got) != 1 {
 		t.Errorf("the customer got %q, want the reply once", got)
 	}
-	if cs := d.comments[7]; len(cs) != 1 || cs[0].Public || !strings.Contains(cs[0].Body, "may not have got it") {
-		t.Errorf("notes %+v, want one telling the agent", cs)
+	if cs := notesOf(d, 7); len(cs) != 1 || !strings.Contains(cs[0], "may not have got it") {
+		t.Errorf("notes %q, want one telling the agent", cs)
 	}
 	// An error answer from Klaviyo is retried: it took nothing.
 	kl.refuse = zenklav.Errorf(zenklav.EUNAVAILABLE, "klaviyo answered 503")
@@ -131,7 +135,18 @@ func TestReplyAtMostOnce(t *testing.T) {
 	if err := h.send(context.Background(), r, &next); err != nil {
 		t.Fatal(err)
 	}
-	if got := kl.sent["conv-p1"]; len(got) != 2 || got[1] != "Any news?" || len(d.comments[7]) != 1 {
-		t.Errorf("after the retry the customer got %q, notes %d", got, len(d.comments[7]))
+	if got := kl.sent["conv-p1"]; len(got) != 2 || got[1] != "Any news?" || len(notesOf(d, 7)) != 1 {
+		t.Errorf("after the retry the customer got %q, notes %q", got, notesOf(d, 7))
 	}
+}
+
+// notesOf is the internal notes on a ticket.
+func notesOf(d *desk, ticket int64) []string {
+	var out []string
+	for _, c := range d.comments[ticket] {
+		if !c.Public {
+			out = append(out, c.Body)
+		}
+	}
+	return out
 }

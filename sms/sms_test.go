@@ -29,7 +29,9 @@ type desk struct {
 
 type deskComment struct {
 	zenklav.DeskComment
-	at time.Time
+	at    time.Time
+	id    int64
+	files []string
 }
 
 func newDesk() *desk {
@@ -78,9 +80,9 @@ func (d *desk) CreateTicket(_ context.Context, nt zenklav.NewTicket, key string)
 	d.next++
 	t := &zenklav.DeskTicket{ID: d.next, Status: zenklav.StatusNew, RequesterID: nt.RequesterID, BrandID: nt.BrandID, Tags: nt.Tags}
 	d.tickets[t.ID], d.keys[key] = t, t.ID
-	d.comments[t.ID] = append(d.comments[t.ID], deskComment{nt.Comment, time.Now()})
+	d.comments[t.ID] = append(d.comments[t.ID], deskComment{DeskComment: nt.Comment, at: time.Now()})
 	for _, n := range nt.Notes {
-		d.comments[t.ID] = append(d.comments[t.ID], deskComment{zenklav.DeskComment{Body: n}, time.Now()})
+		d.comments[t.ID] = append(d.comments[t.ID], deskComment{DeskComment: zenklav.DeskComment{Body: n}, at: time.Now()})
 	}
 	return *t, nil
 }
@@ -98,11 +100,22 @@ func (d *desk) Comment(_ context.Context, id int64, c zenklav.DeskComment, statu
 	if t.Status == zenklav.StatusClosed {
 		return zenklav.Errorf(zenklav.ECONFLICT, "ticket %d is closed", id)
 	}
-	d.comments[id] = append(d.comments[id], deskComment{c, time.Now()})
+	d.comments[id] = append(d.comments[id], deskComment{DeskComment: c, at: time.Now()})
 	if status != "" {
 		t.Status = status
 	}
 	return nil
+}
+
+func (d *desk) CommentAttachments(_ context.Context, ticketID, commentID int64) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.comments[ticketID] {
+		if c.id == commentID {
+			return c.files, nil
+		}
+	}
+	return nil, nil
 }
 
 func (d *desk) HasComment(_ context.Context, id int64, c zenklav.DeskComment, since time.Time) (bool, error) {

@@ -247,6 +247,18 @@ func (c *Client) closed(ctx context.Context, ticketID int64, apiErr *APIError) b
 	return err == nil && t.Status == "closed"
 }
 
+// listedComment is a comment as List Comments gives it.
+type listedComment struct {
+	ID          int64     `json:"id"`
+	AuthorID    int64     `json:"author_id"`
+	Body        string    `json:"body"`
+	Public      bool      `json:"public"`
+	CreatedAt   time.Time `json:"created_at"`
+	Attachments []struct {
+		FileName string `json:"file_name"`
+	} `json:"attachments"`
+}
+
 // HasComment says whether the ticket has a comment with cm's body, publicity and author (the
 // API user when cm.AuthorID is 0) made at or after since. It reads the comments newest first
 // and stops at the first one older than since.
@@ -259,25 +271,54 @@ func (c *Client) HasComment(ctx context.Context, ticketID int64, cm zenklav.Desk
 		}
 		author = me
 	}
-	path := "/api/v2/tickets/" + strconv.FormatInt(ticketID, 10) + "/comments"
-	next := c.endpoint(path, url.Values{"sort": {"-created_at"}, "page[size]": {strconv.Itoa(maxIDsPerCall)}})
 	since = since.Truncate(time.Second) // Zendesk's times have whole seconds
 	want := normalizeBody(cm.Body)
+	found := false
+	err := c.eachComment(ctx, ticketID, func(got listedComment) bool {
+		if got.CreatedAt.Before(since) {
+			return false
+		}
+		found = got.AuthorID == author && got.Public == cm.Public && normalizeBody(got.Body) == want
+		return !found
+	})
+	return found, err
+}
+
+// CommentAttachments names the files attached to a ticket's comment; none when the comment
+// (or the ticket) is gone.
+func (c *Client) CommentAttachments(ctx context.Context, ticketID, commentID int64) ([]string, error) {
+	var names []string
+	err := c.eachComment(ctx, ticketID, func(got listedComment) bool {
+		if got.ID != commentID {
+			return true
+		}
+		for _, a := range got.Attachments {
+			names = append(names, a.FileName)
+		}
+		return false
+	})
+	if zenklav.ErrorCode(err) == zenklav.ENOTFOUND {
+		return nil, nil
+	}
+	return names, err
+}
+
+// eachComment hands a ticket's comments, newest first, to f until f says false or they end.
+func (c *Client) eachComment(ctx context.Context, ticketID int64, f func(listedComment) bool) error {
+	path := "/api/v2/tickets/" + strconv.FormatInt(ticketID, 10) + "/comments"
+	next := c.endpoint(path, url.Values{"sort": {"-created_at"}, "page[size]": {strconv.Itoa(maxIDsPerCall)}})
 	for page := 1; next != ""; page++ {
 		if page > maxPages {
-			return false, zenklav.Errorf(zenklav.EUNAVAILABLE, "list comments of ticket %d: pagination does not end after %d pages", ticketID, maxPages)
+			return zenklav.Errorf(zenklav.EUNAVAILABLE, "list comments of ticket %d: pagination does not end after %d pages", ticketID, maxPages)
 		}
 		var body commentsPage
 		op := fmt.Sprintf("list comments of ticket %d page %d", ticketID, page)
 		if err := c.get(ctx, op, next, &body); err != nil {
-			return false, err
+			return err
 		}
 		for _, got := range body.Comments {
-			if got.CreatedAt.Before(since) {
-				return false, nil
-			}
-			if got.AuthorID == author && got.Public == cm.Public && normalizeBody(got.Body) == want {
-				return true, nil
+			if !f(got) {
+				return nil
 			}
 		}
 		link := ""
@@ -286,21 +327,15 @@ func (c *Client) HasComment(ctx context.Context, ticketID int64, cm zenklav.Desk
 		}
 		var err error
 		if next, err = c.follow(path, link); err != nil {
-			return false, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: next link", op)
+			return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: next link", op)
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // commentsPage is one page of List Comments in cursor mode.
 type commentsPage struct {
-	Comments []struct {
-		ID        int64     `json:"id"`
-		AuthorID  int64     `json:"author_id"`
-		Body      string    `json:"body"`
-		Public    bool      `json:"public"`
-		CreatedAt time.Time `json:"created_at"`
-	} `json:"comments"`
+	Comments []listedComment `json:"comments"`
 	Meta struct {
 		HasMore bool `json:"has_more"`
 	} `json:"meta"`

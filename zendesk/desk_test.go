@@ -343,3 +343,34 @@ func TestCommentClosedFromTicket(t *testing.T) {
 		})
 	}
 }
+
+// The files attached to an agent's reply are named; a comment without any, or a ticket that is
+// gone, names none.
+func TestCommentAttachments(t *testing.T) {
+	s := newDeskSim(t)
+	c := newClient(t, s.URL)
+	ctx := context.Background()
+	tk, err := c.CreateTicket(ctx, zenklav.NewTicket{RequesterID: s.customer.ID, Subject: "SMS: hi", Tags: []string{"sms"},
+		Comment: zenklav.DeskComment{Body: "hi", Public: true}}, "key-attach")
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, err := s.AgentReplyFiles(tk.ID, s.agent.ID, "See the label", true, "label.pdf", "photo.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := s.AgentReply(tk.ID, s.agent.ID, "Anything else?", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.CommentAttachments(ctx, tk.ID, with.ID); err != nil || !reflect.DeepEqual(got, []string{"label.pdf", "photo.png"}) {
+		t.Errorf("attachments of the reply with files = %q, %v", got, err)
+	}
+	if got, err := c.CommentAttachments(ctx, tk.ID, without.ID); err != nil || len(got) != 0 {
+		t.Errorf("attachments of the reply without = %q, %v", got, err)
+	}
+	s.DeleteTicket(tk.ID)
+	if got, err := c.CommentAttachments(ctx, tk.ID, with.ID); err != nil || len(got) != 0 {
+		t.Errorf("attachments on a deleted ticket = %q, %v", got, err)
+	}
+}

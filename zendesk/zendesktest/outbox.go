@@ -142,6 +142,11 @@ func (s *Server) FlushWebhooks(ctx context.Context) error {
 // target set the comment is added and nothing is sent. Being another user's update in the
 // workspace, it does not count against the API's per-ticket update limit.
 func (s *Server) AgentReply(ticketID, agentID int64, body string, public bool) (Comment, error) {
+	return s.AgentReplyFiles(ticketID, agentID, body, public)
+}
+
+// AgentReplyFiles is AgentReply with files attached to the comment, by name.
+func (s *Server) AgentReplyFiles(ticketID, agentID int64, body string, public bool, files ...string) (Comment, error) {
 	s.mu.Lock()
 	t, ok := s.tickets[ticketID]
 	agent, isUser := s.userByID(agentID)
@@ -157,7 +162,7 @@ func (s *Server) AgentReply(ticketID, agentID int64, body string, public bool) (
 		return Comment{}, fmt.Errorf("agent reply: user %d is not an agent", agentID)
 	}
 	now := s.now()
-	cm := s.addCommentLocked(ticketID, Comment{Body: body, Public: public, AuthorID: agentID}, now)
+	cm := s.addCommentLocked(ticketID, Comment{Body: body, Public: public, AuthorID: agentID, Attachments: files}, now)
 	t.UpdatedAt = now.UTC().Truncate(time.Second)
 	s.tickets[ticketID] = t
 	done := make(chan error, 1)

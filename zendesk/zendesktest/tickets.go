@@ -429,9 +429,21 @@ func commentJSON(cm Comment) map[string]any {
 		"html_body":   `<div class="zd-comment" dir="auto"><p>` + html.EscapeString(cm.Body) + `</p></div>`,
 		"plain_body":  cm.Body,
 		"public":      cm.Public,
-		"attachments": []any{},
+		"attachments": attachmentsJSON(cm),
 		"audit_id":    cm.ID,
 		"metadata":    map[string]any{},
 		"created_at":  stamp(cm.CreatedAt),
 	}
+}
+
+// attachmentsJSON is a comment's attachments as the API lists them (AttachmentObject).
+func attachmentsJSON(cm Comment) []any {
+	out := make([]any, 0, len(cm.Attachments))
+	for i, name := range cm.Attachments {
+		out = append(out, map[string]any{
+			"id": cm.ID*100 + int64(i), "file_name": name, "content_type": "application/octet-stream",
+			"content_url": "https://example.zendesk.com/attachments/" + name, "size": 1024, "thumbnails": []any{},
+		})
+	}
+	return out
 }

@@ -120,7 +120,7 @@ func TestAgentReplySendsCommentAdded(t *testing.T) {
 				t.Errorf("event.comment = %+v, want comment %d by %+v, public %v", c, cm.ID, tt.author, tt.public)
 			}
 			last := sim.Comments(tk.ID)
-			if len(last) == 0 || last[len(last)-1] != cm {
+			if len(last) == 0 || !reflect.DeepEqual(last[len(last)-1], cm) {
 				t.Errorf("Comments = %+v, want it to end with %+v", last, cm)
 			}
 		})

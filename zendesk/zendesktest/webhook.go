@@ -43,6 +43,8 @@ type Comment struct {
 	AuthorID int64 // in an event: the ticket's assignee when zero, or its requester when unassigned
 	// CreatedAt is when the simulator stored the comment; events do not carry it.
 	CreatedAt time.Time
+	// Attachments are the names of the files attached to it (AgentReplyFiles).
+	Attachments []string
 }
 
 // SendWebhook posts body to url signed with secret exactly as Zendesk does: JSON, the
