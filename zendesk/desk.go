@@ -336,7 +336,7 @@ func (c *Client) eachComment(ctx context.Context, ticketID int64, f func(listedC
 // commentsPage is one page of List Comments in cursor mode.
 type commentsPage struct {
 	Comments []listedComment `json:"comments"`
-	Meta struct {
+	Meta     struct {
 		HasMore bool `json:"has_more"`
 	} `json:"meta"`
 	Links struct {
