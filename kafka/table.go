@@ -100,22 +100,39 @@ func (t *Table) Put(ctx context.Context, key string, value []byte) error {
 // Sync waits until this process has read every record written to the table before it was
 // called.
 func (t *Table) Sync(ctx context.Context) error {
+	var want map[int]int64
+	// A partition that just moved (a new topic, a broker restart) answers "not leader" until
+	// the client's metadata catch up: a few quick tries ride that out.
+	p := retry.Policy{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond, MaxElapsed: 5 * time.Second}
+	err := p.DoReport(ctx, func(ctx context.Context) error {
+		var err error
+		want, err = t.ends(ctx)
+		return err
+	}, func(int, error) {})
+	if err != nil {
+		return err
+	}
+	return t.waitFor(ctx, want)
+}
+
+// ends are the end offsets of the table's partitions now.
+func (t *Table) ends(ctx context.Context) (map[int]int64, error) {
 	offsets := make([]kafkago.OffsetRequest, len(t.parts))
 	for i, p := range t.parts {
 		offsets[i] = kafkago.LastOffsetOf(p)
 	}
 	ends, err := t.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{t.topic: offsets}})
 	if err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "list offsets of %s", t.topic)
+		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "list offsets of %s", t.topic)
 	}
 	want := map[int]int64{}
 	for _, po := range ends.Topics[t.topic] {
 		if po.Error != nil {
-			return zenklav.Wrap(zenklav.EUNAVAILABLE, po.Error, "list offsets of %s/%d", t.topic, po.Partition)
+			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, po.Error, "list offsets of %s/%d", t.topic, po.Partition)
 		}
 		want[po.Partition] = po.LastOffset
 	}
-	return t.waitFor(ctx, want)
+	return want, nil
 }
 
 // waitFor waits until every partition's reader has passed want.
