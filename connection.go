@@ -169,3 +169,17 @@ func (c *Connection) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// EachSecret calls f with each of the connection's secrets and its field's name
+// ("zendesk.api_token", "klaviyo.webhook_secrets[0]", …): the one list of what is sealed at
+// rest and masked on show.
+func (c *Connection) EachSecret(f func(field string, s *Secret)) {
+	f("zendesk.api_token", &c.Zendesk.APIToken)
+	for i := range c.Zendesk.WebhookSecrets {
+		f(fmt.Sprintf("zendesk.webhook_secrets[%d]", i), &c.Zendesk.WebhookSecrets[i])
+	}
+	f("klaviyo.private_key", &c.Klaviyo.PrivateKey)
+	for i := range c.Klaviyo.WebhookSecrets {
+		f(fmt.Sprintf("klaviyo.webhook_secrets[%d]", i), &c.Klaviyo.WebhookSecrets[i])
+	}
+}

@@ -165,6 +165,12 @@ type Tokens struct {
 	// JWTKeys are the keys of ZENKLAV_JWT_SIGNING_KEY, current first: tokens are signed with
 	// the first and verified with any listed, so keys rotate without downtime.
 	JWTKeys []auth.SigningKey
+	// SecretsKey is ZENKLAV_SECRETS_KEY: the keys that seal the connections' secrets in the
+	// connections store (seal.ParseKeyring reads it), the sealing one first.
+	SecretsKey zenklav.Secret
+	// ConnectionsTopic is ZENKLAV_CONNECTIONS_TOPIC: the compacted topic of the connections
+	// store (connstore.Topic by default).
+	ConnectionsTopic string
 }
 
 // FromEnv reads the configuration through getenv, with defaults for what is unset, and
@@ -199,6 +205,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	c.SetSigningKeys(keys)
+	c.SecretsKey = zenklav.Secret(getenv("ZENKLAV_SECRETS_KEY"))
+	c.ConnectionsTopic = cmp.Or(getenv("ZENKLAV_CONNECTIONS_TOPIC"), "connections.v1")
 	for _, b := range strings.Split(getenv("ZENKLAV_KAFKA_BROKERS"), ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.KafkaBrokers = append(c.KafkaBrokers, b)

@@ -69,7 +69,7 @@ func (t *Table) follow(ctx context.Context, r *kafkago.Reader, p int) {
 			continue
 		}
 		t.mu.Lock()
-		if m.Value == nil {
+		if len(m.Value) == 0 {
 			delete(t.values, string(m.Key)) // a tombstone
 		} else {
 			t.values[string(m.Key)] = m.Value
@@ -88,7 +88,18 @@ func (t *Table) Get(key string) ([]byte, bool) {
 	return v, ok
 }
 
-// Put writes key's new value and waits until this process has read it back. EUNAVAILABLE
+// Keys returns the keys that have a value, as far as this process has read.
+func (t *Table) Keys() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.values))
+	for k := range t.values {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Put writes key's new value (nil deletes it: a tombstone) and waits until this process has read it back. EUNAVAILABLE
 // when Kafka did not acknowledge (then the value may or may not be written: Put again).
 func (t *Table) Put(ctx context.Context, key string, value []byte) error {
 	if err := t.pub.Publish(ctx, zenklav.Message{Topic: t.topic, Key: []byte(key), Value: value}); err != nil {

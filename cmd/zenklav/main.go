@@ -56,6 +56,10 @@ var tools = []tool{
 	{"token", "prints a report token for the reports API and page (zenklav token -h)", withFlags(envOptions{},
 		func(c call) (auth.TokenRequest, error) { return parseTokenFlags(c.args, c.getenv, c.stdout) }, token)},
 	// The report goes to stdout, so the logs go to stderr, and only when they matter.
+	{"connections", "keeps the connections in the shared store: apply -f FILE, list, show, disable, enable, remove (zenklav connections -h)",
+		withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn}, parseConnectionsFlags, connections)},
+	{"secrets", "new-key prints a key for ZENKLAV_SECRETS_KEY; rotate re-seals the stored secrets under the current one",
+		withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn}, parseSecretsFlags, secrets)},
 	{"report", "prints a ticket report from ClickHouse (zenklav report trends -h)", withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn},
 		func(c call) (reportRequest, error) { return parseReportFlags(c.args, c.stdout) }, report)},
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zenklav/zenklav/internal/testenv"
+)
+
+// `zenklav connections` and `zenklav secrets` as an operator uses them: apply is idempotent
+// and --dry-run changes nothing, show and list print no secret, a rotation re-seals under the
+// new key, and a key the store was not sealed with opens nothing.
+func TestConnectionsCommand(t *testing.T) {
+	broker := testenv.Kafka(t)
+	id := fmt.Sprintf("cli-%d", rand.N(1_000_000))
+	secrets := []string{"zd-token-" + id, "webhook-signing-secret-" + id, "pk_private_" + id}
+	file := filepath.Join(t.TempDir(), "connections.json")
+	if err := os.WriteFile(file, fmt.Appendf(nil, `{"connections":[{"id":%q,"zendesk":{"subdomain":%q,"email":"ops@example.com",
+		"api_token":%q,"webhook_secrets":[%q],"brands":"all"},"klaviyo":{"private_key":%q}}]}`, id, id, secrets[0], secrets[1], secrets[2]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(key string, args ...string) (string, error) {
+		var out bytes.Buffer
+		env := map[string]string{"ZENKLAV_KAFKA_BROKERS": broker, "ZENKLAV_SECRETS_KEY": key, "ZENKLAV_LOG_LEVEL": "error",
+			"ZENKLAV_CONNECTIONS_TOPIC": "connections-" + id} // a store of the test's own: rotate reads it whole
+		err := run(context.Background(), args, func(k string) string { return env[k] }, &out)
+		for _, s := range secrets {
+			if strings.Contains(out.String(), s) || err != nil && strings.Contains(err.Error(), s) {
+				t.Errorf("zenklav %q printed a secret:\n%s %v", args, out.String(), err)
+			}
+		}
+		return out.String(), err
+	}
+	newKey := func() string {
+		out, err := cmd("", "secrets", "new-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		return lines[len(lines)-1]
+	}
+	key := newKey()
+	for _, step := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"connections", "apply", "-f", file, "--dry-run"}, "would add " + id},
+		{[]string{"connections", "show", id}, ""}, // error: not there yet
+		{[]string{"connections", "apply", "-f", file}, "added " + id},
+		{[]string{"connections", "apply", "-f", file}, "unchanged " + id},
+		{[]string{"connections", "show", id}, `"api_token": "[redacted]"`},
+		{[]string{"connections", "disable", id}, id + " disabled"},
+	} {
+		out, err := cmd(key, step.args...)
+		if step.want == "" {
+			if err == nil {
+				t.Errorf("zenklav %q succeeded before the apply:\n%s", step.args, out)
+			}
+			continue
+		}
+		if err != nil || !strings.Contains(out, step.want) {
+			t.Fatalf("zenklav %q = %v:\n%s\nwant %q", step.args, err, out, step.want)
+		}
+	}
+	next := newKey()
+	if out, err := cmd(next+","+key, "secrets", "rotate"); err != nil || !strings.Contains(out, "re-sealed") {
+		t.Fatalf("rotate = %v:\n%s", err, out)
+	}
+	if out, err := cmd(next, "connections", "show", id); err != nil || !strings.Contains(out, `"state": "disabled"`) {
+		t.Errorf("show with the new key alone after the rotation = %v:\n%s", err, out)
+	}
+	if _, err := cmd(key, "connections", "show", id); err == nil || !strings.Contains(err.Error(), "does not hold") {
+		t.Errorf("show with the old key alone after the rotation = %v, want a refusal", err)
+	}
+	if _, err := cmd("", "connections", "list"); err == nil || !strings.Contains(err.Error(), "ZENKLAV_SECRETS_KEY is empty") {
+		t.Errorf("list without a key = %v", err)
+	}
+	if out, err := cmd(next, "connections", "remove", id); err != nil || !strings.Contains(out, "removed") {
+		t.Errorf("remove = %v:\n%s", err, out)
+	}
+}
