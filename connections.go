@@ -3,11 +3,19 @@ package zenklav
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // Connections is the set of connections zenklav serves, indexed for the lookups every part
-// makes: by id, by Zendesk account and brand, by sidebar app installation.
+// makes: by id, by Zendesk account and brand, by sidebar app installation. Replace swaps the
+// whole set at once (the connections store changed), so every holder sees the new set at its
+// next lookup, and a lookup never sees half of a change.
 type Connections struct {
+	cur atomic.Pointer[connectionSet]
+}
+
+// connectionSet is one version of the connections, indexed; never changed once made.
+type connectionSet struct {
 	list        []Connection
 	bySubdomain map[string][]*Connection
 	byApp       map[appKey]*Connection
@@ -22,26 +30,45 @@ type appKey struct {
 // NewConnections validates conns as a whole and indexes them. Every error is named by the
 // connection's place and id.
 func NewConnections(conns ...Connection) (*Connections, error) {
-	c := &Connections{list: conns}
-	return c, c.index()
+	if len(conns) == 0 {
+		return nil, errors.New("no connections: add at least one under \"connections\"")
+	}
+	c := &Connections{}
+	return c, c.Replace(conns...)
+}
+
+// Replace makes conns the connections, if they are valid together; otherwise the set stays
+// as it was and the error says why. An empty set is allowed here: a store may hold none yet.
+func (c *Connections) Replace(conns ...Connection) error {
+	set := &connectionSet{list: conns}
+	if err := set.index(); err != nil {
+		return err
+	}
+	c.cur.Store(set)
+	return nil
+}
+
+func (c *Connections) set() *connectionSet {
+	if s := c.cur.Load(); s != nil {
+		return s
+	}
+	return &connectionSet{}
 }
 
 // All returns the connections, in the order they were given.
-func (c *Connections) All() []Connection { return c.list }
+func (c *Connections) All() []Connection { return c.set().list }
 
 // IDs returns the connections' ids, in order.
 func (c *Connections) IDs() []string {
-	out := make([]string, len(c.list))
-	for i, conn := range c.list {
+	list := c.set().list
+	out := make([]string, len(list))
+	for i, conn := range list {
 		out[i] = conn.ID
 	}
 	return out
 }
 
-func (c *Connections) index() error {
-	if len(c.list) == 0 {
-		return errors.New("no connections: add at least one under \"connections\"")
-	}
+func (c *connectionSet) index() error {
 	c.bySubdomain = make(map[string][]*Connection, len(c.list))
 	c.byApp = map[appKey]*Connection{}
 	ids := map[string]bool{}
@@ -100,9 +127,10 @@ func sharedSubdomain(conns []*Connection) error {
 
 // ByID returns the connection with the given id, or nil.
 func (c *Connections) ByID(id string) *Connection {
-	for i := range c.list {
-		if c.list[i].ID == id {
-			return &c.list[i]
+	list := c.set().list
+	for i := range list {
+		if list[i].ID == id {
+			return &list[i]
 		}
 	}
 	return nil
@@ -110,7 +138,7 @@ func (c *Connections) ByID(id string) *Connection {
 
 // BySubdomain returns the connections of a Zendesk subdomain: one, or one per brand.
 func (c *Connections) BySubdomain(subdomain string) []*Connection {
-	return c.bySubdomain[subdomain]
+	return c.set().bySubdomain[subdomain]
 }
 
 // Owner is the brand rule: it returns the connection a ticket of brand in the Zendesk account
@@ -119,7 +147,7 @@ func (c *Connections) BySubdomain(subdomain string) []*Connection {
 // the account by brand, the one that syncs the brand. It is nil when none does, or when the
 // account is no connection's.
 func (c *Connections) Owner(subdomain string, brand int64) *Connection {
-	conns := c.bySubdomain[subdomain]
+	conns := c.set().bySubdomain[subdomain]
 	if len(conns) == 1 {
 		return conns[0]
 	}
@@ -135,7 +163,7 @@ func (c *Connections) Owner(subdomain string, brand int64) *Connection {
 // revealed: Zendesk signs a webhook once, whichever brand's connection its ticket is.
 func (c *Connections) WebhookSecrets(subdomain string) []string {
 	var out []string
-	for _, conn := range c.bySubdomain[subdomain] {
+	for _, conn := range c.set().bySubdomain[subdomain] {
 		out = append(out, conn.WebhookSecrets()...)
 	}
 	return out
@@ -143,5 +171,5 @@ func (c *Connections) WebhookSecrets(subdomain string) []string {
 
 // ByAppInstallation returns the connection whose Zendesk app installation this is, or nil.
 func (c *Connections) ByAppInstallation(subdomain string, installationID int64) *Connection {
-	return c.byApp[appKey{subdomain, installationID}]
+	return c.set().byApp[appKey{subdomain, installationID}]
 }

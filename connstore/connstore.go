@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -190,4 +191,56 @@ func Same(a, b zenklav.Connection) bool {
 	a.EachSecret(func(_ string, s *zenklav.Secret) { sa = append(sa, *s) })
 	b.EachSecret(func(_ string, s *zenklav.Secret) { sb = append(sb, *s) })
 	return slices.Equal(sa, sb)
+}
+
+// Follow keeps conns equal to the store's enabled connections until ctx ends: it looks every
+// interval, and replaces the set when the store changed and the new set is valid (an invalid
+// one is logged, and the last good set stays). It fills conns once before it returns.
+func (s *Store) Follow(ctx context.Context, logger *slog.Logger, conns *zenklav.Connections, interval time.Duration) error {
+	seen := s.table.Version()
+	if err := s.load(ctx, conns); err != nil {
+		return err
+	}
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if v := s.table.Version(); v != seen {
+				seen = v
+				if err := s.load(ctx, conns); err != nil {
+					logger.Error("the connections store changed, but the new set cannot be used; keeping the last one", "err", err)
+					continue
+				}
+				logger.Info("connections changed", "connections", len(conns.All()))
+			}
+		}
+	}()
+	return nil
+}
+
+// load replaces conns with the store's enabled connections.
+func (s *Store) load(ctx context.Context, conns *zenklav.Connections) error {
+	entries, err := s.List(ctx)
+	if err != nil {
+		return err
+	}
+	var list []zenklav.Connection
+	var errs []error
+	for _, e := range entries {
+		switch {
+		case e.Err != nil:
+			errs = append(errs, e.Err)
+		case !e.Disabled:
+			list = append(list, e.Connection)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return conns.Replace(list...)
 }

@@ -29,6 +29,8 @@ type Table struct {
 	moved  *sync.Cond
 	values map[string][]byte
 	next   map[int]int64 // per partition, the offset after the last record read
+	// version counts the records applied: a follower that sees it move knows to look again.
+	version uint64
 
 	stop    context.CancelFunc
 	readers sync.WaitGroup
@@ -75,6 +77,7 @@ func (t *Table) follow(ctx context.Context, r *kafkago.Reader, p int) {
 			t.values[string(m.Key)] = m.Value
 		}
 		t.next[p] = m.Offset + 1
+		t.version++
 		t.moved.Broadcast()
 		t.mu.Unlock()
 	}
@@ -86,6 +89,14 @@ func (t *Table) Get(key string) ([]byte, bool) {
 	defer t.mu.Unlock()
 	v, ok := t.values[key]
 	return v, ok
+}
+
+// Version counts the records this process has read: it moves whenever the table may have
+// changed.
+func (t *Table) Version() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.version
 }
 
 // Keys returns the keys that have a value, as far as this process has read.

@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/seal"
+	"github.com/zenklav/zenklav/zendesk"
 )
 
 // `zenklav connections` and `zenklav secrets` as an operator uses them: apply is idempotent
@@ -83,5 +88,96 @@ func TestConnectionsCommand(t *testing.T) {
 	}
 	if out, err := cmd(next, "connections", "remove", id); err != nil || !strings.Contains(out, "removed") {
 		t.Errorf("remove = %v:\n%s", err, out)
+	}
+}
+
+// A connection applied to the store is in force in a running `zenklav api` within seconds,
+// without a restart: its webhooks, refused as unknown before, are accepted; disabled, refused
+// again.
+func TestConnectionsAtRunTime(t *testing.T) {
+	broker := testenv.Kafka(t)
+	id := fmt.Sprintf("live-%d", rand.N(1_000_000))
+	key, err := seal.NewKey("live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"ZENKLAV_KAFKA_BROKERS": broker, "ZENKLAV_SECRETS_KEY": key, "ZENKLAV_LOG_LEVEL": "info",
+		"ZENKLAV_CONNECTIONS_TOPIC": "connections-" + id, "ZENKLAV_HTTP_ADDR": "127.0.0.1:0"}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"api"}, func(k string) string { return env[k] }, out) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("zenklav api: %v", err)
+		}
+	})
+	base := waitStarted(t, out, done)
+	secret := "webhook-signing-secret-" + id
+	post := func() int {
+		ts := zendesk.Timestamp(time.Now())
+		body := `{"type":"zen:event-type:ticket.created","account_id":1,"id":"` + id + `-1","time":"` + time.Now().UTC().Format(time.RFC3339) +
+			`","subject":"zen:ticket:1","detail":{"id":"1","status":"NEW","requester_id":"2","subject":"hi"},"event":{}}`
+		req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/zendesk/"+id, strings.NewReader(body))
+		req.Header.Set(zendesk.HeaderSignatureTimestamp, ts)
+		req.Header.Set(zendesk.HeaderSignature, zendesk.Sign(secret, ts, []byte(body)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(); code != http.StatusNotFound {
+		t.Fatalf("a webhook of a connection not yet applied = %d, want 404", code)
+	}
+	file := filepath.Join(t.TempDir(), "connections.json")
+	if err := os.WriteFile(file, fmt.Appendf(nil, `{"connections":[{"id":%q,"zendesk":{"subdomain":%q,"webhook_secrets":[%q],"brands":"all"}}]}`,
+		id, id, secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cli bytes.Buffer
+	applied := time.Now()
+	if err := run(context.Background(), []string{"connections", "apply", "-f", file}, func(k string) string { return env[k] }, &cli); err != nil {
+		t.Fatalf("apply: %v\n%s", err, cli.String())
+	}
+	waitCode := func(want int, what string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for code := post(); code != want; code = post() {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("%s: the webhook still answers %d after 5 s, want %d", what, code, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return time.Since(applied)
+	}
+	t.Logf("applied → first accepted webhook: %s", waitCode(http.StatusAccepted, "after apply").Round(time.Millisecond))
+	if err := run(context.Background(), []string{"connections", "disable", id}, func(k string) string { return env[k] }, &cli); err != nil {
+		t.Fatal(err)
+	}
+	applied = time.Now()
+	t.Logf("disabled → first refused webhook: %s", waitCode(http.StatusNotFound, "after disable").Round(time.Millisecond))
+}
+
+// waitStarted waits for zenklav's "zenklav started" line and returns its HTTP address.
+func waitStarted(t *testing.T, out *syncBuffer, done chan error) string {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		for _, line := range strings.Split(out.String(), "\n") {
+			var l struct{ Msg, HTTP string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "zenklav started" {
+				return l.HTTP
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("zenklav stopped at start: %v\n%s", err, out)
+		case <-deadline:
+			t.Fatalf("zenklav did not start within a minute:\n%s", out)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

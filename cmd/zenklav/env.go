@@ -121,8 +121,12 @@ func (e *env) connections(ctx context.Context, who string) (*zenklav.Connections
 		e.conns = conns
 		return conns, nil
 	}
+	if e.cfg.SecretsKey != "" && len(e.brokers) > 0 {
+		return e.storedConnections(ctx)
+	}
 	if !e.sandboxOK {
-		return nil, fmt.Errorf("ZENKLAV_CONNECTIONS_FILE is empty: only `zenklav all` runs in sandbox mode; give the %s a connections file", who)
+		return nil, fmt.Errorf("ZENKLAV_CONNECTIONS_FILE and ZENKLAV_SECRETS_KEY are empty: only `zenklav all` runs in sandbox mode; "+
+			"give the %s a connections file, or the key of the connections store (zenklav connections)", who)
 	}
 	sb, err := startSandbox(ctx, e.logger.With("role", "sandbox"))
 	if err != nil {
@@ -135,6 +139,29 @@ func (e *env) connections(ctx context.Context, who string) (*zenklav.Connections
 		e.cfg.SetSigningKeys([]auth.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
 	}
 	return e.conns, nil
+}
+
+// connectionsPoll is how often a role looks at the connections store: a change is in force
+// within about that (the store's topic is followed as it is written).
+const connectionsPoll = time.Second
+
+// storedConnections are the enabled connections of the connections store, followed while
+// the process runs: a connection added, changed, disabled or removed there is in force here
+// within connectionsPoll, for every part that looks connections up as it goes (the webhooks,
+// the sidebar's and reports' tokens).
+func (e *env) storedConnections(ctx context.Context) (*zenklav.Connections, error) {
+	store, err := e.openStore(ctx, "the connections store is")
+	if err != nil {
+		return nil, err
+	}
+	conns := &zenklav.Connections{}
+	followCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	e.onClose(stop)
+	if err := store.Follow(followCtx, e.logger, conns, connectionsPoll); err != nil {
+		return nil, err
+	}
+	e.conns = conns
+	return conns, nil
 }
 
 // randomSigningKey is sandbox mode's signing key when none is configured: its sessions and

@@ -163,7 +163,11 @@ func runRoles(ctx context.Context, name string, getenv func(string) string, stdo
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
 	}
 	if e.conns != nil && e.sandbox == nil {
-		b.zendesk = fmt.Sprintf("%d connection(s) from %s", len(e.conns.All()), e.cfg.ConnectionsFile)
+		from := e.cfg.ConnectionsFile
+		if from == "" {
+			from = "the connections store (" + e.cfg.ConnectionsTopic + ", followed as it changes)"
+		}
+		b.zendesk = fmt.Sprintf("%d connection(s) from %s", len(e.conns.All()), from)
 	}
 	return e.serve(ctx, cancel, name, opts, runners, b)
 }
