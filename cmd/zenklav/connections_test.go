@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -103,17 +102,7 @@ func TestConnectionsAtRunTime(t *testing.T) {
 	}
 	env := map[string]string{"ZENKLAV_KAFKA_BROKERS": broker, "ZENKLAV_SECRETS_KEY": key, "ZENKLAV_LOG_LEVEL": "info",
 		"ZENKLAV_CONNECTIONS_TOPIC": "connections-" + id, "ZENKLAV_HTTP_ADDR": "127.0.0.1:0"}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"api"}, func(k string) string { return env[k] }, out) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("zenklav api: %v", err)
-		}
-	})
-	base := waitStarted(t, out, done)
+	base := startRole(t, "api", env, &syncBuffer{})
 	secret := "webhook-signing-secret-" + id
 	post := func() int {
 		ts := zendesk.Timestamp(time.Now())
@@ -159,25 +148,4 @@ func TestConnectionsAtRunTime(t *testing.T) {
 	}
 	applied = time.Now()
 	t.Logf("disabled → first refused webhook: %s", waitCode(http.StatusNotFound, "after disable").Round(time.Millisecond))
-}
-
-// waitStarted waits for zenklav's "zenklav started" line and returns its HTTP address.
-func waitStarted(t *testing.T, out *syncBuffer, done chan error) string {
-	t.Helper()
-	deadline := time.After(60 * time.Second)
-	for {
-		for _, line := range strings.Split(out.String(), "\n") {
-			var l struct{ Msg, HTTP string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "zenklav started" {
-				return l.HTTP
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("zenklav stopped at start: %v\n%s", err, out)
-		case <-deadline:
-			t.Fatalf("zenklav did not start within a minute:\n%s", out)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

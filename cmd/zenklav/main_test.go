@@ -63,13 +63,20 @@ func startZenklav(t *testing.T, env map[string]string) string {
 // startZenklavOut is startZenklav writing zenklav's output to out.
 func startZenklavOut(t *testing.T, env map[string]string, out *syncBuffer) string {
 	t.Helper()
+	return startRole(t, "all", env, out)
+}
+
+// startRole runs `zenklav ROLE` in the test and returns its base URL once it says it started;
+// it stops with the test.
+func startRole(t *testing.T, role string, env map[string]string, out *syncBuffer) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"all"}, func(k string) string { return env[k] }, out) }()
+	go func() { done <- run(ctx, []string{role}, func(k string) string { return env[k] }, out) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("zenklav all: %v", err)
+			t.Errorf("zenklav %s: %v", role, err)
 		}
 	})
 	deadline := time.After(60 * time.Second)
@@ -83,9 +90,9 @@ func startZenklavOut(t *testing.T, env map[string]string, out *syncBuffer) strin
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("zenklav all stopped at start: %v\n%s", err, out)
+			t.Fatalf("zenklav %s stopped at start: %v\n%s", role, err, out)
 		case <-deadline:
-			t.Fatalf("zenklav all did not start within a minute:\n%s", out)
+			t.Fatalf("zenklav %s did not start within a minute:\n%s", role, out)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
