@@ -42,7 +42,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	kl := klaviyotest.NewServer()
 	defer kl.Close()
 	kl.AddAccount(secrets["klaviyo private key"])
-	kl.SetFault(http.StatusServiceUnavailable, 0.5) // failures are where secrets like to slip into logs
+	kl.FailNext(3, http.StatusServiceUnavailable) // failures are where secrets like to slip into logs
 	accepted := make(chan struct{}, 100)
 	kl.OnAccept(func(string, []klaviyo.Event) {
 		select {
