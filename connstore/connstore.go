@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zenklav/zenklav"
@@ -148,18 +149,8 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 		}
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return cmpString(a.Connection.ID, b.Connection.ID) })
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Connection.ID, b.Connection.ID) })
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Rotate seals every connection again under the keyring's current key; it returns how many

@@ -105,8 +105,8 @@ func (k *Keyring) Open(sealed, place string) (zenklav.Secret, error) {
 	return zenklav.Secret(plain), nil
 }
 
-// KeyOf is the id of the key a value is sealed under; "" when it is not a sealed value.
-func KeyOf(sealed string) string {
+// keyOf is the id of the key a value is sealed under; "" when it is not a sealed value.
+func keyOf(sealed string) string {
 	id, _, err := split(sealed)
 	if err != nil {
 		return ""

@@ -21,7 +21,7 @@ func TestSealOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(sealed, "pk_live") || KeyOf(sealed) != old.Current() {
+	if strings.Contains(sealed, "pk_live") || keyOf(sealed) != old.Current() {
 		t.Fatalf("sealed value %q shows the secret or not its key", sealed)
 	}
 	if got, err := old.Open(sealed, "acme/klaviyo.private_key"); err != nil || got != "pk_live_secret_value" {
@@ -35,7 +35,7 @@ func TestSealOpen(t *testing.T) {
 	if got, err := rotated.Open(sealed, "acme/klaviyo.private_key"); err != nil || got != "pk_live_secret_value" {
 		t.Errorf("open after rotation = %v, %v", got, err)
 	}
-	if again, _ := rotated.Seal("x", "p"); KeyOf(again) != rotated.Current() || rotated.Current() == old.Current() {
+	if again, _ := rotated.Seal("x", "p"); keyOf(again) != rotated.Current() || rotated.Current() == old.Current() {
 		t.Errorf("after rotation the new key must seal: %q", again)
 	}
 	// Refused: another place, a tampered value, a key the ring lacks.

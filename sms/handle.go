@@ -95,24 +95,14 @@ func (h *Handler) sort(ctx context.Context, r Route, c *conversation, current *z
 		return nil, nil, nil, err
 	}
 	keep, why, optOut := admitted(in, r.Connection.SMS.Keywords, consented)
-	for id, reason := range why {
+	for id, result := range why {
 		skipped = append(skipped, id)
-		h.count(r, resultOf(reason))
+		h.count(r, result)
 	}
 	if optOut && open(current) {
 		notes = append(notes, "The customer texted STOP: Klaviyo will send them no more SMS, and replies on this ticket will not reach them.")
 	}
 	return keep, skipped, notes, nil
-}
-
-func resultOf(reason string) string {
-	switch {
-	case strings.HasPrefix(reason, "a keyword"):
-		return "ignored_keyword"
-	case strings.HasPrefix(reason, "not a consented"):
-		return "not_consented"
-	}
-	return "cannot_receive"
 }
 
 // deliverTexts writes the admitted texts where the current ticket says: one comment for all of

@@ -22,8 +22,8 @@ type text struct {
 }
 
 // admitted sorts a conversation's new texts into those that make or extend a ticket and those
-// that do not, and says whether one of them was an opt-out (STOP and its synonyms), which the
-// agent is told of on an open ticket.
+// that do not (skipped: the metric result of each, by event id), and says whether one of them
+// was an opt-out (STOP and its synonyms), which the agent is told of on an open ticket.
 func admitted(texts []text, kw zenklav.SMSKeywords, consented bool) (keep []text, skipped map[string]string, optOut bool) {
 	skipped = map[string]string{}
 	for _, t := range texts {
@@ -31,23 +31,16 @@ func admitted(texts []text, kw zenklav.SMSKeywords, consented bool) (keep []text
 		optOut = optOut || stop
 		switch {
 		case !zenklav.CanReceive(t.SenderType):
-			skipped[t.EventID] = "sent to a number that cannot receive texts (" + senderName(t.SenderType) + ")"
+			skipped[t.EventID] = "cannot_receive" // an alphanumeric sender: no conversation
 		case action == zenklav.IgnoredKeyword:
-			skipped[t.EventID] = "a keyword Klaviyo answers itself"
+			skipped[t.EventID] = "ignored_keyword" // Klaviyo answers it itself
 		case !consented:
-			skipped[t.EventID] = "not a consented SMS subscriber"
+			skipped[t.EventID] = "not_consented"
 		default:
 			keep = append(keep, t)
 		}
 	}
 	return keep, skipped, optOut
-}
-
-func senderName(s string) string {
-	if s == "" {
-		return "unknown sender type"
-	}
-	return s
 }
 
 // commentBody is what the ticket shows of texts that arrived together: each on its own

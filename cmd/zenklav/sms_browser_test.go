@@ -1,23 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/zenklav/zenklav/internal/testenv"
 )
 
-// smsStep is what testdata/sms.e2e.mjs answers to one step.
+// smsStep is what zendesk-app/e2e/sms.e2e.mjs answers to one step.
 type smsStep struct {
 	Error          string   `json:"error"`
 	Text           string   `json:"text"`
@@ -26,7 +23,7 @@ type smsStep struct {
 	FailedRequests []string `json:"failedRequests"`
 }
 
-// do runs one step of testdata/sms.e2e.mjs and fails the test when it fails.
+// do runs one step of zendesk-app/e2e/sms.e2e.mjs and fails the test when it fails.
 func (b *browser) do(t *testing.T, step map[string]any) smsStep {
 	t.Helper()
 	b.send(t, step)
@@ -43,53 +40,6 @@ func (b *browser) do(t *testing.T, step map[string]any) smsStep {
 	return r
 }
 
-// startSMSBrowser starts testdata/sms.e2e.mjs with Debian's Chromium and the sidebar app's
-// playwright-core; as for startBrowser, both must be installed.
-func startSMSBrowser(t *testing.T) *browser {
-	t.Helper()
-	app, err := filepath.Abs("../../zendesk-app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	chromium := os.Getenv("ZENKLAV_CHROMIUM")
-	if chromium == "" {
-		chromium, _ = exec.LookPath("chromium")
-	}
-	if _, npmErr := os.Stat(filepath.Join(app, "node_modules", "playwright-core")); chromium == "" || npmErr != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("the browser test needs Debian's chromium and zendesk-app/node_modules: run it through `make test`")
-		}
-		t.Skip("chromium or zendesk-app/node_modules missing: `make deps` installs them")
-	}
-	cmd := exec.Command("node", filepath.Join("testdata", "sms.e2e.mjs"))
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "PLAYWRIGHT_FROM="+app)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }() //nolint:errcheck
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill() //nolint:errcheck
-		}
-	})
-	sc := bufio.NewScanner(out)
-	sc.Buffer(nil, 4<<20)
-	return &browser{in: in, out: sc}
-}
-
 // TestSMSSandboxInBrowser is `make run`'s SMS conversation, played in headless Chromium
 // against `zenklav all` in sandbox mode (the test's Kafka and ClickHouse): a customer texts
 // the brand on the Klaviyo simulator's phone page, the ticket appears in the Zendesk
@@ -97,7 +47,7 @@ func startSMSBrowser(t *testing.T) *browser {
 // phone. Screenshots land in zendesk-app/e2e/screenshots/ (sms-phone.png, sms-agent.png).
 func TestSMSSandboxInBrowser(t *testing.T) {
 	broker, ch := testenv.Kafka(t), testenv.ClickHouse(t)
-	b := startSMSBrowser(t)
+	b := startBrowserScript(t, "../../zendesk-app", "sms.e2e.mjs")
 	out := &syncBuffer{}
 	startZenklavOut(t, map[string]string{
 		"ZENKLAV_HTTP_ADDR": "127.0.0.1:0", "ZENKLAV_KAFKA_BROKERS": broker,

@@ -173,19 +173,25 @@ func TestSMSConversation(t *testing.T) {
 		t.Errorf("the redelivered text is on Zendesk %d times", first)
 	}
 	zd.SetWebhookTarget(base+"/webhooks/zendesk/"+conn, acmeSecret)
-	if _, err := zd.AgentReply(ts[1].ID, agent.ID, "A new box is on its way.", true); err != nil {
-		t.Fatal(err)
-	}
-	deadline = time.Now().Add(time.Minute)
-	for len(kl.ConversationMessages(conversation)) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the reply on the follow-up: Klaviyo got %q", kl.ConversationMessages(conversation))
+	// reply has the agent answer publicly on ticket, and waits for it to be the customer's
+	// sent-th SMS.
+	reply := func(ticket int64, body string, sent int) {
+		t.Helper()
+		if _, err := zd.AgentReply(ticket, agent.ID, body, true); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		deadline := time.Now().Add(time.Minute)
+		for len(kl.ConversationMessages(conversation)) < sent {
+			if time.Now().After(deadline) {
+				t.Fatalf("reply %q: Klaviyo got %q", body, kl.ConversationMessages(conversation))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := kl.ConversationMessages(conversation); len(got) != sent || got[sent-1] != body {
+			t.Errorf("SMS sent to the customer: %q, want %q last of %d", got, body, sent)
+		}
 	}
-	if got := kl.ConversationMessages(conversation); len(got) != 2 || got[1] != "A new box is on its way." {
-		t.Errorf("SMS sent to the customer: %q", got)
-	}
+	reply(ts[1].ID, "A new box is on its way.", 2)
 	// Three more texts on the follow-up, one at a time, and a last reply: ten texts and five
 	// replies in all.
 	for i, body := range []string{"Thanks!", "When will it arrive?", "Got it, all good"} {
@@ -195,17 +201,5 @@ func TestSMSConversation(t *testing.T) {
 			t.Errorf("text %q on the follow-up: last comment %q", body, last)
 		}
 	}
-	if _, err := zd.AgentReply(ts[1].ID, agent.ID, "Glad to help!", true); err != nil {
-		t.Fatal(err)
-	}
-	deadline = time.Now().Add(time.Minute)
-	for len(kl.ConversationMessages(conversation)) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the last reply: Klaviyo got %q", kl.ConversationMessages(conversation))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if got := kl.ConversationMessages(conversation); len(got) != 3 || got[2] != "Glad to help!" {
-		t.Errorf("SMS sent to the customer: %q", got)
-	}
+	reply(ts[1].ID, "Glad to help!", 3)
 }

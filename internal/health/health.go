@@ -157,6 +157,3 @@ func (p *Part) Retrying(attempt int, err error) {
 
 // Stopped says the part ended for good with err.
 func (p *Part) Stopped(err error) { p.t.set(p.name, Stopped, err) }
-
-// Name is the part's name.
-func (p *Part) Name() string { return p.name }

@@ -15,14 +15,10 @@
 // and failed requests so far: {"text":…,"consoleErrors":[…],"failedRequests":[…]}, or
 // {"error":…}.
 //
-// playwright-core is the sidebar app's npm package (PLAYWRIGHT_FROM names its directory);
-// Chromium is Debian's (CHROMIUM).
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
+// playwright-core is the sidebar app's npm package, as for sidebar.e2e.mjs; Chromium is
+// Debian's (CHROMIUM).
 import { createInterface } from 'node:readline';
-
-const require = createRequire(join(process.env.PLAYWRIGHT_FROM || '.', 'package.json'));
-const { chromium } = require('playwright-core');
+import { chromium } from 'playwright-core';
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
