@@ -46,8 +46,11 @@ func NewProducer(logger *slog.Logger, brokers []string) *Producer {
 		BatchTimeout: 2 * time.Millisecond,
 		BatchSize:    1000,
 		// One record batch must fit the broker's message.max.bytes (1 MiB by default).
-		BatchBytes:   zenklav.MaxMessageBytes,
-		MaxAttempts:  3,
+		BatchBytes: zenklav.MaxMessageBytes,
+		// A leader that moves (a topic just made, a broker restarting) answers "not leader"
+		// for a moment: kafka-go's attempts, 100 ms to 1 s apart, ride that out, and the
+		// caller's context bounds the whole (8 s for a webhook, then a 503).
+		MaxAttempts:  10,
 		WriteTimeout: 5 * time.Second,
 		ReadTimeout:  5 * time.Second,
 		ErrorLogger:  kafkaLogger(logger.With("kafka", "writer")),
