@@ -18,6 +18,9 @@ type Connection struct {
 	Zendesk ZendeskSettings `json:"zendesk"`
 	Klaviyo KlaviyoSettings `json:"klaviyo"`
 	SMS     SMSSettings     `json:"sms"`
+	// Made is what zenklav created in the accounts when it set the connection up: what a
+	// second setup updates, and a disconnect removes.
+	Made Made `json:"made,omitzero"`
 }
 
 // ZendeskSettings is a connection's Zendesk side.
@@ -25,6 +28,8 @@ type ZendeskSettings struct {
 	Subdomain string `json:"subdomain"`
 	Email     string `json:"email"`
 	APIToken  Secret `json:"api_token"`
+	// OAuth is the grant of "Connect with Zendesk", used instead of Email and APIToken.
+	OAuth *OAuthToken `json:"oauth,omitempty"`
 	// WebhookSecrets are the signing secrets a webhook may be signed with: one, or two while
 	// rotating.
 	WebhookSecrets []Secret `json:"webhook_secrets"`
@@ -35,8 +40,10 @@ type ZendeskSettings struct {
 
 // KlaviyoSettings is a connection's Klaviyo side.
 type KlaviyoSettings struct {
-	PrivateKey     Secret   `json:"private_key"`
-	WebhookSecrets []Secret `json:"webhook_secrets,omitempty"`
+	PrivateKey Secret `json:"private_key"`
+	// OAuth is the grant of "Connect with Klaviyo", used instead of PrivateKey.
+	OAuth          *OAuthToken `json:"oauth,omitempty"`
+	WebhookSecrets []Secret    `json:"webhook_secrets,omitempty"`
 }
 
 // SMSSettings holds a connection's SMS conversation settings (sms.go has the rules).
@@ -50,6 +57,11 @@ type SMSSettings struct {
 	// InboundTopics are further Klaviyo webhook topic ids read as an inbound customer message,
 	// besides TopicInboundSMS: the topic Klaviyo gives an approved partner may differ.
 	InboundTopics []string `json:"inbound_topics,omitempty"`
+	// CloseSolved asks setup for the guide's automation: SMS tickets solved for 24 hours
+	// are closed (so a later text opens a follow-up).
+	CloseSolved bool `json:"close_solved,omitempty"`
+	// View asks setup for a Zendesk view of the SMS tickets not closed.
+	View bool `json:"view,omitempty"`
 }
 
 // Brands is the brand filter: all brands of the account, or the listed brand ids.
@@ -94,6 +106,14 @@ func (b Brands) Includes(id int64) bool {
 // Connections.Owner); only the brands it syncs reach Klaviyo.
 func (c *Connection) Syncs(brand int64) bool { return c.Zendesk.Brands.Includes(brand) }
 
+// HasKlaviyo says whether the connection reaches a Klaviyo account (a private key or a
+// grant).
+func (c *Connection) HasKlaviyo() bool { return c.Klaviyo.PrivateKey != "" || c.Klaviyo.OAuth != nil }
+
+// HasZendeskAPI says whether the connection may call Zendesk's API (an API token with its
+// agent's email, or a grant); webhooks in need neither.
+func (c *Connection) HasZendeskAPI() bool { return c.Zendesk.APIToken != "" || c.Zendesk.OAuth != nil }
+
 // WebhookSecrets returns the connection's active Zendesk signing secrets, revealed.
 func (c *Connection) WebhookSecrets() []string {
 	out := make([]string, len(c.Zendesk.WebhookSecrets))
@@ -123,6 +143,12 @@ func (c *Connection) Validate() error {
 	if z.APIToken != "" && !strings.Contains(z.Email, "@") {
 		bad("zendesk.email must be the agent email that owns zendesk.api_token")
 	}
+	if z.APIToken != "" && z.OAuth != nil {
+		bad("zendesk.api_token and zendesk.oauth are two ways to reach Zendesk: give one")
+	}
+	if z.OAuth != nil && z.OAuth.AccessToken == "" {
+		bad("zendesk.oauth has no access_token: connect with Zendesk again")
+	}
 	if n := len(z.WebhookSecrets); n < 1 || n > 2 {
 		bad("zendesk.webhook_secrets must hold one signing secret, or two while rotating (has %d)", n)
 	}
@@ -142,6 +168,12 @@ func (c *Connection) Validate() error {
 	if k := c.Klaviyo.PrivateKey; k != "" && !strings.HasPrefix(string(k), "pk_") {
 		bad("klaviyo.private_key must be a private API key (pk_…)")
 	}
+	if c.Klaviyo.PrivateKey != "" && c.Klaviyo.OAuth != nil {
+		bad("klaviyo.private_key and klaviyo.oauth are two ways to reach Klaviyo: give one")
+	}
+	if c.Klaviyo.OAuth != nil && c.Klaviyo.OAuth.AccessToken == "" {
+		bad("klaviyo.oauth has no access_token: connect with Klaviyo again")
+	}
 	if len(c.Klaviyo.WebhookSecrets) > 2 {
 		bad("klaviyo.webhook_secrets holds at most two secrets")
 	}
@@ -155,8 +187,8 @@ func (c *Connection) Validate() error {
 		if len(c.Klaviyo.WebhookSecrets) == 0 {
 			bad("sms.enabled needs klaviyo.webhook_secrets: the secret_key of the Klaviyo system webhook that posts to /webhooks/klaviyo/%s", c.ID)
 		}
-		if c.Klaviyo.PrivateKey == "" {
-			bad("sms.enabled needs klaviyo.private_key: replies are sent through Klaviyo's API")
+		if !c.HasKlaviyo() {
+			bad("sms.enabled needs klaviyo.private_key or klaviyo.oauth: replies are sent through Klaviyo's API")
 		}
 	}
 	for i, t := range c.SMS.InboundTopics {
@@ -175,10 +207,18 @@ func (c *Connection) Validate() error {
 // rest and masked on show.
 func (c *Connection) EachSecret(f func(field string, s *Secret)) {
 	f("zendesk.api_token", &c.Zendesk.APIToken)
+	if t := c.Zendesk.OAuth; t != nil {
+		f("zendesk.oauth.access_token", &t.AccessToken)
+		f("zendesk.oauth.refresh_token", &t.RefreshToken)
+	}
 	for i := range c.Zendesk.WebhookSecrets {
 		f(fmt.Sprintf("zendesk.webhook_secrets[%d]", i), &c.Zendesk.WebhookSecrets[i])
 	}
 	f("klaviyo.private_key", &c.Klaviyo.PrivateKey)
+	if t := c.Klaviyo.OAuth; t != nil {
+		f("klaviyo.oauth.access_token", &t.AccessToken)
+		f("klaviyo.oauth.refresh_token", &t.RefreshToken)
+	}
 	for i := range c.Klaviyo.WebhookSecrets {
 		f(fmt.Sprintf("klaviyo.webhook_secrets[%d]", i), &c.Klaviyo.WebhookSecrets[i])
 	}
