@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zenklav/zenklav"
@@ -49,6 +50,9 @@ type Store struct {
 	table *kafka.Table
 	keys  *seal.Keyring
 	now   func() time.Time
+
+	loading sync.Mutex // one load at a time, so an older set never replaces a newer one
+	loaded  time.Time  // when the last load began
 }
 
 // Open creates topic (compacted) when it is missing and reads it whole.
@@ -189,7 +193,7 @@ func Same(a, b zenklav.Connection) bool {
 // one is logged, and the last good set stays). It fills conns once before it returns.
 func (s *Store) Follow(ctx context.Context, logger *slog.Logger, conns *zenklav.Connections, interval time.Duration) error {
 	seen := s.table.Version()
-	if err := s.load(ctx, conns); err != nil {
+	if err := s.load(ctx, conns, s.now()); err != nil {
 		return err
 	}
 	go func() {
@@ -203,7 +207,7 @@ func (s *Store) Follow(ctx context.Context, logger *slog.Logger, conns *zenklav.
 			}
 			if v := s.table.Version(); v != seen {
 				seen = v
-				if err := s.load(ctx, conns); err != nil {
+				if err := s.load(ctx, conns, s.now()); err != nil {
 					logger.Error("the connections store changed, but the new set cannot be used; keeping the last one", "err", err)
 					continue
 				}
@@ -214,8 +218,23 @@ func (s *Store) Follow(ctx context.Context, logger *slog.Logger, conns *zenklav.
 	return nil
 }
 
-// load replaces conns with the store's enabled connections.
-func (s *Store) load(ctx context.Context, conns *zenklav.Connections) error {
+// CatchUp reads the topic to its end and loads it into conns, unless a load that began after
+// the call did so meanwhile: for a part that met a connection conns lacks, which may have
+// been added a moment ago (another process accepted its webhook already). Callers at once
+// share a load.
+func (s *Store) CatchUp(ctx context.Context, conns *zenklav.Connections) error {
+	return s.load(ctx, conns, s.now())
+}
+
+// load replaces conns with the store's enabled connections, unless a load that began after
+// asked did so meanwhile.
+func (s *Store) load(ctx context.Context, conns *zenklav.Connections, asked time.Time) error {
+	s.loading.Lock()
+	defer s.loading.Unlock()
+	if s.loaded.After(asked) {
+		return nil
+	}
+	began := s.now()
 	entries, err := s.List(ctx)
 	if err != nil {
 		return err
@@ -233,5 +252,9 @@ func (s *Store) load(ctx context.Context, conns *zenklav.Connections) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	return conns.Replace(list...)
+	if err := conns.Replace(list...); err != nil {
+		return err
+	}
+	s.loaded = began
+	return nil
 }

@@ -36,7 +36,7 @@ func (o *outgoing) fail() bool {
 // transiently until it is accepted, RetryFor has passed (dead letter), or shutdown (given
 // back: not marked done).
 func (e *Emitter) Handle(ctx, sendCtx context.Context, lane string, batch []*delivery) {
-	r := e.routes[lane]
+	r, _ := e.route(lane) // a lane is made by a route, which is kept once its connection goes
 	pending, dead := e.enrich(ctx, sendCtx, r, batch)
 	if e.deadLetter(sendCtx, dead) != nil {
 		return

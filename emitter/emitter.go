@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,9 +47,12 @@ type Route struct {
 
 // Config configures the emitter; zero durations take the defaults.
 type Config struct {
-	// Routes are the connections with a Klaviyo account, by id. Ticket events of other
-	// connections are passed over.
-	Routes map[string]Route
+	// Routes finds a connection's route as the connections stand now. A route without a
+	// Klaviyo account passes its connection's events over (they reach ClickHouse, not
+	// Klaviyo); the events of a connection not served (removed or disabled) are dead letters,
+	// sent again by a replay once it is back. Events already in a lane when their connection
+	// goes finish with the route they had.
+	Routes *zenklav.Routes[Route]
 	// States is where Open_tickets is counted from; nil leaves Open_tickets alone.
 	States zenklav.TicketStore
 	// RetryFor bounds how long a delivery that keeps failing transiently is retried before
@@ -75,11 +79,16 @@ type Emitter struct {
 	logger   *slog.Logger
 	consumer *kafka.Consumer
 	dlq      *kafka.DeadLetters
-	routes   map[string]*route
 	cache    *directoryCache
 	book     *ticketBook
 	metrics  metrics
 	retry    retry.Policy
+
+	mu       sync.Mutex
+	routes   map[string]*route    // by connection id, as last looked up
+	profiles map[string]*profiles // each connection's Open_tickets worker, once started
+	run      context.Context      // what the workers run in: Run's
+	workers  sync.WaitGroup
 }
 
 // route is a connection's Route with its Open_tickets worker, and the states of its accounts.
@@ -101,8 +110,8 @@ type metrics struct {
 // New returns the emitter, consuming with consumer (in Group, with the dead letters of the
 // role's topic).
 func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *kafka.Consumer) (*Emitter, error) {
-	if consumer == nil || consumer.DeadLetters() == nil {
-		return nil, errors.New("emitter needs a consumer with a dead-letter topic")
+	if consumer == nil || consumer.DeadLetters() == nil || cfg.Routes == nil {
+		return nil, errors.New("emitter needs its routes and a consumer with a dead-letter topic")
 	}
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = 15 * time.Minute
@@ -116,19 +125,8 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *k
 	m := newMetrics(reg, &cfg.Lanes, consumer.DeadLetters())
 	e := &Emitter{
 		cfg: cfg, logger: logger, consumer: consumer, dlq: consumer.DeadLetters(),
-		routes: map[string]*route{}, cache: newDirectoryCache(), book: newTicketBook(), metrics: m,
+		routes: map[string]*route{}, profiles: map[string]*profiles{}, cache: newDirectoryCache(), book: newTicketBook(), metrics: m,
 		retry: retry.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
-	}
-	for id, r := range cfg.Routes {
-		if r.Klaviyo == nil || r.Directory == nil || r.Connection == nil {
-			return nil, fmt.Errorf("emitter: connection %q needs its settings, a Klaviyo account and a Zendesk directory", id)
-		}
-		rt := &route{Route: r, id: id, klaviyo: cfg.Health.Part(Group + "/" + id + "/klaviyo"), zendesk: cfg.Health.Part(Group + "/" + id + "/zendesk")}
-		if cfg.States != nil {
-			rt.profiles = &profiles{connection: id, klaviyo: r.Klaviyo, state: rt.klaviyo, states: cfg.States, book: e.book, logger: logger,
-				failures: m.profileFailures, retry: e.retry, dirty: map[int64]zenklav.OpenTickets{}, wake: make(chan struct{}, 1)}
-		}
-		e.routes[id] = rt
 	}
 	return e, nil
 }
@@ -179,26 +177,58 @@ type delivery = kafka.Delivery[*item]
 // Run consumes until ctx ends or Kafka fails for good (see kafka.RunLanes). The Open_tickets
 // workers run beside the lanes and stop with them.
 func (e *Emitter) Run(ctx context.Context) error {
-	e.logger.Info("emitter started", "connections", len(e.routes))
+	e.logger.Info("emitter started")
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	n := 0
-	for _, r := range e.routes {
-		if r.profiles != nil {
-			n++
-			go func() {
-				defer func() { done <- struct{}{} }()
-				r.profiles.run(ctx)
-			}()
-		}
-	}
+	e.mu.Lock()
+	e.run = ctx
+	e.mu.Unlock()
 	err := kafka.RunLanes(ctx, e.consumer, e.cfg.Lanes, kafka.LaneHandler[*item](e))
 	cancel()
-	for range n {
-		<-done
-	}
+	e.workers.Wait()
 	e.logger.Info("emitter stopped")
 	return err
+}
+
+// route returns the connection's route as the connections stand now, or, for one no longer
+// served, the last route it had, and whether it is served. It is nil for a connection
+// without a Klaviyo account.
+func (e *Emitter) route(id string) (*route, bool) {
+	cur, served := e.cfg.Routes.Current(id)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.routes[id]
+	switch {
+	case !served:
+		return old, false
+	case cur.Klaviyo == nil || cur.Directory == nil || cur.Connection == nil:
+		return nil, true
+	case old != nil && old.Route == cur:
+		return old, true
+	}
+	r := &route{Route: cur, id: id, klaviyo: e.cfg.Health.Part(Group + "/" + id + "/klaviyo"), zendesk: e.cfg.Health.Part(Group + "/" + id + "/zendesk")}
+	if e.cfg.States != nil {
+		r.profiles = e.profilesOf(r)
+	}
+	e.routes[id] = r
+	return r, true
+}
+
+// profilesOf returns the route's Open_tickets worker, started on first use, with the route's
+// Klaviyo account (which a change of the connection may have replaced). e.mu is held.
+func (e *Emitter) profilesOf(r *route) *profiles {
+	p := e.profiles[r.id]
+	if p == nil {
+		p = &profiles{connection: r.id, state: r.klaviyo, states: e.cfg.States, book: e.book, logger: e.logger,
+			failures: e.metrics.profileFailures, retry: e.retry, dirty: map[int64]zenklav.OpenTickets{}, wake: make(chan struct{}, 1)}
+		e.profiles[r.id] = p
+		ctx := e.run
+		if ctx == nil {
+			ctx = context.Background() // not running yet (tests calling the handler directly)
+		}
+		e.workers.Go(func() { p.run(ctx) })
+	}
+	p.use(r.Klaviyo)
+	return p
 }
 
 // Route decodes a ticket event and sends it to its connection's lane, weighed by its metrics.
@@ -210,7 +240,11 @@ func (e *Emitter) Route(m kafka.Message) (kafka.Routed[*item], error) {
 		return kafka.Routed[*item]{}, err
 	}
 	it.ts = zenklav.Transitions(&it.event)
-	r := e.routes[it.event.Connection]
+	r, served := e.route(it.event.Connection)
+	if !served {
+		return kafka.Routed[*item]{}, fmt.Errorf("connection %q is not connected (removed or disabled): "+
+			"its ticket events wait here until it is back, then `zenklav replay --role emitter` sends them", it.event.Connection)
+	}
 	if r != nil && r.profiles != nil {
 		e.book.note(&it.event)
 	}
@@ -222,7 +256,8 @@ func (e *Emitter) Route(m kafka.Message) (kafka.Routed[*item], error) {
 
 // Ready waits until the connection's Klaviyo account would take a full delivery.
 func (e *Emitter) Ready(ctx context.Context, lane string) error {
-	k := e.routes[lane].Klaviyo
+	r, _ := e.route(lane)
+	k := r.Klaviyo
 	for d := k.DeliverDelay(); d > 0; d = k.DeliverDelay() {
 		if err := retry.Wait(ctx, d); err != nil {
 			return err
@@ -232,7 +267,10 @@ func (e *Emitter) Ready(ctx context.Context, lane string) error {
 }
 
 // MaxWeight is one delivery request's worth of metrics.
-func (e *Emitter) MaxWeight(lane string) int { return e.routes[lane].Klaviyo.MaxDeliver() }
+func (e *Emitter) MaxWeight(lane string) int {
+	r, _ := e.route(lane)
+	return r.Klaviyo.MaxDeliver()
+}
 
 // failure is a delivery given up on, and why.
 type failure struct {

@@ -126,8 +126,11 @@ func TestEmitterRules(t *testing.T) {
 	}
 	acme := &zenklav.Connection{ID: "acme", Zendesk: zenklav.ZendeskSettings{Brands: zenklav.Brands{IDs: []int64{10}}}}
 	em, err := emitter.New(discard, prometheus.NewRegistry(), emitter.Config{
-		Routes: map[string]emitter.Route{"acme": {Connection: acme, Klaviyo: kl, Directory: zd}},
-		Lanes:  kafka.LaneConfig{Linger: 20 * time.Millisecond},
+		Routes: zenklav.StaticRoutes(map[string]emitter.Route{
+			"acme":   {Connection: acme, Klaviyo: kl, Directory: zd},
+			"globex": {Connection: &zenklav.Connection{ID: "globex"}}, // served, without a Klaviyo account
+		}),
+		Lanes: kafka.LaneConfig{Linger: 20 * time.Millisecond},
 	}, consumer)
 	if err != nil {
 		t.Fatal(err)
@@ -215,5 +218,84 @@ func TestEmitterRules(t *testing.T) {
 	}
 	if dead := kafkatest.MessageCount(t, brokers, dlq); dead != 1 {
 		t.Errorf("%d dead letters, want 1 (the requester without email or phone)", dead)
+	}
+}
+
+// TestEmitterConnectionsChange: the emitter follows the connections while it runs. A
+// connection added after the start is served without a restart; the events of one removed
+// are dead letters (replayed once it is back), not passed over.
+func TestEmitterConnectionsChange(t *testing.T) {
+	brokers, topic := kafkatest.NewTopic(t, 2)
+	_, dlq := kafkatest.NewTopic(t, 1)
+	producer := kafka.NewProducer(discard, brokers)
+	defer producer.Close()
+	kl := &fakeKlaviyo{}
+	zd := &fakeZendesk{calls: map[string]int{}, lookups: map[int64]int{}}
+	consumer, err := kafka.NewConsumer(discard, kafka.ConsumerConfig{
+		Brokers: brokers, Topic: topic, Group: "emitter-" + topic,
+		DeadLetters: &kafka.DeadLetters{Publisher: producer, Topic: dlq, Role: "emitter", Logger: discard},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	served := map[string]bool{}
+	routes := &zenklav.Routes[emitter.Route]{Find: func(id string) (emitter.Route, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !served[id] {
+			return emitter.Route{}, false
+		}
+		return emitter.Route{Connection: &zenklav.Connection{ID: id, Zendesk: zenklav.ZendeskSettings{Brands: zenklav.Brands{All: true}}}, Klaviyo: kl, Directory: zd}, true
+	}}
+	set := func(id string, on bool) {
+		mu.Lock()
+		served[id] = on
+		mu.Unlock()
+	}
+	em, err := emitter.New(discard, prometheus.NewRegistry(), emitter.Config{Routes: routes, Lanes: kafka.LaneConfig{Linger: 10 * time.Millisecond}}, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- em.Run(runCtx) }()
+	at := time.Now().UTC()
+	sent := 0
+	publish := func(ticket int64) {
+		t.Helper()
+		e := schemas.TicketEvent{EventID: fmt.Sprintf("zd:%d", ticket), Connection: "late", Account: schemas.Account{Subdomain: "late"},
+			Type: schemas.TicketCreated, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
+			Ticket: schemas.Ticket{ID: ticket, Status: "new", Requester: schemas.Requester{ID: 1, Email: "ana@example.com"}}}
+		b, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := producer.Publish(ctx, zenklav.Message{Topic: topic, Key: []byte(e.Key()), Value: b}); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		kafkatest.WaitCommitted(t, ctx, brokers, topic, "emitter-"+topic, sent)
+	}
+	publish(1) // not connected yet: a dead letter
+	set("late", true)
+	publish(2) // added while running: delivered
+	set("late", false)
+	publish(3) // removed: a dead letter
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range kl.delivered() {
+		ids = append(ids, m.UniqueID)
+	}
+	if !slices.Equal(ids, []string{"zendesk:late:2:opened"}) {
+		t.Errorf("delivered %v, want only ticket 2's, sent while the connection was served", ids)
+	}
+	if dead := kafkatest.MessageCount(t, brokers, dlq); dead != 2 {
+		t.Errorf("%d dead letters, want 2 (tickets 1 and 3, sent while the connection was not served)", dead)
 	}
 }

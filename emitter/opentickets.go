@@ -104,7 +104,6 @@ func (b *ticketBook) count(connection string, requester int64, stored map[int64]
 // state of the moment it is sent, so nothing is lost by waiting.
 type profiles struct {
 	connection string
-	klaviyo    zenklav.Klaviyo
 	state      *health.Part // the account's state, shared with the deliveries
 	states     zenklav.TicketStore
 	book       *ticketBook
@@ -112,9 +111,24 @@ type profiles struct {
 	failures   prometheus.Counter
 	retry      retry.Policy
 
-	mu    sync.Mutex
-	dirty map[int64]zenklav.OpenTickets // by requester id; Count unset
-	wake  chan struct{}
+	mu      sync.Mutex
+	klaviyo zenklav.Klaviyo               // the connection's account, as last routed
+	dirty   map[int64]zenklav.OpenTickets // by requester id; Count unset
+	wake    chan struct{}
+}
+
+// use makes k the account the counts are sent to: a change of the connection may replace it.
+func (p *profiles) use(k zenklav.Klaviyo) {
+	p.mu.Lock()
+	p.klaviyo = k
+	p.mu.Unlock()
+}
+
+// account is the account the counts go to now.
+func (p *profiles) account() zenklav.Klaviyo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.klaviyo
 }
 
 // mark asks for the requesters of delivered metrics to be recounted.
@@ -209,5 +223,5 @@ func (p *profiles) send(ctx context.Context, d map[int64]zenklav.OpenTickets) er
 		o.Count = p.book.count(p.connection, id, stored[id])
 		counts = append(counts, o)
 	}
-	return p.klaviyo.SetOpenTickets(ctx, counts)
+	return p.account().SetOpenTickets(ctx, counts)
 }

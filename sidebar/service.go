@@ -46,7 +46,7 @@ type Query struct {
 // Config is the Service's dependencies and limits; zero limits take the defaults.
 type Config struct {
 	Connections *zenklav.Connections
-	Accounts    map[string]Account // by connection id
+	Accounts    *zenklav.Routes[Account] // by connection id, as the connections stand now
 	// Store is zenklav's ticket store: it gives the support history, and is told the
 	// segments and lists of every card built with them, for the segments report.
 	Store    zenklav.TicketStore
@@ -203,7 +203,8 @@ func (s *Service) Card(ctx context.Context, v Viewer, q Query) (Card, error) {
 	if q.TicketID == 0 && q.RequesterID == 0 {
 		return Card{}, zenklav.Errorf(zenklav.EINVALID, "give ticket_id, or requester_id for a new ticket")
 	}
-	dir := s.cfg.Accounts[home.ID].Zendesk
+	acct, _ := s.cfg.Accounts.Current(home.ID)
+	dir := acct.Zendesk
 	if dir == nil {
 		return Card{}, zenklav.Errorf(zenklav.EUNAVAILABLE, "connection %q has no Zendesk API credentials", home.ID)
 	}
@@ -437,7 +438,8 @@ func (b *sections) run(timeout time.Duration, section string, f func(context.Con
 // klaviyoSections finds the requester's Klaviyo profile, then reads its activity, segments
 // and lists beside each other.
 func (s *Service) klaviyoSections(b *sections, conn *zenklav.Connection, requester zenklav.Person, card *Card) {
-	kl := s.cfg.Accounts[conn.ID].Klaviyo
+	acct, _ := s.cfg.Accounts.Current(conn.ID)
+	kl := acct.Klaviyo
 	key, idErr := zenklav.ProfileOf(requester)
 	switch {
 	case kl == nil:

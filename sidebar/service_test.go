@@ -195,7 +195,7 @@ func newFixture(t *testing.T, mutate func(*sidebar.Config)) *fixture {
 	f.clock.Store(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC).UnixNano())
 	cfg := sidebar.Config{
 		Connections: conns,
-		Accounts:    map[string]sidebar.Account{"acme": {Zendesk: f.zendesk, Klaviyo: f.klaviyo}},
+		Accounts:    zenklav.StaticRoutes(map[string]sidebar.Account{"acme": {Zendesk: f.zendesk, Klaviyo: f.klaviyo}}),
 		Store:       f.history,
 		Now:         func() time.Time { return time.Unix(0, f.clock.Load()) },
 		Registry:    f.reg,

@@ -61,8 +61,8 @@ type replyState struct {
 
 // NewReplies returns the reply handler.
 func NewReplies(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq *kafka.DeadLetters) (*Replies, error) {
-	if cfg.Store == nil || dlq == nil {
-		return nil, fmt.Errorf("sms replies: need a store and a dead-letter topic")
+	if cfg.Store == nil || dlq == nil || cfg.Routes == nil {
+		return nil, fmt.Errorf("sms replies: need routes, a store and a dead-letter topic")
 	}
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = 15 * time.Minute
@@ -88,8 +88,11 @@ func (h *Replies) Route(m kafka.Message) (kafka.Routed[*reply], error) {
 	if err := schemas.DecodeTicketEvent(m.Value, &e); err != nil {
 		return kafka.Routed[*reply]{}, nil // the sink dead-letters what does not decode
 	}
-	_, ok := h.cfg.Routes[e.Connection]
-	if !ok || e.Type != schemas.TicketCommentAdded || e.Comment == nil || !e.Comment.Public || !slices.Contains(e.Ticket.Tags, zenklav.TagSMS) {
+	if e.Type != schemas.TicketCommentAdded || e.Comment == nil || !e.Comment.Public || !slices.Contains(e.Ticket.Tags, zenklav.TagSMS) {
+		return kafka.Routed[*reply]{}, nil
+	}
+	if _, ok := h.cfg.Routes.Current(e.Connection); !ok {
+		// SMS is off for the connection (or it is gone): its agents' replies are not texted.
 		return kafka.Routed[*reply]{}, nil
 	}
 	if e.Comment.AuthorID != 0 && e.Comment.AuthorID == e.Ticket.Requester.ID {
@@ -111,7 +114,7 @@ func (h *Replies) MaxWeight(string) int { return 20 }
 
 // Handle sends a connection's replies in order.
 func (h *Replies) Handle(ctx, sendCtx context.Context, lane string, batch []*kafka.Delivery[*reply]) {
-	r := h.cfg.Routes[lane]
+	r, _ := h.cfg.Routes.Last(lane)
 	if h.retry.Do(ctx, h.logger, "sms replies: catching up with the records failed, retrying", h.cfg.Store.Sync) != nil {
 		return
 	}

@@ -50,7 +50,7 @@ func newReplies(t *testing.T, store Store) (*Replies, Route, *desk, *klaviyo) {
 		adaTwin: {ID: adaTwin, Role: "admin", Email: "ADA@example.com"},
 	}
 	dlq := &kafka.DeadLetters{Publisher: nopPublisher{}, Topic: "dlq", Role: "sms", Logger: slog.New(slog.DiscardHandler)}
-	h, err := NewReplies(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Config{Routes: map[string]Route{"acme": hs.r}, Store: store}, dlq)
+	h, err := NewReplies(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Config{Routes: zenklav.StaticRoutes(map[string]Route{"acme": hs.r}), Store: store}, dlq)
 	if err != nil {
 		t.Fatal(err)
 	}

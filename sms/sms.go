@@ -33,7 +33,10 @@ type Route struct {
 
 // Config configures the handler.
 type Config struct {
-	Routes map[string]Route // connections with SMS on, by id
+	// Routes finds the connections with SMS on, as they stand now: a message of one not
+	// served is a dead letter (replayed once it is back); messages already in a lane when
+	// their connection goes finish with the route they had.
+	Routes *zenklav.Routes[Route]
 	Store  Store
 	// RetryFor bounds how long a conversation's writes that keep failing transiently are
 	// retried before its messages become dead letters (default 15 minutes).
@@ -59,8 +62,8 @@ var _ kafka.LaneHandler[*event] = (*Handler)(nil)
 
 // New returns the handler; dlq is where it sends what it gives up on.
 func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq *kafka.DeadLetters) (*Handler, error) {
-	if cfg.Store == nil || dlq == nil {
-		return nil, errors.New("sms: needs a conversation store and a dead-letter topic")
+	if cfg.Store == nil || dlq == nil || cfg.Routes == nil {
+		return nil, errors.New("sms: needs routes, a conversation store and a dead-letter topic")
 	}
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = 15 * time.Minute
@@ -95,7 +98,7 @@ func (h *Handler) Route(m kafka.Message) (kafka.Routed[*event], error) {
 	if err != nil {
 		return kafka.Routed[*event]{}, err
 	}
-	if _, ok := h.cfg.Routes[e.Connection]; !ok {
+	if _, ok := h.cfg.Routes.Current(e.Connection); !ok {
 		return kafka.Routed[*event]{}, fmt.Errorf("connection %q has no SMS conversations here", e.Connection)
 	}
 	return kafka.Routed[*event]{Lane: e.Connection, Value: e, Weight: 1}, nil
@@ -115,7 +118,7 @@ const conversationsAtOnce = 4
 // Handle handles a batch of one connection: its messages by customer, each customer's in
 // order, several customers side by side.
 func (h *Handler) Handle(ctx, sendCtx context.Context, lane string, batch []*kafka.Delivery[*event]) {
-	r := h.cfg.Routes[lane]
+	r, _ := h.cfg.Routes.Last(lane)
 	if h.retry.Do(ctx, h.logger, "sms: catching up with the conversations failed, retrying", h.cfg.Store.Sync) != nil {
 		return // shutting down: the batch is handled again after a restart
 	}

@@ -212,7 +212,7 @@ func newHarness(t *testing.T, store Store) *harness {
 		stranger: {ID: "p2", Email: "bob@example.com", SMSConsent: &zenklav.Consent{Consent: "UNSUBSCRIBED"}},
 	}}}
 	dlq := &kafka.DeadLetters{Publisher: nopPublisher{}, Topic: "dlq", Role: "sms", Logger: slog.New(slog.DiscardHandler)}
-	h, err := New(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Config{Routes: map[string]Route{"acme": r}, Store: store}, dlq)
+	h, err := New(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Config{Routes: zenklav.StaticRoutes(map[string]Route{"acme": r}), Store: store}, dlq)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io/fs"
 	"time"
 
@@ -79,29 +78,15 @@ func (e *env) newSidebar(ctx context.Context, conns *zenklav.Connections) (*back
 	if err != nil {
 		return nil, err
 	}
-	clients, err := e.apis(ctx, "api role")
-	if err != nil {
+	if _, err := e.apis(ctx, "api role"); err != nil {
 		return nil, err
 	}
 	store, err := e.ticketStore(ctx)
 	if err != nil {
 		return nil, err
 	}
-	accounts := map[string]sidebar.Account{}
-	for _, c := range conns.All() {
-		a := sidebar.Account{}
-		if zc := clients.zendesk[c.ID]; zc != nil {
-			a.Zendesk = zc
-		} else if c.Zendesk.App != nil {
-			return nil, errors.New("connection " + c.ID + ": the sidebar needs zendesk.email and zendesk.api_token to read the ticket's requester")
-		}
-		if kc := clients.klaviyo[c.ID]; kc != nil {
-			a.Klaviyo = kc
-		}
-		accounts[c.ID] = a
-	}
 	cards, err := sidebar.New(e.logger.With("role", "api"), sidebar.Config{
-		Connections: conns, Accounts: accounts, Store: store, Registry: e.registry,
+		Connections: conns, Accounts: e.sidebarAccounts(), Store: store, Registry: e.registry,
 	})
 	if err != nil {
 		return nil, err

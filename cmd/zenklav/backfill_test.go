@@ -408,7 +408,7 @@ func runTestEmitter(t *testing.T, broker, topic, group, klaviyoURL, zendeskURL, 
 	}
 	e.brokers = e.cfg.KafkaBrokers
 	ctx, cancel := context.WithCancel(context.Background())
-	em, _, err := e.newEmitter(ctx, emitterWiring{topic: topic, group: group, lanes: kafka.LaneConfig{Linger: 10 * time.Millisecond}})
+	em, err := e.newEmitter(ctx, emitterWiring{topic: topic, group: group, lanes: kafka.LaneConfig{Linger: 10 * time.Millisecond}})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,8 +23,6 @@ import (
 	"github.com/zenklav/zenklav/internal/health"
 	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
-	"github.com/zenklav/zenklav/klaviyo"
-	"github.com/zenklav/zenklav/zendesk"
 )
 
 // env is what every role and tool is built from: the configuration, a logger, a metrics
@@ -46,10 +45,14 @@ type env struct {
 	brokers  []string
 	producer *kafka.Producer
 	conns    *zenklav.Connections
-	sandbox  *sandbox
-	store    *analytics.Store
-	clients  *apiClients
-	closers  []func()
+	// catchUp reads the connections store to its end (nil unless the store is the source).
+	catchUp func(context.Context) error
+	ctx     context.Context // ends when the env closes
+	warned  sync.Map        // what warnOnce said
+	sandbox *sandbox
+	store   *analytics.Store
+	clients *apiClients
+	closers []func()
 }
 
 // envOptions say how a command's env logs.
@@ -71,13 +74,17 @@ func newEnv(getenv func(string) string, stdout io.Writer, o envOptions) (*env, e
 		logTo = stdout
 	}
 	logger := slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: max(cfg.LogLevel, o.minLevel)}))
-	return &env{
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{
 		cfg:      cfg,
 		logger:   logger,
 		stdout:   stdout,
 		registry: reg,
 		health:   health.NewTracker(logger, reg),
-	}, nil
+		ctx:      ctx,
+	}
+	e.onClose(cancel)
+	return e, nil
 }
 
 // close closes what the env opened, the last first.
@@ -161,7 +168,26 @@ func (e *env) storedConnections(ctx context.Context) (*zenklav.Connections, erro
 		return nil, err
 	}
 	e.conns = conns
+	e.catchUp = func(ctx context.Context) error { return store.CatchUp(ctx, conns) }
 	return conns, nil
+}
+
+// connection returns the connection of id as the connections stand now, or nil when there is
+// none. With the connections store as the source, a connection not known yet may have been
+// added a moment ago: the store is read to its end before the answer is no, and read again
+// until it answers (a message must not become a dead letter for want of a look).
+func (e *env) connection(id string) *zenklav.Connection {
+	if c := e.conns.ByID(id); c != nil || e.catchUp == nil {
+		return c
+	}
+	p := retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+	err := p.DoReport(e.ctx, e.catchUp, func(attempt int, err error) {
+		e.logger.Warn("reading the connections store failed, retrying", "connection", id, "attempt", attempt+1, "err", err)
+	})
+	if err != nil {
+		return nil // shutting down
+	}
+	return e.conns.ByID(id)
 }
 
 // randomSigningKey is sandbox mode's signing key when none is configured: its sessions and
@@ -228,61 +254,4 @@ func (e *env) embeddedKafka() (string, error) {
 	}
 	e.onClose(c.Close)
 	return c.ListenAddrs()[0], nil
-}
-
-// apiClients are the connections' API clients, made once and shared by the roles: one
-// Klaviyo client per private key, since its rate limits are the account's whichever
-// connections (and parts) share the key, and one Zendesk client per connection.
-type apiClients struct {
-	klaviyo map[string]*klaviyo.Client // by connection id; absent without a Klaviyo key
-	zendesk map[string]*zendesk.Client // by connection id; absent without API credentials
-}
-
-// apis returns the clients of the env's connections, made on first use.
-func (e *env) apis(ctx context.Context, who string) (*apiClients, error) {
-	if e.clients != nil {
-		return e.clients, nil
-	}
-	conns, err := e.connections(ctx, who)
-	if err != nil {
-		return nil, err
-	}
-	out := &apiClients{klaviyo: map[string]*klaviyo.Client{}, zendesk: map[string]*zendesk.Client{}}
-	byKey := map[zenklav.Secret]*klaviyo.Client{}
-	var errs []error
-	for _, c := range conns.All() {
-		if key := c.Klaviyo.PrivateKey; key != "" && byKey[key] == nil {
-			kc, err := klaviyo.NewClient(e.logger, klaviyo.ClientConfig{BaseURL: e.cfg.KlaviyoBaseURL, PrivateKey: key.Reveal()})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
-				continue
-			}
-			byKey[key] = kc
-		}
-		if kc := byKey[c.Klaviyo.PrivateKey]; kc != nil {
-			out.klaviyo[c.ID] = kc
-		}
-		if c.Zendesk.APIToken != "" {
-			zc, err := e.zendeskClient(c, 0)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("connection %q: %w", c.ID, err))
-				continue
-			}
-			out.zendesk[c.ID] = zc
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	e.clients = out
-	return out, nil
-}
-
-// zendeskClient is a client of the connection's Zendesk account; timeout 0 is the client's
-// default.
-func (e *env) zendeskClient(c zenklav.Connection, timeout time.Duration) (*zendesk.Client, error) {
-	return zendesk.NewClient(e.logger, zendesk.ClientConfig{
-		BaseURL: e.cfg.ZendeskURL(c.Zendesk.Subdomain),
-		Email:   c.Zendesk.Email, APIToken: c.Zendesk.APIToken.Reveal(), Timeout: timeout,
-	})
 }

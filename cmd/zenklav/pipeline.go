@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/zenklav/zenklav"
@@ -20,11 +19,11 @@ func (e *env) deadLetters(role, topic string) *kafka.DeadLetters {
 
 // buildEmitter makes the emitter role.
 func buildEmitter(ctx context.Context, e *env, _ *backend.Options, b *banner) (runner, error) {
-	em, routes, err := e.newEmitter(ctx, emitterWiring{topic: schemas.TicketEventsTopic, group: emitter.Group, states: e.store})
+	em, err := e.newEmitter(ctx, emitterWiring{topic: schemas.TicketEventsTopic, group: emitter.Group, states: e.store})
 	if err != nil {
 		return nil, err
 	}
-	b.klaviyo = fmt.Sprintf("%s, %d connection(s) with a Klaviyo account", e.cfg.KlaviyoBaseURL, routes)
+	b.klaviyo = fmt.Sprintf("%s, %d connection(s) with a Klaviyo account", e.cfg.KlaviyoBaseURL, countConnections(e.conns, (*zenklav.Connection).HasKlaviyo))
 	return em.Run, nil
 }
 
@@ -36,31 +35,11 @@ type emitterWiring struct {
 	lanes        kafka.LaneConfig
 }
 
-// newEmitter makes an emitter with a route for every connection with a Klaviyo account, and
-// says how many routes it has.
-func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter, int, error) {
+// newEmitter makes an emitter of the connections as they stand while it runs.
+func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter, error) {
 	logger := e.logger.With("role", "emitter")
-	clients, err := e.apis(ctx, "emitter role")
-	if err != nil {
-		return nil, 0, err
-	}
-	routes := map[string]emitter.Route{}
-	var errs []error
-	for _, c := range e.conns.All() {
-		kc := clients.klaviyo[c.ID]
-		if kc == nil {
-			logger.Warn("connection has no Klaviyo private key: its tickets reach ClickHouse but not Klaviyo", "connection", c.ID)
-			continue
-		}
-		zc := clients.zendesk[c.ID]
-		if zc == nil {
-			errs = append(errs, fmt.Errorf("connection %q: the emitter needs zendesk.email and zendesk.api_token to look up assignees, groups and requesters", c.ID))
-			continue
-		}
-		routes[c.ID] = emitter.Route{Connection: e.conns.ByID(c.ID), Klaviyo: kc, Directory: zc}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, 0, err
+	if _, err := e.apis(ctx, "emitter role"); err != nil {
+		return nil, err
 	}
 	consumer, err := kafka.NewConsumer(logger, kafka.ConsumerConfig{
 		Brokers: e.brokers, Topic: w.topic, Group: w.group,
@@ -68,13 +47,12 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 		DeadLetters: e.deadLetters("emitter", schemas.TicketEventsDLQTopic), Health: e.health,
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	em, err := emitter.New(logger, e.registry, emitter.Config{
-		Routes: routes, States: w.states, RetryFor: e.cfg.EmitterRetryFor, BackfillAfter: e.cfg.EmitterBackfillAfter, Lanes: w.lanes,
+	return emitter.New(logger, e.registry, emitter.Config{
+		Routes: e.emitterRoutes(), States: w.states, RetryFor: e.cfg.EmitterRetryFor, BackfillAfter: e.cfg.EmitterBackfillAfter, Lanes: w.lanes,
 		Health: e.health,
 	}, consumer)
-	return em, len(routes), err
 }
 
 // buildSink makes the sink role.
@@ -88,4 +66,15 @@ func buildSink(_ context.Context, e *env, _ *backend.Options, _ *banner) (runner
 		return nil, err
 	}
 	return s.Run, nil
+}
+
+// countConnections counts the connections for which has holds, as they stand now.
+func countConnections(conns *zenklav.Connections, has func(*zenklav.Connection) bool) int {
+	n := 0
+	for _, c := range conns.All() {
+		if has(&c) {
+			n++
+		}
+	}
+	return n
 }

@@ -77,7 +77,7 @@ func TestSidebarBusyTeamStaysUnderKlaviyoLimits(t *testing.T) {
 	}
 	cards, err := sidebar.New(slog.New(slog.DiscardHandler), sidebar.Config{
 		Connections: conns, Store: analyticstest.NewMemory(),
-		Accounts: map[string]sidebar.Account{"team": {Zendesk: teamDirectory{users: agents}, Klaviyo: kc}},
+		Accounts: zenklav.StaticRoutes(map[string]sidebar.Account{"team": {Zendesk: teamDirectory{users: agents}, Klaviyo: kc}}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
@@ -16,21 +17,10 @@ import (
 // one customer's texts are handled in order; the conversations in their compacted topic.
 func buildSMS(ctx context.Context, e *env, _ *backend.Options, b *banner) (runner, error) {
 	logger := e.logger.With("role", "sms")
-	clients, err := e.apis(ctx, "sms role")
-	if err != nil {
+	if _, err := e.apis(ctx, "sms role"); err != nil {
 		return nil, err
 	}
-	routes := map[string]sms.Route{}
-	for _, c := range e.conns.All() {
-		if !c.SMS.Enabled {
-			continue
-		}
-		zc, kc := clients.zendesk[c.ID], clients.klaviyo[c.ID]
-		if zc == nil || kc == nil {
-			return nil, fmt.Errorf("connection %q has SMS on: the sms role needs its zendesk.email and zendesk.api_token and its klaviyo.private_key", c.ID)
-		}
-		routes[c.ID] = sms.Route{Connection: e.conns.ByID(c.ID), Desk: zc, Directory: zc, Klaviyo: kc}
-	}
+	routes := e.smsRoutes()
 	table, err := kafka.OpenTable(ctx, logger, e.brokers, sms.ConversationsTopic, e.kafkaProducer())
 	if err != nil {
 		return nil, err
@@ -57,7 +47,7 @@ func buildSMS(ctx context.Context, e *env, _ *backend.Options, b *banner) (runne
 	if err != nil {
 		return nil, err
 	}
-	b.sms = fmt.Sprintf("%d connection(s) with SMS conversations", len(routes))
+	b.sms = fmt.Sprintf("%d connection(s) with SMS conversations", countConnections(e.conns, func(c *zenklav.Connection) bool { return c.SMS.Enabled }))
 	// One batch of a connection at a time: its customers' texts, and its agents' replies, stay
 	// in order.
 	lanes := kafka.LaneConfig{Workers: 1}
