@@ -48,6 +48,9 @@ type Options struct {
 	// Reports, when set, serves the reports API (GET /api/v1/reports/{kind}) and its
 	// OpenAPI document (GET /api/v1/openapi.json).
 	Reports *Reports
+	// Admin, when set, serves the operators' /admin pages: the setup wizard, the
+	// connections and their health.
+	Admin *Admin
 }
 
 // Server is zenklav's HTTP server.
@@ -134,6 +137,11 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 	}
 	if opts.ReportsPage != nil {
 		if err := s.routeReportsPage(e); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Admin != nil {
+		if err := s.routeAdmin(e); err != nil {
 			return nil, err
 		}
 	}

@@ -390,3 +390,11 @@ func (s *Service) Brands(ctx context.Context, c *zenklav.Connection) ([]zenklav.
 	}
 	return z.Brands(ctx)
 }
+
+// Connections lists the stored connections (one that cannot be read has its Err set).
+func (s *Service) Connections(ctx context.Context) ([]connstore.Entry, error) {
+	return s.cfg.Store.List(ctx)
+}
+
+// Connection returns the stored connection of id.
+func (s *Service) Connection(id string) (connstore.Entry, error) { return s.cfg.Store.Get(id) }
