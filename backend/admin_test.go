@@ -121,7 +121,9 @@ func (f *fakeDesk) DeleteWebhook(_ context.Context, id string) error { return f.
 func (f *fakeDesk) EnsureAutomation(_ context.Context, id int64, _ zenklav.ZendeskAutomation) (int64, bool, error) {
 	return f.ensureInt("automation", id)
 }
-func (f *fakeDesk) DeleteAutomation(_ context.Context, id int64) error { return f.remove(fmt.Sprint(id)) }
+func (f *fakeDesk) DeleteAutomation(_ context.Context, id int64) error {
+	return f.remove(fmt.Sprint(id))
+}
 func (f *fakeDesk) EnsureView(_ context.Context, id int64, _ zenklav.ZendeskView) (int64, bool, error) {
 	return f.ensureInt("view", id)
 }
