@@ -37,6 +37,31 @@ type Replies struct {
 	retry   retry.Policy
 	metrics *prometheus.CounterVec
 	delay   prometheus.ObserverVec // by connection: the comment's webhook in → Klaviyo took the SMS
+	// since is when the sms role first ran anywhere (Begin): replies received before it are
+	// history, never texted.
+	since time.Time
+}
+
+// repliesSinceKey is the record, beside the conversations, of when the sms role first ran.
+const repliesSinceKey = "replies-since"
+
+// Begin reads when the sms role first ran, recording now when it never did, before any reply
+// is routed. A new consumer group reads ticket-events.v1 from its start: without this, the
+// first start on a history of agents' replies to tickets tagged sms (such as Klaviyo's own
+// integration leaves) would text every one of them again.
+func (h *Replies) Begin(ctx context.Context, now time.Time) error {
+	if err := h.cfg.Store.Sync(ctx); err != nil {
+		return err
+	}
+	if raw, ok := h.cfg.Store.Get(repliesSinceKey); ok {
+		return h.since.UnmarshalText(raw)
+	}
+	raw, _ := now.UTC().MarshalText()
+	if err := h.cfg.Store.Put(ctx, repliesSinceKey, raw); err != nil {
+		return err
+	}
+	h.since = now
+	return nil
 }
 
 var _ kafka.LaneHandler[*reply] = (*Replies)(nil)
@@ -71,7 +96,7 @@ func NewReplies(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq 
 		retry: retry.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
 		metrics: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "zenklav_sms_replies_total",
-			Help: "Agents' public replies on SMS tickets by connection and result: sent, refused (the agent told), same_email, delayed, uncertain (zenklav stopped while sending), duplicate.",
+			Help: "Agents' public replies on SMS tickets by connection and result: sent, refused (the agent told), same_email, delayed, uncertain (zenklav stopped while sending), duplicate, history (received before the sms role first ran: never texted).",
 		}, []string{"connection", "result"}),
 		delay: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "zenklav_sms_reply_delay_seconds",
@@ -93,6 +118,10 @@ func (h *Replies) Route(m kafka.Message) (kafka.Routed[*reply], error) {
 	}
 	if _, ok := h.cfg.Routes.Current(e.Connection); !ok {
 		// SMS is off for the connection (or it is gone): its agents' replies are not texted.
+		return kafka.Routed[*reply]{}, nil
+	}
+	if e.ReceivedAt.Before(h.since) {
+		h.metrics.WithLabelValues(e.Connection, "history").Inc()
 		return kafka.Routed[*reply]{}, nil
 	}
 	if e.Comment.AuthorID != 0 && e.Comment.AuthorID == e.Ticket.Requester.ID {

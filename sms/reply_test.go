@@ -2,6 +2,7 @@ package sms
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/kafka"
+	"github.com/zenklav/zenklav/schemas"
 )
 
 // people is a Zendesk account's users, for the reply rules.
@@ -149,4 +151,44 @@ func notesOf(d *desk, ticket int64) []string {
 		}
 	}
 	return out
+}
+
+// TestRepliesHistory: replies received before the sms role first ran anywhere are history,
+// never texted (a first start on a topic that holds Klaviyo's own integration's tickets); the
+// first run's time is kept, so a restart does not move it.
+func TestRepliesHistory(t *testing.T) {
+	store := &memoryStore{}
+	h, _, _, _ := newReplies(t, store)
+	first := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	if err := h.Begin(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	route := func(received time.Time) bool {
+		ev := schemas.TicketEvent{EventID: fmt.Sprintf("zd:r-%d", received.Unix()), Connection: "acme", Account: schemas.Account{Subdomain: "acme"},
+			Type: schemas.TicketCommentAdded, Source: schemas.SourceEvent, OccurredAt: received, ReceivedAt: received,
+			Ticket:  schemas.Ticket{ID: 7, Status: "open", Tags: []string{zenklav.TagSMS}, Requester: schemas.Requester{ID: ada}},
+			Comment: &schemas.Comment{ID: 1, AuthorID: grace, Public: true, Body: "hi"}}
+		b, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		routed, err := h.Route(kafka.Message{Value: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return routed.Value != nil
+	}
+	if route(first.Add(-time.Hour)) {
+		t.Error("a reply from before the first run was routed to be texted")
+	}
+	if !route(first.Add(time.Second)) {
+		t.Error("a reply from after the first run was not routed")
+	}
+	again, _, _, _ := newReplies(t, store)
+	if err := again.Begin(context.Background(), first.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !again.since.Equal(first) {
+		t.Errorf("after a restart the first run is %s, want %s", again.since, first)
+	}
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/backend"
+	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/sms"
@@ -52,6 +54,11 @@ func buildSMS(ctx context.Context, e *env, _ *backend.Options, b *banner) (runne
 	// in order.
 	lanes := kafka.LaneConfig{Workers: 1}
 	return func(ctx context.Context) error {
+		started := time.Now()
+		begin := func(ctx context.Context) error { return replies.Begin(ctx, started) }
+		if err := (retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}).Do(ctx, logger, "sms: reading when the role first ran failed, retrying", begin); err != nil {
+			return err
+		}
 		var g errgroup.Group
 		g.Go(func() error { return kafka.RunLanes(ctx, texts, lanes, h) })
 		g.Go(func() error { return kafka.RunLanes(ctx, agents, lanes, replies) })
