@@ -40,6 +40,9 @@ type ClientConfig struct {
 	// Email and APIToken authenticate as "{email}/token" with the API token as password.
 	Email    string
 	APIToken string
+	// Token, when set, authenticates instead with an OAuth access token (Bearer). It is
+	// called for each request, so a token refreshed meanwhile is used at once.
+	Token func(ctx context.Context) (string, error)
 	// HTTPClient sends the requests; a new client on http.DefaultTransport when nil.
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP call (each page of a paginated list); DefaultTimeout when 0.
@@ -48,7 +51,7 @@ type ClientConfig struct {
 
 // String keeps the API token out of anything that prints a config with %v.
 func (c ClientConfig) String() string {
-	return fmt.Sprintf("{BaseURL:%s Email:%s APIToken:[redacted] Timeout:%s}", c.BaseURL, c.Email, c.Timeout)
+	return fmt.Sprintf("{BaseURL:%s Email:%s APIToken:[redacted] OAuth:%t Timeout:%s}", c.BaseURL, c.Email, c.Token != nil, c.Timeout)
 }
 
 // GoString keeps %#v from printing the token too.
@@ -60,6 +63,7 @@ func (c ClientConfig) LogValue() slog.Value {
 		slog.String("base_url", c.BaseURL),
 		slog.String("email", c.Email),
 		slog.String("api_token", "[redacted]"),
+		slog.Bool("oauth", c.Token != nil),
 		slog.Duration("timeout", c.Timeout),
 	)
 }
@@ -70,6 +74,7 @@ type Client struct {
 	base    *url.URL
 	user    string // "{email}/token"
 	token   string
+	bearer  func(context.Context) (string, error) // nil: Basic auth with user and token
 	http    *http.Client
 	timeout time.Duration
 	meCache // the API user's id, for HasComment
@@ -84,8 +89,8 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new zendesk client")
 	}
-	if cfg.Email == "" || cfg.APIToken == "" {
-		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: email and api token are required")
+	if cfg.Token == nil && (cfg.Email == "" || cfg.APIToken == "") {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: email and api token, or an oauth token, are required")
 	}
 	if cfg.Timeout < 0 {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new zendesk client: timeout %s is negative", cfg.Timeout)
@@ -95,6 +100,7 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 		base:    base,
 		user:    cfg.Email + "/token",
 		token:   cfg.APIToken,
+		bearer:  cfg.Token,
 		http:    cfg.HTTPClient,
 		timeout: cfg.Timeout,
 	}
@@ -178,50 +184,6 @@ func showMany[T any](ctx context.Context, c *Client, kind, path string, ids []in
 	return out, nil
 }
 
-// Brands returns every brand of the account, following Zendesk's pagination links.
-func (c *Client) Brands(ctx context.Context) ([]Brand, error) {
-	const path = "/api/v2/brands"
-	// Cursor pagination is the one Zendesk recommends; offset links are still followed in
-	// case an account or proxy answers with them.
-	next := c.endpoint(path, url.Values{"page[size]": {strconv.Itoa(maxIDsPerCall)}})
-	seen := map[string]bool{}
-	var brands []Brand
-	for page := 1; next != ""; page++ {
-		if page > maxPages || seen[next] {
-			return nil, zenklav.Errorf(zenklav.EUNAVAILABLE, "list brands: pagination does not end after %d pages", page-1)
-		}
-		seen[next] = true
-		var body struct {
-			Brands []Brand `json:"brands"`
-			Meta   *struct {
-				HasMore bool `json:"has_more"`
-			} `json:"meta"`
-			Links struct {
-				Next string `json:"next"`
-			} `json:"links"`
-			NextPage string `json:"next_page"`
-		}
-		op := fmt.Sprintf("list brands page %d", page)
-		if err := c.get(ctx, op, next, &body); err != nil {
-			return nil, err
-		}
-		brands = append(brands, body.Brands...)
-		link := body.NextPage
-		if body.Meta != nil {
-			// In cursor mode links.next is set even on the last page; has_more decides.
-			link = ""
-			if body.Meta.HasMore {
-				link = body.Links.Next
-			}
-		}
-		var err error
-		if next, err = c.follow(path, link); err != nil {
-			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: next link", op)
-		}
-	}
-	return brands, nil
-}
-
 // endpoint returns the URL of path (and query) on the account.
 func (c *Client) endpoint(path string, q url.Values) string {
 	u := *c.base
@@ -276,7 +238,9 @@ func (c *Client) do(ctx context.Context, op, method, rawURL string, in any, head
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
 	}
-	req.SetBasicAuth(c.user, c.token)
+	if err := c.authorize(ctx, op, req); err != nil {
+		return nil, err
+	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "zenklav")
 	if in != nil {
@@ -305,6 +269,26 @@ func (c *Client) do(ctx context.Context, op, method, rawURL string, in any, head
 		return respHeader, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: decode answer", op)
 	}
 	return respHeader, nil
+}
+
+// authorize sets the request's credentials: the OAuth access token of the moment when the
+// client has one, else the API token.
+func (c *Client) authorize(ctx context.Context, op string, req *http.Request) error {
+	if c.bearer == nil {
+		req.SetBasicAuth(c.user, c.token)
+		return nil
+	}
+	token, err := c.bearer(ctx)
+	if err != nil {
+		// The token source decides the kind: a refused refresh is unauthorized, a failed
+		// one unavailable.
+		return fmt.Errorf("%s: oauth token: %w", op, err)
+	}
+	if token == "" {
+		return zenklav.Errorf(zenklav.EUNAUTHORIZED, "%s: no oauth access token: reconnect Zendesk", op)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	return nil
 }
 
 // kindOf maps a Zendesk status to an error kind: a lookup by id that finds nothing is

@@ -128,7 +128,7 @@ func TestClientReads(t *testing.T) {
 		{
 			name: "brands",
 			call: func() (any, error) { return c.Brands(ctx) },
-			want: []zendesk.Brand{{ID: brand.ID, Name: "Acme", Subdomain: "acme", BrandURL: "https://acme.zendesk.com", Active: true}},
+			want: []zenklav.Brand{{ID: brand.ID, Name: "Acme", Default: true, Active: true}},
 		},
 	}
 	for _, tt := range tests {
@@ -285,9 +285,10 @@ func TestClientTimeout(t *testing.T) {
 func TestClientPaginates(t *testing.T) {
 	sim := newSim(t)
 	c := newClient(t, sim.URL)
-	var wantBrands []zendesk.Brand
+	var wantBrands []zenklav.Brand
 	for i := range 230 {
-		wantBrands = append(wantBrands, sim.AddBrand(zendesk.Brand{Name: fmt.Sprintf("Brand %03d", i), Subdomain: fmt.Sprintf("b%03d", i), Active: i%2 == 0}))
+		b := sim.AddBrand(zendesk.Brand{Name: fmt.Sprintf("Brand %03d", i), Subdomain: fmt.Sprintf("b%03d", i), Active: i%2 == 0})
+		wantBrands = append(wantBrands, zenklav.Brand{ID: b.ID, Name: b.Name, Default: i == 0, Active: b.Active})
 	}
 	var ids []int64
 	var wantUsers []zendesk.User

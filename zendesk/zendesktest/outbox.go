@@ -1,10 +1,12 @@
 package zendesktest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/zenklav/zenklav/zendesk"
@@ -17,15 +19,39 @@ type outbox struct {
 	running bool // a goroutine is sending the queue
 }
 
-// outgoing is one event webhook to send; done, when not nil, gets the delivery's result.
+// outgoing is one event webhook to send to its hooks; done, when not nil, gets the
+// delivery's result.
 type outgoing struct {
 	event string
 	body  []byte
+	hooks []hook
 	done  chan error
 }
 
-// errNoTarget is the result of a delivery when no webhook target is set: Zendesk too sends
-// nothing when no webhook subscribes to the event.
+// hook is one receiver of event webhooks, and the secret its deliveries are signed with.
+type hook struct {
+	id, url, secret string
+}
+
+// hooksLocked returns the receivers of the event eventType (without its prefix): the
+// target of SetWebhookTarget, then each active webhook made through the Webhooks API that
+// subscribes to the event type, unless it points at the target (a sandbox whose target is
+// zenklav, set up through the API as well, gets each event once). The caller holds s.mu.
+func (s *Server) hooksLocked(eventType string) []hook {
+	var hooks []hook
+	if s.target != "" {
+		hooks = append(hooks, hook{id: WebhookID, url: s.target, secret: s.secret})
+	}
+	for _, w := range s.webhooksLocked() {
+		if w.Status == "active" && w.Endpoint != s.target && slices.Contains(w.Subscriptions, eventTypePrefix+eventType) {
+			hooks = append(hooks, hook{id: w.ID, url: w.Endpoint, secret: w.SigningSecret})
+		}
+	}
+	return hooks
+}
+
+// errNoTarget is the result of a delivery when no webhook target is set and no webhook
+// subscribes to the event: Zendesk too sends nothing then.
 var errNoTarget = errors.New("no webhook target is set")
 
 // emitLocked queues the event eventType of t. The caller holds s.mu.
@@ -57,7 +83,8 @@ func (s *Server) emitCommentLocked(t zendesk.Ticket, cm Comment, done chan error
 // queueLocked adds o to the outbox and starts sending when nothing is. The caller holds
 // s.mu.
 func (s *Server) queueLocked(o outgoing) {
-	if s.target == "" {
+	o.hooks = s.hooksLocked(o.event)
+	if len(o.hooks) == 0 {
 		if o.done != nil {
 			o.done <- errNoTarget
 		}
@@ -82,27 +109,27 @@ func (s *Server) sendQueued() {
 		}
 		o := s.outbox.queue[0]
 		s.outbox.queue = s.outbox.queue[1:]
-		target, secret := s.target, s.secret
 		s.mu.Unlock()
 
-		err := s.deliver(target, secret, o)
-		if err != nil {
-			s.logger.Warn("zendesk simulator: webhook not delivered", "event", o.event, "err", err)
-		} else {
-			s.logger.Info("zendesk simulator: webhook sent", "event", o.event)
+		var first error
+		for _, h := range o.hooks {
+			err := s.deliver(h, o)
+			if err != nil {
+				s.logger.Warn("zendesk simulator: webhook not delivered", "event", o.event, "webhook_id", h.id, "err", err)
+			} else {
+				s.logger.Info("zendesk simulator: webhook sent", "event", o.event, "webhook_id", h.id)
+			}
+			first = cmp.Or(first, err)
 		}
 		if o.done != nil {
-			o.done <- err
+			o.done <- first
 		}
 	}
 }
 
-// deliver sends one webhook; an answer other than 2xx is an error.
-func (s *Server) deliver(target, secret string, o outgoing) error {
-	if target == "" {
-		return errNoTarget
-	}
-	resp, err := s.SendWebhook(context.Background(), target, secret, o.body)
+// deliver sends one webhook to h; an answer other than 2xx is an error.
+func (s *Server) deliver(h hook, o outgoing) error {
+	resp, err := s.sendSigned(context.Background(), h, o.body)
 	if err != nil {
 		return err
 	}
@@ -136,10 +163,10 @@ func (s *Server) FlushWebhooks(ctx context.Context) error {
 
 // AgentReply plays an agent answering in the agent workspace: it adds the comment (public,
 // or an internal note) by agentID, a stored agent or admin, and sends the signed
-// ticket.comment_added webhook to the webhook target, after any webhook queued before it.
-// It returns the comment once the target answered; the error says when the ticket or agent
-// does not exist, the ticket is closed, or the delivery failed (the comment stays). With no
-// target set the comment is added and nothing is sent. Being another user's update in the
+// ticket.comment_added webhook to the webhook target and the webhooks subscribed to it,
+// after any webhook queued before it. It returns the comment once they answered; the error
+// says when the ticket or agent does not exist, the ticket is closed, or a delivery failed
+// (the comment stays). With no receiver the comment is added and nothing is sent. Being another user's update in the
 // workspace, it does not count against the API's per-ticket update limit.
 func (s *Server) AgentReply(ticketID, agentID int64, body string, public bool) (Comment, error) {
 	return s.AgentReplyFiles(ticketID, agentID, body, public)

@@ -1,6 +1,7 @@
 package zendesktest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +13,9 @@ import (
 	"github.com/zenklav/zenklav/zendesk"
 )
 
-// SetWebhookTarget sets where POST /sandbox/webhooks sends events, and the signing secret
-// it signs them with (the secret zenklav's connection holds).
+// SetWebhookTarget sets where event webhooks go (API changes, AgentReply and POST
+// /sandbox/webhooks), and the signing secret they are signed with (the secret zenklav's
+// connection holds), besides the webhooks made through the Webhooks API.
 func (s *Server) SetWebhookTarget(url, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -25,8 +27,9 @@ const maxTargetBody = 64 << 10
 
 // serveSandbox answers POST /sandbox/webhooks, which plays the part of an agent changing a
 // ticket: it builds the event for a stored ticket (or for a new sample ticket when
-// ticket_id is absent), sends it signed to the webhook target, and answers with the
-// target's status and body. Query parameters:
+// ticket_id is absent), sends it signed to the webhook target and to the webhooks made
+// through the API that subscribe to it, and answers with the first one's status and body.
+// Query parameters:
 //
 //	event      ticket.created, ticket.status_changed, ticket.comment_added or
 //	           ticket.priority_changed (required)
@@ -46,18 +49,17 @@ func (s *Server) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody("MethodNotAllowed", "use POST"))
 		return
 	}
-	s.mu.Lock()
-	target, secret := s.target, s.secret
-	s.mu.Unlock()
-	if target == "" {
-		writeJSON(w, http.StatusConflict, errorBody("NoWebhookTarget", "no webhook target is set (SetWebhookTarget)"))
-		return
-	}
-
 	q := r.URL.Query()
 	event := strings.TrimPrefix(q.Get("event"), eventTypePrefix)
 	if !isOneOf(event, "ticket.created", "ticket.status_changed", "ticket.comment_added", "ticket.priority_changed") {
 		writeJSON(w, http.StatusBadRequest, errorBody("InvalidValue", "event must be ticket.created, ticket.status_changed, ticket.comment_added or ticket.priority_changed"))
+		return
+	}
+	s.mu.Lock()
+	hooks := s.hooksLocked(event)
+	s.mu.Unlock()
+	if len(hooks) == 0 {
+		writeJSON(w, http.StatusConflict, errorBody("NoWebhookTarget", "no webhook target is set (SetWebhookTarget) and no webhook subscribes to "+eventTypePrefix+event))
 		return
 	}
 	t, ok := s.sandboxTicket(q.Get("ticket_id"))
@@ -70,27 +72,48 @@ func (s *Server) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody("InvalidValue", err.Error()))
 		return
 	}
-
 	var sent struct {
 		ID string `json:"id"`
 	}
 	json.Unmarshal(body, &sent)
-	resp, err := s.SendWebhook(r.Context(), target, secret, body)
+	status, answer, err := s.sendSandbox(r.Context(), hooks, event, body)
 	if err != nil {
 		s.logger.Warn("zendesk simulator: webhook not delivered", "event", event, "event_id", sent.ID, "err", err)
 		writeJSON(w, http.StatusBadGateway, errorBody("WebhookFailed", err.Error()))
 		return
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxTargetBody))
-	s.logger.Info("zendesk simulator: webhook sent", "event", event, "event_id", sent.ID, "ticket_id", t.ID, "status", resp.StatusCode)
-	writeJSON(w, resp.StatusCode, map[string]any{
+	s.logger.Info("zendesk simulator: webhook sent", "event", event, "event_id", sent.ID, "ticket_id", t.ID, "status", status)
+	writeJSON(w, status, map[string]any{
 		"event":         eventTypePrefix + event,
 		"event_id":      sent.ID,
 		"ticket_id":     t.ID,
-		"target_status": resp.StatusCode,
-		"target_body":   string(answer),
+		"target_status": status,
+		"target_body":   answer,
 	})
+}
+
+// sendSandbox sends body to each hook and returns the first one's status and answer; the
+// others' are logged.
+func (s *Server) sendSandbox(ctx context.Context, hooks []hook, event string, body []byte) (int, string, error) {
+	status, answer := 0, ""
+	for i, h := range hooks {
+		resp, err := s.sendSigned(ctx, h, body)
+		if err != nil {
+			if i == 0 {
+				return 0, "", err
+			}
+			s.logger.Warn("zendesk simulator: webhook not delivered", "event", event, "webhook_id", h.id, "err", err)
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxTargetBody))
+		resp.Body.Close()
+		if i == 0 {
+			status, answer = resp.StatusCode, string(b)
+		} else {
+			s.logger.Info("zendesk simulator: webhook sent", "event", event, "webhook_id", h.id, "status", resp.StatusCode)
+		}
+	}
+	return status, answer, nil
 }
 
 // sandboxTicket is the ticket a sandbox event is about: the stored ticket whose id is the

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -55,8 +56,9 @@ func TestSeedIsServedByTheAPI(t *testing.T) {
 	if g, err := c.Group(ctx, sample.Group.ID); err != nil || g != sample.Group {
 		t.Errorf("Group = %+v, %v; want %+v", g, err, sample.Group)
 	}
-	if b, err := c.Brands(ctx); err != nil || len(b) != 1 || b[0] != sample.Brand {
-		t.Errorf("Brands = %+v, %v; want [%+v]", b, err, sample.Brand)
+	want := zenklav.Brand{ID: sample.Brand.ID, Name: sample.Brand.Name, Default: true, Active: sample.Brand.Active}
+	if b, err := c.Brands(ctx); err != nil || len(b) != 1 || b[0] != want {
+		t.Errorf("Brands = %+v, %v; want [%+v]", b, err, want)
 	}
 }
 

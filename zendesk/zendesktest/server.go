@@ -6,21 +6,27 @@
 // so is every answer the simulator gives. A request that does not conform is answered 400
 // and recorded; tests read the record with Violations or fail on it with
 // AssertNoViolations, so a test that passes against the simulator sends requests the real
-// API accepts. Like Zendesk it checks Basic auth ("{email}/token" and the API token) and
-// enforces a per-minute rate limit with 429 and Retry-After.
+// API accepts. Like Zendesk it checks Basic auth ("{email}/token" and the API token) or an
+// OAuth access token (Bearer) that its OAuth flow issued (oauth.go), and enforces a
+// per-minute rate limit with 429 and Retry-After.
 //
 // Tickets are written through the API as on Zendesk: created with their first comment (an
 // Idempotency-Key makes a repeat answer the first ticket), followed up only when closed,
 // updated with comments and statuses but never once closed, at most TicketUpdateLimit times
 // in TicketUpdateWindow, and deleted. Users are created and searched by phone or email.
-// Each change sends its event webhook to the webhook target (SetAPIWebhooks), and
-// AgentReply plays an agent answering in the workspace; tests read what was written with
-// Tickets and Comments.
+// Each change sends its event webhook to the webhook target (SetAPIWebhooks) and to the
+// webhooks made through the Webhooks API that subscribe to it, and AgentReply plays an agent
+// answering in the workspace; tests read what was written with Tickets and Comments.
+//
+// An integration's setup is served too: brands, webhooks (which Zendesk's OpenAPI document
+// leaves out, so their bodies are checked by hand), automations and views; tests read them
+// with Webhooks, Automations and Views, and every write the API took with Writes.
 //
 // Tests use NewServer; zenklav's sandbox mode uses New and serves the *Server (an
 // http.Handler) on its own listener. Paths under /sandbox/ are the simulator's own, not
 // Zendesk's, and are not validated; nor are the agent's pages under /agent/, where a
-// ticket view loads the sidebar app installed with InstallApp as Zendesk does.
+// ticket view loads the sidebar app installed with InstallApp as Zendesk does, nor the OAuth
+// consent page under /oauth/authorizations, which plays an admin who is signed in.
 package zendesktest
 
 import (
@@ -92,6 +98,8 @@ type Server struct {
 	export     exportState   // the Incremental Ticket Export's own limit and page size
 	desk       deskState     // comments, idempotency keys, per-ticket update limit, follow-ups
 	outbox     outbox        // event webhooks waiting to be sent, in order
+	oauth      oauthState    // the OAuth client, its codes and tokens
+	admin      adminState    // webhooks, automations, views, and the writes taken
 }
 
 // New returns a simulator that is not listening anywhere: serve it as an http.Handler
@@ -123,6 +131,8 @@ func New(logger *slog.Logger) (*Server, error) {
 		groups:    map[int64]zendesk.Group{},
 		brands:    map[int64]zendesk.Brand{},
 		desk:      newDeskState(),
+		oauth:     newOAuthState(),
+		admin:     newAdminState(),
 		// Zendesk's user, group and brand ids are past 2^32 on most accounts; starting
 		// there catches code that squeezes them into 32 bits.
 		lastID: 360000000000,
@@ -179,18 +189,27 @@ func (s *Server) clock() time.Time {
 // document.
 type Violation = apispec.Violation
 
-// ServeHTTP answers the Zendesk API, under /sandbox/ the simulator's own endpoints, and
-// under /agent/ the agent's pages (a ticket view with the sidebar app).
+// ServeHTTP answers the Zendesk API, under /sandbox/ the simulator's own endpoints, under
+// /agent/ the agent's pages (a ticket view with the sidebar app), and under
+// /oauth/authorizations the OAuth consent page.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/sandbox/") {
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, "/sandbox/"):
 		s.serveSandbox(w, r)
-		return
-	}
-	if r.URL.Path == "/agent" || strings.HasPrefix(r.URL.Path, "/agent/") {
+	case path == "/agent" || strings.HasPrefix(path, "/agent/"):
 		s.serveAgent(w, r)
-		return
+	case path == "/oauth/authorizations" || path == "/oauth/authorizations/new":
+		s.serveConsent(w, r)
+	default:
+		sw := &apispec.StatusWriter{ResponseWriter: w}
+		if path == "/api/v2/webhooks" || strings.HasPrefix(path, "/api/v2/webhooks/") {
+			s.serveWebhooks(sw, r)
+		} else {
+			s.serveAPI(sw, r)
+		}
+		s.noteWrite(r, sw.Status)
 	}
-	s.serveAPI(w, r)
 }
 
 // errNoCredentials and errBadCredentials tell a request the spec forbids (no Basic auth
@@ -201,15 +220,38 @@ var (
 )
 
 // authenticate is the openapi3filter hook for the spec's security schemes. oas.yaml
-// declares one, basicAuth (http basic), required on every operation.
+// declares one, basicAuth (http basic), required on every operation; Zendesk takes an OAuth
+// access token (Bearer) in its place on every one, which serveAPI has checked already.
 func (s *Server) authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
 	scheme := in.SecurityScheme
 	if scheme.Type != "http" || !strings.EqualFold(scheme.Scheme, "basic") {
 		return fmt.Errorf("security scheme %q (%s %s) is not simulated", in.SecuritySchemeName, scheme.Type, scheme.Scheme)
 	}
-	user, password, ok := in.RequestValidationInput.Request.BasicAuth()
+	r := in.RequestValidationInput.Request
+	if route := in.RequestValidationInput.Route; route != nil && route.Operation.OperationID == "CreateTokenForGrantType" {
+		// The document's global security reaches the token endpoint too, but it knows the
+		// OAuth client by the body's client_id and client_secret.
+		return nil
+	}
+	if token, ok := bearerToken(r); ok {
+		if s.liveToken(token) == nil {
+			return errBadCredentials
+		}
+		return nil
+	}
+	err := s.checkBasic(r)
+	if errors.Is(err, errNoCredentials) {
+		return fmt.Errorf("%w, which security scheme %q requires", err, in.SecuritySchemeName)
+	}
+	return err
+}
+
+// checkBasic checks r's Basic credentials: errNoCredentials without any,
+// errBadCredentials when the account has other ones.
+func (s *Server) checkBasic(r *http.Request) error {
+	user, password, ok := r.BasicAuth()
 	if !ok {
-		return fmt.Errorf("%w, which security scheme %q requires", errNoCredentials, in.SecuritySchemeName)
+		return errNoCredentials
 	}
 	s.mu.Lock()
 	wantUser, wantToken := s.email+"/token", s.token
@@ -251,9 +293,25 @@ var handlers = map[string]handler{
 	"ListSearchResults":             (*Server).search,
 	"CreateUser":                    (*Server).createUser,
 	"ShowCurrentUser":               (*Server).showCurrentUser,
+	"CreateTokenForGrantType":       (*Server).grantToken,
+	"ListOAuthTokens":               (*Server).listTokens,
+	"RevokeOAuthToken":              (*Server).revokeToken,
+	"ListAutomations":               (*Server).listAutomations,
+	"CreateAutomation":              (*Server).createAutomation,
+	"ShowAutomation":                (*Server).showAutomation,
+	"UpdateAutomation":              (*Server).updateAutomation,
+	"DeleteAutomation":              (*Server).deleteAutomation,
+	"ListViews":                     (*Server).listViews,
+	"CreateView":                    (*Server).createView,
+	"ShowView":                      (*Server).showView,
+	"UpdateView":                    (*Server).updateView,
+	"DeleteView":                    (*Server).deleteView,
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/oauth/tokens" && s.refuseBearer(w, r) {
+		return
+	}
 	s.spec.Serve(w, r, s.Recorder, s.authenticate, errBadCredentials, refusals,
 		func(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string) {
 			switch h, ok := handlers[route.Operation.OperationID]; {

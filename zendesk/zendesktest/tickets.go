@@ -59,7 +59,8 @@ type idempotentCreate struct {
 // SetAPIWebhooks says whether tickets created and comments and statuses changed through the
 // API send their event webhooks (ticket.created, ticket.comment_added,
 // ticket.status_changed) to the webhook target, as Zendesk does for every change whatever
-// made it. On by default; nothing is sent while no target is set (SetWebhookTarget).
+// made it. On by default; nothing is sent while no target is set (SetWebhookTarget) and no
+// webhook made through the Webhooks API subscribes to the event.
 func (s *Server) SetAPIWebhooks(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -52,16 +52,21 @@ type Comment struct {
 // (zendesk.Sign) with the timestamp of the server clock. The caller closes the response
 // body.
 func (s *Server) SendWebhook(ctx context.Context, url, secret string, body []byte) (*http.Response, error) {
+	return s.sendSigned(ctx, hook{id: WebhookID, url: url, secret: secret}, body)
+}
+
+// sendSigned posts body to h, signed with its secret, under its webhook id.
+func (s *Server) sendSigned(ctx context.Context, h hook, body []byte) (*http.Response, error) {
 	ts := zendesk.Timestamp(s.clock())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("send webhook: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Zendesk Webhook")
-	req.Header.Set(zendesk.HeaderWebhookID, WebhookID)
+	req.Header.Set(zendesk.HeaderWebhookID, h.id)
 	req.Header.Set(zendesk.HeaderSignatureTimestamp, ts)
-	req.Header.Set(zendesk.HeaderSignature, zendesk.Sign(secret, ts, body))
+	req.Header.Set(zendesk.HeaderSignature, zendesk.Sign(h.secret, ts, body))
 	resp, err := s.webhook.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("send webhook: %w", err)
