@@ -1,8 +1,10 @@
 // Package klaviyo is a client for the parts of Klaviyo's API that zenklav uses: creating
-// events, one at a time or in bulk, importing profiles, and reading what the agent sidebar
-// shows of a profile (read.go). It speaks JSON:API at the revision pinned in Revision
-// and turns Klaviyo's error answers into zenklav error kinds, so the pipeline knows what to
-// retry.
+// events, one at a time or in bulk, importing profiles, reading what the agent sidebar shows
+// of a profile (read.go), and making a connection's system webhook (admin.go). It
+// authenticates with the account's private key or with the access token of an OAuth grant,
+// which OAuth (oauth.go) obtains and renews. It speaks JSON:API at the revision pinned in
+// Revision and turns Klaviyo's error answers into zenklav error kinds, so the pipeline knows
+// what to retry.
 package klaviyo
 
 import (
@@ -52,8 +54,14 @@ const maxBody = 1 << 20
 type ClientConfig struct {
 	// BaseURL is Klaviyo's address, "https://a.klaviyo.com", or a simulator's.
 	BaseURL string
-	// PrivateKey is the account's private API key ("pk_…").
+	// PrivateKey is the account's private API key ("pk_…"). Give it or Token, not both.
 	PrivateKey string
+	// Token returns the access token of the account's OAuth grant (Authorization: Bearer),
+	// used instead of PrivateKey. The client asks for it before each request, once the
+	// request's rate limit let it go, so that a token the caller refreshed is used at once.
+	// Its error keeps its kind (an unauthorized grant stays EUNAUTHORIZED); an error of no
+	// zenklav kind is EUNAVAILABLE.
+	Token func(ctx context.Context) (string, error)
 	// HTTPClient sends the requests; a new client on http.DefaultTransport when nil.
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP call; DefaultTimeout when 0.
@@ -62,7 +70,15 @@ type ClientConfig struct {
 
 // String keeps the private key out of anything that prints a config with %v.
 func (c ClientConfig) String() string {
-	return fmt.Sprintf("{BaseURL:%s PrivateKey:[redacted] Timeout:%s}", c.BaseURL, c.Timeout)
+	return fmt.Sprintf("{BaseURL:%s PrivateKey:[redacted] Token:%s Timeout:%s}", c.BaseURL, c.tokenState(), c.Timeout)
+}
+
+// tokenState says whether a Token function is set, without calling it.
+func (c ClientConfig) tokenState() string {
+	if c.Token == nil {
+		return "none"
+	}
+	return "set"
 }
 
 // GoString keeps the private key out of %#v.
@@ -73,6 +89,7 @@ func (c ClientConfig) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("base_url", c.BaseURL),
 		slog.String("private_key", "[redacted]"),
+		slog.String("token", c.tokenState()),
 		slog.Duration("timeout", c.Timeout),
 	)
 }
@@ -98,13 +115,15 @@ func validateEvent(e Event) error {
 type Client struct {
 	logger  *slog.Logger
 	base    *url.URL
-	key     string
+	key     string                                    // the private key, or "" when token is set
+	token   func(ctx context.Context) (string, error) // the OAuth grant's access token
 	http    *http.Client
 	timeout time.Duration
 	buckets map[string]*bucket // by path: the account's rate limits, one bucket per endpoint
 }
 
-// NewClient returns a client for the account whose private key is cfg.PrivateKey.
+// NewClient returns a client for the account whose private key is cfg.PrivateKey, or whose
+// OAuth grant cfg.Token gives the access token of.
 func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if logger == nil {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: logger is nil")
@@ -113,13 +132,13 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EINVALID, err, "new klaviyo client")
 	}
-	if cfg.PrivateKey == "" {
-		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: private key is required")
+	if (cfg.PrivateKey == "") == (cfg.Token == nil) {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: give a private key or an OAuth token, one of the two")
 	}
 	if cfg.Timeout < 0 {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: timeout %s is negative", cfg.Timeout)
 	}
-	c := &Client{logger: logger, base: base, key: cfg.PrivateKey, http: cfg.HTTPClient, timeout: cfg.Timeout,
+	c := &Client{logger: logger, base: base, key: cfg.PrivateKey, token: cfg.Token, http: cfg.HTTPClient, timeout: cfg.Timeout,
 		buckets: make(map[string]*bucket, len(limitsByPath))}
 	for path, l := range limitsByPath {
 		c.buckets[path] = newBucket(l)
@@ -304,7 +323,11 @@ func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, que
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EINTERNAL, err, "%s: build request", op)
 	}
-	req.Header.Set("Authorization", "Klaviyo-API-Key "+c.key)
+	auth, err := c.authorization(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", auth)
 	req.Header.Set("revision", Revision)
 	req.Header.Set("Accept", MediaType)
 	if payload != nil {
@@ -331,6 +354,27 @@ func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, que
 		kind = zenklav.ENOTFOUND
 	}
 	return nil, apiclient.Failure(op, status, kind, apiErr, apiErr.RetryAfter, apiErr.Response())
+}
+
+// authorization is the Authorization header of a request: the private key, or the OAuth
+// grant's access token as it is now.
+func (c *Client) authorization(ctx context.Context, op string) (string, error) {
+	if c.token == nil {
+		return "Klaviyo-API-Key " + c.key, nil
+	}
+	tok, err := c.token(ctx)
+	if err == nil && tok == "" {
+		err = zenklav.Errorf(zenklav.EUNAUTHORIZED, "the OAuth grant gave an empty access token")
+	}
+	if err != nil {
+		kind := zenklav.EUNAVAILABLE
+		var ze *zenklav.Error
+		if errors.As(err, &ze) {
+			kind = ze.Code
+		}
+		return "", zenklav.Wrap(kind, err, "%s: access token", op)
+	}
+	return "Bearer " + tok, nil
 }
 
 // ErrorDetail is one entry of Klaviyo's JSON:API error list. Klaviyo also sends each

@@ -10,6 +10,11 @@
 // ConversationMessages); it sends signed system webhooks (SendWebhook, Sign), and plays a
 // customer's phone (Text).
 //
+// For setting up a connection (admin.go, oauth.go) it serves the Webhooks API, whose webhooks
+// then receive the system webhooks of their topics, and Klaviyo's OAuth for an app: a consent
+// page, the token and revocation endpoints, and access tokens that work on every API route
+// alongside the private keys.
+//
 // Every request is validated against Klaviyo's OpenAPI document (stable.json, revision
 // 2026-07-15), and so is every answer the simulator gives. A request that does not conform
 // is answered 400 with a JSON:API error list and recorded; tests read the record with
@@ -40,6 +45,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +87,8 @@ type Server struct {
 	hookURL, hookSecret string
 	hookClient          *http.Client
 	phone               Phone
+
+	oauth oauthState // the OAuth app, its grants and tokens (oauth.go)
 }
 
 // New returns a simulator that is not listening anywhere: serve it as an http.Handler.
@@ -104,6 +112,8 @@ func New(logger *slog.Logger) (*Server, error) {
 		hookAccount: DefaultWebhookAccountID,
 		hookID:      DefaultWebhookID,
 		hookClient:  &http.Client{Timeout: webhookTimeout},
+
+		oauth: newOAuthState(),
 	}, nil
 }
 
@@ -240,32 +250,73 @@ type Violation = apispec.Violation
 // one it allows but no account matches.
 var (
 	errNoKey      = errors.New("no Klaviyo-API-Key authorization")
-	errUnknownKey = errors.New("unknown private key")
+	errUnknownKey = errors.New("unknown private key, or an access token that expired or was revoked")
 )
 
-// keyPrefix starts the Authorization header of private-key requests.
-const keyPrefix = "Klaviyo-API-Key "
+// keyPrefix starts the Authorization header of private-key requests, bearerPrefix that of
+// requests with an OAuth access token.
+const (
+	keyPrefix    = "Klaviyo-API-Key "
+	bearerPrefix = "Bearer "
+)
 
 // authenticate is the openapi3filter hook for the spec's security schemes. stable.json
 // declares one, Klaviyo-API-Key: an apiKey in the Authorization header whose value is
-// "Klaviyo-API-Key <private key>", required by every /api/ operation.
+// "Klaviyo-API-Key <private key>", required by every /api/ operation. Klaviyo takes "Bearer
+// <access token>" in the same header from an OAuth app (its OAuth guide, not the spec), and
+// so does the simulator, for the tokens it issued.
 func (s *Server) authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
 	scheme := in.SecurityScheme
 	if scheme.Type != "apiKey" || scheme.In != "header" {
 		return fmt.Errorf("security scheme %q (%s in %s) is not simulated", in.SecuritySchemeName, scheme.Type, scheme.In)
 	}
 	v := in.RequestValidationInput.Request.Header.Get(scheme.Name)
+	if token, ok := strings.CutPrefix(v, bearerPrefix); ok && !s.issued(token) {
+		// A private key sent as a Bearer token, say: a client's mistake, not a grant that
+		// ended.
+		return fmt.Errorf("%w in header %s, but a Bearer token the simulator never issued", errNoKey, scheme.Name)
+	}
 	key, ok := strings.CutPrefix(v, keyPrefix)
+	if !ok {
+		key, ok = strings.CutPrefix(v, bearerPrefix)
+	}
 	if !ok || key == "" {
 		return fmt.Errorf("%w in header %s, which security scheme %q requires", errNoKey, scheme.Name, in.SecuritySchemeName)
 	}
-	s.mu.Lock()
-	_, known := s.accounts[key]
-	s.mu.Unlock()
-	if !known {
+	if s.credentials(in.RequestValidationInput.Request).key == "" {
 		return errUnknownKey
 	}
 	return nil
+}
+
+// credential is what a request's Authorization names: the private key of its account, and
+// for an access token the scopes its grant gave.
+type credential struct {
+	key    string // "" when the header names no account
+	bearer bool
+	scopes []string
+}
+
+// credentials reads r's Authorization: a private key an account has, or an access token
+// the simulator issued that still works, for the account that granted it.
+func (s *Server) credentials(r *http.Request) credential {
+	v := r.Header.Get("Authorization")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if key, ok := strings.CutPrefix(v, keyPrefix); ok {
+		if _, known := s.accounts[key]; known {
+			return credential{key: key}
+		}
+		return credential{}
+	}
+	if token, ok := strings.CutPrefix(v, bearerPrefix); ok {
+		if key, scopes, ok := s.bearer(token); ok {
+			if _, known := s.accounts[key]; known {
+				return credential{key: key, bearer: true, scopes: scopes}
+			}
+		}
+	}
+	return credential{}
 }
 
 // call is one API request that passed validation.
@@ -303,6 +354,14 @@ var handlers = map[string]handler{
 
 	"get_conversations_for_profile": (*Server).getConversationsForProfile,
 	"create_conversation_message":   (*Server).createConversationMessage,
+
+	"get_webhooks":       (*Server).getWebhooks,
+	"create_webhook":     (*Server).createWebhook,
+	"get_webhook":        (*Server).getWebhook,
+	"update_webhook":     (*Server).updateWebhook,
+	"delete_webhook":     (*Server).deleteWebhook,
+	"get_webhook_topics": (*Server).getWebhookTopics,
+	"get_webhook_topic":  (*Server).getWebhookTopic,
 }
 
 // ServeHTTP answers Klaviyo's API and, under /sandbox, the simulator's own pages.
@@ -311,14 +370,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveSandbox(w, r)
 		return
 	}
+	if strings.HasPrefix(r.URL.Path, "/oauth/") {
+		s.serveOAuth(w, r)
+		return
+	}
 	s.serveAPI(w, r)
 }
 
-// countAnswer counts status against the account the request's key names. Requests with no
-// known key belong to no account and are not counted.
+// countAnswer counts status against the account the request's credentials name. Requests
+// with no known key or working token belong to no account and are not counted.
 func (s *Server) countAnswer(r *http.Request, status int) {
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), keyPrefix)
-	if !ok {
+	key := s.credentials(r).key
+	if key == "" {
 		return
 	}
 	s.mu.Lock()
@@ -357,29 +420,58 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	sw := &apispec.StatusWriter{ResponseWriter: w}
 	s.spec.Serve(sw, r, s.Recorder, s.authenticate, errUnknownKey, refusals,
 		func(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string) {
-			key := strings.TrimPrefix(r.Header.Get("Authorization"), keyPrefix)
-			opID := route.Operation.OperationID
-			a := s.admit(w, key, opID, limitKey(opID, r.URL.Query()))
-			if a.status == 0 {
-				if h, ok := handlers[opID]; ok {
-					s.mu.Lock()
-					acct := s.accounts[key]
-					s.mu.Unlock()
-					a = h(s, &call{body: body, key: key, account: acct, base: baseURL(r), query: r.URL.Query(), params: params})
-				} else {
-					a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
-				}
-			}
-			switch {
-			case len(a.errors) > 0:
-				writeErrors(w, a.status, a.errors...)
-			case a.body != nil:
-				writeJSON(w, a.status, a.body)
-			default:
-				w.WriteHeader(a.status)
-			}
+			s.handle(w, r, route, params, body)
 		})
 	s.countAnswer(r, sw.Status)
+}
+
+// handle answers a request that passed validation: the access token's scopes, injected
+// failures and the rate limit first, then the operation's handler.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, route *routers.Route, params map[string]string, body []byte) {
+	cred := s.credentials(r)
+	opID := route.Operation.OperationID
+	a := scopeAnswer(cred, route)
+	if a.status == 0 {
+		a = s.admit(w, cred.key, opID, limitKey(opID, r.URL.Query()))
+	}
+	if a.status == 0 {
+		if h, ok := handlers[opID]; ok {
+			s.mu.Lock()
+			acct := s.accounts[cred.key]
+			s.mu.Unlock()
+			a = h(s, &call{body: body, key: cred.key, account: acct, base: baseURL(r), query: r.URL.Query(), params: params})
+		} else {
+			a = answer{status: http.StatusNotImplemented, errors: []apiError{{Code: "not_simulated", Title: "Not simulated.", Detail: fmt.Sprintf("klaviyotest does not simulate %s (%s %s)", opID, r.Method, route.Path)}}}
+		}
+	}
+	switch {
+	case len(a.errors) > 0:
+		writeErrors(w, a.status, a.errors...)
+	case a.body != nil:
+		writeJSON(w, a.status, a.body)
+	default:
+		w.WriteHeader(a.status)
+	}
+}
+
+// scopeAnswer refuses an access token that expired since it was authenticated, and one
+// without every scope the operation names in x-klaviyo-scopes; a private key has every
+// scope.
+func scopeAnswer(cred credential, route *routers.Route) answer {
+	if cred.key == "" {
+		return answer{status: http.StatusUnauthorized, errors: []apiError{{Code: "authentication_failed", Title: "Incorrect authentication credentials.", Detail: "Incorrect authentication credentials."}}}
+	}
+	if !cred.bearer {
+		return answer{}
+	}
+	need, _ := route.Operation.Extensions["x-klaviyo-scopes"].([]any)
+	for _, sc := range need {
+		if name, _ := sc.(string); !slices.Contains(cred.scopes, name) {
+			return answer{status: http.StatusForbidden, errors: []apiError{{Code: "permission_denied", Title: "You do not have permission to perform this action.",
+				Detail: fmt.Sprintf("The access token lacks the scope %s, which %s requires.", name, route.Operation.OperationID)}}}
+		}
+	}
+	return answer{}
 }
 
 // baseURL is the scheme and host r came to.

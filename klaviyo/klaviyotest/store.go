@@ -32,6 +32,13 @@ var limits = map[string]limit{
 	"get_lists_for_profile":             {perSecond: 3, perMinute: 60},
 	"get_conversations_for_profile":     {perSecond: 3, perMinute: 60},
 	"create_conversation_message":       {perSecond: 3, perMinute: 60},
+	"get_webhooks":                      {perSecond: 1, perMinute: 15},
+	"create_webhook":                    {perSecond: 1, perMinute: 15},
+	"get_webhook":                       {perSecond: 1, perMinute: 15},
+	"update_webhook":                    {perSecond: 1, perMinute: 15},
+	"delete_webhook":                    {perSecond: 1, perMinute: 15},
+	"get_webhook_topics":                {perSecond: 1, perMinute: 15},
+	"get_webhook_topic":                 {perSecond: 1, perMinute: 15},
 }
 
 // account is one Klaviyo account: what it accepted, how it answered, and its rate-limit
@@ -50,6 +57,8 @@ type account struct {
 
 	sms           SMSSettings
 	conversations map[string]*conversation // by id
+
+	webhooks []*webhook // the system webhooks of the Webhooks API, oldest first (admin.go)
 }
 
 // profile is one profile of an account: made by a bulk import, by an event about it, or by

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -63,7 +62,8 @@ func (s *Server) SetWebhookIDs(accountID, webhookID string) {
 }
 
 // SetWebhookTarget sets where Text sends its webhooks, and the secret it signs them with
-// (the connection's Klaviyo webhook secret).
+// (the connection's Klaviyo webhook secret), besides the webhooks made through the Webhooks
+// API (admin.go).
 func (s *Server) SetWebhookTarget(url, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,7 +76,16 @@ func (s *Server) SetWebhookTarget(url, secret string) {
 // a header or the body before sending it itself (sign again with Sign).
 func (s *Server) WebhookRequest(url, secret string, items ...WebhookItem) (*http.Request, error) {
 	s.mu.Lock()
-	now, account, id := s.now().UTC(), s.hookAccount, s.hookID
+	id := s.hookID
+	s.mu.Unlock()
+	return s.webhookRequest(url, secret, id, items...)
+}
+
+// webhookRequest is WebhookRequest for the webhook of id: SetWebhookIDs's, or one made
+// through the Webhooks API.
+func (s *Server) webhookRequest(url, secret, id string, items ...WebhookItem) (*http.Request, error) {
+	s.mu.Lock()
+	now, account := s.now().UTC(), s.hookAccount
 	s.mu.Unlock()
 	if items == nil {
 		items = []WebhookItem{}
@@ -254,41 +263,36 @@ var optIn = []string{"START", "UNSTOP"}
 // Text plays a customer's phone: fromPhone (E.164) texts body to the account's number
 // (SetPhone, SetSMS). The text joins the customer's conversation, made with the profile on
 // the first text; STOP and its synonyms unsubscribe the profile and START subscribes it
-// again, as Klaviyo does. The inbound-SMS webhook goes to the target of SetWebhookTarget;
-// Text returns its item, and an error when the target did not answer 2xx (the text stays in
-// the conversation, as a text Klaviyo received would).
+// again, as Klaviyo does. The inbound-SMS webhook goes to the target of SetWebhookTarget and
+// to the account's enabled webhooks of topic zenklav.TopicInboundSMS made through the
+// Webhooks API; Text returns its item, and an error when there is no target or one did not
+// answer 2xx (the text stays in the conversation, as a text Klaviyo received would).
 func (s *Server) Text(fromPhone, body string) (WebhookItem, error) {
-	m, url, secret, err := s.receiveText(fromPhone, body)
+	m, targets, err := s.receiveText(fromPhone, body)
 	if err != nil {
 		return WebhookItem{}, err
 	}
 	item := s.InboundSMSItem(m)
-	if url == "" {
-		return item, errors.New("text: no webhook target (SetWebhookTarget)")
+	if len(targets) == 0 {
+		return item, errors.New("text: no webhook target (SetWebhookTarget, or a webhook of topic " + zenklav.TopicInboundSMS + " made through the Webhooks API)")
 	}
-	resp, err := s.SendWebhook(url, secret, item)
-	if err != nil {
-		return item, fmt.Errorf("text: deliver webhook: %w", err)
-	}
-	defer resp.Body.Close()
-	reply, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return item, fmt.Errorf("text: webhook target answered %d: %s", resp.StatusCode, bytes.TrimSpace(reply))
+	if _, err := s.deliver(targets, []WebhookItem{item}); err != nil {
+		return item, fmt.Errorf("text: %w", err)
 	}
 	return item, nil
 }
 
 // receiveText keeps a customer's text in the phone's account and returns the inbound message
 // to announce, and where to.
-func (s *Server) receiveText(fromPhone, body string) (m InboundSMS, url, secret string, err error) {
+func (s *Server) receiveText(fromPhone, body string) (m InboundSMS, targets []hookTarget, err error) {
 	if !zenklav.IsE164(fromPhone) {
-		return m, "", "", fmt.Errorf("text: %q is not an E.164 phone number", fromPhone)
+		return m, nil, fmt.Errorf("text: %q is not an E.164 phone number", fromPhone)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, err := s.phoneAccount()
 	if err != nil {
-		return m, "", "", err
+		return m, nil, err
 	}
 	now := s.now()
 	p := a.byPhone(fromPhone)
@@ -311,7 +315,10 @@ func (s *Server) receiveText(fromPhone, body string) (m InboundSMS, url, secret 
 	cv.messages = append(cv.messages, Message{Inbound: true, Body: body, Time: now})
 	m = InboundSMS{ConversationID: cv.id, ProfileID: p.id, From: fromPhone, To: cmp.Or(a.sms.Number, DefaultSMSNumber),
 		Body: body, SenderType: a.sms.SenderType, Time: now}
-	return m, s.hookURL, s.hookSecret, nil
+	if s.hookURL != "" {
+		targets = append(targets, hookTarget{url: s.hookURL, secret: s.hookSecret, id: s.hookID})
+	}
+	return m, append(targets, a.webhookTargets(zenklav.TopicInboundSMS)...), nil
 }
 
 // phoneAccount is the account Text texts. The caller holds s.mu.
