@@ -31,6 +31,8 @@ BENCH_SMS_TEXT_RATE=${BENCH_SMS_TEXT_RATE:-5}
 BENCH_SMS_REPLIES=${BENCH_SMS_REPLIES:-20}
 BENCH_SMS_BURST=${BENCH_SMS_BURST:-500}
 BENCH_SMS_REPLY_BURST=${BENCH_SMS_REPLY_BURST:-60}
+# Connections at run time (issue 15): BENCH_CONNECTIONS stored connections.
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-1000}
 
 # bench_sms: SMS conversations through `zenklav api` and `zenklav sms`, two processes that
 # loadgen starts against the real Kafka and the Zendesk and Klaviyo simulators it serves.
@@ -40,18 +42,29 @@ bench_sms() {
 		-texts "$BENCH_SMS_TEXTS" -customers 50 -text-rate "$BENCH_SMS_TEXT_RATE" -replies "$BENCH_SMS_REPLIES" -reply-rate 0.5 \
 		-burst "$BENCH_SMS_BURST" -reply-burst "$BENCH_SMS_REPLY_BURST"
 }
+# bench_connections: a fresh connections store filled by `zenklav connections apply`, the
+# start-up time and memory of `zenklav all` with 1 and with BENCH_CONNECTIONS stored
+# connections, and from applying a new one to its first webhook accepted by that `zenklav all`
+# and a `zenklav api` beside it (issue 15's target: ≤ 5 s). `BENCH_ONLY=connections
+# build/bench.sh` runs this section alone.
+bench_connections() {
+	bin/loadgen connections -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -http "$BENCH_HTTP" \
+		-n "$BENCH_CONNECTIONS" -starts 3 -repeats 3
+}
 header() {
 	echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 	echo "| measurement | load | rate | latency / notes |"
 	echo "|---|---|---|---|"
 }
-if [ "${BENCH_ONLY:-}" = sms ]; then
+case "${BENCH_ONLY:-}" in
+sms | connections)
 	go build -o bin/zenklav ./cmd/zenklav
 	go build -o bin/loadgen ./build/loadgen
 	header
-	bench_sms
+	"bench_$BENCH_ONLY"
 	exit
-fi
+	;;
+esac
 
 echo "== Go micro-benchmarks"
 go test -run='^$' -bench=. -benchmem -count=1 ./...
@@ -143,3 +156,6 @@ bin/loadgen freshness -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKL
 # SMS conversations (issue 14's targets: p95 ≤ 2 s from a text to Zendesk and from a reply to
 # Klaviyo; no 429 from Klaviyo in a burst of replies).
 bench_sms
+# Connections at run time (issue 15's target: a new connection in force in every running
+# process within 5 s), and start-up with 1,000 stored connections.
+bench_connections

@@ -53,6 +53,8 @@ type Store struct {
 
 	loading sync.Mutex // one load at a time, so an older set never replaces a newer one
 	loaded  time.Time  // when the last load began
+	// loadedVersion is the table's version the last load read (a later one is at least as new).
+	loadedVersion uint64
 }
 
 // Open creates topic (compacted) when it is missing and reads it whole.
@@ -235,6 +237,16 @@ func (s *Store) load(ctx context.Context, conns *zenklav.Connections, asked time
 		return nil
 	}
 	began := s.now()
+	if err := s.table.Sync(ctx); err != nil {
+		return err
+	}
+	version := s.table.Version()
+	if s.loadedVersion == version && !s.loaded.IsZero() {
+		// Nothing was written since the last load: no need to open every secret again (a
+		// burst of messages of a removed connection each asks).
+		s.loaded = began
+		return nil
+	}
 	entries, err := s.List(ctx)
 	if err != nil {
 		return err
@@ -255,6 +267,6 @@ func (s *Store) load(ctx context.Context, conns *zenklav.Connections, asked time
 	if err := conns.Replace(list...); err != nil {
 		return err
 	}
-	s.loaded = began
+	s.loaded, s.loadedVersion = began, version
 	return nil
 }

@@ -25,6 +25,10 @@
 //	    SMS conversations through bin/zenklav api and bin/zenklav sms: text → Zendesk and
 //	    agent reply → Klaviyo latency with no backlog, customers texting at once against
 //	    Zendesk's 700 requests a minute, a burst of replies against Klaviyo's 60 a minute
+//	loadgen connections -brokers … -clickhouse … [-n 1000] [-starts 3] [-repeats 3]
+//	    a fresh connections store filled by bin/zenklav connections apply; start-up time and
+//	    memory of bin/zenklav all with 1 and with -n stored connections; then, beside it, a
+//	    bin/zenklav api: from applying a new connection to its first webhook accepted by each
 //
 // It prints one Markdown table row per measurement, for docs/benchmarks.md.
 package main
@@ -53,7 +57,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness|hostile|sms [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness|hostile|sms|connections [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -78,6 +82,8 @@ func main() {
 		err = hostile(os.Args[2:])
 	case "sms":
 		err = smsConversations(os.Args[2:])
+	case "connections":
+		err = connectionsAtRunTime(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown measurement %q", os.Args[1])
 	}
