@@ -52,9 +52,9 @@ type ReportClaims struct {
 
 // Reports issues and verifies report tokens.
 type Reports struct {
-	keys        []SigningKey
-	connections []string // the connections' ids; nil when unknown (issuing only)
-	now         func() time.Time
+	keys  []SigningKey
+	conns *zenklav.Connections // the connections tokens may name, as they stand; nil when unknown (issuing only)
+	now   func() time.Time
 }
 
 // NewReports returns a Reports that signs with keys[0] and verifies with any of keys
@@ -68,11 +68,7 @@ func NewReports(keys []SigningKey, conns *zenklav.Connections, now func() time.T
 	if now == nil {
 		now = time.Now
 	}
-	a := &Reports{keys: keys, now: now}
-	if conns != nil {
-		a.connections = conns.IDs()
-	}
-	return a, nil
+	return &Reports{keys: keys, now: now, conns: conns}, nil
 }
 
 // TokenRequest is what a report token is issued for.
@@ -125,8 +121,8 @@ func (a *Reports) checkRequest(req TokenRequest) error {
 		case t == AllConnections && req.Role != RoleAdmin:
 			return zenklav.Errorf(zenklav.EINVALID, "only an %s may read every tenant (%s)", RoleAdmin, AllConnections)
 		case t == AllConnections:
-		case a.connections != nil && !slices.Contains(a.connections, t):
-			return zenklav.Errorf(zenklav.EINVALID, "tenant %q is not a connection of the connections file (%s)", t, strings.Join(a.connections, ", "))
+		case a.conns != nil && a.conns.ByID(t) == nil:
+			return zenklav.Errorf(zenklav.EINVALID, "tenant %q is not a connection of the connections file (%s)", t, strings.Join(a.conns.IDs(), ", "))
 		case strings.TrimSpace(t) == "":
 			return zenklav.Errorf(zenklav.EINVALID, "a tenant is empty")
 		}
@@ -139,35 +135,18 @@ func (a *Reports) checkRequest(req TokenRequest) error {
 // future. A token that fails any of that is EUNAUTHORIZED; a good one whose role may not
 // read reports, or whose tenants are none of zenklav's connections, is EFORBIDDEN.
 func (a *Reports) Verify(token string) (Caller, error) {
-	if a.connections == nil {
-		return Caller{}, zenklav.Errorf(zenklav.EINTERNAL, "report tokens are verified against the connections")
-	}
-	if token == "" {
-		return Caller{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing report token")
-	}
-	if len(token) > maxTokenBytes {
-		return Caller{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "report token is over %d bytes", maxTokenBytes)
-	}
-	var claims ReportClaims
-	kid, err := parseZenklavToken(token, reportsAudience, a.keys, false, leeway, a.now, &claims)
-	if errors.Is(err, errUnknownKey) {
-		// A retired key's tokens end here: say so, since the operator's fix is a new token.
-		return Caller{}, zenklav.Wrap(zenklav.EUNAUTHORIZED, err, "report token is signed with a key zenklav does not have (kid %q): ask for a new token", trimKid(kid))
-	}
+	claims, kid, err := a.verify(token)
 	if err != nil {
-		return Caller{}, refusal("report token", err)
-	}
-	if claims.Role != RoleMarketer && claims.Role != RoleAdmin {
-		return Caller{}, zenklav.Errorf(zenklav.EFORBIDDEN, "role %q may not read reports", trimKid(claims.Role))
+		return Caller{}, err
 	}
 	var connections []string
 	for _, t := range claims.Connections {
 		switch {
 		case t == AllConnections && claims.Role == RoleAdmin:
-			connections = append(connections, a.connections...)
+			connections = append(connections, a.conns.IDs()...)
 		case t == AllConnections:
 			return Caller{}, zenklav.Errorf(zenklav.EFORBIDDEN, "only an %s may read every tenant", RoleAdmin)
-		case slices.Contains(a.connections, t):
+		case a.conns.ByID(t) != nil:
 			connections = append(connections, t)
 		}
 	}
@@ -176,4 +155,43 @@ func (a *Reports) Verify(token string) (Caller, error) {
 		return Caller{}, zenklav.Errorf(zenklav.EFORBIDDEN, "this token may read no connection zenklav has")
 	}
 	return Caller{Subject: claims.Subject, Role: claims.Role, Connections: connections, KeyID: kid, ExpiresAt: claims.ExpiresAt.Time.UTC()}, nil
+}
+
+// verify checks a report token's signature, issuer, audience, times and role.
+func (a *Reports) verify(token string) (ReportClaims, string, error) {
+	if a.conns == nil {
+		return ReportClaims{}, "", zenklav.Errorf(zenklav.EINTERNAL, "report tokens are verified against the connections")
+	}
+	if token == "" {
+		return ReportClaims{}, "", zenklav.Errorf(zenklav.EUNAUTHORIZED, "missing report token")
+	}
+	if len(token) > maxTokenBytes {
+		return ReportClaims{}, "", zenklav.Errorf(zenklav.EUNAUTHORIZED, "report token is over %d bytes", maxTokenBytes)
+	}
+	var claims ReportClaims
+	kid, err := parseZenklavToken(token, reportsAudience, a.keys, false, leeway, a.now, &claims)
+	if errors.Is(err, errUnknownKey) {
+		// A retired key's tokens end here: say so, since the operator's fix is a new token.
+		return ReportClaims{}, "", zenklav.Wrap(zenklav.EUNAUTHORIZED, err, "report token is signed with a key zenklav does not have (kid %q): ask for a new token", trimKid(kid))
+	}
+	if err != nil {
+		return ReportClaims{}, "", refusal("report token", err)
+	}
+	if claims.Role != RoleMarketer && claims.Role != RoleAdmin {
+		return ReportClaims{}, "", zenklav.Errorf(zenklav.EFORBIDDEN, "role %q may not read reports", trimKid(claims.Role))
+	}
+	return claims, kid, nil
+}
+
+// VerifyAdmin checks an admin's token as Verify does, but for the operators' pages, which an
+// admin uses before zenklav has any connection: the tenants it names need not exist (yet).
+func (a *Reports) VerifyAdmin(token string) (Caller, error) {
+	claims, kid, err := a.verify(token)
+	if err != nil {
+		return Caller{}, err
+	}
+	if claims.Role != RoleAdmin {
+		return Caller{}, zenklav.Errorf(zenklav.EFORBIDDEN, "only an %s may use the operators' pages", RoleAdmin)
+	}
+	return Caller{Subject: claims.Subject, Role: claims.Role, Connections: claims.Connections, KeyID: kid, ExpiresAt: claims.ExpiresAt.Time.UTC()}, nil
 }

@@ -2,7 +2,6 @@ package backend
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -26,7 +25,8 @@ import (
 // Admin serves the operators' /admin pages: sign-in with an admin token, the setup wizard,
 // the connections and each one's health (adminui has the pages).
 type Admin struct {
-	// Verify checks a token; only reports tokens of role admin sign in.
+	// Verify checks a token; only reports tokens of role admin sign in
+	// (auth.Reports.VerifyAdmin).
 	Verify func(token string) (auth.Caller, error)
 	Setup  *setup.Service
 	// Keys seal the wizard's connection in progress in its cookie: it holds the grants and
@@ -37,23 +37,9 @@ type Admin struct {
 	// PublicURL is zenklav's address as browsers and the vendors reach it: the OAuth
 	// redirects come back under it.
 	PublicURL string
-	// Health and Test, when set, give a connection's health and send a test ticket event
-	// through the real path (its event id).
-	Health func(ctx context.Context, id string) (HealthView, error)
-	Test   func(ctx context.Context, id string) (string, error)
-	Pages  fs.FS // adminui.Pages()
-	Now    func() time.Time
+	Pages     fs.FS // adminui.Pages()
+	Now       func() time.Time
 }
-
-// HealthView is a connection's health as its page shows it.
-type HealthView struct {
-	Healthy  bool
-	Problems []string // what the admin should do, in plain words
-	Rows     []HealthRow
-}
-
-// HealthRow is one line of the health table.
-type HealthRow struct{ Name, Value string }
 
 const (
 	adminCookie = "zenklav_admin" // the admin token
@@ -65,6 +51,9 @@ const (
 // admin is the running /admin: its templates and settings.
 type admin struct {
 	Admin
+	// health is the server's connection health (Options.ConnectionHealth): each connection's
+	// page shows its report and sends its test event.
+	health *ConnectionHealth
 	pages  *template.Template
 	css    []byte
 	secure bool // cookies only over https
@@ -72,7 +61,7 @@ type admin struct {
 
 // routeAdmin adds /admin and its pages.
 func (s *Server) routeAdmin(e *gin.Engine) error {
-	a := &admin{Admin: *s.opts.Admin, secure: strings.HasPrefix(s.opts.Admin.PublicURL, "https://")}
+	a := &admin{Admin: *s.opts.Admin, health: s.opts.ConnectionHealth, secure: strings.HasPrefix(s.opts.Admin.PublicURL, "https://")}
 	if a.Now == nil {
 		a.Now = time.Now
 	}
@@ -113,7 +102,7 @@ type page struct {
 	Draft                                 *draftView
 	Changes                               []setup.Change
 	Conn                                  *connectionView
-	Health                                *HealthView
+	Health                                *healthView
 }
 
 // render answers a page under the admin's CSP: nothing but zenklav's stylesheet, forms sent
@@ -221,7 +210,7 @@ func (a *admin) login(c *gin.Context) {
 	who, err := a.Verify(tok)
 	switch {
 	case err != nil:
-		a.render(c, http.StatusUnauthorized, "login.html", page{Title: "Sign in", Error: "That token was refused: " + zenklav.ErrorMessage(err)})
+		a.render(c, pageStatus(err), "login.html", page{Title: "Sign in", Error: "That token was refused: " + zenklav.ErrorMessage(err)})
 		return
 	case who.Role != auth.RoleAdmin:
 		a.render(c, http.StatusForbidden, "login.html", page{Title: "Sign in", Error: "That token is not an admin's: zenklav token --role admin prints one."})

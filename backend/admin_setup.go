@@ -1,9 +1,11 @@
 package backend
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/connstatus"
 	"github.com/zenklav/zenklav/connstore"
 )
 
@@ -96,8 +99,8 @@ func (a *admin) step(f func(*gin.Context, *wizard)) gin.HandlerFunc {
 			w = &wizard{}
 		}
 		f(c, w)
-		if c.Writer.Written() {
-			return
+		if c.Writer.Written() || c.IsAborted() {
+			return // the step answered itself (a page, or a redirect it chose)
 		}
 		if err := a.saveWizard(c, session, w); err != nil {
 			_ = c.Error(err)
@@ -189,6 +192,7 @@ func subdomainOf(s string) (string, error) {
 func (a *admin) cancel(c *gin.Context, w *wizard) {
 	a.setCookie(c, draftCookie, "", -1)
 	c.Redirect(http.StatusSeeOther, "/admin/setup")
+	c.Abort() // a redirect after a POST writes no body: say the step answered
 }
 
 // connectZendesk sends the browser to Zendesk's consent page.
@@ -211,6 +215,7 @@ func (a *admin) connect(c *gin.Context, w *wizard, vendor string, p zenklav.OAut
 	}
 	to := p.AuthorizeURL(w.Connection.Zendesk.Subdomain, a.redirectURI(vendor), w.Pending.State, oauth2.S256ChallengeFromVerifier(w.Pending.Verifier))
 	c.Redirect(http.StatusSeeOther, to)
+	c.Abort() // a redirect after a POST writes no body: say the step answered
 }
 
 func (a *admin) redirectURI(vendor string) string {
@@ -361,9 +366,11 @@ func (a *admin) showConnection(c *gin.Context, id string, status int, p page) {
 		return
 	}
 	p.Title, p.CSRF, p.Conn = "Connection "+id, csrf(session), viewOfConnection(e)
-	if a.Health != nil {
-		if h, err := a.Health(c.Request.Context(), id); err == nil {
-			p.Health = &h
+	if h := a.health; h != nil && h.Reports != nil && !e.Disabled {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), healthTimeout)
+		defer cancel()
+		if rep, err := h.Reports.Report(ctx, id); err == nil {
+			p.Health = viewOfHealth(rep)
 		} else {
 			p.Error = "Health unavailable: " + zenklav.ErrorMessage(err)
 		}
@@ -374,16 +381,16 @@ func (a *admin) showConnection(c *gin.Context, id string, status int, p page) {
 // test sends a test ticket event through the real path.
 func (a *admin) test(c *gin.Context) {
 	id := c.Param("id")
-	if a.Test == nil {
+	if a.health == nil || a.health.Tester == nil {
 		a.showConnection(c, id, http.StatusNotImplemented, page{Error: "Test events are not available in this process."})
 		return
 	}
-	ev, err := a.Test(c.Request.Context(), id)
+	ev, err := a.health.Tester.TestEvent(c.Request.Context(), id)
 	if err != nil {
 		a.showConnection(c, id, pageStatus(err), page{Error: "The test event was not accepted: " + zenklav.ErrorMessage(err)})
 		return
 	}
-	a.showConnection(c, id, http.StatusOK, page{Notice: "Test ticket event " + ev + " sent: reload this page to see it delivered to Klaviyo."})
+	a.showConnection(c, id, http.StatusOK, page{Notice: fmt.Sprintf("Test ticket event %s sent (ticket %d): reload this page to see it delivered to Klaviyo.", ev.EventID, ev.Ticket.ID)})
 }
 
 // disconnect removes what zenklav made for the connection, revokes its grants and forgets it.
@@ -511,6 +518,49 @@ func (a *admin) viewOf(c *gin.Context, w *wizard) *draftView {
 	}
 	for _, b := range brands {
 		v.Brands = append(v.Brands, brandOption{Brand: b, Checked: slices.Contains(conn.Zendesk.Brands.IDs, b.ID), SMSBrand: conn.SMS.Brand == b.ID})
+	}
+	return v
+}
+
+// healthView is a connection's health as its page shows it.
+type healthView struct {
+	Healthy  bool
+	Problems []string // what the admin should do, in plain words
+	Rows     []healthRow
+}
+
+type healthRow struct{ Name, Value string }
+
+// viewOfHealth lays a health report out for the page.
+func viewOfHealth(r connstatus.Report) *healthView {
+	when := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 UTC") + " (" + r.At.Sub(t).Round(time.Second).String() + " ago)"
+	}
+	v := &healthView{Healthy: r.Healthy, Problems: r.Problems, Rows: []healthRow{
+		{"Last Zendesk webhook", when(r.LastWebhook)},
+		{"Last metric delivered to Klaviyo", when(r.LastDelivery)},
+		{"Dead letters waiting", strconv.Itoa(r.DeadLetters)},
+	}}
+	for _, g := range slices.Sorted(maps.Keys(r.Lag)) {
+		v.Rows = append(v.Rows, healthRow{"Lag of " + g, strconv.FormatInt(r.Lag[g], 10) + " events"})
+	}
+	sms := "off"
+	if r.SMS.Enabled {
+		sms = "on, last message " + when(r.SMS.LastMessage)
+		if r.SMS.LastDirection != "" {
+			sms += " (" + r.SMS.LastDirection + ")"
+		}
+	}
+	v.Rows = append(v.Rows, healthRow{"SMS", sms})
+	for _, e := range r.Errors {
+		text := fmt.Sprintf("%d in the last hour, last %s: %s", e.Count, when(e.Last), e.Message)
+		if e.Advice != "" {
+			text += " — " + e.Advice
+		}
+		v.Rows = append(v.Rows, healthRow{"Errors: " + e.Kind, text})
 	}
 	return v
 }

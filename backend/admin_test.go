@@ -191,7 +191,7 @@ func newAdminSite(t *testing.T) *adminSite {
 		t.Fatal(err)
 	}
 	s, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{Registry: prometheus.NewRegistry(),
-		Admin: &backend.Admin{Verify: tokens.Verify, Setup: svc, Keys: ring, PublicURL: "https://zenklav.example.com", Pages: adminui.Pages()}})
+		Admin: &backend.Admin{Verify: tokens.VerifyAdmin, Setup: svc, Keys: ring, PublicURL: "https://zenklav.example.com", Pages: adminui.Pages()}})
 	if err != nil {
 		t.Fatal(err)
 	}

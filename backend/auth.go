@@ -15,7 +15,7 @@ const (
 
 // requireCaller is the middleware of the reports API: it verifies the report token of
 // "Authorization: Bearer …" and puts the Caller in the context for callerFrom.
-func requireCaller(a *auth.Reports) gin.HandlerFunc {
+func requireCaller(a TokenVerifier) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		token := bearerToken(c)
 		if token == "" {

@@ -51,6 +51,9 @@ type Options struct {
 	// Admin, when set, serves the operators' /admin pages: the setup wizard, the
 	// connections and their health.
 	Admin *Admin
+	// ConnectionHealth, when set, is told of the webhooks accepted, and serves admins each
+	// connection's health (GET /api/v1/connections/{id}/health, POST …/test).
+	ConnectionHealth *ConnectionHealth
 }
 
 // Server is zenklav's HTTP server.
@@ -145,6 +148,7 @@ func New(logger *slog.Logger, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.routeConnectionHealth(e)
 	s.engine = e
 	return s, nil
 }

@@ -42,6 +42,7 @@ func (s *Server) zendeskWebhook(c *gin.Context) {
 			if err != nil || ev == nil {
 				return nil, err
 			}
+			s.recordWebhook(ev.Connection)
 			return gin.H{"status": "accepted", "event_id": ev.EventID}, nil
 		},
 		"event type not used by zenklav, or a brand no connection syncs")

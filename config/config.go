@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ type Config struct {
 	Sink
 	Emitter
 	Tokens
+	Setup
 	ConnectionsFile string     // ZENKLAV_CONNECTIONS_FILE; empty = sandbox mode
 	DataDir         string     // ZENKLAV_DATA_DIR, where the embedded broker and backfill keep state
 	LogLevel        slog.Level // ZENKLAV_LOG_LEVEL
@@ -173,6 +175,91 @@ type Tokens struct {
 	ConnectionsTopic string
 }
 
+// Setup is the section of connecting accounts: the /admin wizard and `zenklav setup`, and the
+// refreshing of the OAuth grants they make.
+type Setup struct {
+	// PublicURL (ZENKLAV_PUBLIC_URL) is where Zendesk and Klaviyo reach zenklav's webhooks,
+	// e.g. https://zenklav.example.com: setup points the webhooks it makes at it.
+	PublicURL string
+	// ZendeskOAuthClientID and ZendeskOAuthClientSecret (ZENKLAV_ZENDESK_OAUTH_CLIENT_ID,
+	// …_SECRET) are the operator's global OAuth client at Zendesk, for "Connect with
+	// Zendesk" in any account; empty: Zendesk is connected with an API token.
+	ZendeskOAuthClientID     string
+	ZendeskOAuthClientSecret zenklav.Secret
+	// KlaviyoOAuthClientID and KlaviyoOAuthClientSecret (ZENKLAV_KLAVIYO_OAUTH_CLIENT_ID,
+	// …_SECRET) are zenklav's app at Klaviyo; empty: Klaviyo is connected with a private key.
+	KlaviyoOAuthClientID     string
+	KlaviyoOAuthClientSecret zenklav.Secret
+	// KlaviyoOAuthURL (ZENKLAV_KLAVIYO_OAUTH_URL) is where the admin's browser approves
+	// zenklav ({KlaviyoOAuthURL}/oauth/authorize); the token calls go to KlaviyoBaseURL.
+	KlaviyoOAuthURL string
+}
+
+// Validate checks what setting a connection up needs: where zenklav is reached, and the
+// OAuth clients as far as they are given.
+func (s Setup) Validate() error {
+	if s.PublicURL == "" {
+		return errors.New("ZENKLAV_PUBLIC_URL is empty: set it to the address Zendesk and Klaviyo reach zenklav's webhooks at, " +
+			"e.g. https://zenklav.example.com")
+	}
+	return s.check()
+}
+
+// check checks the settings that are given; none is required.
+func (s Setup) check() error {
+	var errs []error
+	if s.PublicURL != "" {
+		if err := checkBaseURL(s.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("ZENKLAV_PUBLIC_URL=%q %w", redacted(s.PublicURL), err))
+		}
+	}
+	if err := checkBaseURL(s.KlaviyoOAuthURL); err != nil {
+		errs = append(errs, fmt.Errorf("ZENKLAV_KLAVIYO_OAUTH_URL=%q %w", s.KlaviyoOAuthURL, err))
+	}
+	errs = append(errs,
+		checkClient("ZENKLAV_ZENDESK_OAUTH_CLIENT", s.ZendeskOAuthClientID, s.ZendeskOAuthClientSecret),
+		checkClient("ZENKLAV_KLAVIYO_OAUTH_CLIENT", s.KlaviyoOAuthClientID, s.KlaviyoOAuthClientSecret))
+	return errors.Join(errs...)
+}
+
+// checkBaseURL says what keeps u from being the base of zenklav's or an API's addresses.
+func checkBaseURL(u string) error {
+	p, err := url.Parse(u)
+	switch {
+	case err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "":
+		return errors.New("is not an absolute http(s) URL")
+	case p.User != nil || p.RawQuery != "" || p.Fragment != "":
+		return errors.New("must be a base URL, without credentials, query or fragment")
+	}
+	return nil
+}
+
+// redacted is u with the password it may hold masked, to be quoted in a message.
+func redacted(u string) string {
+	p, err := url.Parse(u)
+	switch {
+	case err == nil && p.User != nil:
+		return p.Redacted()
+	case err != nil && strings.Contains(u, "@"):
+		return "[redacted]" // it may hold credentials that did not parse
+	}
+	return u
+}
+
+// checkClient checks an OAuth client's id and secret (ZENKLAV_…_ID and ZENKLAV_…_SECRET):
+// both or neither. The secret is never quoted.
+func checkClient(prefix, id string, secret zenklav.Secret) error {
+	switch {
+	case id == "" && secret != "":
+		return fmt.Errorf("%s_SECRET is set but %s_ID is empty: give both, or neither", prefix, prefix)
+	case id != "" && secret == "":
+		return fmt.Errorf("%s_ID is set but %s_SECRET is empty: give both, or neither", prefix, prefix)
+	case strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("%s_ID has spaces or control characters", prefix)
+	}
+	return nil
+}
+
 // FromEnv reads the configuration through getenv, with defaults for what is unset, and
 // checks every section but ClickHouse's, which only the roles that use it require.
 func FromEnv(getenv func(string) string) (Config, error) {
@@ -192,8 +279,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			KlaviyoBaseURL: cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
 			ZendeskBaseURL: cmp.Or(getenv("ZENKLAV_ZENDESK_BASE_URL"), "https://{subdomain}.zendesk.com"),
 		},
-		Sink:            Sink{SinkBatchSize: 50_000, SinkBatchWait: time.Second},
-		Emitter:         Emitter{EmitterRetryFor: 15 * time.Minute, EmitterBackfillAfter: time.Hour},
+		Sink:    Sink{SinkBatchSize: 50_000, SinkBatchWait: time.Second},
+		Emitter: Emitter{EmitterRetryFor: 15 * time.Minute, EmitterBackfillAfter: time.Hour},
+		Setup: Setup{
+			PublicURL:                getenv("ZENKLAV_PUBLIC_URL"),
+			ZendeskOAuthClientID:     getenv("ZENKLAV_ZENDESK_OAUTH_CLIENT_ID"),
+			ZendeskOAuthClientSecret: zenklav.Secret(getenv("ZENKLAV_ZENDESK_OAUTH_CLIENT_SECRET")),
+			KlaviyoOAuthClientID:     getenv("ZENKLAV_KLAVIYO_OAUTH_CLIENT_ID"),
+			KlaviyoOAuthClientSecret: zenklav.Secret(getenv("ZENKLAV_KLAVIYO_OAUTH_CLIENT_SECRET")),
+			KlaviyoOAuthURL:          cmp.Or(getenv("ZENKLAV_KLAVIYO_OAUTH_URL"), "https://www.klaviyo.com"),
+		},
 		ConnectionsFile: getenv("ZENKLAV_CONNECTIONS_FILE"),
 		DataDir:         cmp.Or(getenv("ZENKLAV_DATA_DIR"), ".data/run"),
 	}
@@ -224,7 +319,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	return c, errors.Join(c.Server.Validate(), c.Kafka.Validate(), c.APIs.Validate(), c.Sink.Validate(), c.Emitter.Validate())
+	return c, errors.Join(c.Server.Validate(), c.Kafka.Validate(), c.APIs.Validate(), c.Sink.Validate(), c.Emitter.Validate(), c.Setup.check())
 }
 
 // durationEnv sets *d from the environment variable name when it is set.

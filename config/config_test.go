@@ -233,3 +233,61 @@ func TestFromEnvSigningKeys(t *testing.T) {
 		t.Errorf("a short key: %v, want an error naming ZENKLAV_JWT_SIGNING_KEY", err)
 	}
 }
+
+// TestFromEnvSetup: the settings of connecting accounts are read with their defaults, each
+// mistake is named, and no message quotes an OAuth client's secret.
+func TestFromEnvSetup(t *testing.T) {
+	const secret = "oauth-client-secret-0123456789"
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	c, err := config.FromEnv(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != "" || c.KlaviyoOAuthURL != "https://www.klaviyo.com" || c.ZendeskOAuthClientID != "" || c.KlaviyoOAuthClientID != "" {
+		t.Errorf("setup defaults = %+v", c.Setup)
+	}
+	if err := c.Setup.Validate(); err == nil || !strings.Contains(err.Error(), "ZENKLAV_PUBLIC_URL is empty") {
+		t.Errorf("Validate without a public URL = %v, want it to ask for ZENKLAV_PUBLIC_URL", err)
+	}
+	c, err = config.FromEnv(env(map[string]string{
+		"ZENKLAV_PUBLIC_URL":                  "https://zenklav.example.com/",
+		"ZENKLAV_ZENDESK_OAUTH_CLIENT_ID":     "zdg-zenklav",
+		"ZENKLAV_ZENDESK_OAUTH_CLIENT_SECRET": secret,
+		"ZENKLAV_KLAVIYO_OAUTH_CLIENT_ID":     "klaviyo-app",
+		"ZENKLAV_KLAVIYO_OAUTH_CLIENT_SECRET": secret,
+		"ZENKLAV_KLAVIYO_OAUTH_URL":           "http://127.0.0.1:9999",
+	}))
+	if err != nil || c.Setup.Validate() != nil {
+		t.Fatalf("FromEnv = %v, Validate = %v", err, c.Setup.Validate())
+	}
+	if c.ZendeskOAuthClientSecret.Reveal() != secret || c.KlaviyoOAuthClientID != "klaviyo-app" || c.KlaviyoOAuthURL != "http://127.0.0.1:9999" {
+		t.Errorf("setup = %+v", c.Setup)
+	}
+	if s := fmt.Sprintf("%v %+v", c.Setup, c); strings.Contains(s, secret) {
+		t.Errorf("the configuration prints an OAuth client secret: %s", s)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"public URL not a URL", map[string]string{"ZENKLAV_PUBLIC_URL": "zenklav.example.com"}, `ZENKLAV_PUBLIC_URL="zenklav.example.com" is not an absolute http(s) URL`},
+		{"public URL with a query", map[string]string{"ZENKLAV_PUBLIC_URL": "https://zenklav.example.com/?a=b"}, "without credentials, query or fragment"},
+		{"public URL with credentials", map[string]string{"ZENKLAV_PUBLIC_URL": "https://user:" + secret + "@zenklav.example.com"}, "without credentials"},
+		{"Klaviyo OAuth URL", map[string]string{"ZENKLAV_KLAVIYO_OAUTH_URL": "www.klaviyo.com"}, "ZENKLAV_KLAVIYO_OAUTH_URL"},
+		{"Zendesk secret without id", map[string]string{"ZENKLAV_ZENDESK_OAUTH_CLIENT_SECRET": secret}, "ZENKLAV_ZENDESK_OAUTH_CLIENT_SECRET is set but ZENKLAV_ZENDESK_OAUTH_CLIENT_ID is empty"},
+		{"Zendesk id without secret", map[string]string{"ZENKLAV_ZENDESK_OAUTH_CLIENT_ID": "zdg-x"}, "ZENKLAV_ZENDESK_OAUTH_CLIENT_ID is set but ZENKLAV_ZENDESK_OAUTH_CLIENT_SECRET is empty"},
+		{"Klaviyo secret without id", map[string]string{"ZENKLAV_KLAVIYO_OAUTH_CLIENT_SECRET": secret}, "ZENKLAV_KLAVIYO_OAUTH_CLIENT_SECRET is set"},
+		{"Klaviyo id with a space", map[string]string{"ZENKLAV_KLAVIYO_OAUTH_CLIENT_ID": "a b", "ZENKLAV_KLAVIYO_OAUTH_CLIENT_SECRET": secret}, "ZENKLAV_KLAVIYO_OAUTH_CLIENT_ID has spaces"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.FromEnv(env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error quotes a secret: %v", err)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/connstatus"
 )
 
 // outgoing is one metric of a delivery; the delivery is done when all of its metrics are.
@@ -97,12 +98,14 @@ func (e *Emitter) deliver(ctx, sendCtx context.Context, r *route, pending []*out
 			e.metrics.latency.Observe(time.Since(p.d.Value.event.ReceivedAt).Seconds())
 			e.metrics.events.WithLabelValues("delivered").Inc()
 		case zenklav.Transient(err) && time.Since(p.d.Fetched) < e.cfg.RetryFor && ctx.Err() == nil:
+			e.cfg.Status.Failed(r.id, connstatus.Klaviyo, err)
 			p.lastErr = err
 			retryable = append(retryable, p)
 			throttledOnly = throttledOnly && zenklav.Throttled(err)
 		case zenklav.Transient(err) && ctx.Err() != nil:
 			// Shutting down: give the event back; the next owner sends it.
 		default:
+			e.cfg.Status.Failed(r.id, connstatus.Klaviyo, err)
 			reason := err.Error()
 			if zenklav.Transient(err) {
 				reason = fmt.Sprintf("gave up after %s of retries: %s", e.cfg.RetryFor, reason)
@@ -112,6 +115,9 @@ func (e *Emitter) deliver(ctx, sendCtx context.Context, r *route, pending []*out
 			}
 			e.metrics.events.WithLabelValues("dead_letter").Inc()
 		}
+	}
+	if len(delivered) > 0 {
+		e.cfg.Status.Delivered(r.id, time.Now())
 	}
 	return delivered, retryable, throttledOnly, e.deadLetter(sendCtx, dead)
 }

@@ -71,7 +71,23 @@ type Config struct {
 	// "zenklav-emitter/CONNECTION/klaviyo" and ".../zendesk"), so a lasting failure is said
 	// once, not at every retry.
 	Health *health.Tracker
+	// Status, when set, is told of each connection's metrics delivered and of its failed
+	// calls to Klaviyo and Zendesk (a connstatus.Recorder): the health page's view.
+	Status Status
 }
+
+// Status is told what becomes of a connection's deliveries and lookups.
+type Status interface {
+	Delivered(connection string, at time.Time)
+	// Failed is told of a failed call to system (connstatus.Klaviyo or connstatus.Zendesk).
+	Failed(connection, system string, err error)
+}
+
+// noStatus is the Status of an emitter that has none.
+type noStatus struct{}
+
+func (noStatus) Delivered(string, time.Time)  {}
+func (noStatus) Failed(string, string, error) {}
 
 // Emitter is the emitter role.
 type Emitter struct {
@@ -121,6 +137,9 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *k
 	}
 	if cfg.Health == nil {
 		cfg.Health = health.NewTracker(logger, nil)
+	}
+	if cfg.Status == nil {
+		cfg.Status = noStatus{}
 	}
 	m := newMetrics(reg, &cfg.Lanes, consumer.DeadLetters())
 	e := &Emitter{

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/connstatus"
 	"github.com/zenklav/zenklav/schemas"
 )
 
@@ -51,6 +52,7 @@ func (e *Emitter) enrich(ctx, sendCtx context.Context, r *route, batch []*delive
 			r.zendesk.Working()
 			return pending, dead
 		}
+		e.cfg.Status.Failed(r.id, connstatus.Zendesk, err)
 		if time.Since(oldest(batch)) >= e.cfg.RetryFor {
 			for _, d := range batch {
 				dead = append(dead, failure{d, "gave up looking up the ticket's details in Zendesk: " + err.Error(), err})
@@ -241,6 +243,7 @@ func (e *Emitter) lookupFailed(r *route, err error, what string) error {
 	case zenklav.Transient(err):
 		return err
 	}
+	e.cfg.Status.Failed(r.id, connstatus.Zendesk, err)
 	e.logger.Warn("zendesk lookup refused", "connection", r.id, "lookup", what, "err", err)
 	return nil
 }

@@ -40,6 +40,10 @@ type Config struct {
 	// ZendeskOAuth and KlaviyoOAuth revoke grants on disconnect; nil when zenklav has no
 	// OAuth client for that vendor (then no connection has a grant from it).
 	ZendeskOAuth, KlaviyoOAuth zenklav.OAuthProvider
+	// Applied, when set, makes this process serve what the store now holds (it reads the
+	// store to its end): Finish and Disconnect call it after writing, so the connection is in
+	// force here when they return, and everywhere else within a second.
+	Applied func(ctx context.Context) error
 }
 
 // Service sets connections up and takes them down.
@@ -146,6 +150,9 @@ func (s *Service) Finish(ctx context.Context, c zenklav.Connection) (zenklav.Con
 		return c, changes, err
 	}
 	stored, err := s.store(ctx, c)
+	if err == nil {
+		err = s.applied(ctx)
+	}
 	if err != nil {
 		return c, changes, err
 	}
@@ -269,6 +276,14 @@ func (s *Service) store(ctx context.Context, c zenklav.Connection) (bool, error)
 	return true, s.cfg.Store.Put(ctx, c, false)
 }
 
+// applied makes this process serve what the store holds now.
+func (s *Service) applied(ctx context.Context) error {
+	if s.cfg.Applied == nil {
+		return nil
+	}
+	return s.cfg.Applied(ctx)
+}
+
 // Disconnect removes what zenklav made for the connection (what the other connections of its
 // Zendesk account still use stays), revokes its grants and removes it from the store. What
 // is already gone is no error, so a Disconnect cut short is finished by running it again.
@@ -302,6 +317,9 @@ func (s *Service) Disconnect(ctx context.Context, id string) ([]Change, error) {
 		return changes, err
 	}
 	done("connection "+id, "removed")
+	if err := s.applied(ctx); err != nil {
+		return changes, err
+	}
 	return changes, nil
 }
 

@@ -33,7 +33,7 @@ func (h *Handler) profile(ctx context.Context, r Route, phone string) (zenklav.P
 	}
 	p, found, err := r.Klaviyo.ProfileByPhone(ctx, phone)
 	if err != nil {
-		return zenklav.Profile{}, false, err
+		return zenklav.Profile{}, false, klaviyoErr(err)
 	}
 	h.consent.mu.Lock()
 	h.consent.entries[key] = consentEntry{profile: p, found: found, at: now}

@@ -173,7 +173,7 @@ func (h *Handler) finish(ctx context.Context, r Route, key string, c *conversati
 		// The clocks of zenklav and Zendesk differ by a little; a minute covers it.
 		has, err := r.Desk.HasComment(ctx, p.TicketID, p.Comment, p.At.Add(-time.Minute))
 		if err != nil {
-			return err
+			return zendeskErr(err)
 		}
 		if has {
 			c.Pending = nil
@@ -191,14 +191,14 @@ func (h *Handler) make(ctx context.Context, r Route, c *conversation, p pending)
 	if p.Ticket != nil {
 		t, err := r.Desk.CreateTicket(ctx, *p.Ticket, p.Key)
 		if err != nil {
-			return err
+			return zendeskErr(err)
 		}
 		c.TicketID, c.RequesterID = t.ID, p.Ticket.RequesterID
 		h.count(r, map[bool]string{true: "followed_up", false: "ticket_created"}[p.Ticket.FollowUpOf != 0])
 		return nil
 	}
 	if err := r.Desk.Comment(ctx, p.TicketID, p.Comment, p.Status); err != nil {
-		return err
+		return zendeskErr(err)
 	}
 	h.count(r, map[string]string{"comment": "commented", "reopen": "reopened", "note": "noted"}[p.Action])
 	return nil
@@ -215,7 +215,7 @@ func (h *Handler) current(ctx context.Context, r Route, c conversation) (*zenkla
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, zendeskErr(err)
 	}
 	return &t, nil
 }
@@ -228,7 +228,7 @@ func (h *Handler) requester(ctx context.Context, r Route, c *conversation, phone
 	}
 	u, found, err := r.Desk.FindEndUserByPhone(ctx, phone)
 	if err != nil {
-		return 0, err
+		return 0, zendeskErr(err)
 	}
 	if !found {
 		p, _, err := h.profile(ctx, r, phone)
@@ -240,7 +240,7 @@ func (h *Handler) requester(ctx context.Context, r Route, c *conversation, phone
 			name = "SMS " + phone
 		}
 		if u, err = r.Desk.CreateEndUser(ctx, zenklav.DeskUser{Name: name, Email: p.Email, Phone: phone}); err != nil {
-			return 0, err
+			return 0, zendeskErr(err)
 		}
 	}
 	c.RequesterID = u.ID

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/connstatus"
 	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
@@ -92,6 +93,12 @@ func NewReplies(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq 
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = 15 * time.Minute
 	}
+	if cfg.Status == nil {
+		cfg.Status = noStatus{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Replies{cfg: cfg, logger: logger, dlq: dlq,
 		retry: retry.Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second},
 		metrics: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
@@ -165,6 +172,7 @@ func (h *Replies) deliver(ctx, sendCtx context.Context, r Route, d *kafka.Delive
 		if ctx.Err() != nil {
 			return false
 		}
+		failed(h.cfg.Status, r.Connection.ID, err)
 		if !zenklav.Transient(err) || time.Since(d.Fetched) >= h.cfg.RetryFor {
 			h.refused(sendCtx, r, d, err)
 			return true
@@ -230,9 +238,10 @@ func (h *Replies) send(ctx context.Context, r Route, rep *reply) error {
 		if serr := h.save(ctx, key, st); serr != nil {
 			return serr
 		}
-		return err
+		return klaviyoErr(err)
 	}
 	h.count(r, "sent")
+	h.cfg.Status.SMS(r.Connection.ID, connstatus.Outbound, h.cfg.Now())
 	h.noteAttachments(ctx, r, rep)
 	if !rep.Received.IsZero() {
 		h.delay.WithLabelValues(r.Connection.ID).Observe(time.Since(rep.Received).Seconds())
@@ -245,21 +254,21 @@ func (h *Replies) send(ctx context.Context, r Route, rep *reply) error {
 func (h *Replies) recipient(ctx context.Context, r Route, rep *reply) (conversation string, skip bool, err error) {
 	author, err := r.Directory.FindUser(ctx, rep.AuthorID)
 	if err != nil {
-		return "", false, err
+		return "", false, zendeskErr(err)
 	}
 	if author.Role == "end-user" || author.Role == "" {
 		return "", true, nil // the customer's own comment, or one zenklav wrote for them
 	}
 	requester, err := r.Directory.FindUser(ctx, rep.RequesterID)
 	if err != nil {
-		return "", false, err
+		return "", false, zendeskErr(err)
 	}
 	if !zenklav.IsE164(requester.Phone) {
 		return "", false, zenklav.Errorf(zenklav.EINVALID, "the requester has no phone number to text")
 	}
 	p, found, err := r.Klaviyo.ProfileByPhone(ctx, requester.Phone)
 	if err != nil {
-		return "", false, err
+		return "", false, klaviyoErr(err)
 	}
 	if !found || p.SMSConsent == nil || p.SMSConsent.Consent != "SUBSCRIBED" {
 		return "", false, zenklav.Errorf(zenklav.EFORBIDDEN, "%s is not subscribed to SMS in Klaviyo (or texted STOP)", requester.Phone)
@@ -271,7 +280,7 @@ func (h *Replies) recipient(ctx context.Context, r Route, rep *reply) (conversat
 	}
 	conv, err := r.Klaviyo.SMSConversation(ctx, p.ID)
 	if err != nil {
-		return "", false, err
+		return "", false, klaviyoErr(err)
 	}
 	return conv, false, nil
 }

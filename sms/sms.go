@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/connstatus"
 	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
 )
@@ -45,6 +46,9 @@ type Config struct {
 	// enough that a burst of texts asks Klaviyo once, short enough that a STOP counts soon.
 	ConsentTTL time.Duration
 	Now        func() time.Time
+	// Status, when set, is told of each connection's texts and replies moved and of its
+	// failed calls to Zendesk and Klaviyo (a connstatus.Recorder): the health page's view.
+	Status Status
 }
 
 // Handler is the sms role's lane handler.
@@ -73,6 +77,9 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, dlq *kafka.
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Status == nil {
+		cfg.Status = noStatus{}
 	}
 	return &Handler{
 		cfg: cfg, logger: logger, dlq: dlq,
@@ -165,6 +172,9 @@ func (h *Handler) conversation(ctx, sendCtx context.Context, r Route, ds []*kafk
 				if d.Value.Kind == kindInbound && !d.Value.Received.IsZero() {
 					h.delay.WithLabelValues(r.Connection.ID).Observe(time.Since(d.Value.Received).Seconds())
 				}
+				if d.Value.Kind == kindInbound {
+					h.cfg.Status.SMS(r.Connection.ID, connstatus.Inbound, h.cfg.Now())
+				}
 				d.Done()
 			}
 			return
@@ -172,6 +182,7 @@ func (h *Handler) conversation(ctx, sendCtx context.Context, r Route, ds []*kafk
 		if ctx.Err() != nil {
 			return
 		}
+		failed(h.cfg.Status, r.Connection.ID, err)
 		if !zenklav.Transient(err) || time.Since(ds[0].Fetched) >= h.cfg.RetryFor {
 			h.deadLetter(sendCtx, r, ds, err)
 			return

@@ -28,6 +28,12 @@ func buildAPI(ctx context.Context, e *env, srv *backend.Options, b *banner) (run
 			return nil, err
 		}
 	}
+	if err := e.startRefresher(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.addAdmin(ctx, srv, b); err != nil {
+		return nil, err
+	}
 	// Report tokens are verified with ZENKLAV_JWT_SIGNING_KEY: without it there is no
 	// reports API (the /reports page then shows the API's 404).
 	if len(e.cfg.JWTKeys) == 0 {

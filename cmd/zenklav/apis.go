@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,14 +19,16 @@ import (
 )
 
 // apiClients make and keep the connections' API clients as the connections stand now: one
-// Klaviyo client per account, since its rate limits are the account's whichever connections
-// and parts share it, and one Zendesk client per connection. A client is made again only when
-// what it is made from changes (a new key, another subdomain), so its limits and caches live
-// as long as the account does.
+// Klaviyo client per account reached by a private key, since its rate limits are the
+// account's whichever connections and parts share it, one per grant (an installed app's
+// limits are its own), and one Zendesk client per connection. A client is made again only
+// when what it is made from changes (a new key, another subdomain, a key for a grant or the
+// other way), so its limits and caches live as long as the account does; a grant's refreshed
+// token is not such a change, since its clients read the token at each call.
 type apiClients struct {
 	e       *env
 	mu      sync.Mutex
-	klaviyo map[string]*klaviyo.Client // by account: its private key's digest
+	klaviyo map[string]*klaviyo.Client // by account: its private key's digest, or "grant:"+connection id
 	zendesk map[string]zendeskClient   // by connection id
 }
 
@@ -56,19 +61,28 @@ func digest(parts ...string) string {
 }
 
 // klaviyoOf is the client of the connection's Klaviyo account; nil when it has none, or its
-// client cannot be made (said in the log).
+// client cannot be made (said in the log). A private key's client is the account's, shared
+// by the connections that name it; a grant's is the connection's ("grant:"+id), since
+// Klaviyo counts an installed app's calls apart from the account's own.
 func (a *apiClients) klaviyoOf(c *zenklav.Connection) *klaviyo.Client {
-	key := c.Klaviyo.PrivateKey
-	if key == "" {
+	cfg := klaviyo.ClientConfig{BaseURL: a.e.cfg.KlaviyoBaseURL}
+	var account string
+	switch {
+	case c.Klaviyo.OAuth != nil:
+		account = "grant:" + c.ID
+		cfg.Token = a.e.grantToken(c.ID, "Klaviyo", func(c *zenklav.Connection) *zenklav.OAuthToken { return c.Klaviyo.OAuth })
+		cfg.HTTPClient = a.e.renewing(cfg.Token)
+	case c.Klaviyo.PrivateKey != "":
+		account, cfg.PrivateKey = digest(c.Klaviyo.PrivateKey.Reveal()), c.Klaviyo.PrivateKey.Reveal()
+	default:
 		return nil
 	}
-	account := digest(key.Reveal())
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if kc := a.klaviyo[account]; kc != nil {
 		return kc
 	}
-	kc, err := klaviyo.NewClient(a.e.logger, klaviyo.ClientConfig{BaseURL: a.e.cfg.KlaviyoBaseURL, PrivateKey: key.Reveal()})
+	kc, err := klaviyo.NewClient(a.e.logger, cfg)
 	if err != nil {
 		a.e.logger.Error("cannot make the connection's Klaviyo client", "connection", c.ID, "err", err)
 		return nil
@@ -78,13 +92,20 @@ func (a *apiClients) klaviyoOf(c *zenklav.Connection) *klaviyo.Client {
 }
 
 // zendeskOf is the client of the connection's Zendesk account; nil when it has no API
-// credentials, or its client cannot be made (said in the log).
+// credentials, or its client cannot be made (said in the log). What it is made from names
+// the way in (an API token or a grant), so a connection that changes ways gets a new client;
+// a grant's client reads the grant's access token at each call, so a refresh changes nothing.
 func (a *apiClients) zendeskOf(c *zenklav.Connection) *zendesk.Client {
 	z := c.Zendesk
-	if z.APIToken == "" {
+	var from string
+	switch {
+	case z.OAuth != nil:
+		from = digest("grant", z.Subdomain)
+	case z.APIToken != "":
+		from = digest("api token", z.Subdomain, z.Email, z.APIToken.Reveal())
+	default:
 		return nil
 	}
-	from := digest(z.Subdomain, z.Email, z.APIToken.Reveal())
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if zc, ok := a.zendesk[c.ID]; ok && zc.from == from {
@@ -99,13 +120,80 @@ func (a *apiClients) zendeskOf(c *zenklav.Connection) *zendesk.Client {
 	return zc
 }
 
-// zendeskClient is a client of the connection's Zendesk account; timeout 0 is the client's
-// default.
+// zendeskClient is a client of the connection's Zendesk account, by its API token or its
+// grant as the connections stand at each call; timeout 0 is the client's default.
 func (e *env) zendeskClient(c zenklav.Connection, timeout time.Duration) (*zendesk.Client, error) {
-	return zendesk.NewClient(e.logger, zendesk.ClientConfig{
-		BaseURL: e.cfg.ZendeskURL(c.Zendesk.Subdomain),
-		Email:   c.Zendesk.Email, APIToken: c.Zendesk.APIToken.Reveal(), Timeout: timeout,
-	})
+	cfg := zendesk.ClientConfig{BaseURL: e.cfg.ZendeskURL(c.Zendesk.Subdomain), Timeout: timeout}
+	if c.Zendesk.OAuth != nil {
+		cfg.Token = e.grantToken(c.ID, "Zendesk", func(c *zenklav.Connection) *zenklav.OAuthToken { return c.Zendesk.OAuth })
+		cfg.HTTPClient = e.renewing(cfg.Token)
+	} else {
+		cfg.Email, cfg.APIToken = c.Zendesk.Email, c.Zendesk.APIToken.Reveal()
+	}
+	return zendesk.NewClient(e.logger, cfg)
+}
+
+// grantToken is the access token of connection id's grant as the connections stand when it
+// is called: a token another process refreshed is used as soon as this one has read it.
+func (e *env) grantToken(id, vendor string, grant func(c *zenklav.Connection) *zenklav.OAuthToken) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) {
+		c := e.conns.ByID(id)
+		if c == nil {
+			return "", zenklav.Errorf(zenklav.EUNAUTHORIZED, "connection %q is no longer connected", id)
+		}
+		t := grant(c)
+		if t == nil {
+			return "", zenklav.Errorf(zenklav.EUNAUTHORIZED, "connection %q is no longer connected to %s with OAuth", id, vendor)
+		}
+		return t.AccessToken.Reveal(), nil
+	}
+}
+
+// renewing is the HTTP client of a grant's API client. Zendesk revokes an access token the
+// moment any process refreshes its grant, and this process reads the new one from the store
+// within connectionsPoll: a request refused meanwhile (401) would fail as unauthorized, and
+// its event become a dead letter. So a 401 to a request that carried an access token reads
+// the store to its end and, when the grant's token is another by then, sends the request
+// again, once, with it.
+func (e *env) renewing(token func(context.Context) (string, error)) *http.Client {
+	return &http.Client{Transport: &renewingTransport{base: http.DefaultTransport, e: e, token: token}}
+}
+
+type renewingTransport struct {
+	base  http.RoundTripper
+	e     *env
+	token func(context.Context) (string, error)
+}
+
+func (t *renewingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	sent, bearer := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if !bearer || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+		return resp, nil
+	}
+	ctx := req.Context()
+	if t.e.catchUp != nil {
+		if err := t.e.catchUp(ctx); err != nil {
+			return resp, nil // the 401 stands; the store's trouble is logged where it is followed
+		}
+	}
+	now, err := t.token(ctx)
+	if err != nil || now == sent {
+		return resp, nil
+	}
+	again := req.Clone(ctx)
+	if req.GetBody != nil {
+		if again.Body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	again.Header.Set("Authorization", "Bearer "+now)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return t.base.RoundTrip(again)
 }
 
 // warnOnce logs msg the first time key is met: a lookup made per message says a lasting

@@ -21,6 +21,9 @@ type banner struct {
 	sandbox    *sandbox
 	// reportsToken is a marketer's token for the sandbox connection; empty elsewhere.
 	reportsToken string
+	// admin is the /admin pages' address when the process serves them; adminToken, in
+	// sandbox mode, an admin's token to sign in with.
+	admin, adminToken string
 }
 
 func (b banner) print(w io.Writer) {
@@ -38,6 +41,9 @@ func (b banner) print(w io.Writer) {
 	row("klaviyo", b.klaviyo)
 	row("sms", b.sms)
 	row("pprof", b.pprof)
+	if b.adminToken == "" {
+		row("admin", b.admin)
+	}
 	if sb := b.sandbox; sb != nil {
 		row("zendesk", "SANDBOX MODE: no ZENKLAV_CONNECTIONS_FILE, so Zendesk is a simulator at "+sb.url)
 		row("klaviyo", "SANDBOX MODE: Klaviyo is a simulator; watch the metrics arrive at "+sb.klaviyoURL+"/sandbox")
@@ -48,6 +54,9 @@ func (b banner) print(w io.Writer) {
 		row("agent", "answer the texts as an agent (SMS tickets are marked; reply on the ticket): "+sb.agentIndex())
 		if b.reportsToken != "" {
 			row("reports", "ticket reports for marketers (a 24-hour token for the sandbox): "+b.http+"/reports#token="+b.reportsToken)
+		}
+		if b.adminToken != "" {
+			row("admin", "set up and watch connections: sign in at "+b.admin+" with this 24-hour admin token: "+b.adminToken)
 		}
 		fmt.Fprintf(&s, "\nSend a correctly signed test webhook (a new ticket):\n\n  %s\n", sb.curlCommand())
 		fmt.Fprintf(&s, "\nOr have the simulator send one exactly as Zendesk does:\n\n  curl -sS -X POST '%s/sandbox/webhooks?event=ticket.created'\n", sb.url)

@@ -18,11 +18,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/analytics"
-	"github.com/zenklav/zenklav/auth"
 	"github.com/zenklav/zenklav/config"
+	"github.com/zenklav/zenklav/connstatus"
+	"github.com/zenklav/zenklav/connstore"
 	"github.com/zenklav/zenklav/internal/health"
 	"github.com/zenklav/zenklav/internal/retry"
 	"github.com/zenklav/zenklav/kafka"
+	"github.com/zenklav/zenklav/setup"
 )
 
 // env is what every role and tool is built from: the configuration, a logger, a metrics
@@ -52,6 +54,12 @@ type env struct {
 	sandbox *sandbox
 	store   *analytics.Store
 	clients *apiClients
+	// connStore is the connections store, once opened: the one the roles follow when it is
+	// their source (storedConnections), which setup writes to.
+	connStore *connstore.Store
+	// setup is the setup service, made on first use (setup.go).
+	setup   *setup.Service
+	status  *connstatus.Recorder // what the roles see of each connection (status.go)
 	closers []func()
 }
 
@@ -135,17 +143,7 @@ func (e *env) connections(ctx context.Context, who string) (*zenklav.Connections
 		return nil, fmt.Errorf("ZENKLAV_CONNECTIONS_FILE and ZENKLAV_SECRETS_KEY are empty: only `zenklav all` runs in sandbox mode; "+
 			"give the %s a connections file, or the key of the connections store (zenklav connections)", who)
 	}
-	sb, err := startSandbox(ctx, e.logger.With("role", "sandbox"))
-	if err != nil {
-		return nil, err
-	}
-	e.onClose(sb.Close)
-	e.sandbox, e.conns = sb, sb.conns
-	e.cfg.KlaviyoBaseURL, e.cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
-	if len(e.cfg.JWTKeys) == 0 {
-		e.cfg.SetSigningKeys([]auth.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
-	}
-	return e.conns, nil
+	return e.sandboxMode(ctx)
 }
 
 // connectionsPoll is how often a role looks at the connections store: a change is in force
@@ -161,6 +159,13 @@ func (e *env) storedConnections(ctx context.Context) (*zenklav.Connections, erro
 	if err != nil {
 		return nil, err
 	}
+	return e.followStore(ctx, store)
+}
+
+// followStore makes store the source of the env's connections, followed until the env
+// closes.
+func (e *env) followStore(ctx context.Context, store *connstore.Store) (*zenklav.Connections, error) {
+	e.connStore = store
 	conns := &zenklav.Connections{}
 	followCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	e.onClose(stop)

@@ -58,6 +58,9 @@ var tools = []tool{
 	// The report goes to stdout, so the logs go to stderr, and only when they matter.
 	{"connections", "keeps the connections in the shared store: apply -f FILE, list, show, disable, enable, remove (zenklav connections -h)",
 		withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn}, parseConnectionsFlags, connections)},
+	// The questions and the changes go to stdout, the logs to stderr, and only when they matter.
+	{"setup", "connects a Zendesk and a Klaviyo account step by step, as /admin does; --disconnect ID undoes it (zenklav setup -h)",
+		withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn}, parseSetupFlags, setupTool)},
 	{"secrets", "new-key prints a key for ZENKLAV_SECRETS_KEY; rotate re-seals the stored secrets under the current one",
 		withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn}, parseSecretsFlags, secrets)},
 	{"report", "prints a ticket report from ClickHouse (zenklav report trends -h)", withFlags(envOptions{logTo: os.Stderr, minLevel: slog.LevelWarn},

@@ -51,7 +51,7 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 	}
 	return emitter.New(logger, e.registry, emitter.Config{
 		Routes: e.emitterRoutes(), States: w.states, RetryFor: e.cfg.EmitterRetryFor, BackfillAfter: e.cfg.EmitterBackfillAfter, Lanes: w.lanes,
-		Health: e.health,
+		Health: e.health, Status: e.connStatus(),
 	}, consumer)
 }
 

@@ -159,6 +159,9 @@ func runRoles(ctx context.Context, name string, getenv func(string) string, stdo
 			opts.Ready["clickhouse"] = e.store.Ping
 		}
 	}
+	if err := e.serveStatus(ctx, name, &opts, runners); err != nil {
+		return err
+	}
 	if e.store != nil {
 		b.clickhouse = fmt.Sprintf("%s, database %s", e.cfg.ClickHouseAddr, e.cfg.ClickHouseDatabase)
 	}

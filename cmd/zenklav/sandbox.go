@@ -9,16 +9,21 @@ import (
 	"net/http"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/auth"
+	"github.com/zenklav/zenklav/connstore"
 	"github.com/zenklav/zenklav/klaviyo"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
+	"github.com/zenklav/zenklav/seal"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
 
-// Sandbox mode: with no connections file, `zenklav all` runs against in-process Zendesk and
-// Klaviyo simulators with one connection, so a newcomer can watch webhooks flow, and play an
-// SMS conversation from both ends, without any account.
+// Sandbox mode: with no connections file and no secrets key, `zenklav all` runs against
+// in-process Zendesk and Klaviyo simulators with one connection, so a newcomer can watch
+// webhooks flow, play an SMS conversation from both ends, and connect more accounts of the
+// simulators at /admin, without any account of their own.
 const (
 	sandboxSubdomain = "sandbox"
 	// sandboxSecret signs the sandbox's webhooks. It protects nothing real, which is why it
@@ -49,6 +54,98 @@ type sandbox struct {
 	sample     zendesktest.Sample
 	srvs       []*http.Server
 	conns      *zenklav.Connections
+}
+
+// sandboxMode starts sandbox mode: the simulators and their connection, a signing key and
+// the simulators' OAuth clients, and, with Kafka at hand (`zenklav all`), a connections store
+// of the process's own with a secrets key made for it, so that the /admin wizard can add
+// connections as in production. Without Kafka (a test's env) the connection alone is served.
+func (e *env) sandboxMode(ctx context.Context) (*zenklav.Connections, error) {
+	sb, err := startSandbox(ctx, e.logger.With("role", "sandbox"))
+	if err != nil {
+		return nil, err
+	}
+	e.onClose(sb.Close)
+	e.sandbox = sb
+	e.cfg.KlaviyoBaseURL, e.cfg.ZendeskBaseURL = sb.klaviyoURL, sb.url
+	if len(e.cfg.JWTKeys) == 0 {
+		e.cfg.SetSigningKeys([]auth.SigningKey{{ID: "sandbox", Secret: randomSigningKey()}})
+	}
+	// The simulators know their own OAuth clients only.
+	e.cfg.ZendeskOAuthClientID, e.cfg.ZendeskOAuthClientSecret = zendesktest.DefaultOAuthClientID, zendesktest.DefaultOAuthClientSecret
+	e.cfg.KlaviyoOAuthClientID, e.cfg.KlaviyoOAuthClientSecret = klaviyotest.DefaultOAuthClientID, klaviyotest.DefaultOAuthClientSecret
+	e.cfg.KlaviyoOAuthURL = sb.klaviyoURL
+	if err := e.sandboxPublicURL(); err != nil {
+		return nil, err
+	}
+	if len(e.brokers) == 0 {
+		e.conns = sb.conns
+		return e.conns, nil
+	}
+	key, err := seal.NewKey("sandbox")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := seal.ParseKeyring(zenklav.Secret(key))
+	if err != nil {
+		return nil, err
+	}
+	// A key of its own means a topic of its own: what another process sealed under its key
+	// could not be read with this one. Connections added at /admin last as long as the
+	// process, as the simulators' accounts do.
+	e.cfg.SecretsKey, e.cfg.ConnectionsTopic = zenklav.Secret(key), "connections-"+keys.Current()
+	e.onClose(func() { dropTopic(e.brokers, e.cfg.ConnectionsTopic) }) // once the store is closed
+	store, err := connstore.Open(ctx, e.logger, e.brokers, e.cfg.ConnectionsTopic, 1, e.kafkaProducer(), keys)
+	if err != nil {
+		return nil, err
+	}
+	e.onClose(store.Close)
+	for _, c := range sb.conns.All() {
+		if err := store.Put(ctx, c, false); err != nil {
+			return nil, err
+		}
+	}
+	e.logger.Info("sandbox mode: ZENKLAV_SECRETS_KEY is empty, so a secrets key was made for this process; its connections store is a topic of its own",
+		"key_id", keys.Current(), "topic", e.cfg.ConnectionsTopic)
+	return e.followStore(ctx, store)
+}
+
+// dropTopic deletes the sandbox's connections store when the process ends, so that the
+// embedded broker, which keeps its log, does not gather one per run. It is best effort: a
+// process killed leaves its topic, which is a few records.
+func dropTopic(brokers []string, topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 2 * time.Second}
+	_, _ = client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{topic}})
+}
+
+// sandboxPublicURL makes sandbox mode's own HTTP address its public URL, unless
+// ZENKLAV_PUBLIC_URL says otherwise: the simulators, in this process, reach it. A port of 0
+// is chosen now, so that the webhooks setup makes know where to go before the server
+// listens.
+func (e *env) sandboxPublicURL() error {
+	if e.cfg.PublicURL != "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(e.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("ZENKLAV_HTTP_ADDR=%s: %w", e.cfg.HTTPAddr, err)
+	}
+	if port == "0" {
+		ln, err := net.Listen("tcp", e.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen on ZENKLAV_HTTP_ADDR=%s: %w", e.cfg.HTTPAddr, err)
+		}
+		_, port, _ = net.SplitHostPort(ln.Addr().String())
+		ln.Close()
+		e.cfg.HTTPAddr = net.JoinHostPort(host, port)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	e.cfg.PublicURL = "http://" + net.JoinHostPort(host, port)
+	return nil
 }
 
 func startSandbox(ctx context.Context, logger *slog.Logger) (*sandbox, error) {

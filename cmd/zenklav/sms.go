@@ -29,11 +29,11 @@ func buildSMS(ctx context.Context, e *env, _ *backend.Options, b *banner) (runne
 	}
 	e.onClose(table.Close)
 	dlq := e.deadLetters("sms", schemas.SMSEventsDLQTopic)
-	h, err := sms.New(logger, e.registry, sms.Config{Routes: routes, Store: table}, dlq)
+	h, err := sms.New(logger, e.registry, sms.Config{Routes: routes, Store: table, Status: e.connStatus()}, dlq)
 	if err != nil {
 		return nil, err
 	}
-	replies, err := sms.NewReplies(logger, e.registry, sms.Config{Routes: routes, Store: table}, dlq)
+	replies, err := sms.NewReplies(logger, e.registry, sms.Config{Routes: routes, Store: table, Status: e.connStatus()}, dlq)
 	if err != nil {
 		return nil, err
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/zenklav/zenklav/internal/testenv"
 )
 
-// smsStep is what zendesk-app/e2e/sms.e2e.mjs answers to one step.
-type smsStep struct {
+// pageStep is what zendesk-app/e2e/pages.e2e.mjs answers to one step.
+type pageStep struct {
 	Error          string   `json:"error"`
 	Text           string   `json:"text"`
 	URL            string   `json:"url"`
@@ -23,14 +23,14 @@ type smsStep struct {
 	FailedRequests []string `json:"failedRequests"`
 }
 
-// do runs one step of zendesk-app/e2e/sms.e2e.mjs and fails the test when it fails.
-func (b *browser) do(t *testing.T, step map[string]any) smsStep {
+// do runs one step of zendesk-app/e2e/pages.e2e.mjs and fails the test when it fails.
+func (b *browser) do(t *testing.T, step map[string]any) pageStep {
 	t.Helper()
 	b.send(t, step)
 	if !b.out.Scan() {
 		t.Fatalf("the browser script ended: %v", b.out.Err())
 	}
-	var r smsStep
+	var r pageStep
 	if err := json.Unmarshal(b.out.Bytes(), &r); err != nil {
 		t.Fatalf("browser result %q: %v", b.out.Text(), err)
 	}
@@ -47,7 +47,7 @@ func (b *browser) do(t *testing.T, step map[string]any) smsStep {
 // phone. Screenshots land in zendesk-app/e2e/screenshots/ (sms-phone.png, sms-agent.png).
 func TestSMSSandboxInBrowser(t *testing.T) {
 	broker, ch := testenv.Kafka(t), testenv.ClickHouse(t)
-	b := startBrowserScript(t, "../../zendesk-app", "sms.e2e.mjs")
+	b := startBrowserScript(t, "../../zendesk-app", "pages.e2e.mjs")
 	out := &syncBuffer{}
 	startZenklavOut(t, map[string]string{
 		"ZENKLAV_HTTP_ADDR": "127.0.0.1:0", "ZENKLAV_KAFKA_BROKERS": broker,
@@ -67,7 +67,7 @@ func TestSMSSandboxInBrowser(t *testing.T) {
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	wait := func(page, selector, text string) smsStep {
+	wait := func(page, selector, text string) pageStep {
 		t.Helper()
 		return b.do(t, map[string]any{"op": "wait", "page": page, "selector": selector, "text": text, "timeoutMs": 30_000})
 	}
@@ -109,7 +109,7 @@ func TestSMSSandboxInBrowser(t *testing.T) {
 	b.do(t, map[string]any{"op": "shot", "page": "phone", "path": filepath.Join(shots, "sms-phone.png")})
 	last := b.do(t, map[string]any{"op": "shot", "page": "agent", "path": filepath.Join(shots, "sms-agent.png")})
 	phoneEnd := b.do(t, map[string]any{"op": "open", "page": "phone", "url": phonePage[1] + "?phone=" + url.QueryEscape(phone)})
-	for name, r := range map[string]smsStep{"agent view": last, "phone page": phoneEnd} {
+	for name, r := range map[string]pageStep{"agent view": last, "phone page": phoneEnd} {
 		// The sidebar app in the agent view is zenklav's; its errors are the sidebar test's.
 		if len(r.ConsoleErrors) > 0 || len(r.FailedRequests) > 0 {
 			t.Errorf("%s: errors in the browser console %q, failed requests %q", name, r.ConsoleErrors, r.FailedRequests)

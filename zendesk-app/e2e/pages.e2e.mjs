@@ -1,12 +1,14 @@
-// Drives headless Chromium for cmd/zenklav's TestSMSSandboxInBrowser: a person texting the
-// brand on the Klaviyo simulator's phone page and an agent answering in the Zendesk
-// simulator's agent view, each in a page of its own.
+// Drives headless Chromium, step by step, for cmd/zenklav's browser tests of server-rendered
+// pages: TestSMSSandboxInBrowser (a person texting the brand on the Klaviyo simulator's phone
+// page and an agent answering in the Zendesk simulator's agent view, each in a page of its
+// own) and TestAdminInBrowser (the /admin setup wizard and the simulators' consent pages).
 //
 // The Go test writes one step per line on stdin, as JSON, and reads one result per line:
 //
 //   {"op":"open","page":"phone","url":"http://…/sandbox/phone"}   open (or go to) a URL
 //   {"op":"fill","page":"phone","selector":"#text-body","value":"Where is my order?"}
 //   {"op":"click","page":"phone","selector":"#text-send"}
+//   {"op":"select","page":"admin","selector":"select[name=sms_brand]","value":"8"}
 //   {"op":"wait","page":"phone","selector":"#thread","text":"It ships","timeoutMs":30000}
 //   {"op":"shot","page":"phone","path":"/…/sms-phone.png"}
 //
@@ -51,6 +53,9 @@ async function step(s) {
       break;
     case 'click':
       await p.page.click(s.selector, { timeout });
+      break;
+    case 'select':
+      await p.page.selectOption(s.selector, s.value, { timeout });
       break;
     case 'wait':
       try {
