@@ -20,7 +20,8 @@ import (
 // account; "Connect with Zendesk" and "Connect with Klaviyo" through their consent pages
 // (authorization code with PKCE); all brands, SMS with the automation and the view; Finish.
 // Then the simulated Zendesk sends a ticket event to the webhook the wizard made, and the new
-// connection's health page shows it, with no restart. Finishing again makes nothing twice;
+// connection's health page shows it, with no restart; its test button's event reaches Klaviyo
+// through the grant. Finishing again makes nothing twice;
 // Disconnect removes what was made and revokes both grants. Screenshots land in
 // zendesk-app/e2e/screenshots/ (admin-*.png) and docs/admin.png.
 func TestAdminInBrowser(t *testing.T) {
@@ -122,8 +123,25 @@ func TestAdminInBrowser(t *testing.T) {
 	if !seen {
 		t.Fatal("the new connection's health page never showed its Zendesk webhook")
 	}
+	// The test button: a ticket event through the webhooks' path, delivered to Klaviyo with
+	// the grant the wizard got.
+	do("click", "[data-testid=send-test]")
+	wait("[data-testid=notice]", "Test ticket event")
+	delivered := false
+	for deadline := time.Now().Add(30 * time.Second); !delivered && time.Now().Before(deadline); {
+		b.do(t, map[string]any{"op": "open", "page": "admin", "url": page})
+		health := wait("[data-testid=health]", "Last metric delivered to Klaviyo").Text
+		delivered = !strings.Contains(health, "Last metric delivered to Klaviyo\tnever")
+	}
+	if !delivered {
+		t.Fatal("the test ticket event never showed as delivered to Klaviyo on the health page")
+	}
 	shot("admin-connection.png")
-	do("shot", "", "path", filepath.Join("..", "..", "docs", "admin.png"))
+	docs, err := filepath.Abs("../../docs/admin.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("shot", "", "path", docs)
 
 	// Finish again, from the stored connection: nothing is made twice.
 	do("click", "a[href='/admin/setup?edit="+id+"']")

@@ -60,7 +60,7 @@ type runner func(ctx context.Context) error
 
 var roles = []role{
 	{
-		name: "api", usage: "HTTP: Zendesk and Klaviyo webhooks in, the sidebar, the reports API and page, health, metrics",
+		name: "api", usage: "HTTP: Zendesk and Klaviyo webhooks in, the sidebar, the reports API and page, the /admin setup wizard and connections' health, health, metrics",
 		needs:    needs{connections: true},
 		topics:   []string{schemas.TicketEventsTopic, schemas.SMSEventsTopic},
 		sections: func(e *env) []validator { return []validator{e.cfg.Server, e.cfg.APIs} },
