@@ -260,6 +260,7 @@ func TestSetupOAuth(t *testing.T) {
 	r.env["ZENKLAV_ZENDESK_OAUTH_CLIENT_ID"], r.env["ZENKLAV_ZENDESK_OAUTH_CLIENT_SECRET"] = zendesktest.DefaultOAuthClientID, zendesktest.DefaultOAuthClientSecret
 	r.env["ZENKLAV_KLAVIYO_OAUTH_CLIENT_ID"], r.env["ZENKLAV_KLAVIYO_OAUTH_CLIENT_SECRET"] = klaviyotest.DefaultOAuthClientID, klaviyotest.DefaultOAuthClientSecret
 	r.env["ZENKLAV_KLAVIYO_OAUTH_URL"] = r.kl.URL
+	r.env["ZENKLAV_LOG_LEVEL"] = "debug" // for the secret grep at the end
 	id := fmt.Sprintf("oauth-%d", rand.N(1_000_000))
 	out := &syncBuffer{}
 	done := make(chan error, 1)
@@ -315,8 +316,22 @@ func TestSetupOAuth(t *testing.T) {
 	if now := r.zd.OAuthTokens(); len(now) != 1 || now[0].ID == tokens[0].ID {
 		t.Errorf("Zendesk tokens after the refresh: %+v, want one, another than %d", now, tokens[0].ID)
 	}
-	if o, err := r.run(t, nil, "--disconnect", id); err != nil || !strings.Contains(o, "Zendesk grant") || !strings.Contains(o, "Klaviyo grant") {
+	o, err := r.run(t, nil, "--disconnect", id)
+	if err != nil || !strings.Contains(o, "Zendesk grant") || !strings.Contains(o, "Klaviyo grant") {
 		t.Fatalf("disconnect: %v\n%s", err, o)
+	}
+	// No grant's token, first or renewed, and no OAuth client secret is in anything the
+	// command printed or logged, at debug.
+	said := out.String() + o
+	for name, secret := range map[string]zenklav.Secret{
+		"Zendesk access token": c.Zendesk.OAuth.AccessToken, "Zendesk refresh token": c.Zendesk.OAuth.RefreshToken,
+		"Klaviyo access token": c.Klaviyo.OAuth.AccessToken, "Klaviyo refresh token": c.Klaviyo.OAuth.RefreshToken,
+		"renewed Zendesk access token": e.Connection.Zendesk.OAuth.AccessToken, "renewed Klaviyo refresh token": e.Connection.Klaviyo.OAuth.RefreshToken,
+		"Zendesk client secret": zendesktest.DefaultOAuthClientSecret, "Klaviyo client secret": klaviyotest.DefaultOAuthClientSecret,
+	} {
+		if secret != "" && strings.Contains(said, secret.Reveal()) {
+			t.Errorf("the %s is in what zenklav setup said", name)
+		}
 	}
 	if len(r.zd.OAuthTokens()) != 0 || len(r.zd.Webhooks()) != 0 || len(r.kl.Webhooks(r.klaviyoKey)) != 0 {
 		t.Errorf("after disconnect: Zendesk tokens %+v, %d webhooks, %d Klaviyo webhooks", r.zd.OAuthTokens(), len(r.zd.Webhooks()), len(r.kl.Webhooks(r.klaviyoKey)))
