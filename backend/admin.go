@@ -54,6 +54,7 @@ type admin struct {
 	// health is the server's connection health (Options.ConnectionHealth): each connection's
 	// page shows its report and sends its test event.
 	health *ConnectionHealth
+	theme  string // the reports page's stylesheet, which /admin shares; "" without it
 	pages  *template.Template
 	css    []byte
 	secure bool // cookies only over https
@@ -61,7 +62,7 @@ type admin struct {
 
 // routeAdmin adds /admin and its pages.
 func (s *Server) routeAdmin(e *gin.Engine) error {
-	a := &admin{Admin: *s.opts.Admin, health: s.opts.ConnectionHealth, secure: strings.HasPrefix(s.opts.Admin.PublicURL, "https://")}
+	a := &admin{Admin: *s.opts.Admin, health: s.opts.ConnectionHealth, theme: s.theme, secure: strings.HasPrefix(s.opts.Admin.PublicURL, "https://")}
 	if a.Now == nil {
 		a.Now = time.Now
 	}
@@ -98,6 +99,7 @@ func (s *Server) routeAdmin(e *gin.Engine) error {
 // page is what every template gets.
 type page struct {
 	Title, CSRF, Error, Notice, PublicURL string
+	Theme                                 string // the shared stylesheet's URL
 	Connections                           []connectionRow
 	Draft                                 *draftView
 	Changes                               []setup.Change
@@ -111,6 +113,7 @@ func (a *admin) render(c *gin.Context, status int, name string, p page, formTo .
 	if p.PublicURL == "" {
 		p.PublicURL = a.PublicURL
 	}
+	p.Theme = a.theme
 	var buf bytes.Buffer
 	if err := a.pages.ExecuteTemplate(&buf, name, p); err != nil {
 		_ = c.Error(zenklav.Wrap(zenklav.EINTERNAL, err, "admin page %s", name))

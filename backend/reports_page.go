@@ -48,6 +48,7 @@ func (s *Server) routeReportsPage(e *gin.Engine) error {
 	if err != nil {
 		return err
 	}
+	s.theme = p.prefix("/reports/web") + "reports.css"
 	e.GET("/reports", p.page)
 	e.GET("/reports/web/:version/:file", p.serve)
 	return nil
