@@ -383,11 +383,11 @@ func actionsJSON(as []zenklav.Action) []map[string]string {
 }
 
 // listPage answers a list request with items in list order, the way Zendesk paginates:
-// cursor pagination when the request asks for it (page[size], page[after]) with meta and
-// links, offset pagination (page, per_page) with count and next_page otherwise.
+// cursor pagination when the request asks for it (page[size], page[after], page[before])
+// with meta and links, offset pagination (page, per_page) with count and next_page otherwise.
 func listPage(c *call, kind, path string, items []any) (int, any) {
 	q := c.r.URL.Query()
-	cursor := q.Has("page[size]") || q.Has("page[after]")
+	cursor := q.Has("page[size]") || q.Has("page[after]") || q.Has("page[before]")
 	sizeParam := "per_page"
 	if cursor {
 		sizeParam = "page[size]"
@@ -401,14 +401,15 @@ func listPage(c *call, kind, path string, items []any) (int, any) {
 		size = n
 	}
 	start := 0
-	if v := q.Get("page[after]"); cursor && v != "" {
-		n, err := decodeCursor(v)
+	switch {
+	case cursor && q.Get("page[after]") != "":
+		n, err := decodeCursor(q.Get("page[after]"))
 		if err != nil || n > len(items) {
 			return http.StatusBadRequest, errorBody("InvalidPaginationParameter", "page[after] is not a cursor of this list")
 		}
 		start = n
-	} else if v := q.Get("page"); !cursor && v != "" {
-		n, err := strconv.Atoi(v)
+	case !cursor && q.Get("page") != "":
+		n, err := strconv.Atoi(q.Get("page"))
 		if err != nil || n < 1 {
 			return http.StatusBadRequest, errorBody("InvalidPaginationParameter", "page must be a positive number")
 		}
@@ -417,20 +418,25 @@ func listPage(c *call, kind, path string, items []any) (int, any) {
 	end := min(start+size, len(items))
 	link := func(v url.Values) string { return c.base + path + ".json?" + v.Encode() }
 	if cursor {
-		var next, after any
-		if end < len(items) {
-			after = encodeCursor(end)
+		var next, prev, after, before any
+		if end > start {
+			after, before = encodeCursor(end), encodeCursor(start)
 			next = link(url.Values{"page[size]": {strconv.Itoa(size)}, "page[after]": {encodeCursor(end)}})
+			prev = link(url.Values{"page[size]": {strconv.Itoa(size)}, "page[before]": {encodeCursor(start)}})
 		}
 		return http.StatusOK, map[string]any{
 			kind:    items[start:end],
-			"meta":  map[string]any{"has_more": end < len(items), "after_cursor": after, "before_cursor": nil},
-			"links": map[string]any{"next": next, "prev": nil},
+			"meta":  map[string]any{"has_more": end < len(items), "after_cursor": after, "before_cursor": before},
+			"links": map[string]any{"next": next, "prev": prev},
 		}
 	}
-	var next any
+	page := start/size + 1
+	var next, prev any
 	if end < len(items) {
-		next = link(url.Values{"page": {strconv.Itoa(start/size + 2)}, "per_page": {strconv.Itoa(size)}})
+		next = link(url.Values{"page": {strconv.Itoa(page + 1)}, "per_page": {strconv.Itoa(size)}})
 	}
-	return http.StatusOK, map[string]any{kind: items[start:end], "count": len(items), "next_page": next, "previous_page": nil}
+	if page > 1 {
+		prev = link(url.Values{"page": {strconv.Itoa(page - 1)}, "per_page": {strconv.Itoa(size)}})
+	}
+	return http.StatusOK, map[string]any{kind: items[start:end], "count": len(items), "next_page": next, "previous_page": prev}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -203,66 +202,11 @@ func (s *Server) listBrands(c *call) (int, any) {
 		defaultID = slices.MinFunc(all, func(a, b zendesk.Brand) int { return cmp.Compare(a.ID, b.ID) }).ID
 	}
 
-	q := c.r.URL.Query()
-	cursor := q.Has("page[size]") || q.Has("page[after]") || q.Has("page[before]")
-	sizeParam, pageParam := "per_page", "page"
-	if cursor {
-		sizeParam = "page[size]"
+	items := make([]any, len(all))
+	for i, b := range all {
+		items[i] = s.brandJSON(b, b.ID == defaultID, c.base)
 	}
-	size := 100
-	if v := q.Get(sizeParam); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			return http.StatusBadRequest, errorBody("InvalidPaginationParameter", sizeParam+" must be a number from 1 to 100")
-		}
-		size = n
-	}
-	start := 0
-	switch {
-	case cursor && q.Get("page[after]") != "":
-		n, err := decodeCursor(q.Get("page[after]"))
-		if err != nil || n > len(all) {
-			return http.StatusBadRequest, errorBody("InvalidPaginationParameter", "page[after] is not a cursor of this list")
-		}
-		start = n
-	case !cursor && q.Get(pageParam) != "":
-		n, err := strconv.Atoi(q.Get(pageParam))
-		if err != nil || n < 1 {
-			return http.StatusBadRequest, errorBody("InvalidPaginationParameter", "page must be a positive number")
-		}
-		start = min((n-1)*size, len(all))
-	}
-	end := min(start+size, len(all))
-	brands := make([]any, 0, end-start)
-	for _, b := range all[start:end] {
-		brands = append(brands, s.brandJSON(b, b.ID == defaultID, c.base))
-	}
-	link := func(v url.Values) string { return c.base + "/api/v2/brands.json?" + v.Encode() }
-
-	if cursor {
-		more := end < len(all)
-		var next, prev, after, before any
-		if end > start {
-			after = encodeCursor(end)
-			before = encodeCursor(start)
-			next = link(url.Values{"page[size]": {strconv.Itoa(size)}, "page[after]": {encodeCursor(end)}})
-			prev = link(url.Values{"page[size]": {strconv.Itoa(size)}, "page[before]": {encodeCursor(start)}})
-		}
-		return http.StatusOK, map[string]any{
-			"brands": brands,
-			"meta":   map[string]any{"has_more": more, "after_cursor": after, "before_cursor": before},
-			"links":  map[string]any{"next": next, "prev": prev},
-		}
-	}
-	page := start/size + 1
-	var next, prev any
-	if end < len(all) {
-		next = link(url.Values{"page": {strconv.Itoa(page + 1)}, "per_page": {strconv.Itoa(size)}})
-	}
-	if page > 1 {
-		prev = link(url.Values{"page": {strconv.Itoa(page - 1)}, "per_page": {strconv.Itoa(size)}})
-	}
-	return http.StatusOK, map[string]any{"brands": brands, "count": len(all), "next_page": next, "previous_page": prev}
+	return listPage(c, "brands", "/api/v2/brands", items)
 }
 
 // Cursors are opaque to clients; here they encode the offset of the next item.
