@@ -65,8 +65,8 @@ type Server struct {
 	page    *sidebarPage
 	// theme is the reports page's stylesheet (its colours, light and dark, and its type),
 	// which the /admin pages share; "" without the reports page.
-	theme string
-	budget  *byteBudget // of the webhooks' bodies; nil without Ingest
+	theme  string
+	budget *byteBudget // of the webhooks' bodies; nil without Ingest
 	// publishing is the webhooks' view of Kafka in the health tracker (part
 	// "webhooks/kafka"): an outage is logged when the first webhook meets it and when one
 	// is accepted again, not at every 503. Nil without Health: then each 503 is logged.
