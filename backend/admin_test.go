@@ -157,17 +157,15 @@ type adminSite struct {
 	tokens *auth.Reports
 	desk   *fakeDesk
 	store  *memStore
+	conns  *zenklav.Connections
+	keys   []auth.SigningKey
 	bodies strings.Builder // every page served, for the secret grep
 }
 
 func newAdminSite(t *testing.T) *adminSite {
 	t.Helper()
 	keys := []auth.SigningKey{{ID: "k1", Secret: "admin-test-signing-key-0123456789abcdef"}}
-	conns, err := zenklav.NewConnections(zenklav.Connection{ID: "acme", Zendesk: zenklav.ZendeskSettings{
-		Subdomain: "acme", WebhookSecrets: []zenklav.Secret{"acme-webhook-secret-0123456789"}, Brands: zenklav.Brands{All: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conns := sidebarConns(t, 101) // acme has the sidebar app: its sessions are tried at sign-in
 	tokens, err := auth.NewReports(keys, conns, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +174,7 @@ func newAdminSite(t *testing.T) *adminSite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	site := &adminSite{t: t, tokens: tokens, desk: &fakeDesk{made: map[string]string{}}, store: &memStore{m: map[string]connstore.Entry{}}}
+	site := &adminSite{t: t, tokens: tokens, conns: conns, keys: keys, desk: &fakeDesk{made: map[string]string{}}, store: &memStore{m: map[string]connstore.Entry{}}}
 	svc, err := setup.New(slog.New(slog.DiscardHandler), setup.Config{
 		PublicURL: "https://zenklav.example.com", Store: site.store,
 		Zendesk: func(c *zenklav.Connection) (zenklav.ZendeskAdmin, error) {
@@ -270,10 +268,18 @@ func TestAdminSignIn(t *testing.T) {
 	if status, _, _ := s.do("GET", "/admin/setup", nil); status != http.StatusSeeOther {
 		t.Errorf("the wizard signed out: %d, want a redirect to sign in", status)
 	}
+	sidebar, err := auth.NewSidebar(s.conns, s.keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, _, err := sidebar.IssueSession(auth.AppIdentity{Connection: "acme", Subdomain: "acme", Installation: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, token string
 		want        int
-	}{{"marketer", s.token(auth.RoleMarketer), 403}, {"garbage", "not.a.token", 401}, {"empty", "", 401}} {
+	}{{"marketer", s.token(auth.RoleMarketer), 403}, {"sidebar session", session, 401}, {"garbage", "not.a.token", 401}, {"empty", "", 401}} {
 		if status, _, _ := s.do("POST", "/admin/login", url.Values{"token": {tc.token}}); status != tc.want {
 			t.Errorf("sign in with a %s token: %d, want %d", tc.name, status, tc.want)
 		}
