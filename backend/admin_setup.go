@@ -256,6 +256,7 @@ func (a *admin) exchange(c *gin.Context, w *wizard, pending pendingGrant) {
 	}
 	tok, err := p.Exchange(c.Request.Context(), w.Connection.Zendesk.Subdomain, c.Query("code"), pending.Verifier, a.redirectURI(pending.Vendor))
 	if err != nil {
+		_ = a.saveWizard(c, c.GetString("session"), w) // the state is spent
 		a.fail(c, w, pageStatus(err), "Connecting with "+pending.Vendor+" failed: "+zenklav.ErrorMessage(err))
 		return
 	}

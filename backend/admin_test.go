@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
 
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/adminui"
@@ -162,7 +163,7 @@ type adminSite struct {
 	bodies strings.Builder // every page served, for the secret grep
 }
 
-func newAdminSite(t *testing.T) *adminSite {
+func newAdminSite(t *testing.T, options ...func(*backend.Admin)) *adminSite {
 	t.Helper()
 	keys := []auth.SigningKey{{ID: "k1", Secret: "admin-test-signing-key-0123456789abcdef"}}
 	conns := sidebarConns(t, 101) // acme has the sidebar app: its sessions are tried at sign-in
@@ -188,8 +189,11 @@ func newAdminSite(t *testing.T) *adminSite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{Registry: prometheus.NewRegistry(),
-		Admin: &backend.Admin{Verify: tokens.VerifyAdmin, Setup: svc, Keys: ring, PublicURL: "https://zenklav.example.com", Pages: adminui.Pages()}})
+	admin := &backend.Admin{Verify: tokens.VerifyAdmin, Setup: svc, Keys: ring, PublicURL: "https://zenklav.example.com", Pages: adminui.Pages()}
+	for _, o := range options {
+		o(admin)
+	}
+	s, err := backend.New(slog.New(slog.DiscardHandler), backend.Options{Registry: prometheus.NewRegistry(), Admin: admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,5 +365,90 @@ func TestAdminWizard(t *testing.T) {
 		if strings.Contains(s.bodies.String(), secret) {
 			t.Errorf("a page showed the secret %q", secret)
 		}
+	}
+}
+
+// fakeOAuth is a vendor's consent flow: it remembers the challenge it was shown and gives a
+// grant for the code "good" to the verifier that matches it.
+type fakeOAuth struct {
+	mu        sync.Mutex
+	challenge string
+}
+
+func (f *fakeOAuth) AuthorizeURL(account, redirectURI, state, challenge string) string {
+	f.mu.Lock()
+	f.challenge = challenge
+	f.mu.Unlock()
+	return "https://" + account + ".zendesk.example/oauth/authorizations/new?" + url.Values{"state": {state}, "redirect_uri": {redirectURI}}.Encode()
+}
+
+func (f *fakeOAuth) Exchange(_ context.Context, _, code, verifier, _ string) (zenklav.OAuthToken, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if code != "good" || oauth2.S256ChallengeFromVerifier(verifier) != f.challenge {
+		return zenklav.OAuthToken{}, zenklav.Errorf(zenklav.EUNAUTHORIZED, "invalid_grant")
+	}
+	return zenklav.OAuthToken{AccessToken: "oauth-access-token-secret", RefreshToken: "oauth-refresh-token-secret", ExpiresAt: time.Now().Add(30 * time.Minute)}, nil
+}
+
+func (f *fakeOAuth) Refresh(context.Context, string, zenklav.Secret) (zenklav.OAuthToken, error) {
+	return zenklav.OAuthToken{}, nil
+}
+func (f *fakeOAuth) Revoke(context.Context, string, zenklav.OAuthToken) error { return nil }
+
+// TestAdminOAuthState: "Connect with Zendesk" sends the browser to the consent page with a
+// PKCE challenge and a state; only this session's state, within ten minutes, comes back to a
+// grant, and the grant's tokens are on no page.
+func TestAdminOAuthState(t *testing.T) {
+	now := time.Now()
+	s := newAdminSite(t, func(a *backend.Admin) {
+		a.ZendeskOAuth = &fakeOAuth{}
+		a.Now = func() time.Time { return now }
+	})
+	if status, _, _ := s.do("POST", "/admin/login", url.Values{"token": {s.token(auth.RoleAdmin)}}); status != http.StatusSeeOther {
+		t.Fatal("sign in failed")
+	}
+	s.post("/admin/setup/start", 303, url.Values{"id": {"globex"}, "zendesk_url": {"globex"}})
+	connect := func() string {
+		t.Helper()
+		form := url.Values{"csrf": {s.csrf()}}
+		status, to, _ := s.do("POST", "/admin/setup/zendesk/oauth", form)
+		u, err := url.Parse(to)
+		if status != http.StatusSeeOther || err != nil || u.Host != "globex.zendesk.example" || u.Query().Get("state") == "" {
+			t.Fatalf("connect: %d to %q, want the consent page with a state", status, to)
+		}
+		return u.Query().Get("state")
+	}
+	state := connect()
+	back := func(state, code string) (int, string) {
+		status, to, _ := s.do("GET", "/admin/oauth/zendesk/callback?"+url.Values{"state": {state}, "code": {code}}.Encode(), nil)
+		return status, to
+	}
+	if status, _ := back("another-state", "good"); status != http.StatusBadRequest {
+		t.Errorf("a state this session did not send: %d, want 400", status)
+	}
+	now = now.Add(11 * time.Minute)
+	if status, _ := back(state, "good"); status != http.StatusBadRequest {
+		t.Errorf("a state back after 11 minutes: %d, want 400", status)
+	}
+	state = connect()
+	if status, _ := back(state, "bad"); status == http.StatusSeeOther {
+		t.Errorf("a code the vendor refuses came back to a grant")
+	}
+	if status, _ := back(state, "good"); status != http.StatusBadRequest {
+		t.Errorf("a state spent on a refused code, again: %d, want 400", status)
+	}
+	state = connect()
+	if status, to := back(state, "good"); status != http.StatusSeeOther || !strings.HasPrefix(to, "/admin/setup") {
+		t.Fatalf("this session's state within ten minutes: %d to %q, want back to the wizard", status, to)
+	}
+	if status, _ := back(state, "good"); status != http.StatusBadRequest {
+		t.Errorf("the same state a second time: %d, want 400 (a state is used once)", status)
+	}
+	if _, _, wiz := s.do("GET", "/admin/setup", nil); !strings.Contains(wiz, "connected with Zendesk") {
+		t.Error("the wizard does not show Zendesk connected")
+	}
+	if strings.Contains(s.bodies.String(), "oauth-access-token-secret") || strings.Contains(s.bodies.String(), "oauth-refresh-token-secret") {
+		t.Error("a page showed the grant's tokens")
 	}
 }
