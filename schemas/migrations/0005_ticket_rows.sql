@@ -125,13 +125,13 @@ FROM
             argMaxIf(requester_id, occurred_at, requester_id != 0) AS f_requester
         FROM ticket_events
         GROUP BY tenant, ticket_id
-    )
+    ) AS t -- current ClickHouse refuses a JOIN of subqueries without aliases, and 18.16 takes them too
     ALL LEFT JOIN
     (
         SELECT tenant, requester_id AS f_requester, groupArray((kind, toUInt32(at), names)) AS snaps
         FROM klaviyo_memberships
         GROUP BY tenant, requester_id
-    ) USING (tenant, f_requester)
+    ) AS m USING (tenant, f_requester)
 );
 
 INSERT INTO customer_rows
