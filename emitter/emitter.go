@@ -26,6 +26,11 @@ import (
 // Group is the emitter's consumer group.
 const Group = "zenklav-emitter"
 
+// ParkedGroup is the emitter's consumer group of the parked topic
+// (schemas.TicketEventsParkedTopic): the events of a connection whose lane was full, delivered
+// apart so they hold up no other connection.
+const ParkedGroup = "zenklav-emitter-parked"
+
 // The emitter's consumer-group timeouts (docs/operations.md). A member that died without
 // leaving holds its partitions for SessionTimeout: 6 s, the least a broker allows by default,
 // so that a crashed emitter's connections wait for their metrics no longer than that (a

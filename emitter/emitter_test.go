@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,4 +299,125 @@ func TestEmitterConnectionsChange(t *testing.T) {
 	if dead := kafkatest.MessageCount(t, brokers, dlq); dead != 2 {
 		t.Errorf("%d dead letters, want 2 (tickets 1 and 3, sent while the connection was not served)", dead)
 	}
+}
+
+// downKlaviyo is a Klaviyo account that is down (every delivery transiently fails) until up.
+type downKlaviyo struct {
+	fakeKlaviyo
+	up atomic.Bool
+}
+
+// MaxDeliver keeps its batches small, so its lane fills while a batch is retried.
+func (f *downKlaviyo) MaxDeliver() int { return 5 }
+
+func (f *downKlaviyo) Deliver(ctx context.Context, ms []zenklav.MetricEvent) []error {
+	if f.up.Load() {
+		return f.fakeKlaviyo.Deliver(ctx, ms)
+	}
+	errs := make([]error, len(ms))
+	for i := range errs {
+		errs[i] = zenklav.Errorf(zenklav.EUNAVAILABLE, "klaviyo: 503")
+	}
+	return errs
+}
+
+// TestEmitterParksAFailingConnection: a connection whose Klaviyo is down fills its lane; its
+// further events are parked in another topic and the other connection's metrics go on at
+// once. Once its Klaviyo is back, an emitter of the parked topic delivers them: none lost,
+// none twice.
+func TestEmitterParksAFailingConnection(t *testing.T) {
+	brokers, topic := kafkatest.NewTopic(t, 2)
+	_, parkedTopic := kafkatest.NewTopic(t, 2)
+	_, dlq := kafkatest.NewTopic(t, 1)
+	producer := kafka.NewProducer(discard, brokers)
+	defer producer.Close()
+	down, up := &downKlaviyo{}, &fakeKlaviyo{}
+	zd := &fakeZendesk{calls: map[string]int{}, lookups: map[int64]int{}}
+	all := zenklav.Brands{All: true}
+	routes := zenklav.StaticRoutes(map[string]emitter.Route{
+		"down": {Connection: &zenklav.Connection{ID: "down", Zendesk: zenklav.ZendeskSettings{Brands: all}}, Klaviyo: down, Directory: zd},
+		"up":   {Connection: &zenklav.Connection{ID: "up", Zendesk: zenklav.ZendeskSettings{Brands: all}}, Klaviyo: up, Directory: zd},
+	})
+	dead := &kafka.DeadLetters{Publisher: producer, Topic: dlq, Role: "emitter", Logger: discard}
+	run := func(topic, group string, lanes kafka.LaneConfig) (stop func()) {
+		consumer, err := kafka.NewConsumer(discard, kafka.ConsumerConfig{Brokers: brokers, Topic: topic, Group: group, DeadLetters: dead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		em, err := emitter.New(discard, prometheus.NewRegistry(), emitter.Config{Routes: routes, Lanes: lanes, RetryFor: time.Hour}, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- em.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	parking := &kafka.DeadLetters{Publisher: producer, Topic: parkedTopic, Role: "emitter", Logger: discard, Parking: true}
+	stopLive := run(topic, "emitter-"+topic, kafka.LaneConfig{QueueSize: 5, Workers: 1, Linger: 5 * time.Millisecond, Overflow: parking, ParkAfter: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	at := time.Now().UTC()
+	publish := func(conn string, from, n int) {
+		t.Helper()
+		msgs := make([]zenklav.Message, n)
+		for i := range msgs {
+			e := schemas.TicketEvent{EventID: fmt.Sprintf("zd:%s-%d", conn, from+i), Connection: conn, Account: schemas.Account{Subdomain: conn},
+				Type: schemas.TicketCreated, Source: schemas.SourceEvent, OccurredAt: at, ReceivedAt: at,
+				Ticket: schemas.Ticket{ID: int64(from + i), Status: "new", Requester: schemas.Requester{ID: 1, Email: "ana@example.com"}}}
+			b, err := e.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs[i] = zenklav.Message{Topic: topic, Key: []byte(e.Key()), Value: b}
+		}
+		if err := producer.Publish(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("down", 1, 200) // far more than its lane holds
+	publish("up", 1001, 50)
+	// The healthy connection's metrics arrive while the other's Klaviyo is still down.
+	for len(up.delivered()) < 50 {
+		if ctx.Err() != nil {
+			t.Fatalf("the healthy connection got %d of 50 metrics while the other's Klaviyo was down", len(up.delivered()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	parked := kafkatest.MessageCount(t, brokers, parkedTopic)
+	if parked == 0 {
+		t.Fatal("nothing was parked, though the failing connection's lane was full")
+	}
+	// Its Klaviyo is back: the live emitter sends what its lane held, the parked emitter the rest.
+	down.up.Store(true)
+	stopParked := run(parkedTopic, "emitter-"+parkedTopic, kafka.LaneConfig{Linger: 5 * time.Millisecond})
+	for len(down.delivered()) < 200 {
+		if ctx.Err() != nil {
+			t.Fatalf("the failing connection got %d of 200 metrics after its Klaviyo came back", len(down.delivered()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopParked()
+	stopLive()
+	seen := map[string]int{}
+	for _, m := range down.delivered() {
+		seen[m.UniqueID]++
+	}
+	if len(seen) != 200 {
+		t.Errorf("%d distinct metrics of the failing connection, want 200", len(seen))
+	}
+	for id, n := range seen {
+		if n > 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	if dead := kafkatest.MessageCount(t, brokers, dlq); dead != 0 {
+		t.Errorf("%d dead letters, want none", dead)
+	}
+	t.Logf("parked %d of the failing connection's 200 events", parked)
 }

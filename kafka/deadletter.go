@@ -43,6 +43,9 @@ type DeadLetters struct {
 	Logger    *slog.Logger
 	// Written, when set, counts the dead letters written.
 	Written prometheus.Counter
+	// Parking marks a topic of parked messages (LaneConfig.Overflow) rather than of ones
+	// given up on: each is logged at debug, since the lanes say once when they park.
+	Parking bool
 }
 
 // deadLetterRetry is how long Write waits between tries: Kafka being down is the only reason
@@ -59,7 +62,11 @@ func (d *DeadLetters) Write(ctx context.Context, letters ...DeadLetter) error {
 	out := make([]zenklav.Message, len(letters))
 	for i, l := range letters {
 		out[i] = d.message(l, now)
-		d.Logger.Warn("dead-lettering message", "role", d.Role, "at", Position(l.Msg), "reason", l.Reason)
+		level := slog.LevelWarn
+		if d.Parking {
+			level = slog.LevelDebug
+		}
+		d.Logger.Log(context.Background(), level, "dead-lettering message", "role", d.Role, "topic", d.Topic, "at", Position(l.Msg), "reason", l.Reason)
 	}
 	err := deadLetterRetry.Do(ctx, d.Logger, "publish dead letters failed, retrying", func(ctx context.Context) error {
 		return unavailable(d.Publisher.Publish(ctx, out...))

@@ -3,7 +3,9 @@ package kafka
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,9 +14,19 @@ import (
 // LaneConfig shapes RunLanes; zero values take the defaults.
 type LaneConfig struct {
 	// QueueSize bounds the deliveries waiting in one lane (default 2,000). A full lane
-	// stops the fetch, and so every lane, until it drains: the bound keeps a backlog in
-	// Kafka rather than decoded in memory.
+	// stops the fetch, and so every lane, until it drains, unless Overflow is set: the
+	// bound keeps a backlog in Kafka rather than decoded in memory.
 	QueueSize int
+	// Overflow, when set, is where a message goes when its lane is full and has finished no
+	// batch for ParkAfter (its dependency failing, not merely busy), instead of waiting: it
+	// is written there (retried until written, as a dead letter is) and done here, so one
+	// lane's failing dependency holds up no other lane, however long it lasts. Another
+	// consumer reads that topic (the retry-topic pattern). A lane that is full but moving
+	// holds the fetch as without Overflow: that is backpressure, not a failure.
+	Overflow *DeadLetters
+	// ParkAfter is how long a full lane may go without finishing a batch before its messages
+	// are parked (default 5 s).
+	ParkAfter time.Duration
 	// Workers is how many batches of one lane are handled at once (default 4).
 	Workers int
 	// Linger is how long a lane waits for more deliveries after the first, to fill a batch
@@ -40,6 +52,7 @@ func (c *LaneConfig) defaults() {
 	def(&c.Linger, 100*time.Millisecond)
 	def(&c.ShutdownGrace, 10*time.Second)
 	def(&c.CommitInterval, time.Second)
+	def(&c.ParkAfter, 5*time.Second)
 	if c.QueueSize <= 0 {
 		c.QueueSize = 2_000
 	}
@@ -175,14 +188,50 @@ func (r *laneRunner[T]) fetch(ctx, sendCtx context.Context) error {
 			continue
 		}
 		d.Value, d.Weight = routed.Value, routed.Weight
-		l := r.lane(ctx, sendCtx, routed.Lane)
-		select {
-		case l.in <- d:
-			l.queued.Inc()
-		case <-ctx.Done():
+		if !r.enqueue(ctx, r.lane(ctx, sendCtx, routed.Lane), d) {
 			return nil
 		}
 	}
+}
+
+// enqueue puts d in its lane, waiting while the lane is full; with an Overflow, a full lane
+// that has stalled has d parked there instead. It says false when ctx ended first.
+func (r *laneRunner[T]) enqueue(ctx context.Context, l *lane[T], d *Delivery[T]) bool {
+	var look <-chan time.Time // how often a waiting message asks whether its lane stalled
+	if r.cfg.Overflow != nil {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		look = t.C
+	}
+	for {
+		select {
+		case l.in <- d:
+			l.queued.Inc()
+			return true
+		case <-ctx.Done():
+			return false
+		case <-look:
+			if l.stalled(r.cfg.ParkAfter) {
+				return r.park(ctx, l, d)
+			}
+		}
+	}
+}
+
+// park writes d to the Overflow topic and marks it done here; the lane says so at most once
+// a minute. False when ctx ended first.
+func (r *laneRunner[T]) park(ctx context.Context, l *lane[T], d *Delivery[T]) bool {
+	reason := "lane " + l.name + " was full (" + strconv.Itoa(r.cfg.QueueSize) + " waiting) and stalled"
+	if r.cfg.Overflow.Write(ctx, DeadLetter{Msg: d.Msg, Reason: reason}) != nil {
+		return false // only ctx ends the retries
+	}
+	d.Done()
+	if l.parked++; time.Since(l.parkedSaid) >= time.Minute {
+		r.c.logger.Warn("a lane is full and has stalled: its messages are parked, and the other lanes go on", "lane", l.name,
+			"parked", l.parked, "topic", r.cfg.Overflow.Topic)
+		l.parked, l.parkedSaid = 0, time.Now()
+	}
+	return true
 }
 
 // lane returns the lane of that name, starting it on its first message.
@@ -195,6 +244,7 @@ func (r *laneRunner[T]) lane(ctx, sendCtx context.Context, name string) *lane[T]
 	if r.cfg.Queued != nil {
 		l.queued = r.cfg.Queued.WithLabelValues(name)
 	}
+	l.progress.Store(time.Now().UnixNano())
 	r.lanes[name] = l
 	r.workers.Go(func() { l.run(ctx, sendCtx) })
 	return l
@@ -230,6 +280,17 @@ type lane[T any] struct {
 	in     chan *Delivery[T]
 	carry  *Delivery[T] // taken from in, but for the next batch: it would not fit this one
 	queued prometheus.Gauge
+	// parked counts the messages parked (LaneConfig.Overflow) since the last time the lane
+	// said so, which it does at most once a minute.
+	parked     int
+	parkedSaid time.Time
+	// progress is when the lane last finished a batch, or was made (unix nanoseconds).
+	progress atomic.Int64
+}
+
+// stalled says whether the lane is full and has finished no batch for d.
+func (l *lane[T]) stalled(d time.Duration) bool {
+	return len(l.in) == cap(l.in) && time.Since(time.Unix(0, l.progress.Load())) >= d
 }
 
 // run forms batches and hands them to the handler, Workers at a time, until ctx ends; then
@@ -257,6 +318,7 @@ func (l *lane[T]) run(ctx, sendCtx context.Context) {
 		handling.Go(func() {
 			defer func() { <-slots }()
 			h.Handle(ctx, sendCtx, l.name, batch)
+			l.progress.Store(time.Now().UnixNano())
 		})
 	}
 }

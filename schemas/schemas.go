@@ -24,6 +24,9 @@ import (
 const (
 	TicketEventsTopic    = "ticket-events.v1"
 	TicketEventsDLQTopic = "ticket-events.dlq.v1"
+	// TicketEventsParkedTopic holds the ticket events of a connection whose emitter lane was
+	// full (its Klaviyo failing or slow): parked there, they hold up no other connection.
+	TicketEventsParkedTopic = "ticket-events.parked.v1"
 	SMSEventsTopic       = "sms-events.v1"
 	SMSEventsDLQTopic    = "sms-events.dlq.v1"
 )

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
 	"github.com/zenklav/zenklav/backend"
 	"github.com/zenklav/zenklav/emitter"
 	"github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/schemas"
 	"github.com/zenklav/zenklav/sink"
+	"golang.org/x/sync/errgroup"
 )
 
 // deadLetters is the dead-letter writer of a role, to topic (the dlq of its row).
@@ -17,14 +19,28 @@ func (e *env) deadLetters(role, topic string) *kafka.DeadLetters {
 	return &kafka.DeadLetters{Publisher: e.kafkaProducer(), Topic: topic, Role: role, Logger: e.logger.With("role", role)}
 }
 
-// buildEmitter makes the emitter role.
+// buildEmitter makes the emitter role: the emitter of ticket-events.v1, whose full lanes park
+// their events in ticket-events.parked.v1 and go on, and the emitter of that topic. A
+// connection whose Klaviyo keeps failing so holds up no other's metrics, only its own.
 func buildEmitter(ctx context.Context, e *env, _ *backend.Options, b *banner) (runner, error) {
-	em, err := e.newEmitter(ctx, emitterWiring{topic: schemas.TicketEventsTopic, group: emitter.Group, states: e.store})
+	parking := e.deadLetters("emitter", schemas.TicketEventsParkedTopic)
+	parking.Parking = true
+	live, err := e.newEmitter(ctx, emitterWiring{topic: schemas.TicketEventsTopic, group: emitter.Group, states: e.store,
+		lanes: kafka.LaneConfig{Overflow: parking}, stage: "main"})
+	if err != nil {
+		return nil, err
+	}
+	parked, err := e.newEmitter(ctx, emitterWiring{topic: schemas.TicketEventsParkedTopic, group: emitter.ParkedGroup, states: e.store, stage: "parked"})
 	if err != nil {
 		return nil, err
 	}
 	b.klaviyo = fmt.Sprintf("%s, %d connection(s) with a Klaviyo account", e.cfg.KlaviyoBaseURL, countConnections(e.conns, (*zenklav.Connection).HasKlaviyo))
-	return em.Run, nil
+	return func(ctx context.Context) error {
+		var g errgroup.Group
+		g.Go(func() error { return live.Run(ctx) })
+		g.Go(func() error { return parked.Run(ctx) })
+		return g.Wait()
+	}, nil
 }
 
 // emitterWiring is where an emitter reads, and what it counts Open_tickets from (nil: it
@@ -33,6 +49,8 @@ type emitterWiring struct {
 	topic, group string
 	states       zenklav.TicketStore
 	lanes        kafka.LaneConfig
+	// stage labels the emitter's metrics when a process runs several ("main", "parked").
+	stage string
 }
 
 // newEmitter makes an emitter of the connections as they stand while it runs.
@@ -49,7 +67,11 @@ func (e *env) newEmitter(ctx context.Context, w emitterWiring) (*emitter.Emitter
 	if err != nil {
 		return nil, err
 	}
-	return emitter.New(logger, e.registry, emitter.Config{
+	var reg prometheus.Registerer = e.registry
+	if w.stage != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": w.stage}, reg)
+	}
+	return emitter.New(logger, reg, emitter.Config{
 		Routes: e.emitterRoutes(), States: w.states, RetryFor: e.cfg.EmitterRetryFor, BackfillAfter: e.cfg.EmitterBackfillAfter, Lanes: w.lanes,
 		Health: e.health, Status: e.connStatus(),
 	}, consumer)

@@ -69,7 +69,8 @@ var roles = []role{
 	{
 		name: "emitter", usage: "turns ticket events into Klaviyo metrics (Opened Ticket, Resolved Ticket)",
 		needs:  needs{connections: true, apis: true, clickhouse: true},
-		topics: []string{schemas.TicketEventsTopic}, dlq: schemas.TicketEventsDLQTopic, groups: []string{emitter.Group},
+		topics: []string{schemas.TicketEventsTopic, schemas.TicketEventsParkedTopic}, dlq: schemas.TicketEventsDLQTopic,
+		groups:   []string{emitter.Group, emitter.ParkedGroup},
 		sections: func(e *env) []validator { return []validator{e.cfg.ClickHouse, e.cfg.APIs, e.cfg.Emitter} },
 		build:    buildEmitter,
 	},

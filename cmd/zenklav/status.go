@@ -27,6 +27,7 @@ func (e *env) connStatus() *connstatus.Recorder {
 // lagGroups are the consumer groups whose lag the health report shows, by group.
 var lagGroups = []connstatus.Group{
 	{Name: emitter.Group, Topic: schemas.TicketEventsTopic, Group: emitter.Group},
+	{Name: emitter.ParkedGroup, Topic: schemas.TicketEventsParkedTopic, Group: emitter.ParkedGroup},
 	{Name: sink.Group, Topic: schemas.TicketEventsTopic, Group: sink.Group},
 	{Name: sink.Group + sink.TicketRowsSuffix, Topic: schemas.TicketEventsTopic, Group: sink.Group + sink.TicketRowsSuffix},
 	{Name: sms.Group, Topic: schemas.SMSEventsTopic, Group: sms.Group},
