@@ -122,6 +122,16 @@ type Client struct {
 	buckets map[string]*bucket // by path: the account's rate limits, one bucket per endpoint
 }
 
+// ShareLimits makes the client keep to 1/n of the account's rate limits, for when n
+// processes deliver to the account at once (the emitter's replicas, each with a share of
+// every account's tickets): together they stay inside the limits. 1 is the whole limit.
+func (c *Client) ShareLimits(n int) {
+	n = max(n, 1)
+	for _, b := range c.buckets {
+		b.share(n)
+	}
+}
+
 // NewClient returns a client for the account whose private key is cfg.PrivateKey, or whose
 // OAuth grant cfg.Token gives the access token of.
 func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {

@@ -65,17 +65,36 @@ var limitsByPath = map[string]Limit{
 // a 429 can come however careful zenklav is: the bucket then waits out Retry-After and slows
 // down, and speeds up again step by step as requests succeed.
 type bucket struct {
-	lim     *rate.Limiter
-	ceiling rate.Limit
+	lim *rate.Limiter
+	// full and fullBurst are the account's whole rate and burst; ceiling is this process's
+	// share of the rate (share), which a 429 lowers the rate from and successes raise it to.
+	full      rate.Limit
+	fullBurst int
+	perMinute int
 
-	mu    sync.Mutex
-	pause time.Time // no request before this
+	mu      sync.Mutex
+	ceiling rate.Limit
+	pause   time.Time // no request before this
 }
 
 func newBucket(l Limit) *bucket {
 	burst := max(1, min(l.PerSecond/3, l.PerMinute/50))
 	r := rate.Limit(float64(l.PerMinute-burst-1) / 60)
-	return &bucket{lim: rate.NewLimiter(r, burst), ceiling: r}
+	return &bucket{lim: rate.NewLimiter(r, burst), full: r, fullBurst: burst, perMinute: l.PerMinute, ceiling: r}
+}
+
+// share makes the bucket this process's 1/n of the account's limit: n processes that each
+// take their share stay inside it together, each burst counted (as newBucket counts one).
+func (b *bucket) share(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	burst := max(1, b.fullBurst/n)
+	b.ceiling = b.full
+	if n > 1 {
+		b.ceiling = rate.Limit(float64(b.perMinute-n*burst-1) / 60 / float64(n))
+	}
+	b.lim.SetBurst(burst)
+	b.lim.SetLimit(b.ceiling)
 }
 
 // wait blocks until a request may go, or ctx ends. The limiter gives each caller its slot
@@ -140,6 +159,8 @@ func (b *bucket) throttled(retryAfter time.Duration) {
 // succeeded wins back a tenth of the rate after a slow-down: from the floor, the ceiling is
 // back after fifteen requests.
 func (b *bucket) succeeded() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if l := b.lim.Limit(); l < b.ceiling {
 		b.lim.SetLimit(min(b.ceiling, l*11/10))
 	}

@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/zenklav/zenklav/internal/apispec"
+	zkafka "github.com/zenklav/zenklav/kafka"
 	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
@@ -484,11 +484,10 @@ func quantile(sorted []time.Duration, p float64) time.Duration {
 // group's coordinator, retrying for a while: a fresh broker creates its offsets topic on
 // the first question and is no coordinator until then.
 func groupMembers(ctx context.Context, brokers []string, group string) (int, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
 	var err error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		var n int
-		if n, err = askCoordinator(ctx, client, group); err == nil {
+		if n, err = zkafka.GroupMembers(ctx, brokers, group); err == nil {
 			return n, nil
 		}
 		select {
@@ -498,28 +497,6 @@ func groupMembers(ctx context.Context, brokers []string, group string) (int, err
 		}
 	}
 	return 0, fmt.Errorf("describe group %s: %w", group, err)
-}
-
-func askCoordinator(ctx context.Context, client *kafka.Client, group string) (int, error) {
-	fc, err := client.FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
-	if err != nil {
-		return 0, err
-	}
-	if fc.Error != nil {
-		return 0, fc.Error
-	}
-	addr := kafka.TCP(net.JoinHostPort(fc.Coordinator.Host, strconv.Itoa(fc.Coordinator.Port)))
-	resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{Addr: addr, GroupIDs: []string{group}})
-	if err != nil {
-		return 0, err
-	}
-	if len(resp.Groups) != 1 {
-		return 0, fmt.Errorf("%d groups in the answer", len(resp.Groups))
-	}
-	if resp.Groups[0].Error != nil {
-		return 0, resp.Groups[0].Error
-	}
-	return len(resp.Groups[0].Members), nil
 }
 
 // requireIdleGroup fails when some process is already consuming as group: zenklav

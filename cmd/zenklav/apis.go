@@ -30,6 +30,20 @@ type apiClients struct {
 	mu      sync.Mutex
 	klaviyo map[string]*klaviyo.Client // by account: its private key's digest, or "grant:"+connection id
 	zendesk map[string]zendeskClient   // by connection id
+	// share is how many processes deliver to every Klaviyo account at once (the emitter's
+	// replicas): each client keeps 1/share of its account's limits.
+	share int
+}
+
+// shareLimits makes every Klaviyo client, and each made later, keep 1/n of its account's
+// limits.
+func (a *apiClients) shareLimits(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.share = n
+	for _, kc := range a.klaviyo {
+		kc.ShareLimits(n)
+	}
 }
 
 // zendeskClient is a connection's client and what it was made from.
@@ -87,6 +101,7 @@ func (a *apiClients) klaviyoOf(c *zenklav.Connection) *klaviyo.Client {
 		a.e.logger.Error("cannot make the connection's Klaviyo client", "connection", c.ID, "err", err)
 		return nil
 	}
+	kc.ShareLimits(a.share)
 	a.klaviyo[account] = kc
 	return kc
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zenklav/zenklav"
@@ -39,8 +40,41 @@ func buildEmitter(ctx context.Context, e *env, _ *backend.Options, b *banner) (r
 		var g errgroup.Group
 		g.Go(func() error { return live.Run(ctx) })
 		g.Go(func() error { return parked.Run(ctx) })
+		g.Go(func() error { e.shareKlaviyoLimits(ctx); return nil })
 		return g.Wait()
 	}, nil
+}
+
+// replicasLook is how often an emitter counts the emitter's replicas.
+const replicasLook = 10 * time.Second
+
+// shareKlaviyoLimits keeps every Klaviyo account's rate limits whole across the emitter's
+// replicas, with no server of their own: each replica counts the members of the emitter's
+// group and keeps 1/n of each account's limits. The tickets of a connection are spread over
+// the topic's partitions, and so over the replicas, so each delivers about 1/n of each
+// account's metrics: the shares fit the load. Until it first counts, and when Kafka cannot
+// say, a replica keeps the share it has (the whole limit at start: the 429s are then waited
+// out, as before).
+func (e *env) shareKlaviyoLimits(ctx context.Context) {
+	shared := 1
+	t := time.NewTicker(replicasLook)
+	defer t.Stop()
+	for {
+		n, err := kafka.GroupMembers(ctx, e.brokers, emitter.Group)
+		switch {
+		case err != nil:
+			e.logger.Debug("counting the emitter's replicas failed", "err", err)
+		case n >= 1 && n != shared:
+			shared = n
+			e.clients.shareLimits(n)
+			e.logger.Info("emitter replicas counted: each keeps its share of every Klaviyo account's rate limits", "replicas", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // emitterWiring is where an emitter reads, and what it counts Open_tickets from (nil: it
