@@ -42,9 +42,10 @@ build: ## build bin/zenklav
 run: build ## run `zenklav all` (embedded Kafka, sandbox; starts a local ClickHouse unless ZENKLAV_CLICKHOUSE_ADDR is set)
 	@bash build/run.sh
 
-test: ## install npm packages and Chromium, start real Kafka and ClickHouse, run go test -race ./..., stop them
+test: ## install npm packages, Chromium and chdb (ClickHouse 26.9), start real Kafka and ClickHouse, run go test -race ./..., stop them
 	$(GO) mod download
-	@$(DEPS) && bash build/services.sh run $(GO) test -race -count=1 -timeout 20m $(GOTESTFLAGS) ./...
+	@$(DEPS) && chdb=$$(bash build/deps.sh chdb) && export ZENKLAV_TEST_CHDB_PYTHON="$$chdb" && \
+		bash build/services.sh run $(GO) test -race -count=1 -timeout 20m $(GOTESTFLAGS) ./...
 
 services: ## start the test Kafka and ClickHouse and print the env for `go test ./...`
 	@bash build/services.sh start

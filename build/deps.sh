@@ -8,9 +8,15 @@
 #   build/deps.sh chromium   Debian's chromium when no `chromium` is on PATH (for the browser
 #                            test, through playwright-core; no browser is downloaded)
 #
+#   build/deps.sh chdb       a Python virtual environment in .data/chdb with PyPI's chdb-core
+#                            (current ClickHouse in process) when missing or of another version,
+#                            for analytics' TestCurrentClickHouse (needs python3 with venv)
+#
 # The chromium step prints the browser's path on standard output, the one line the script
 # prints there; `make` exports it as ZENKLAV_CHROMIUM. A ZENKLAV_CHROMIUM already set to an
-# executable is kept (another Chromium or Chrome), and nothing is installed.
+# executable is kept (another Chromium or Chrome), and nothing is installed. The chdb step
+# prints its Python's path the same way, for ZENKLAV_TEST_CHDB_PYTHON, and keeps one already
+# set to an executable. (`all` is npm and chromium.)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -51,12 +57,40 @@ cmd_chromium() {
 	printf '%s\n' "$path"
 }
 
+# The chdb-core release, and so the ClickHouse release (26.9), that the tests run on.
+CHDB_VERSION=26.9.0
+
+cmd_chdb() {
+	if [ -n "${ZENKLAV_TEST_CHDB_PYTHON:-}" ]; then
+		[ -x "$ZENKLAV_TEST_CHDB_PYTHON" ] || die "ZENKLAV_TEST_CHDB_PYTHON=$ZENKLAV_TEST_CHDB_PYTHON is not an executable"
+		printf '%s\n' "$ZENKLAV_TEST_CHDB_PYTHON"
+		return 0
+	fi
+	local venv="$ROOT/.data/chdb"
+	# Written last: the mark of a finished install of this version.
+	local mark="$venv/.chdb-core-$CHDB_VERSION"
+	if [ ! -f "$mark" ]; then
+		command -v python3 >/dev/null 2>&1 ||
+			die "python3 is not installed: install Python 3.9 or newer with its venv module (Debian: python3-venv)"
+		log "installing PyPI's chdb-core $CHDB_VERSION into $venv"
+		rm -rf "$venv"
+		python3 -m venv "$venv" >&2 ||
+			die "python3 -m venv failed: install Python's venv module (Debian: apt-get install python3-venv)"
+		"$venv/bin/pip" install --quiet --disable-pip-version-check "chdb-core==$CHDB_VERSION" >&2 ||
+			die "pip could not install chdb-core $CHDB_VERSION from PyPI"
+		"$venv/bin/python" -c 'import chdb' >&2 || die "chdb-core $CHDB_VERSION is installed in $venv but does not import"
+		touch "$mark"
+	fi
+	printf '%s\n' "$venv/bin/python"
+}
+
 case "${1:-all}" in
 npm) cmd_npm ;;
 chromium) cmd_chromium ;;
+chdb) cmd_chdb ;;
 all)
 	cmd_npm
 	cmd_chromium
 	;;
-*) die "usage: $0 [npm|chromium]" ;;
+*) die "usage: $0 [npm|chromium|chdb]" ;;
 esac
