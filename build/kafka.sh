@@ -10,6 +10,13 @@
 # the pom's checksum makes a second `jars` a no-op. The broker is combined broker+controller,
 # node id 1, listening on 127.0.0.1 only, with its config, data and logs under DIR.
 #
+# One node of a cluster instead (internal/testenv.StartKafkaCluster): KAFKA_NODE_ID, and
+# KAFKA_VOTERS, the controller quorum of every node (1@127.0.0.1:PORT1,2@127.0.0.1:PORT2,…),
+# and KAFKA_CLUSTER_ID, the same for every node; start them side by side, as none is ready
+# before a majority of the voters runs. Kafka's internal topics (consumer offsets,
+# transactions) then have min(3, nodes) replicas, as in production; the topics' own defaults
+# stay Kafka's (one replica), so what zenklav asks for is what a topic gets.
+#
 # Environment: KAFKA_LIB (default .cache/kafka/lib), KAFKA_HEAP_OPTS (default -Xms256m -Xmx768m),
 # KAFKA_START_TIMEOUT (seconds, default 120), KAFKA_STOP_TIMEOUT (seconds, default 30).
 set -euo pipefail
@@ -70,11 +77,16 @@ cluster_id() {
 
 write_config() {
 	local dir=$1 port=$2 cport=$3
+	local id=${KAFKA_NODE_ID:-1} voters=${KAFKA_VOTERS:-1@127.0.0.1:$3} nodes rf isr
+	# The internal topics: as many replicas as nodes, up to 3; min.insync one less, at least 1.
+	nodes=$(tr ',' '\n' <<<"$voters" | grep -c .)
+	rf=$((nodes < 3 ? nodes : 3))
+	isr=$((rf > 1 ? rf - 1 : 1))
 	cat >"$dir/server.properties" <<EOF
-# Written by build/kafka.sh: a single-node KRaft broker+controller on loopback, for tests.
+# Written by build/kafka.sh: a KRaft broker+controller (node $id of $nodes) on loopback, for tests.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$id
+controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -84,11 +96,11 @@ log.dirs=$dir/data
 num.partitions=4
 default.replication.factor=1
 min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 delete.topic.enable=true
@@ -145,7 +157,7 @@ cmd_start() {
 	)
 	if [ ! -f "$dir/data/meta.properties" ]; then
 		java "${java_opts[@]}" -cp "$LIB/*" kafka.tools.StorageTool format \
-			--cluster-id "$(cluster_id)" --config "$dir/server.properties" >>"$dir/kafka.out" 2>&1 ||
+			--cluster-id "${KAFKA_CLUSTER_ID:-$(cluster_id)}" --config "$dir/server.properties" >>"$dir/kafka.out" 2>&1 ||
 			{ log "formatting the storage in $dir/data failed"; log_tail "$dir"; exit 1; }
 	fi
 

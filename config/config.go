@@ -70,6 +70,13 @@ type Kafka struct {
 	// batches, 12 partitions ingested about 3,000 webhooks/s on 2 cores where 4 did 4,000.
 	TopicPartitions   int
 	EmbeddedKafkaPort int // ZENKLAV_EMBEDDED_KAFKA_PORT; 0 = any free port
+	// ReplicationFactor (ZENKLAV_KAFKA_REPLICATION_FACTOR) and MinInsyncReplicas
+	// (ZENKLAV_KAFKA_MIN_INSYNC_REPLICAS) are used when zenklav creates its topics; 0 = chosen
+	// from the cluster then: as many replicas as brokers, up to 3, and min.insync.replicas one
+	// less (at least 1), so that with the producer's acks=all one broker lost loses no
+	// acknowledged webhook and stops none (docs/clusters.md).
+	ReplicationFactor int
+	MinInsyncReplicas int
 }
 
 // Validate checks the section.
@@ -79,6 +86,13 @@ func (k Kafka) Validate() error {
 		return fmt.Errorf("ZENKLAV_EMBEDDED_KAFKA_PORT=%d is not a port", k.EmbeddedKafkaPort)
 	case k.TopicPartitions < 1 || k.TopicPartitions > 1000:
 		return fmt.Errorf("ZENKLAV_TOPIC_PARTITIONS=%d is outside 1..1000", k.TopicPartitions)
+	case k.ReplicationFactor < 0 || k.ReplicationFactor > 32767:
+		return fmt.Errorf("ZENKLAV_KAFKA_REPLICATION_FACTOR=%d is outside 0..32767 (0 = as many brokers as the cluster has, up to 3)", k.ReplicationFactor)
+	case k.MinInsyncReplicas < 0:
+		return fmt.Errorf("ZENKLAV_KAFKA_MIN_INSYNC_REPLICAS=%d is negative (0 = one less than the replication factor, at least 1)", k.MinInsyncReplicas)
+	case k.ReplicationFactor > 0 && k.MinInsyncReplicas > k.ReplicationFactor:
+		return fmt.Errorf("ZENKLAV_KAFKA_MIN_INSYNC_REPLICAS=%d is more than ZENKLAV_KAFKA_REPLICATION_FACTOR=%d: Kafka could acknowledge no write",
+			k.MinInsyncReplicas, k.ReplicationFactor)
 	}
 	return nil
 }
@@ -89,6 +103,7 @@ type ClickHouse struct {
 	ClickHouseDatabase string         // ZENKLAV_CLICKHOUSE_DATABASE
 	ClickHouseUser     string         // ZENKLAV_CLICKHOUSE_USER
 	ClickHousePassword zenklav.Secret // ZENKLAV_CLICKHOUSE_PASSWORD
+	ClickHouseCluster  string         // ZENKLAV_CLICKHOUSE_CLUSTER, a cluster of remote_servers; empty = one server
 }
 
 // Validate checks that a ClickHouse is named: every role that has this section needs one.
@@ -274,6 +289,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			ClickHouseDatabase: cmp.Or(getenv("ZENKLAV_CLICKHOUSE_DATABASE"), "zenklav"),
 			ClickHouseUser:     cmp.Or(getenv("ZENKLAV_CLICKHOUSE_USER"), "default"),
 			ClickHousePassword: zenklav.Secret(getenv("ZENKLAV_CLICKHOUSE_PASSWORD")),
+			ClickHouseCluster:  getenv("ZENKLAV_CLICKHOUSE_CLUSTER"),
 		},
 		APIs: APIs{
 			KlaviyoBaseURL: cmp.Or(getenv("ZENKLAV_KLAVIYO_BASE_URL"), "https://a.klaviyo.com"),
@@ -312,6 +328,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		intEnv(getenv, "ZENKLAV_HTTP_MAX_INFLIGHT_BYTES", &c.HTTPMaxInflightBytes),
 		intEnv(getenv, "ZENKLAV_SINK_BATCH_SIZE", &c.SinkBatchSize),
 		intEnv(getenv, "ZENKLAV_TOPIC_PARTITIONS", &c.TopicPartitions),
+		intEnv(getenv, "ZENKLAV_KAFKA_REPLICATION_FACTOR", &c.ReplicationFactor),
+		intEnv(getenv, "ZENKLAV_KAFKA_MIN_INSYNC_REPLICAS", &c.MinInsyncReplicas),
 		durationEnv(getenv, "ZENKLAV_SINK_BATCH_WAIT", &c.SinkBatchWait),
 		durationEnv(getenv, "ZENKLAV_EMITTER_RETRY_FOR", &c.EmitterRetryFor),
 		durationEnv(getenv, "ZENKLAV_EMITTER_BACKFILL_AFTER", &c.EmitterBackfillAfter),

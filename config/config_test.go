@@ -159,6 +159,46 @@ func TestFromEnv(t *testing.T) {
 	}
 }
 
+// The replication settings are 0 (chosen from the cluster) unless set; a min.insync.replicas
+// over the replication factor is refused, as Kafka could acknowledge no write.
+func TestFromEnvReplication(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		factor, insync string
+		wantFactor     int
+		wantInsync     int
+		err            string
+	}{
+		{name: "unset: from the cluster"},
+		{name: "three and two", factor: "3", insync: "2", wantFactor: 3, wantInsync: 2},
+		{name: "factor only", factor: "3", wantFactor: 3},
+		{name: "min.insync only", insync: "2", wantInsync: 2},
+		{name: "min.insync equal to the factor", factor: "2", insync: "2", wantFactor: 2, wantInsync: 2},
+		{name: "min.insync over the factor", factor: "2", insync: "3", err: "is more than ZENKLAV_KAFKA_REPLICATION_FACTOR=2"},
+		{name: "negative factor", factor: "-1", err: "ZENKLAV_KAFKA_REPLICATION_FACTOR=-1 is outside"},
+		{name: "negative min.insync", insync: "-1", err: "ZENKLAV_KAFKA_MIN_INSYNC_REPLICAS=-1 is negative"},
+		{name: "factor not a number", factor: "three", err: "not a whole number"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.FromEnv(func(k string) string {
+				return map[string]string{"ZENKLAV_KAFKA_REPLICATION_FACTOR": tc.factor, "ZENKLAV_KAFKA_MIN_INSYNC_REPLICAS": tc.insync}[k]
+			})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want one saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ReplicationFactor != tc.wantFactor || c.MinInsyncReplicas != tc.wantInsync {
+				t.Errorf("factor, min.insync = %d, %d; want %d, %d", c.ReplicationFactor, c.MinInsyncReplicas, tc.wantFactor, tc.wantInsync)
+			}
+		})
+	}
+}
+
 func TestParseSigningKeys(t *testing.T) {
 	const (
 		a = "secret-a-0123456789abcdef0123456789"

@@ -57,12 +57,14 @@ type Store struct {
 	loadedVersion uint64
 }
 
-// Open creates topic (compacted) when it is missing and reads it whole.
-func Open(ctx context.Context, logger *slog.Logger, brokers []string, topic string, partitions int, pub zenklav.Publisher, keys *seal.Keyring) (*Store, error) {
-	if err := kafka.EnsureTopics(ctx, brokers, kafka.Topic{Name: topic, Partitions: partitions, Compacted: true}); err != nil {
+// Open creates topic when it is missing (compacted, whatever topic.Compacted says), and reads
+// it whole.
+func Open(ctx context.Context, logger *slog.Logger, brokers []string, topic kafka.Topic, pub zenklav.Publisher, keys *seal.Keyring) (*Store, error) {
+	topic.Compacted = true
+	if err := kafka.EnsureTopics(ctx, brokers, topic); err != nil {
 		return nil, err
 	}
-	t, err := kafka.OpenTable(ctx, logger, brokers, topic, pub)
+	t, err := kafka.OpenTable(ctx, logger, brokers, topic.Name, pub)
 	if err != nil {
 		return nil, err
 	}

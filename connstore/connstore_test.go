@@ -42,7 +42,7 @@ func TestStore(t *testing.T) {
 	}
 	topic := fmt.Sprintf("connections-test-%d", rand.N(1_000_000))
 	open := func(keys *seal.Keyring) *connstore.Store {
-		s, err := connstore.Open(ctx, logger, brokers, topic, 3, pub, keys)
+		s, err := connstore.Open(ctx, logger, brokers, kafka.Topic{Name: topic, Partitions: 3}, pub, keys)
 		if err != nil {
 			t.Fatal(err)
 		}

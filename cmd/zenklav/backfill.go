@@ -156,7 +156,7 @@ func newBackfillJob(ctx context.Context, e *env, f backfillFlags) (*backfillJob,
 	if err := kafka.WaitForBrokers(ctx, e.logger, e.brokers); err != nil {
 		return nil, err
 	}
-	if err := kafka.EnsureTopics(ctx, e.brokers, kafka.Topic{Name: schemas.TicketEventsTopic, Partitions: e.cfg.TopicPartitions}); err != nil {
+	if err := kafka.EnsureTopics(ctx, e.brokers, e.topic(schemas.TicketEventsTopic, false)); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(e.cfg.DataDir, 0o755); err != nil {

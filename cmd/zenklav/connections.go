@@ -91,7 +91,7 @@ func (e *env) openStore(ctx context.Context, what string) (*connstore.Store, err
 		return nil, err
 	}
 	e.brokers = brokers
-	store, err := connstore.Open(ctx, e.logger, brokers, e.cfg.ConnectionsTopic, e.cfg.TopicPartitions, e.kafkaProducer(), keys)
+	store, err := connstore.Open(ctx, e.logger, brokers, e.topic(e.cfg.ConnectionsTopic, true), e.kafkaProducer(), keys)
 	if err != nil {
 		return nil, err
 	}

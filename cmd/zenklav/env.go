@@ -113,6 +113,17 @@ func (e *env) needBrokers(what string) ([]string, error) {
 	return e.cfg.KafkaBrokers, nil
 }
 
+// topic is how zenklav creates the topic name when it is missing, the one place that reads
+// the topics' settings: ZENKLAV_TOPIC_PARTITIONS, and the replication
+// (ZENKLAV_KAFKA_REPLICATION_FACTOR, ZENKLAV_KAFKA_MIN_INSYNC_REPLICAS; where unset, chosen
+// from the cluster).
+func (e *env) topic(name string, compacted bool) kafka.Topic {
+	return kafka.Topic{
+		Name: name, Partitions: e.cfg.TopicPartitions, Compacted: compacted,
+		Replication: kafka.Replication{Factor: e.cfg.ReplicationFactor, MinInsync: e.cfg.MinInsyncReplicas},
+	}
+}
+
 // kafkaProducer returns the producer for the env's brokers, made on first use.
 func (e *env) kafkaProducer() *kafka.Producer {
 	if e.producer == nil {
@@ -216,6 +227,7 @@ func (e *env) ticketStore(ctx context.Context) (*analytics.Store, error) {
 		store, err := analytics.Open(ctx, e.logger, analytics.Config{
 			Addr: e.cfg.ClickHouseAddr, Database: e.cfg.ClickHouseDatabase,
 			User: e.cfg.ClickHouseUser, Password: e.cfg.ClickHousePassword.Reveal(),
+			Cluster: e.cfg.ClickHouseCluster,
 		})
 		if err != nil {
 			return err

@@ -221,11 +221,11 @@ func (e *env) startKafka(ctx context.Context, name string, run []role, b *banner
 	for _, r := range run {
 		for _, t := range append(slices.Clone(r.topics), r.dlq) {
 			if t != "" && !slices.ContainsFunc(topics, func(x kafka.Topic) bool { return x.Name == t }) {
-				topics = append(topics, kafka.Topic{Name: t, Partitions: e.cfg.TopicPartitions})
+				topics = append(topics, e.topic(t, false))
 			}
 		}
 		for _, t := range r.tables {
-			topics = append(topics, kafka.Topic{Name: t, Partitions: e.cfg.TopicPartitions, Compacted: true})
+			topics = append(topics, e.topic(t, true))
 		}
 	}
 	return kafka.EnsureTopics(ctx, e.brokers, topics...)

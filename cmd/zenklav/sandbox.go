@@ -95,7 +95,9 @@ func (e *env) sandboxMode(ctx context.Context) (*zenklav.Connections, error) {
 	// process, as the simulators' accounts do.
 	e.cfg.SecretsKey, e.cfg.ConnectionsTopic = zenklav.Secret(key), "connections-"+keys.Current()
 	e.onClose(func() { dropTopic(e.brokers, e.cfg.ConnectionsTopic) }) // once the store is closed
-	store, err := connstore.Open(ctx, e.logger, e.brokers, e.cfg.ConnectionsTopic, 1, e.kafkaProducer(), keys)
+	topic := e.topic(e.cfg.ConnectionsTopic, true)
+	topic.Partitions = 1
+	store, err := connstore.Open(ctx, e.logger, e.brokers, topic, e.kafkaProducer(), keys)
 	if err != nil {
 		return nil, err
 	}

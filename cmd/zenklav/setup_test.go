@@ -95,7 +95,7 @@ func (r *setupRig) stored(t *testing.T, id string) (connstore.Entry, string, err
 	logger := slog.New(slog.DiscardHandler)
 	p := kafka.NewProducer(logger, brokers)
 	defer p.Close()
-	store, err := connstore.Open(ctx, logger, brokers, r.topic, 1, p, keys)
+	store, err := connstore.Open(ctx, logger, brokers, kafka.Topic{Name: r.topic, Partitions: 1}, p, keys)
 	if err != nil {
 		t.Fatal(err)
 	}

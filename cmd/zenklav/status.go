@@ -43,8 +43,7 @@ func (e *env) serveStatus(ctx context.Context, role string, opts *backend.Option
 		return nil
 	}
 	rec := e.connStatus()
-	topic := kafka.Topic{Name: connstatus.Topic, Partitions: e.cfg.TopicPartitions, Compacted: true}
-	if err := kafka.EnsureTopics(ctx, e.brokers, topic); err != nil {
+	if err := kafka.EnsureTopics(ctx, e.brokers, e.topic(connstatus.Topic, true)); err != nil {
 		return err
 	}
 	logger := e.logger.With("part", "connection-status")

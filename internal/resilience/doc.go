@@ -1,8 +1,8 @@
 // Package resilience holds the tests of zenklav under failure, run as `make test` runs every
-// other test: zenklav's roles as child processes against a Kafka broker and a ClickHouse
-// server of each test's own (internal/testenv), which the tests kill with SIGKILL, freeze
-// with SIGSTOP, stop and start again on the same data, while signed Zendesk webhooks keep
-// arriving and the Zendesk and Klaviyo simulators play the APIs.
+// other test: zenklav's roles as child processes against a Kafka broker (or a cluster of
+// three) and a ClickHouse server of each test's own (internal/testenv), which the tests kill
+// with SIGKILL, freeze with SIGSTOP, stop and start again on the same data, while signed
+// Zendesk webhooks keep arriving and the Zendesk and Klaviyo simulators play the APIs.
 //
 // What they hold zenklav to (issue 13): every webhook is answered, 2xx or 503 with
 // Retry-After, never with a refused or reset connection; /readyz says the truth within 2 s

@@ -68,13 +68,14 @@ const (
 	klaviyoKey = "pk_resilience_test_account"
 )
 
-// stack is what a test runs zenklav against: a broker and a ClickHouse of its own, the
-// Zendesk and Klaviyo simulators, the connections file.
+// stack is what a test runs zenklav against: a broker (or a cluster) and a ClickHouse of its
+// own, the Zendesk and Klaviyo simulators, the connections file.
 type stack struct {
 	t          *testing.T
 	bin        string
 	dir        string
-	kafka      *testenv.Server
+	kafka      *testenv.Server // nil on a cluster
+	brokers    string          // ZENKLAV_KAFKA_BROKERS
 	clickhouse *testenv.Server
 	zd         *zendesktest.Server
 	kl         *klaviyotest.Server
@@ -87,12 +88,21 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
+	return newStackOn(t, func(s *stack) {
+		s.kafka = testenv.StartKafka(t)
+		s.brokers = s.kafka.Addr
+	})
+}
+
+// newStackOn is a stack whose Kafka startKafka starts, setting s.brokers.
+func newStackOn(t *testing.T, startKafka func(s *stack)) *stack {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts servers of its own and keeps them down for a while")
 	}
 	s := &stack{t: t, dir: t.TempDir(), starts: map[string]int{}}
 	s.clickhouse = testenv.StartClickHouse(t)
-	s.kafka = testenv.StartKafka(t)
+	startKafka(s)
 	s.bin = zenklavBinary(t)
 	s.zd = zendesktest.NewServer()
 	t.Cleanup(s.zd.Close)
@@ -130,7 +140,7 @@ func (s *stack) env(httpAddr string) []string {
 	}
 	return append(env,
 		"ZENKLAV_HTTP_ADDR="+httpAddr,
-		"ZENKLAV_KAFKA_BROKERS="+s.kafka.Addr,
+		"ZENKLAV_KAFKA_BROKERS="+s.brokers,
 		"ZENKLAV_CLICKHOUSE_ADDR="+s.clickhouse.Addr,
 		"ZENKLAV_CLICKHOUSE_DATABASE=zenklav",
 		"ZENKLAV_CONNECTIONS_FILE="+s.conns,

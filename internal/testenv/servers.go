@@ -31,6 +31,7 @@ type Server struct {
 	script string
 	dir    string
 	ports  []string // the script's start arguments after DIR
+	env    []string // the script's environment besides this process's
 }
 
 // StartKafka starts a single-node Kafka broker (KRaft) of the test's own and returns once it
@@ -53,24 +54,32 @@ func StartClickHouse(t testing.TB) *Server {
 
 func start(t testing.TB, name, script string) *Server {
 	t.Helper()
-	root, err := moduleRoot()
+	ports, err := freePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(2)
+	s := newServer(t, name, script, filepath.Join(t.TempDir(), name), ports, nil)
+	s.Start()
+	return s
+}
+
+// newServer makes the server of script (not started yet) in dir, with the script's start
+// arguments ports (the first is Addr's) and environment env, and registers its cleanup.
+func newServer(t testing.TB, name, script, dir string, ports, env []string) *Server {
+	t.Helper()
+	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{
 		Addr: "127.0.0.1:" + ports[0],
 		t:    t, name: name, script: filepath.Join(root, "build", script),
-		dir: filepath.Join(t.TempDir(), name), ports: ports,
+		dir: dir, ports: ports, env: env,
 	}
 	// Registered after TempDir's own cleanup, so it runs first: the server stops before its
 	// folder is removed.
 	t.Cleanup(s.cleanup)
 	s.watchdog()
-	s.Start()
 	return s
 }
 
@@ -83,7 +92,7 @@ func (s *Server) watchdog() {
 	const script = `trap 'kill -CONT "$(cat "$2/$3.pid" 2>/dev/null)" 2>/dev/null; bash "$1" stop "$2"; exit 0' TERM
 while :; do sleep 1; done`
 	cmd := exec.Command("bash", "-c", script, "watchdog", s.script, s.dir, s.name)
-	cmd.Env = s.env()
+	cmd.Env = s.environ()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start the watchdog of %s: %v", s.name, err)
@@ -190,17 +199,17 @@ func (s *Server) cleanup() {
 
 func (s *Server) run(args ...string) ([]byte, error) {
 	cmd := exec.Command("bash", append([]string{s.script}, args...)...)
-	cmd.Env = s.env()
+	cmd.Env = s.environ()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.Bytes(), err
 }
 
-// env is the scripts' environment. The data goes when the test ends: a short clean stop is
-// enough.
-func (s *Server) env() []string {
-	return append(os.Environ(), "KAFKA_STOP_TIMEOUT=10", "CLICKHOUSE_STOP_TIMEOUT=10")
+// environ is the scripts' environment. The data goes when the test ends: a short clean stop
+// is enough.
+func (s *Server) environ() []string {
+	return append(append(os.Environ(), "KAFKA_STOP_TIMEOUT=10", "CLICKHOUSE_STOP_TIMEOUT=10"), s.env...)
 }
 
 // alive reports whether pid runs; a zombie does not (the server is not our child, and its

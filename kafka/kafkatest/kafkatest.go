@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/zenklav/zenklav/internal/testenv"
 	"github.com/zenklav/zenklav/kafka"
 )
@@ -54,4 +56,43 @@ func WaitCommitted(t testing.TB, ctx context.Context, brokers []string, topic, g
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ReplicationOf reads how topic is replicated: the fewest replicas any of its partitions has,
+// and its min.insync.replicas.
+func ReplicationOf(t testing.TB, brokers []string, topic string) kafka.Replication {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		t.Fatalf("metadata of %s: %v", topic, err)
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil || len(meta.Topics[0].Partitions) == 0 {
+		t.Fatalf("metadata of %s: %+v", topic, meta.Topics)
+	}
+	var r kafka.Replication
+	for i, p := range meta.Topics[0].Partitions {
+		if i == 0 || len(p.Replicas) < r.Factor {
+			r.Factor = len(p.Replicas)
+		}
+	}
+	desc, err := client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"min.insync.replicas"},
+	}}})
+	if err == nil && (len(desc.Resources) != 1 || desc.Resources[0].Error != nil) {
+		err = fmt.Errorf("%+v", desc.Resources)
+	}
+	if err != nil {
+		t.Fatalf("configs of %s: %v", topic, err)
+	}
+	for _, e := range desc.Resources[0].ConfigEntries {
+		if e.ConfigName == "min.insync.replicas" {
+			if r.MinInsync, err = strconv.Atoi(e.ConfigValue); err != nil {
+				t.Fatalf("min.insync.replicas of %s: %q", topic, e.ConfigValue)
+			}
+		}
+	}
+	return r
 }
