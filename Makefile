@@ -28,7 +28,7 @@ GOTESTFLAGS ?=
 # the browser test reads from ZENKLAV_CHROMIUM. A shell prefix for the recipes that run tests.
 DEPS = bash build/deps.sh npm && chromium=$$(bash build/deps.sh chromium) && export ZENKLAV_CHROMIUM="$$chromium"
 
-.PHONY: help build run test services services-stop lint bench deps app clean
+.PHONY: help build run test test-cluster services services-stop lint bench deps app clean
 
 help: ## list the targets
 	@echo 'usage: make TARGET'
@@ -42,10 +42,16 @@ build: ## build bin/zenklav
 run: build ## run `zenklav all` (embedded Kafka, sandbox; starts a local ClickHouse unless ZENKLAV_CLICKHOUSE_ADDR is set)
 	@bash build/run.sh
 
-test: ## install npm packages, Chromium and chdb (ClickHouse 26.9), start real Kafka and ClickHouse, run go test -race ./..., stop them
+test: ## install npm packages, Chromium, chdb (ClickHouse 26.9) and ZooKeeper, start real Kafka and ClickHouse, run go test -race ./..., stop them
 	$(GO) mod download
 	@$(DEPS) && chdb=$$(bash build/deps.sh chdb) && export ZENKLAV_TEST_CHDB_PYTHON="$$chdb" && \
+		bash build/zookeeper.sh jars && export ZENKLAV_TEST_CLICKHOUSE_CLUSTER=1 && \
 		bash build/services.sh run $(GO) test -race -count=1 -timeout 20m $(GOTESTFLAGS) ./...
+
+test-cluster: ## the ClickHouse cluster test alone (ZooKeeper + 2 shards × 2 replicas of its own; make test runs it too)
+	$(GO) mod download
+	@bash build/zookeeper.sh jars && export ZENKLAV_TEST_CLICKHOUSE_CLUSTER=1 && \
+		bash build/services.sh run $(GO) test -count=1 -timeout 10m -run 'TestCluster' -v ./analytics
 
 services: ## start the test Kafka and ClickHouse and print the env for `go test ./...`
 	@bash build/services.sh start

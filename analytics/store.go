@@ -27,6 +27,10 @@ type Config struct {
 	Database string
 	User     string
 	Password string
+	// Cluster, when set, is the name of a cluster in the servers' remote_servers: migrations
+	// run ON CLUSTER, tables are replicated and sharded behind Distributed tables
+	// (docs/clickhouse-cluster.md). Empty: one server, as ever.
+	Cluster string
 }
 
 // Store reads and writes zenklav's tables in one ClickHouse database.
@@ -34,6 +38,8 @@ type Store struct {
 	conn   driver.Conn
 	db     string
 	logger *slog.Logger
+	// cluster is Config.Cluster: empty for one server.
+	cluster string
 	// summarizing keeps SummarizeTicketEvents to one batch at a time in a process, and
 	// guards rows, what it remembers of the rows it read and wrote.
 	summarizing sync.Mutex
@@ -51,8 +57,13 @@ func Open(ctx context.Context, logger *slog.Logger, cfg Config) (*Store, error) 
 	if !validName(cfg.Database) {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "ClickHouse database name %q must be letters, digits and _", cfg.Database)
 	}
+	if cfg.Cluster != "" && !validName(cfg.Cluster) {
+		return nil, zenklav.Errorf(zenklav.EINVALID, "ClickHouse cluster name %q must be letters, digits and _", cfg.Cluster)
+	}
+	var settings clickhouse.Settings
 	opts := func(db string) *clickhouse.Options {
 		return &clickhouse.Options{
+			Settings:    settings,
 			Addr:        []string{cfg.Addr},
 			Auth:        clickhouse.Auth{Database: db, Username: cfg.User, Password: cfg.Password},
 			DialTimeout: 5 * time.Second,
@@ -67,14 +78,23 @@ func Open(ctx context.Context, logger *slog.Logger, cfg Config) (*Store, error) 
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "connect to ClickHouse at %s", cfg.Addr)
 	}
 	defer boot.Close()
-	if err := boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database); err != nil {
+	create := "CREATE DATABASE IF NOT EXISTS " + cfg.Database
+	if cfg.Cluster != "" {
+		create += " ON CLUSTER " + cfg.Cluster
+		replicas, err := replicasPerShard(ctx, boot, cfg.Cluster)
+		if err != nil {
+			return nil, err
+		}
+		settings = clusterSettings(cfg.Cluster, replicas)
+	}
+	if err := boot.Exec(ctx, create); err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "create database %s on %s", cfg.Database, cfg.Addr)
 	}
 	conn, err := clickhouse.Open(opts(cfg.Database))
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "connect to ClickHouse at %s", cfg.Addr)
 	}
-	return &Store{conn: conn, db: cfg.Database, logger: logger, rows: newRowCache(), connections: map[string]uint32{}}, nil
+	return &Store{conn: conn, db: cfg.Database, cluster: cfg.Cluster, logger: logger, rows: newRowCache(), connections: map[string]uint32{}}, nil
 }
 
 // Close closes the connections.
@@ -92,9 +112,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // records each in schema_migrations. Migrations are never edited once applied; every one is
 // written to be harmless if two processes run it at once (IF NOT EXISTS).
 func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
-	const ddl = `CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime)
-ENGINE = ReplacingMergeTree() ORDER BY version`
-	if err := s.conn.Exec(ctx, ddl); err != nil {
+	if err := s.conn.Exec(ctx, s.schemaMigrationsDDL()); err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "create schema_migrations")
 	}
 	done := map[uint32]bool{}
@@ -130,7 +148,11 @@ ENGINE = ReplacingMergeTree() ORDER BY version`
 		if err != nil {
 			return applied, err
 		}
-		for _, stmt := range statements(string(sql)) {
+		stmts, err := s.migrationStatements(name, string(sql))
+		if err != nil {
+			return applied, err
+		}
+		for _, stmt := range stmts {
 			if err := s.conn.Exec(ctx, stmt); err != nil {
 				return applied, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "apply migration %s", name)
 			}
@@ -314,10 +336,10 @@ func (s *Store) RequesterTickets(ctx context.Context, connection string, request
 	for i, r := range requesters {
 		ids[i] = r
 	}
-	rows, err := s.conn.Query(ctx, `SELECT ticket_id, argMax(requester_id, occurred_at), argMaxIf(status, occurred_at, status != ''), max(occurred_at)
+	rows, err := s.conn.Query(ctx, s.perShard(`SELECT ticket_id, argMax(requester_id, occurred_at), argMaxIf(status, occurred_at, status != ''), max(occurred_at)
 FROM ticket_events
 WHERE tenant = ? AND ticket_id IN (SELECT ticket_id FROM ticket_requesters WHERE tenant = ? AND requester_id IN ?)
-GROUP BY ticket_id`, connection, connection, clickhouse.GroupSet{Value: ids})
+GROUP BY ticket_id`), connection, connection, clickhouse.GroupSet{Value: ids})
 	if err != nil {
 		return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read requesters' tickets")
 	}
@@ -391,7 +413,7 @@ func (s *Store) SupportHistory(ctx context.Context, connection string, requester
 		total, open, recent uint64
 		r                   = &h.LastResolved
 	)
-	err := s.conn.QueryRow(ctx, supportHistory, since.UTC().Truncate(time.Second), connection, connection, requesterID, requesterID).
+	err := s.conn.QueryRow(ctx, s.perShard(supportHistory), since.UTC().Truncate(time.Second), connection, connection, requesterID, requesterID).
 		Scan(&total, &open, &recent, &r.At, &r.TicketID, &r.Subject)
 	if err != nil {
 		return zenklav.SupportHistory{}, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "read support history of requester %d", requesterID)

@@ -259,6 +259,10 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 	if err != nil {
 		return err
 	}
+	if s.cluster != "" {
+		sortWrites(customerWrites, func(c *customerRow) (string, int64) { return c.connection, c.requester })
+		sortWrites(ticketWrites, func(r *ticketRow) (string, int64) { return r.Tenant, r.TicketID })
+	}
 	// Customers first: should the second insert fail, the batch is handled again, finds its
 	// tickets' rows unchanged, and brings the customers (already right) to the same place.
 	if err := s.insertCustomerRows(ctx, customerWrites); err != nil {

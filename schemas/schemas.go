@@ -27,8 +27,8 @@ const (
 	// TicketEventsParkedTopic holds the ticket events of a connection whose emitter lane was
 	// full (its Klaviyo failing or slow): parked there, they hold up no other connection.
 	TicketEventsParkedTopic = "ticket-events.parked.v1"
-	SMSEventsTopic       = "sms-events.v1"
-	SMSEventsDLQTopic    = "sms-events.dlq.v1"
+	SMSEventsTopic          = "sms-events.v1"
+	SMSEventsDLQTopic       = "sms-events.dlq.v1"
 )
 
 //go:embed *.v1.json

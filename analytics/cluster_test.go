@@ -1,0 +1,256 @@
+package analytics_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zenklav/zenklav/analytics"
+	"github.com/zenklav/zenklav/analytics/analyticstest"
+	"github.com/zenklav/zenklav/internal/testenv"
+	"github.com/zenklav/zenklav/reports"
+	"github.com/zenklav/zenklav/schemas"
+)
+
+// TestClusterMigrations checks the rendering of every migration for a cluster without a
+// server: each table becomes a replicated local table and a Distributed table over it,
+// sharded by ticket or by customer; views read and fill the local tables.
+func TestClusterMigrations(t *testing.T) {
+	all, err := analytics.ClusterMigrations("c", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stmts []string
+	for _, ss := range all {
+		stmts = append(stmts, ss...)
+	}
+	text := strings.Join(stmts, "\n;\n")
+	for _, want := range []string{
+		"CREATE TABLE IF NOT EXISTS db.ticket_events_local ON CLUSTER c\n",
+		"ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/ticket_events', '{replica}')",
+		"ENGINE = Distributed(c, db, ticket_events_local, cityHash64(tenant, ticket_id))",
+		"ENGINE = ReplicatedCollapsingMergeTree('/clickhouse/tables/{shard}/db/ticket_rows', '{replica}', sign)",
+		"ENGINE = Distributed(c, db, ticket_rows_local, cityHash64(tenant, ticket_id))",
+		"ENGINE = Distributed(c, db, customer_rows_local, cityHash64(tenant, requester_id))",
+		"ENGINE = Distributed(c, db, klaviyo_memberships_local, cityHash64(tenant, requester_id))",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS db.ticket_requesters_mv ON CLUSTER c TO db.ticket_requesters_local AS",
+		"FROM db.ticket_events_local\nWHERE requester_id != 0",
+		"DROP TABLE IF EXISTS db.ticket_facts_mv ON CLUSTER c",
+		"DROP TABLE IF EXISTS db.ticket_facts_local ON CLUSTER c",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in the cluster migrations:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "DROP TABLE IF EXISTS db.ticket_facts_mv_local") {
+		t.Error("a view has no local table to drop")
+	}
+	for _, s := range stmts {
+		if strings.HasPrefix(s, "CREATE") && !strings.Contains(s, " ON CLUSTER c") {
+			t.Errorf("DDL not ON CLUSTER: %.80s", s)
+		}
+	}
+}
+
+// TestCluster runs the report fixture on a cluster of 2 shards × 2 replicas of ClickHouse
+// 18.16 with one replica killed (SIGKILL) while the fixture loads and started again: every
+// report equals the single server's answers, and every replica of a shard ends with the same
+// rows. It starts five servers of its own, so it runs only with ZENKLAV_TEST_CLICKHOUSE_CLUSTER
+// set (`make test` sets it; `make test-cluster` runs it alone).
+func TestCluster(t *testing.T) {
+	testenv.ClickHouseClusterOn(t)
+	c := testenv.StartClickHouseCluster(t, 2, 2)
+	ctx := context.Background()
+	db := fmt.Sprintf("test_%d_%d", time.Now().UnixNano(), rand.N(1000))
+	start := time.Now()
+	s, err := analytics.Open(ctx, slog.New(slog.DiscardHandler), analytics.Config{Addr: c.Addr(), Database: db, User: "default", Cluster: c.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("migrated on the cluster in %v", time.Since(start))
+
+	single, _ := analyticstest.Open(t)
+	d := generate(1)
+	load(t, single, d, true)
+
+	// The second replica of the second shard dies while the fold writes, stays down longer
+	// than its ZooKeeper session (so its shard refuses writes for want of a quorum), and
+	// comes back.
+	victim := c.Shards[1][1]
+	start = time.Now()
+	var wg sync.WaitGroup
+	loadRetrying(t, s, d, func(batch int) {
+		if batch != 3 {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(100 * time.Millisecond)
+			victim.Kill()
+			t.Logf("killed %s", victim.Addr)
+			time.Sleep(12 * time.Second)
+			victim.Start()
+		}()
+	})
+	wg.Wait()
+	t.Logf("loaded on the cluster in %v", time.Since(start))
+
+	// Every replica has every part before the replicas are compared.
+	tables := []string{"ticket_events_local", "ticket_requesters_local", "ticket_rows_local", "customer_rows_local", "klaviyo_memberships_local"}
+	counts := make([][]uint64, 2)
+	for sh, row := range c.Shards {
+		for _, srv := range row {
+			r, err := analytics.Open(ctx, slog.New(slog.DiscardHandler), analytics.Config{Addr: srv.Addr, Database: db, User: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uint64
+			for _, table := range tables {
+				if err := r.Exec(ctx, "SYSTEM SYNC REPLICA "+table); err != nil {
+					t.Fatal(err)
+				}
+				q := fmt.Sprintf("SELECT toUInt64(count()) FROM %s", table)
+				if strings.Contains(table, "rows") {
+					q = fmt.Sprintf("SELECT toUInt64(sum(sign)) FROM %s", table)
+				}
+				n, err := r.Count(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, n)
+			}
+			r.Close()
+			if counts[sh] == nil {
+				counts[sh] = got
+			} else if !reflect.DeepEqual(counts[sh], got) {
+				t.Errorf("shard %d: replica %s holds %v of %v, another %v", sh+1, srv.Addr, got, tables, counts[sh])
+			}
+		}
+	}
+	t.Logf("shards hold %v of %v", counts, tables)
+
+	// Exactly one live row per ticket and per customer, across the shards.
+	for what, q := range map[string]string{
+		"tickets whose rows do not sum to one":   "SELECT toUInt64(count()) FROM (SELECT tenant, ticket_id, sum(sign) AS n FROM ticket_rows GROUP BY tenant, ticket_id HAVING n != 1)",
+		"customers whose rows do not sum to one": "SELECT toUInt64(count()) FROM (SELECT tenant, requester_id, sum(sign) AS n FROM customer_rows GROUP BY tenant, requester_id HAVING n != 1)",
+	} {
+		if n, err := s.Count(ctx, q); err != nil || n != 0 {
+			t.Errorf("%s: %d, %v", what, n, err)
+		}
+	}
+	for _, tenant := range []string{"acme", "globex", "initech"} {
+		want, err := single.CountTicketEvents(ctx, analytics.EventFilter{Connection: tenant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.CountTicketEvents(ctx, analytics.EventFilter{Connection: tenant})
+		if err != nil || got != want {
+			t.Errorf("%s: %d events on the cluster, %v; %d on one server", tenant, got, err, want)
+		}
+	}
+
+	all := tickets(d.events)
+	t.Run("reports", func(t *testing.T) { checkReports(t, s, d, all) })
+	t.Run("same as one server", func(t *testing.T) {
+		f := reports.Filter{Connections: []string{"acme", "globex", "initech"}, From: date("2026-01-05"), To: date("2026-03-18"), Interval: reports.Week, TZ: time.UTC}
+		for name, ask := range map[string]func(*analytics.Store) (any, error){
+			"trends":             func(st *analytics.Store) (any, error) { return st.Trends(ctx, f) },
+			"resolution cohorts": func(st *analytics.Store) (any, error) { return st.ResolutionCohorts(ctx, f) },
+			"repeat cohorts":     func(st *analytics.Store) (any, error) { return st.RepeatCohorts(ctx, f) },
+			"segments":           func(st *analytics.Store) (any, error) { return st.Segments(ctx, f) },
+		} {
+			got, err := ask(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ask(single)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s on the cluster:\n%v\none server:\n%v", name, got, want)
+			}
+		}
+	})
+	t.Run("support history", func(t *testing.T) {
+		since := date("2025-01-01")
+		for req := int64(100); req < 110; req++ {
+			want, err := single.SupportHistory(ctx, "acme", req, since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.SupportHistory(ctx, "acme", req, since)
+			if err != nil || got != want {
+				t.Errorf("requester %d: %+v, %v on the cluster; %+v on one server", req, got, err, want)
+			}
+		}
+	})
+	if err := s.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" ON CLUSTER "+c.Name); err != nil {
+		t.Log(err)
+	}
+}
+
+// loadRetrying loads d as load does, each step retried as the sink retries a batch (the data
+// waits in Kafka) while a shard cannot take writes.
+func loadRetrying(t *testing.T, s *analytics.Store, d dataset, before func(batch int)) {
+	t.Helper()
+	ctx := context.Background()
+	retry := func(what string, f func() error) {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			err := f()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, err)
+			}
+			t.Logf("%s: %v; again", what, firstLineOf(err.Error()))
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	for _, sn := range d.snapshots {
+		retry("record memberships", func() error {
+			return s.RecordMemberships(ctx, sn.tenant, sn.requester, sn.at, sn.kind, sn.names)
+		})
+	}
+	for i, b := range loadBatches(d) {
+		before(i)
+		retry("insert events", func() error { return s.InsertTicketEvents(ctx, b) })
+		retry("fold events", func() error { return s.SummarizeTicketEvents(ctx, b) })
+	}
+}
+
+// loadBatches are load's batches: shuffled, and a third of the events again.
+func loadBatches(d dataset) [][]schemas.TicketEvent {
+	r := rand.New(rand.NewPCG(3, 4))
+	events := append([]schemas.TicketEvent(nil), d.events...)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	var batches [][]schemas.TicketEvent
+	for off := 0; off < len(events); off += 300 {
+		batches = append(batches, events[off:min(off+300, len(events))])
+	}
+	var again []schemas.TicketEvent
+	for _, e := range events {
+		if r.IntN(3) == 0 {
+			again = append(again, e)
+		}
+	}
+	return append(batches, again)
+}
+
+func firstLineOf(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
