@@ -228,6 +228,10 @@ func (c *Consumer) fetch(ctx context.Context) (Message, error) {
 				return Message{}, err
 			}
 			if Ping(ctx, c.cfg.Brokers) == nil {
+				// Kafka answers again: say so now, not at the next message, which a quiet
+				// topic (the parked one) may not have for hours. A fetch that still fails
+				// says it waits again.
+				c.kafka.Working()
 				break
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,7 +29,17 @@ type Message = kafkago.Message
 // Producer writes to Kafka with acks=all and returns only once every message is acknowledged.
 type Producer struct {
 	w *kafkago.Writer
+	// pending counts the messages handed to the writer whose write has not ended. A write
+	// goes on after its caller gave up (kafka-go cannot take back a queued message), so
+	// without a bound a slow partition's queue grows with every resend until no write on it
+	// ends in time; past MaxPending, Publish refuses at once and the queue drains.
+	pending atomic.Int64
 }
+
+// MaxPending bounds the messages a producer has under way: far above what a healthy
+// Kafka holds in flight (a few hundred at the bench's 7,000 webhooks/s), reached only when
+// writes stall.
+const MaxPending = 5_000
 
 var _ zenklav.Publisher = (*Producer)(nil)
 
@@ -67,10 +78,27 @@ func (p *Producer) Publish(ctx context.Context, msgs ...zenklav.Message) error {
 			km[i].Headers = append(km[i].Headers, kafkago.Header{Key: k, Value: []byte(v)})
 		}
 	}
-	if err := p.w.WriteMessages(ctx, km...); err != nil {
-		return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka did not acknowledge the write")
+	n := int64(len(km))
+	if p.pending.Add(n) > MaxPending {
+		p.pending.Add(-n)
+		return zenklav.Errorf(zenklav.EUNAVAILABLE, "kafka: over %d messages are still being written; not taking more until they are", MaxPending)
 	}
-	return nil
+	// The write runs to its end whatever becomes of the caller, so pending counts it for as
+	// long as it really is under way (kafka-go bounds it: MaxAttempts × WriteTimeout).
+	done := make(chan error, 1)
+	go func() {
+		defer p.pending.Add(-n)
+		done <- p.w.WriteMessages(context.WithoutCancel(ctx), km...)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return zenklav.Wrap(zenklav.EUNAVAILABLE, err, "kafka did not acknowledge the write")
+		}
+		return nil
+	case <-ctx.Done():
+		return zenklav.Wrap(zenklav.EUNAVAILABLE, ctx.Err(), "kafka did not acknowledge the write in time")
+	}
 }
 
 // Close flushes and closes the producer.

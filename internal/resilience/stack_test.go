@@ -165,6 +165,12 @@ type process struct {
 // start runs `zenklav role` listening on addr. It returns at once; waitStarted waits.
 func (s *stack) start(role, addr string) *process {
 	s.t.Helper()
+	return s.startWith(role, addr)
+}
+
+// startWith is start with settings of its own (KEY=value) over the stack's.
+func (s *stack) startWith(role, addr string, env ...string) *process {
+	s.t.Helper()
 	s.starts[role]++
 	p := &process{
 		t: s.t, role: role, done: make(chan struct{}),
@@ -176,7 +182,8 @@ func (s *stack) start(role, addr string) *process {
 	}
 	defer out.Close()
 	p.cmd = exec.Command(s.bin, role)
-	p.cmd.Env = s.env(addr)
+	// The last of a key's values is the one exec passes on.
+	p.cmd.Env = append(s.env(addr), env...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	// A zenklav left behind would hold the test's ports and consumer groups: it dies with
 	// the test binary.

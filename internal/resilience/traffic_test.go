@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,7 +36,8 @@ const stopWithin = time.Minute
 // accepts it.
 type traffic struct {
 	s      *stack
-	url    string
+	urls   []string      // the api processes, sent to in turn
+	sends  atomic.Uint64 // requests so far: which url is next
 	client *http.Client
 	beat   time.Duration
 	start  time.Time
@@ -92,8 +94,18 @@ func (a attempt) ok() bool { return a.err == nil && a.status >= 200 && a.status 
 // sendWebhooks starts sending webhooks to the zenklav whose HTTP listener is addr, perSecond
 // of them a second, until stop.
 func (s *stack) sendWebhooks(addr string, perSecond int) *traffic {
+	return s.sendWebhooksTo([]string{addr}, perSecond)
+}
+
+// sendWebhooksTo is sendWebhooks to several zenklav processes, each request to the next of
+// addrs in turn, as a load balancer in front of the api's replicas sends them.
+func (s *stack) sendWebhooksTo(addrs []string, perSecond int) *traffic {
+	var urls []string
+	for _, addr := range addrs {
+		urls = append(urls, "http://"+addr+"/webhooks/zendesk/"+tenant)
+	}
 	tr := &traffic{
-		s: s, url: "http://" + addr + "/webhooks/zendesk/" + tenant,
+		s: s, urls: urls,
 		// A connection per request: an idle keep-alive connection the server closes just as
 		// a request goes out would fail that request, and the test would blame zenklav.
 		client:   &http.Client{Timeout: webhookTimeout, Transport: &http.Transport{DisableKeepAlives: true}},
@@ -202,7 +214,8 @@ func (tr *traffic) deliver(h *hook) {
 func (tr *traffic) post(h *hook) attempt {
 	a := attempt{hook: h, sent: time.Now()}
 	ts := zendesk.Timestamp(a.sent)
-	req, err := http.NewRequest(http.MethodPost, tr.url, bytes.NewReader(h.body))
+	url := tr.urls[(tr.sends.Add(1)-1)%uint64(len(tr.urls))]
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(h.body))
 	if err != nil {
 		panic(err)
 	}
