@@ -51,13 +51,26 @@ bench_connections() {
 	bin/loadgen connections -brokers "$ZENKLAV_TEST_KAFKA_BROKERS" -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -http "$BENCH_HTTP" \
 		-n "$BENCH_CONNECTIONS" -starts 3 -repeats 3
 }
+# bench_cluster: issue 16's cluster figures. loadgen starts a Kafka cluster of its own (3 KRaft
+# brokers on loopback, internal/testenv's StartKafkaCluster) and runs 1, then 2, replicas of
+# `zenklav api`, `zenklav sink` and `zenklav emitter` (10 Klaviyo accounts) against it and a
+# ClickHouse database of its own, then kills the broker leading partition 0 of ticket-events.v1
+# while webhooks flow. About 5 minutes. `BENCH_ONLY=cluster build/bench.sh` runs it alone.
+BENCH_CLUSTER_WEBHOOKS=${BENCH_CLUSTER_WEBHOOKS:-40000}
+BENCH_CLUSTER_SINK_EVENTS=${BENCH_CLUSTER_SINK_EVENTS:-500000}
+BENCH_CLUSTER_EVENTS_PER_ACCOUNT=${BENCH_CLUSTER_EVENTS_PER_ACCOUNT:-20000}
+bench_cluster() {
+	bin/loadgen cluster -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -nodes 3 \
+		-webhooks "$BENCH_CLUSTER_WEBHOOKS" -warmup 20000 -c "$BENCH_SENDERS" -sink-events "$BENCH_CLUSTER_SINK_EVENTS" \
+		-accounts "$BENCH_DRAIN_ACCOUNTS" -n "$BENCH_CLUSTER_EVENTS_PER_ACCOUNT" -kill-rate 100 -kill-for 40s
+}
 header() {
 	echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 	echo "| measurement | load | rate | latency / notes |"
 	echo "|---|---|---|---|"
 }
 case "${BENCH_ONLY:-}" in
-sms | connections)
+sms | connections | cluster)
 	go build -o bin/zenklav ./cmd/zenklav
 	go build -o bin/loadgen ./build/loadgen
 	header
@@ -159,3 +172,5 @@ bench_sms
 # Connections at run time (issue 15's target: a new connection in force in every running
 # process within 5 s), and start-up with 1,000 stored connections.
 bench_connections
+# Kafka as a cluster and two replicas of each role (issue 16): against 3 brokers of its own.
+bench_cluster

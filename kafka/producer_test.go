@@ -39,7 +39,7 @@ func TestProducerBoundsWhatIsUnderWay(t *testing.T) {
 	}()
 	p := kafka.NewProducer(slog.New(slog.DiscardHandler), []string{ln.Addr().String()})
 	defer p.Close()
-	msgs := make([]zenklav.Message, kafka.MaxPending)
+	msgs := make([]zenklav.Message, kafka.MaxPending+1) // bigger than the bound, and first: let through
 	for i := range msgs {
 		msgs[i] = zenklav.Message{Topic: "frozen", Key: []byte("k"), Value: []byte("v")}
 	}

@@ -29,6 +29,11 @@
 //	    a fresh connections store filled by bin/zenklav connections apply; start-up time and
 //	    memory of bin/zenklav all with 1 and with -n stored connections; then, beside it, a
 //	    bin/zenklav api: from applying a new connection to its first webhook accepted by each
+//	loadgen cluster -clickhouse … [-nodes 3] [-webhooks 40000] [-sink-events 500000] [-accounts 10 -n 20000] [-kill-rate 100]
+//	    a Kafka cluster of its own (3 KRaft brokers, internal/testenv): 1 and 2 replicas of
+//	    bin/zenklav api (webhooks/s, p99), sink (events/s) and emitter (events/s into 10
+//	    Klaviyo accounts), with the CPU of each process; then a broker leading a partition
+//	    killed with SIGKILL while webhooks flow: time to the first acknowledged webhook
 //
 // It prints one Markdown table row per measurement, for docs/benchmarks.md.
 package main
@@ -57,7 +62,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness|hostile|sms|connections [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen ingest|sink|emitter|latency|sidebar|reports|freshness|hostile|sms|connections|cluster [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -84,6 +89,8 @@ func main() {
 		err = smsConversations(os.Args[2:])
 	case "connections":
 		err = connectionsAtRunTime(os.Args[2:])
+	case "cluster":
+		err = clusterReplicas(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown measurement %q", os.Args[1])
 	}
