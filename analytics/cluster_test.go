@@ -89,7 +89,9 @@ func TestCluster(t *testing.T) {
 	victim := c.Shards[1][1]
 	start = time.Now()
 	var wg sync.WaitGroup
-	loadRetrying(t, s, d, func(batch int) {
+	var killedAt, restartedAt time.Time
+	rec := &recovery{}
+	loadRetrying(t, s, d, rec, func(batch int) {
 		if batch != 3 {
 			return
 		}
@@ -97,17 +99,26 @@ func TestCluster(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			time.Sleep(100 * time.Millisecond)
+			killedAt = time.Now()
 			victim.Kill()
 			t.Logf("killed %s", victim.Addr)
 			time.Sleep(12 * time.Second)
+			restartedAt = time.Now()
 			victim.Start()
 		}()
 	})
 	wg.Wait()
 	t.Logf("loaded on the cluster in %v", time.Since(start))
-
 	// Every replica has every part before the replicas are compared.
 	tables := []string{"ticket_events_local", "ticket_requesters_local", "ticket_rows_local", "customer_rows_local", "klaviyo_memberships_local"}
+	synced := waitSynced(t, victim.Addr, db, tables)
+	// The row make bench prints (build/bench.sh, bench_cluster).
+	writes := "no write refused"
+	if !rec.failed.IsZero() && !rec.recovered.IsZero() {
+		writes = fmt.Sprintf("writes refused from %.1f s, accepted again %.1f s after the kill", rec.failed.Sub(killedAt).Seconds(), rec.recovered.Sub(killedAt).Seconds())
+	}
+	t.Logf("| ClickHouse replica killed (SIGKILL; 2 shards × 2 replicas), restarted 12 s later | %s; the replica in sync again %.1f s after its restart |",
+		writes, synced.Sub(restartedAt).Seconds())
 	counts := make([][]uint64, 2)
 	for sh, row := range c.Shards {
 		for _, srv := range row {
@@ -203,13 +214,14 @@ func TestCluster(t *testing.T) {
 
 // loadRetrying loads d as load does, each step retried as the sink retries a batch (the data
 // waits in Kafka) while a shard cannot take writes.
-func loadRetrying(t *testing.T, s *analytics.Store, d dataset, before func(batch int)) {
+func loadRetrying(t *testing.T, s *analytics.Store, d dataset, rec *recovery, before func(batch int)) {
 	t.Helper()
 	ctx := context.Background()
 	retry := func(what string, f func() error) {
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			err := f()
+			rec.note(err)
 			if err == nil {
 				return
 			}
@@ -253,4 +265,51 @@ func loadBatches(d dataset) [][]schemas.TicketEvent {
 func firstLineOf(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first
+}
+
+// recovery is when the first write failed, and when one succeeded after that.
+type recovery struct {
+	mu                sync.Mutex
+	failed, recovered time.Time
+}
+
+func (r *recovery) note(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err != nil && r.failed.IsZero():
+		r.failed = time.Now()
+	case err == nil && !r.failed.IsZero() && r.recovered.IsZero():
+		r.recovered = time.Now()
+	}
+}
+
+// waitSynced waits until the restarted replica at addr answers and has fetched every part of
+// tables (SYSTEM SYNC REPLICA), and says when.
+func waitSynced(t *testing.T, addr, db string, tables []string) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := func() error {
+			r, err := analytics.Open(ctx, slog.New(slog.DiscardHandler), analytics.Config{Addr: addr, Database: db, User: "default"})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			for _, table := range tables {
+				if err := r.Exec(ctx, "SYSTEM SYNC REPLICA "+table); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		if err == nil {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted replica %s is not in sync after 2 minutes: %v", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -63,6 +63,10 @@ bench_cluster() {
 	bin/loadgen cluster -clickhouse "$ZENKLAV_TEST_CLICKHOUSE_ADDR" -nodes 3 \
 		-webhooks "$BENCH_CLUSTER_WEBHOOKS" -warmup 20000 -c "$BENCH_SENDERS" -sink-events "$BENCH_CLUSTER_SINK_EVENTS" \
 		-accounts "$BENCH_DRAIN_ACCOUNTS" -n "$BENCH_CLUSTER_EVENTS_PER_ACCOUNT" -kill-rate 100 -kill-for 40s
+	# A ClickHouse replica killed while the fold writes, and restarted: analytics' TestCluster on
+	# ZooKeeper and 2 shards × 2 replicas of its own (about a minute), its row only.
+	bash build/zookeeper.sh jars >/dev/null
+	ZENKLAV_TEST_CLICKHOUSE_CLUSTER=1 go test -count=1 -run 'TestCluster$' -v ./analytics | grep -o '| ClickHouse replica killed.*'
 }
 header() {
 	echo "== Measurements on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
