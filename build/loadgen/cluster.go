@@ -255,51 +255,9 @@ func (b *clusterBench) sinkRun(n int) error {
 	defer stopAll(procs)
 	ready := time.Since(started)
 	cpu0 := sampleCPU()
-	type progress struct {
-		firstAt, doneAt, lastAt time.Time
-		first, last             int64
-	}
-	prog := make([]progress, len(groups))
-	var cpuCopy cpuSample
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		now := time.Now()
-		for i, g := range groups {
-			if !prog[i].doneAt.IsZero() {
-				continue
-			}
-			gp, err := kafka.GroupProgress(ctx, b.brokers, schemas.TicketEventsTopic, g)
-			if err != nil {
-				continue
-			}
-			if gp.Committed > before[i] && prog[i].firstAt.IsZero() {
-				prog[i].firstAt, prog[i].first = now, gp.Committed
-			}
-			if gp.Committed > prog[i].last {
-				prog[i].lastAt, prog[i].last = now, gp.Committed
-			}
-			if gp.Committed >= end {
-				prog[i].doneAt = now
-				if i == 0 {
-					cpuCopy = sampleCPU()
-				}
-			}
-		}
-		copied := !prog[0].doneAt.IsZero()
-		if copied && (!prog[1].doneAt.IsZero() || now.Sub(prog[0].doneAt) > b.f.foldFor) {
-			break
-		}
-		if now.After(deadline) {
-			return fmt.Errorf("the sink committed %d and %d of %d events within 3 minutes", prog[0].last, prog[1].last, end)
-		}
-		for _, p := range procs {
-			select {
-			case <-p.exited():
-				return fmt.Errorf("zenklav sink exited:\n%s", p.tail(30))
-			default:
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	prog, cpuCopy, err := b.followSinkGroups(procs, groups, before, end)
+	if err != nil {
+		return err
 	}
 	cpuEnd := sampleCPU()
 	hwms := make([]string, n)
@@ -329,6 +287,60 @@ func (b *clusterBench) sinkRun(n int) error {
 	fmt.Printf("| cluster: sink fold into report rows, %s | the same events, side by side with the copy | %s events/s | %s; from its first commit to its last; %s |\n",
 		plural(n, "replica"), thousands(int(foldRate)), state, clusterCPU(cpu0, cpuEnd, names))
 	return nil
+}
+
+// sinkProgress is how far a sink group got: its first commit past where it started, its
+// last, and when it reached the end.
+type sinkProgress struct {
+	firstAt, doneAt, lastAt time.Time
+	first, last             int64
+}
+
+// followSinkGroups watches the sink's groups until the copy is done and the fold too, or has
+// been followed for -fold-for after it; it samples the CPU when the copy is done.
+func (b *clusterBench) followSinkGroups(procs []*zenklavProcess, groups []string, before []int64, end int64) ([]sinkProgress, cpuSample, error) {
+	prog := make([]sinkProgress, len(groups))
+	var cpuCopy cpuSample
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		now := time.Now()
+		for i, g := range groups {
+			if !prog[i].doneAt.IsZero() {
+				continue
+			}
+			gp, err := kafka.GroupProgress(b.ctx, b.brokers, schemas.TicketEventsTopic, g)
+			if err != nil {
+				continue
+			}
+			if gp.Committed > before[i] && prog[i].firstAt.IsZero() {
+				prog[i].firstAt, prog[i].first = now, gp.Committed
+			}
+			if gp.Committed > prog[i].last {
+				prog[i].lastAt, prog[i].last = now, gp.Committed
+			}
+			if gp.Committed >= end {
+				prog[i].doneAt = now
+				if i == 0 {
+					cpuCopy = sampleCPU()
+				}
+			}
+		}
+		copied := !prog[0].doneAt.IsZero()
+		if copied && (!prog[1].doneAt.IsZero() || now.Sub(prog[0].doneAt) > b.f.foldFor) {
+			return prog, cpuCopy, nil
+		}
+		if now.After(deadline) {
+			return nil, cpuCopy, fmt.Errorf("the sink committed %d and %d of %d events within 3 minutes", prog[0].last, prog[1].last, end)
+		}
+		for _, p := range procs {
+			select {
+			case <-p.exited():
+				return nil, cpuCopy, fmt.Errorf("zenklav sink exited:\n%s", p.tail(30))
+			default:
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // retryProgress is kafka.GroupProgress, asked again for up to 30 s: a fresh cluster has no
@@ -673,11 +685,7 @@ func (b *clusterBench) brokerKill(apis []*zenklavProcess) error {
 				break
 			}
 		}
-		id := b.ingested + i
-		body := fmt.Sprintf(`{"type":"zen:event-type:ticket.created","account_id":1,"id":"kill-%d","time":"%s",`+
-			`"zendesk_event_version":"2022-11-06","subject":"zen:ticket:%d","detail":{"id":"%d","status":"NEW",`+
-			`"subject":"Where is my order?","requester_id":"%d","brand_id":"1","tags":["order"],"via":{"channel":"email"}},"event":{}}`,
-			id, ts, id+1, id+1, 1000+id%250_000)
+		body := killBody(b.ingested+i, ts)
 		sig := zendesk.Sign(b.secret, ts, []byte(body))
 		answers[i].sent = time.Now()
 		sent++
@@ -705,6 +713,30 @@ func (b *clusterBench) brokerKill(apis []*zenklavProcess) error {
 	b.ingested += sent
 	answers = answers[:sent]
 
+	b.reportKill(answers, killRun{apis: len(apis), victim: victim, led: led, killedAt: killedAt, moved: moved, cpu0: cpu0, cpu1: cpu1, names: names})
+	return nil
+}
+
+// killBody is the ticket.created webhook of the broker kill's webhook id.
+func killBody(id int, ts string) string {
+	return fmt.Sprintf(`{"type":"zen:event-type:ticket.created","account_id":1,"id":"kill-%d","time":"%s",`+
+		`"zendesk_event_version":"2022-11-06","subject":"zen:ticket:%d","detail":{"id":"%d","status":"NEW",`+
+		`"subject":"Where is my order?","requester_id":"%d","brand_id":"1","tags":["order"],"via":{"channel":"email"}},"event":{}}`,
+		id, ts, id+1, id+1, 1000+id%250_000)
+}
+
+// killRun is what brokerKill saw besides the answers.
+type killRun struct {
+	apis, victim    int
+	led             []string
+	killedAt, moved time.Time
+	cpu0, cpu1      cpuSample
+	names           map[int]string
+}
+
+// reportKill prints the broker kill's row from the answers.
+func (b *clusterBench) reportKill(answers []answer, k killRun) {
+	killedAt, moved, victim, led, cpu0, cpu1, names := k.killedAt, k.moved, k.victim, k.led, k.cpu0, k.cpu1, k.names
 	var beforeLat []time.Duration
 	var acked, refused, other, ackedAfterKill int
 	var firstAck, lastRefused time.Time
@@ -745,9 +777,8 @@ func (b *clusterBench) brokerKill(apis []*zenklavProcess) error {
 		first = fmt.Sprintf("%.1f s", firstAck.Sub(killedAt).Seconds())
 	}
 	fmt.Printf("| cluster: broker killed (kill -9), %s of zenklav api | %d webhooks/s round-robin; broker %d, leader of partitions %s of %s, killed after 5 s | first webhook sent after the kill acknowledged %s after it | leaders moved off it %s after the kill; last 503 %s after it; answered from the kill on: %d 202, %d 503, %d other or none; p99 before the kill %s; %s |\n",
-		plural(len(apis), "replica"), b.f.killRate, victim, strings.Join(led, ", "), schemas.TicketEventsTopic, first,
+		plural(k.apis, "replica"), b.f.killRate, victim, strings.Join(led, ", "), schemas.TicketEventsTopic, first,
 		sinceKill(killedAt, moved), sinceKill(killedAt, lastRefused), acked, refused, other, p99, clusterCPU(cpu0, cpu1, names))
-	return nil
 }
 
 func sinceKill(killedAt, t time.Time) string {
