@@ -420,7 +420,7 @@ func (b *clusterBench) emitterRun(n int) error {
 	deliv := newDeliveries()
 	b.s.klaviyo.OnAccept(deliv.accept)
 	bulk0, imports0 := b.s.answers.get(bulkEventsPath), b.s.answers.get(profileImportsPath)
-	if err := clusterBacklog(ctx, b.brokers, conns, b.f.perAccount); err != nil {
+	if err := produceBacklog(ctx, warnLogger(), b.brokers, conns, b.f.perAccount); err != nil {
 		return err
 	}
 	names := b.names()
@@ -473,45 +473,14 @@ func (b *clusterBench) emitterRun(n int) error {
 	return nil
 }
 
-// publishChunk is how many messages one Publish carries: under kafka.MaxPending, which the
-// producer refuses to exceed.
+// publishChunk is how many messages one Publish carries: under kafka.MaxPending, so a
+// publish never waits behind another's bound.
 const publishChunk = 4_000
-
-// clusterBacklog is produceBacklog's backlog (n created tickets per connection, interleaved)
-// in chunks the producer takes.
-func clusterBacklog(ctx context.Context, brokers []string, conns []benchConnection, n int) error {
-	p := kafka.NewProducer(warnLogger(), brokers)
-	defer p.Close()
-	now := time.Now().UTC()
-	base := now.Add(-time.Duration(n) * time.Second)
-	msgs := make([]zenklav.Message, 0, publishChunk)
-	flush := func() error {
-		err := p.Publish(ctx, msgs...)
-		msgs = msgs[:0]
-		return err
-	}
-	for i := 1; i <= n; i++ {
-		for _, c := range conns {
-			e := drainTicket(c.id, i, base.Add(time.Duration(i)*time.Second), now)
-			v, err := e.Marshal()
-			if err != nil {
-				return err
-			}
-			msgs = append(msgs, zenklav.Message{Topic: schemas.TicketEventsTopic, Key: []byte(e.Key()), Value: v})
-			if len(msgs) == publishChunk {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return flush()
-}
 
 // skipToEnd commits group's offsets of ticket-events.v1 at the partitions' ends, as a
 // consumer with no generation may while the group has no members.
 func skipToEnd(ctx context.Context, brokers []string, group string) error {
-	parts, err := partitionsOf(brokers, schemas.TicketEventsTopic)
+	parts, err := testenv.Partitions(brokers, schemas.TicketEventsTopic)
 	if err != nil {
 		return err
 	}
@@ -638,7 +607,7 @@ type answer struct {
 // sent after the kill has been acknowledged for 5 s, or for -kill-for at most. A webhook
 // answered 503 is not sent again: the figure is when the webhooks are acknowledged again.
 func (b *clusterBench) brokerKill(apis []*zenklavProcess) error {
-	parts, err := partitionsOf(b.brokers, schemas.TicketEventsTopic)
+	parts, err := testenv.Partitions(b.brokers, schemas.TicketEventsTopic)
 	if err != nil {
 		return err
 	}
@@ -793,7 +762,7 @@ func sinceKill(killedAt, t time.Time) string {
 func watchMoved(brokers []string, broker int, until time.Time, stop *atomic.Bool) time.Time {
 	for time.Now().Before(until) && !stop.Load() {
 		time.Sleep(100 * time.Millisecond)
-		parts, err := partitionsOf(brokers, schemas.TicketEventsTopic)
+		parts, err := testenv.Partitions(brokers, schemas.TicketEventsTopic)
 		if err != nil {
 			continue
 		}
@@ -808,30 +777,6 @@ func watchMoved(brokers []string, broker int, until time.Time, stop *atomic.Bool
 		}
 	}
 	return time.Time{}
-}
-
-// partitionsOf asks the brokers in turn, each over a connection of its own, for the
-// partitions of topic (a kafka-go Client may answer from a cache seconds old).
-func partitionsOf(brokers []string, topic string) ([]kafkago.Partition, error) {
-	var errs []string
-	for _, addr := range brokers {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := kafkago.DialContext(ctx, "tcp", addr)
-		cancel()
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-		parts, err := conn.ReadPartitions(topic)
-		conn.Close()
-		if err == nil && len(parts) > 0 {
-			slices.SortFunc(parts, func(a, b kafkago.Partition) int { return a.ID - b.ID })
-			return parts, nil
-		}
-		errs = append(errs, fmt.Sprintf("%s: %d partitions, %v", addr, len(parts), err))
-	}
-	return nil, fmt.Errorf("no broker told the partitions of %s: %s", topic, strings.Join(errs, "; "))
 }
 
 // clusterCPU says where the CPU went between a and b: each process this run knows by name,

@@ -128,7 +128,7 @@ func kafkaMetadata(t *testing.T, brokers []string, topics []string) *kafkago.Met
 // partitionLeaders returns the broker id of each partition's leader of topic, by partition.
 func partitionLeaders(t *testing.T, brokers []string, topic string) []int {
 	t.Helper()
-	parts, err := partitionsNow(brokers, topic)
+	parts, err := testenv.Partitions(brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,30 +137,6 @@ func partitionLeaders(t *testing.T, brokers []string, topic string) []int {
 		out[p.ID] = p.Leader.ID
 	}
 	return out
-}
-
-// partitionsNow asks the brokers in turn, each over a connection of its own, for the
-// partitions of topic: the first answer is what the cluster says now. (A kafka-go Client
-// may answer from the cache of its transport, seconds old.)
-func partitionsNow(brokers []string, topic string) ([]kafkago.Partition, error) {
-	var errs []string
-	for _, b := range brokers {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := kafkago.DialContext(ctx, "tcp", b)
-		cancel()
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-		parts, err := conn.ReadPartitions(topic)
-		conn.Close()
-		if err == nil && len(parts) > 0 {
-			return parts, nil
-		}
-		errs = append(errs, fmt.Sprintf("%s: %d partitions of %s, %v", b, len(parts), topic, err))
-	}
-	return nil, fmt.Errorf("no broker told the partitions of %s: %s", topic, strings.Join(errs, "; "))
 }
 
 // ledBy lists the partitions whose leader is broker.
@@ -213,7 +189,7 @@ func watchLeaders(t *testing.T, brokers []string, topic string, broker int) func
 // leadersMoved says whether the cluster says now that no partition of topic has broker as
 // its leader, or no leader.
 func leadersMoved(brokers []string, topic string, broker int) bool {
-	parts, err := partitionsNow(brokers, topic)
+	parts, err := testenv.Partitions(brokers, topic)
 	if err != nil {
 		return false
 	}
@@ -229,7 +205,7 @@ func leadersMoved(brokers []string, topic string, broker int) bool {
 func waitInSync(t *testing.T, brokers []string, topic string, n int) {
 	t.Helper()
 	waitFor(t, time.Minute, nil, func() (bool, string) {
-		parts, err := partitionsNow(brokers, topic)
+		parts, err := testenv.Partitions(brokers, topic)
 		if err != nil {
 			return false, err.Error()
 		}

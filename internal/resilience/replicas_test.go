@@ -426,7 +426,7 @@ type offsetWatch struct {
 func watchOffsets(t *testing.T, brokers []string, topic string, groups ...string) *offsetWatch {
 	w := &offsetWatch{done: make(chan struct{}), last: map[string]int64{}, groups: groups}
 	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 5 * time.Second}
-	parts, err := partitionsNow(brokers, topic)
+	parts, err := testenv.Partitions(brokers, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,18 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // KafkaCluster is a Kafka cluster of one test's own: KRaft nodes that are each a broker and a
@@ -86,4 +91,30 @@ func clusterID() (string, error) {
 			return id, nil
 		}
 	}
+}
+
+// Partitions asks the brokers in turn, each over a connection of its own, for the partitions
+// of topic, by id: the first answer is what the cluster says now (a kafka-go Client may
+// answer from its transport's cache, seconds old). Tests and the cluster bench watch leaders
+// move with it.
+func Partitions(brokers []string, topic string) ([]kafkago.Partition, error) {
+	var errs []string
+	for _, addr := range brokers {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := kafkago.DialContext(ctx, "tcp", addr)
+		cancel()
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		parts, err := conn.ReadPartitions(topic)
+		conn.Close()
+		if err == nil && len(parts) > 0 {
+			slices.SortFunc(parts, func(a, b kafkago.Partition) int { return a.ID - b.ID })
+			return parts, nil
+		}
+		errs = append(errs, fmt.Sprintf("%s: %d partitions, %v", addr, len(parts), err))
+	}
+	return nil, fmt.Errorf("no broker told the partitions of %s: %s", topic, strings.Join(errs, "; "))
 }
