@@ -17,6 +17,7 @@ type Connections struct {
 // connectionSet is one version of the connections, indexed; never changed once made.
 type connectionSet struct {
 	list        []Connection
+	byID        map[string]*Connection
 	bySubdomain map[string][]*Connection
 	byApp       map[appKey]*Connection
 }
@@ -69,9 +70,9 @@ func (c *Connections) IDs() []string {
 }
 
 func (c *connectionSet) index() error {
+	c.byID = make(map[string]*Connection, len(c.list))
 	c.bySubdomain = make(map[string][]*Connection, len(c.list))
 	c.byApp = map[appKey]*Connection{}
-	ids := map[string]bool{}
 	var errs []error
 	for i := range c.list {
 		conn := &c.list[i]
@@ -79,10 +80,11 @@ func (c *connectionSet) index() error {
 			errs = append(errs, fmt.Errorf("connections[%d] (%q): %w", i, conn.ID, err))
 			continue
 		}
-		if ids[conn.ID] {
+		if c.byID[conn.ID] != nil {
 			errs = append(errs, fmt.Errorf("connections[%d]: id %q is used twice", i, conn.ID))
+		} else {
+			c.byID[conn.ID] = conn
 		}
-		ids[conn.ID] = true
 		c.bySubdomain[conn.Zendesk.Subdomain] = append(c.bySubdomain[conn.Zendesk.Subdomain], conn)
 		if app := conn.Zendesk.App; app != nil {
 			// The installation decides whose data the sidebar shows, so it names one
@@ -127,13 +129,7 @@ func sharedSubdomain(conns []*Connection) error {
 
 // ByID returns the connection with the given id, or nil.
 func (c *Connections) ByID(id string) *Connection {
-	list := c.set().list
-	for i := range list {
-		if list[i].ID == id {
-			return &list[i]
-		}
-	}
-	return nil
+	return c.set().byID[id] // looked up per message by the roles: an index, not a scan
 }
 
 // BySubdomain returns the connections of a Zendesk subdomain: one, or one per brand.

@@ -35,34 +35,8 @@ STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 # cmdline_mark DIR: to guard against a recycled pid, the process must be our broker.
 cmdline_mark() { printf '%s' "kafka.Kafka $1/server.properties"; }
 
-# need CMD PACKAGE installs Debian's PACKAGE when CMD is missing and apt-get can.
-need() {
-	command -v "$1" >/dev/null 2>&1 && return 0
-	command -v apt-get >/dev/null 2>&1 || die "$1 is missing: install $2 (Java 17 and Maven are needed for the test Kafka)"
-	apt_install "$1 is missing and installing $2 needs root" "installing Debian's $2 for $1" "$2"
-}
 
-cmd_jars() {
-	local sum
-	sum=$(sha256sum "$POM" | cut -d' ' -f1)
-	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ] && compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null; then
-		log "jars cached in $LIB"
-		return 0
-	fi
-	need java openjdk-17-jre-headless
-	need mvn maven
-	log "fetching Kafka jars into $LIB"
-	rm -rf "$LIB" "$STAMP"
-	mkdir -p "$LIB"
-	local start
-	start=$(now_ms)
-	# Debian's Maven 3.8 prints stray colour codes even in batch mode: strip them.
-	mvn -B -q -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" 2>&1 |
-		sed 's/\x1b\[[0-9;]*m//g' >&2
-	compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null || die "maven ran but left no kafka_2.13 jar in $LIB"
-	echo "$sum" >"$STAMP"
-	log "fetched $(find "$LIB" -name '*.jar' | wc -l) jars in $(elapsed "$start")"
-}
+cmd_jars() { maven_jars "$POM" "$LIB" "$STAMP" "kafka_2.13-*.jar"; }
 
 # cluster_id prints a random Kafka cluster id: 16 random bytes, URL-safe base64 without padding,
 # never starting with '-' (as Kafka's own Uuid.randomUuid), without starting a JVM for it.

@@ -178,3 +178,33 @@ cmd_status() {
 	dir=$(cd "$1" && pwd -P)
 	pid_alive "$(read_pid "$dir")" "$dir"
 }
+
+# need CMD PACKAGE installs Debian's PACKAGE when CMD is missing and apt-get can.
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	command -v apt-get >/dev/null 2>&1 || die "$1 is missing: install $2 (Java 17 and Maven fetch and run the test servers' jars)"
+	apt_install "$1 is missing and installing $2 needs root" "installing Debian's $2 for $1" "$2"
+}
+
+# maven_jars POM LIB STAMP GLOB: the runtime jars of POM in LIB, fetched from Maven Central
+# unless LIB already holds this POM's jars (STAMP has its digest, and a jar matches GLOB).
+maven_jars() {
+	local pom=$1 lib=$2 stamp=$3 glob=$4 sum start
+	sum=$(sha256sum "$pom" | cut -d' ' -f1)
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ] && compgen -G "$lib/$glob" >/dev/null; then
+		log "jars cached in $lib"
+		return 0
+	fi
+	need java openjdk-17-jre-headless
+	need mvn maven
+	log "fetching jars into $lib"
+	rm -rf "$lib" "$stamp"
+	mkdir -p "$lib"
+	start=$(now_ms)
+	# Debian's Maven 3.8 prints stray colour codes even in batch mode: strip them.
+	mvn -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" 2>&1 |
+		sed 's/\x1b\[[0-9;]*m//g' >&2
+	compgen -G "$lib/$glob" >/dev/null || die "maven ran but left no $glob in $lib"
+	echo "$sum" >"$stamp"
+	log "fetched $(find "$lib" -name '*.jar' | wc -l) jars in $(elapsed "$start")"
+}

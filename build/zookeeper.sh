@@ -30,25 +30,7 @@ STOP_TIMEOUT=${ZOOKEEPER_STOP_TIMEOUT:-30}
 # cmdline_mark DIR: to guard against a recycled pid, the process must be our server.
 cmdline_mark() { printf '%s' "-Dzenklav.dir=$1 "; }
 
-cmd_jars() {
-	local sum start
-	sum=$(sha256sum "$POM" | cut -d' ' -f1)
-	if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$sum" ] && compgen -G "$LIB/zookeeper-3*.jar" >/dev/null; then
-		log "jars cached in $LIB"
-		return 0
-	fi
-	command -v java >/dev/null 2>&1 || die "java is missing: install Java 17 (openjdk-17-jre-headless)"
-	command -v mvn >/dev/null 2>&1 || die "mvn is missing: install Maven"
-	log "fetching ZooKeeper jars into $LIB"
-	rm -rf "$LIB" "$STAMP"
-	mkdir -p "$LIB"
-	start=$(now_ms)
-	mvn -B -q -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" 2>&1 |
-		sed 's/\x1b\[[0-9;]*m//g' >&2
-	compgen -G "$LIB/zookeeper-3*.jar" >/dev/null || die "maven ran but left no zookeeper jar in $LIB"
-	echo "$sum" >"$STAMP"
-	log "fetched $(find "$LIB" -name '*.jar' | wc -l) jars in $(elapsed "$start")"
-}
+cmd_jars() { maven_jars "$POM" "$LIB" "$STAMP" "zookeeper-3*.jar"; }
 
 # ready PORT: the server serves requests (its srvr command names its mode; it listens, and
 # answers ruok, before it does).
