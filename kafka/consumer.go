@@ -284,7 +284,11 @@ func (c *Consumer) commit(ctx context.Context, msgs []Message) bool {
 	p := c.retry
 	p.MaxAttempts = 5
 	err := p.DoReport(cctx, func(ctx context.Context) error {
-		return unavailable(c.reader.CommitMessages(ctx, msgs...))
+		ahead, err := c.notBehind(ctx, msgs)
+		if err != nil || len(ahead) == 0 {
+			return err
+		}
+		return unavailable(c.reader.CommitMessages(ctx, ahead...))
 	}, func(int, error) {})
 	if err != nil {
 		// Said once for the outage; each failed commit only means its messages may be
@@ -294,6 +298,36 @@ func (c *Consumer) commit(ctx context.Context, msgs []Message) bool {
 	}
 	c.kafka.Working()
 	return true
+}
+
+// notBehind leaves out of msgs the partitions whose committed offset is already past them:
+// after a rebalance, another member owns the partition and has committed further, and a
+// late commit of ours would move the group back (its events handled again). Kafka takes a
+// commit from any member of the generation, so the check is ours to make.
+func (c *Consumer) notBehind(ctx context.Context, msgs []Message) ([]Message, error) {
+	parts := make([]int, len(msgs))
+	for i, m := range msgs {
+		parts[i] = m.Partition
+	}
+	client := &kafkago.Client{Addr: kafkago.TCP(c.cfg.Brokers...), Timeout: 5 * time.Second}
+	resp, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: map[string][]int{c.cfg.Topic: parts}})
+	if err == nil && resp.Error != nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	committed := map[int]int64{}
+	for _, po := range resp.Topics[c.cfg.Topic] {
+		committed[po.Partition] = po.CommittedOffset
+	}
+	var out []Message
+	for _, m := range msgs {
+		if m.Offset+1 > committed[m.Partition] {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // DeadLetters is where the consumer's role writes what it gives up on; nil when it has no
