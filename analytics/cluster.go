@@ -42,6 +42,7 @@ var (
 	viewFrom    = regexp.MustCompile(`(?m)^FROM (\w+)\b`)
 	dropTable   = regexp.MustCompile(`^DROP TABLE IF EXISTS (\w+)$`)
 	insertInto  = regexp.MustCompile(`^INSERT INTO \w+\b`)
+	addColumn   = regexp.MustCompile(`^ALTER TABLE (\w+) (ADD COLUMN \w+\b[^;]*)$`)
 )
 
 // clusterDDL renders one migration statement for the cluster c and database db. views are the
@@ -51,7 +52,7 @@ func clusterDDL(stmt, c, db string, views map[string]bool) ([]string, error) {
 	switch {
 	case createTable.MatchString(stmt):
 		name := createTable.FindStringSubmatch(stmt)[1]
-		key, ok := shardKeys[name]
+		_, ok := shardKeys[name]
 		m := engine.FindStringSubmatch(stmt)
 		if !ok || m == nil {
 			return nil, fmt.Errorf("table %s has no sharding key or no MergeTree engine for a cluster", name)
@@ -62,9 +63,7 @@ func clusterDDL(stmt, c, db string, views map[string]bool) ([]string, error) {
 		}
 		local := createTable.ReplaceAllString(stmt, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s_local%s\n", db, name, on))
 		local = engine.ReplaceAllString(local, fmt.Sprintf("ENGINE = Replicated%sMergeTree(%s)", m[1], args))
-		dist := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s%s AS %s.%s_local ENGINE = Distributed(%s, %s, %s_local, %s)",
-			db, name, on, db, name, c, db, name, key)
-		return []string{local, dist}, nil
+		return []string{local, distributed(name, c, db)}, nil
 	case createView.MatchString(stmt):
 		m := createView.FindStringSubmatch(stmt)
 		from := viewFrom.FindAllStringSubmatch(stmt, -1)
@@ -81,8 +80,27 @@ func clusterDDL(stmt, c, db string, views map[string]bool) ([]string, error) {
 		return []string{fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", db, name, on), fmt.Sprintf("DROP TABLE IF EXISTS %s.%s_local%s", db, name, on)}, nil
 	case insertInto.MatchString(stmt):
 		return []string{stmt}, nil // once, through the Distributed tables
+	case addColumn.MatchString(stmt):
+		m := addColumn.FindStringSubmatch(stmt)
+		if _, ok := shardKeys[m[1]]; !ok {
+			return nil, fmt.Errorf("ALTER of %s, which is not a table of the migrations", m[1])
+		}
+		// The local tables, then the Distributed table made again over them, with their
+		// columns: 18.16 refuses an ALTER ON CLUSTER of a table that is not replicated on a
+		// cluster whose shards are. Writes through it fail for that moment, and are retried.
+		return []string{
+			fmt.Sprintf("ALTER TABLE %s.%s_local%s %s", db, m[1], on, m[2]),
+			fmt.Sprintf("DROP TABLE IF EXISTS %s.%s%s", db, m[1], on),
+			distributed(m[1], c, db),
+		}, nil
 	}
 	return nil, fmt.Errorf("no cluster form for the statement %.60q", stmt)
+}
+
+// distributed is the Distributed table name over the local tables name_local of the cluster c.
+func distributed(name, c, db string) string {
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER %s AS %s.%s_local ENGINE = Distributed(%s, %s, %s_local, %s)",
+		db, name, c, db, name, c, db, name, shardKeys[name])
 }
 
 // migrationViews are the names of the materialized views the migrations create.
@@ -171,7 +189,8 @@ func (s *Store) migrationStatements(name, sql string) ([]string, error) {
 
 // sortWrites orders a fold's writes by key and sign, cancel rows first: a batch folded again
 // after an insert that failed midway sends the same block as before, which the replicated
-// tables then drop as a duplicate (insert_deduplicate) instead of counting it twice.
+// tables then drop as a duplicate (insert_deduplicate) instead of counting it twice. The
+// rows carry their batch (fold_batch), so another batch's block is never the same.
 func sortWrites[R any](rows []signed[R], key func(*R) (string, int64)) {
 	slices.SortStableFunc(rows, func(a, b signed[R]) int {
 		at, ai := key(&a.row)

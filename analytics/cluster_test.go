@@ -43,6 +43,8 @@ func TestClusterMigrations(t *testing.T) {
 		"FROM db.ticket_events_local\nWHERE requester_id != 0",
 		"DROP TABLE IF EXISTS db.ticket_facts_mv ON CLUSTER c",
 		"DROP TABLE IF EXISTS db.ticket_facts_local ON CLUSTER c",
+		"ALTER TABLE db.customer_rows_local ON CLUSTER c ADD COLUMN fold_batch UInt64 DEFAULT 0",
+		"DROP TABLE IF EXISTS db.customer_rows ON CLUSTER c",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in the cluster migrations:\n%s", want, text)
@@ -52,7 +54,7 @@ func TestClusterMigrations(t *testing.T) {
 		t.Error("a view has no local table to drop")
 	}
 	for _, s := range stmts {
-		if strings.HasPrefix(s, "CREATE") && !strings.Contains(s, " ON CLUSTER c") {
+		if (strings.HasPrefix(s, "CREATE") || strings.HasPrefix(s, "ALTER")) && !strings.Contains(s, " ON CLUSTER c") {
 			t.Errorf("DDL not ON CLUSTER: %.80s", s)
 		}
 	}
@@ -207,6 +209,8 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a change and its undoing, twice", func(t *testing.T) { checkRepeatedBlocks(t, s) })
+	t.Run("requesters the view missed", func(t *testing.T) { checkViewMissed(t, s, c, db) })
 	if err := s.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" ON CLUSTER "+c.Name); err != nil {
 		t.Log(err)
 	}
@@ -311,5 +315,84 @@ func waitSynced(t *testing.T, addr, db string, tables []string) time.Time {
 			t.Fatalf("the restarted replica %s is not in sync after 2 minutes: %v", addr, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkRepeatedBlocks moves a ticket between two requesters and back, a batch a move. Each
+// move writes the same customer rows as the move two before it, which a replicated table
+// would drop as a duplicate block were the rows not marked with their batch: the customers'
+// rows would then say the ticket is the wrong one's.
+func checkRepeatedBlocks(t *testing.T, s *analytics.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)
+	requesters := []int64{7001, 7002}
+	for i := range 6 {
+		e := event("moves", 42, fmt.Sprintf("zd:move-%d", i), schemas.TicketCreated, at.Add(time.Duration(i)*time.Minute))
+		e.Ticket.Requester.ID = requesters[i%2]
+		if i > 0 {
+			e.Type, e.ZendeskType = schemas.TicketStatusChanged, "zen:event-type:ticket.status_changed"
+		}
+		if err := s.SummarizeTicketEvents(ctx, []schemas.TicketEvent{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range requesters {
+		want := uint64(0)
+		if r == requesters[1] { // the last move's
+			want = 1
+		}
+		q := fmt.Sprintf("SELECT toUInt64(greatest(sum(sign), 0)) FROM customer_rows WHERE tenant = 'moves' AND requester_id = %d", r)
+		if n, err := s.Count(ctx, q); err != nil || n != want {
+			t.Errorf("customer %d: %d live rows, %v; want %d", r, n, err, want)
+		}
+	}
+	if n, err := s.Count(ctx, "SELECT toUInt64(count()) FROM customer_rows WHERE tenant = 'moves' AND sign < 0"); err != nil || n != 5 {
+		t.Errorf("%d cancel rows, %v; want 5, one a move", n, err)
+	}
+}
+
+// checkViewMissed inserts events while the view that fills ticket_requesters is detached on
+// every server, as it misses a block when a replica dies between storing the events and
+// the view's rows and the retry's events are dropped as duplicates: the store's own insert
+// of the requesters still lists the tickets.
+func checkViewMissed(t *testing.T, s *analytics.Store, c *testenv.ClickHouseCluster, db string) {
+	ctx := context.Background()
+	var servers []*analytics.Store
+	for _, row := range c.Shards {
+		for _, srv := range row {
+			r, err := analytics.Open(ctx, slog.New(slog.DiscardHandler), analytics.Config{Addr: srv.Addr, Database: db, User: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			servers = append(servers, r)
+		}
+	}
+	view := func(how string) {
+		for _, r := range servers {
+			if err := r.Exec(ctx, how+" TABLE "+db+".ticket_requesters_mv"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	view("DETACH")
+	at := time.Date(2026, 2, 2, 9, 0, 0, 0, time.UTC)
+	var events []schemas.TicketEvent
+	for id := int64(1); id <= 8; id++ {
+		e := event("missed", id, fmt.Sprintf("zd:missed-%d", id), schemas.TicketCreated, at)
+		e.Ticket.Requester.ID = 8000 + id%2
+		events = append(events, e)
+	}
+	err := s.InsertTicketEvents(ctx, events)
+	view("ATTACH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.RequesterTickets(ctx, "missed", []int64{8000, 8001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got[8000]) != 4 || len(got[8001]) != 4 {
+		t.Errorf("requesters' tickets %v; want 4 each", got)
 	}
 }

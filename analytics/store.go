@@ -153,6 +153,12 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 			return applied, err
 		}
 		for _, stmt := range stmts {
+			if added, err := s.columnAdded(ctx, stmt); err != nil || added {
+				if err != nil {
+					return applied, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "apply migration %s", name)
+				}
+				continue
+			}
 			if err := s.conn.Exec(ctx, stmt); err != nil {
 				return applied, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "apply migration %s", name)
 			}
@@ -164,6 +170,21 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 		applied = append(applied, name)
 	}
 	return applied, nil
+}
+
+var alterAddColumn = regexp.MustCompile(`^ALTER TABLE (?:\w+\.)?(\w+)(?: ON CLUSTER \w+)? ADD COLUMN (\w+)\b`)
+
+// columnAdded tells whether stmt adds a column the table has already: ClickHouse 18.16 has no
+// ADD COLUMN IF NOT EXISTS, and a migration must be harmless when two processes run it at
+// once, or when one runs it again after failing midway.
+func (s *Store) columnAdded(ctx context.Context, stmt string) (bool, error) {
+	m := alterAddColumn.FindStringSubmatch(stmt)
+	if m == nil {
+		return false, nil
+	}
+	var n uint64
+	err := s.conn.QueryRow(ctx, `SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?`, s.db, m[1], m[2]).Scan(&n)
+	return n > 0, err
 }
 
 // recordMigration inserts through a batch: ClickHouse 18.16 waits for a data block after an
@@ -215,7 +236,31 @@ func (s *Store) InsertTicketEvents(ctx context.Context, events []schemas.TicketE
 	}
 	// Whole columns at once: appending row by row costs a reflection call per value, which
 	// was the sink's largest cost after JSON decoding.
-	return s.insertColumns(ctx, insertTicketEvents, len(events), ticketEventColumns(events)...)
+	if err := s.insertColumns(ctx, insertTicketEvents, len(events), ticketEventColumns(events)...); err != nil {
+		return err
+	}
+	if s.cluster != "" {
+		return s.insertRequesters(ctx, events)
+	}
+	return nil
+}
+
+// insertRequesters writes the events' ticket_requesters rows, which the view writes too. On a
+// cluster the view can miss them: a replica that dies after storing the events' block and
+// before the view's, and the retry of that insert, whose events the replicated table drops as
+// a duplicate (ClickHouse feeds no view from a dropped block). Writing them again is harmless:
+// the same block is dropped as a duplicate of the view's, and rows of the same key merge
+// (ReplacingMergeTree), where the queries read tickets by IN anyway. One server stores every
+// block it is given, and so feeds the view from every retry.
+func (s *Store) insertRequesters(ctx context.Context, events []schemas.TicketEvent) error {
+	var connection []string
+	var requester, ticket []int64
+	for i := range events {
+		if id := events[i].Ticket.Requester.ID; id != 0 {
+			connection, requester, ticket = append(connection, events[i].Connection), append(requester, id), append(ticket, events[i].Ticket.ID)
+		}
+	}
+	return s.insertColumns(ctx, "ticket_requesters (tenant, requester_id, ticket_id)", len(ticket), connection, requester, ticket)
 }
 
 // ticketEventColumns lays events out as the columns of insertTicketEvents, in its order.

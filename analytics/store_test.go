@@ -41,6 +41,31 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestMigrateAddsAColumnOnce applies migration 0006 again to tables that have its columns,
+// as a second process migrating at the same time does: ClickHouse 18.16 has no ADD COLUMN IF
+// NOT EXISTS, so Migrate skips an added column that is there.
+func TestMigrateAddsAColumnOnce(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	for _, q := range []string{ // schema_migrations without 0006's record
+		"CREATE TABLE before_0006 AS schema_migrations",
+		"INSERT INTO before_0006 SELECT * FROM schema_migrations WHERE version < 6",
+		"DROP TABLE schema_migrations",
+		"RENAME TABLE before_0006 TO schema_migrations",
+	} {
+		if err := s.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied, err := s.Migrate(ctx)
+	if err != nil || len(applied) != 1 || applied[0] != "0006_fold_batch.sql" {
+		t.Fatalf("Migrate over migrated tables applied %v, %v; want 0006 alone", applied, err)
+	}
+	if n, err := s.Count(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND name = 'fold_batch'"); err != nil || n != 2 {
+		t.Errorf("%d tables with fold_batch, %v; want 2", n, err)
+	}
+}
+
 // TestDuplicatesCountOnce is the exactness mechanism on the real server: the same events
 // inserted twice (a redelivery, or a batch re-inserted after a crash) count once.
 func TestDuplicatesCountOnce(t *testing.T) {

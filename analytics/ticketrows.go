@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
@@ -265,10 +266,11 @@ func (s *Store) SummarizeTicketEvents(ctx context.Context, events []schemas.Tick
 	}
 	// Customers first: should the second insert fail, the batch is handled again, finds its
 	// tickets' rows unchanged, and brings the customers (already right) to the same place.
-	if err := s.insertCustomerRows(ctx, customerWrites); err != nil {
+	b := foldBatch(events)
+	if err := s.insertCustomerRows(ctx, customerWrites, b); err != nil {
 		return err
 	}
-	if err := s.insertTicketRows(ctx, ticketWrites); err != nil {
+	if err := s.insertTicketRows(ctx, ticketWrites, b); err != nil {
 		return err
 	}
 	for k, r := range rows {
@@ -652,8 +654,21 @@ WHERE tenant = ? AND requester_id IN (SELECT id FROM ids)`
 	return nil
 }
 
-// insertTicketRows writes rows column by column (row by row costs a reflection call a value).
-func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow]) error {
+// foldBatch names a batch in the rows it writes (the column fold_batch, migration 0006): a
+// hash of its events' ids, so the same batch folded again writes the same blocks, which a
+// replicated table drops as duplicates, and another batch never does.
+func foldBatch(events []schemas.TicketEvent) uint64 {
+	h := fnv.New64a()
+	for i := range events {
+		h.Write([]byte(events[i].EventID))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// insertTicketRows writes rows column by column (row by row costs a reflection call a value),
+// each marked with the batch that writes them.
+func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow], batch uint64) error {
 	n := len(rows)
 	var (
 		connection, channel, priority                     = make([]string, n), make([]string, n), make([]string, n)
@@ -673,12 +688,12 @@ func (s *Store) insertTicketRows(ctx context.Context, rows []signed[ticketRow]) 
 		created[i], closed[i], isClosed[i], bucket[i], minutes[i] = r.CreatedS, r.ClosedS, r.IsClosed, r.CloseBucket, r.CloseMinutes
 		reopened[i], deleted[i], segments[i], lists[i], sign[i] = r.Reopened, r.Deleted, r.Segments, r.Lists, w.sign
 	}
-	return s.insertColumns(ctx, "ticket_rows ("+ticketRowColumns+", sign)", n, connection, ticketID, openedKey, closedMin, solvedMin, openMax,
+	return s.insertColumns(ctx, "ticket_rows ("+ticketRowColumns+", sign, fold_batch)", n, connection, ticketID, openedKey, closedMin, solvedMin, openMax,
 		reopenedFlag, latestKey, dimsAt, brand, channel, priority, tags, group, assignee, reqAt, requester, created, closed,
-		isClosed, bucket, minutes, reopened, deleted, segments, lists, sign)
+		isClosed, bucket, minutes, reopened, deleted, segments, lists, sign, repeat(batch, n))
 }
 
-func (s *Store) insertCustomerRows(ctx context.Context, rows []signed[customerRow]) error {
+func (s *Store) insertCustomerRows(ctx context.Context, rows []signed[customerRow], batch uint64) error {
 	n := len(rows)
 	connection, requester, sign := make([]string, n), make([]int64, n), make([]int8, n)
 	ids, created, brands, channels, tags := make([][]int64, n), make([][]uint32, n), make([][]int64, n), make([][]string, n), make([][][]string, n)
@@ -689,8 +704,17 @@ func (s *Store) insertCustomerRows(ctx context.Context, rows []signed[customerRo
 			channels[i], tags[i] = append(channels[i], t.channel), append(tags[i], t.tags)
 		}
 	}
-	return s.insertColumns(ctx, "customer_rows (tenant, requester_id, ticket_ids, created, brands, channels, tag_sets, sign)", n,
-		connection, requester, ids, created, brands, channels, tags, sign)
+	return s.insertColumns(ctx, "customer_rows (tenant, requester_id, ticket_ids, created, brands, channels, tag_sets, sign, fold_batch)", n,
+		connection, requester, ids, created, brands, channels, tags, sign, repeat(batch, n))
+}
+
+// repeat is a column of n copies of v.
+func repeat[T any](v T, n int) []T {
+	out := make([]T, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
 }
 
 // insertColumns inserts n rows given as whole columns, in one block.
