@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/zenklav/zenklav/connstatus"
 	"github.com/zenklav/zenklav/kafka"
@@ -99,5 +104,68 @@ func TestOverKafka(t *testing.T) {
 	}
 	if n, _, err := src.DeadLetters(ctx, "globex"); err != nil || n != 1 {
 		t.Errorf("globex: %d dead letters (%v), want 1", n, err)
+	}
+}
+
+// TestLagCollector: the lag metric is what the topic holds minus what the group committed,
+// summed over the partitions, read on the real Kafka; a group that never committed is left
+// out, and a reading is kept for a while, then read anew.
+func TestLagCollector(t *testing.T) {
+	brokers, topic := kafkatest.NewTopic(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Six messages to partition 0 and four to partition 1, as their keys say.
+	w := &kafkago.Writer{Addr: kafkago.TCP(brokers...), Topic: topic, RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond,
+		Balancer: kafkago.BalancerFunc(func(m kafkago.Message, _ ...int) int { return int(m.Key[0] - '0') })}
+	defer w.Close()
+	var msgs []kafkago.Message
+	for i := range 10 {
+		msgs = append(msgs, kafkago.Message{Key: []byte(fmt.Sprint(min(i/6, 1))), Value: []byte("{}")})
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	group := "lag-" + topic
+	commit := func(p0, p1 int64) {
+		t.Helper()
+		client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+		resp, err := client.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{GroupID: group, GenerationID: -1,
+			Topics: map[string][]kafkago.OffsetCommit{topic: {{Partition: 0, Offset: p0}, {Partition: 1, Offset: p1}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range resp.Topics[topic] {
+			if p.Error != nil {
+				t.Fatalf("commit partition %d: %v", p.Partition, p.Error)
+			}
+		}
+	}
+	commit(2, 3)
+
+	logger := slog.New(slog.DiscardHandler)
+	src := connstatus.NewKafkaSource(logger, brokers, []connstatus.Group{
+		{Name: "reader", Topic: topic, Group: group},
+		{Name: "never", Topic: topic, Group: "never-" + topic},
+	})
+	c := &clock{t: time.Now()}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(connstatus.NewLagCollector(logger, src, c.now))
+	want := func(lag int) string {
+		return fmt.Sprintf(`
+# HELP zenklav_consumer_lag_messages Messages the consumer group is behind on the topic (the end offsets minus its committed offsets), read from Kafka when scraped. Every api process exports the same value: aggregate with max, not sum.
+# TYPE zenklav_consumer_lag_messages gauge
+zenklav_consumer_lag_messages{group=%q,topic=%q} %d
+`, group, topic, lag)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want(10-2-3))); err != nil {
+		t.Errorf("after commits at 2 and 3 of 6 and 4: %v", err)
+	}
+	commit(6, 3)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want(5))); err != nil {
+		t.Errorf("scraped again at once: want the reading kept: %v", err)
+	}
+	c.set(c.now().Add(10 * time.Second))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want(10-6-3))); err != nil {
+		t.Errorf("scraped 10 s later, after a commit at 6: %v", err)
 	}
 }

@@ -36,12 +36,31 @@ func NewKafkaSource(logger *slog.Logger, brokers []string, groups []Group, deadL
 	return k
 }
 
-// Lag reads each group's committed offsets and its topic's end, side by side.
+// Lag reads each group's committed offsets and its topic's end, side by side: the messages
+// each group (by its Name) is behind.
 func (k *KafkaSource) Lag(ctx context.Context) (map[string]int64, error) {
+	lags, err := k.lags(ctx)
+	out := make(map[string]int64, len(lags))
+	for _, l := range lags {
+		out[l.Name] = l.Messages
+	}
+	return out, err
+}
+
+// groupLag is how many messages a group is behind on its topic.
+type groupLag struct {
+	Group
+	Messages int64
+}
+
+// lags reads the lag of each group that has committed on its topic: a group that never did
+// (its role not run, its topic not made yet) is left out rather than shown behind on all of
+// it. It returns what it could read, with the errors of the rest.
+func (k *KafkaSource) lags(ctx context.Context) ([]groupLag, error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var errs []error
-	out := map[string]int64{}
+	var out []groupLag
 	for _, g := range k.groups {
 		wg.Go(func() {
 			p, err := kafka.GroupProgress(ctx, k.brokers, g.Topic, g.Group)
@@ -53,7 +72,7 @@ func (k *KafkaSource) Lag(ctx context.Context) (map[string]int64, error) {
 			case err != nil:
 				errs = append(errs, err)
 			case p.Committed > 0:
-				out[g.Name] = p.End - p.Committed
+				out = append(out, groupLag{Group: g, Messages: p.End - p.Committed})
 			}
 		})
 	}

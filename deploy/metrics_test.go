@@ -22,8 +22,10 @@ import (
 )
 
 // series are the names of the series zenklav's processes export, each with where it is made:
-// the metrics of the code (every prometheus.*Opts literal with a Name), with _bucket, _sum and
-// _count for histograms, and those of the Go and process collectors it registers.
+// the metrics of the code (every prometheus.*Opts literal with a Name, and every
+// prometheus.NewDesc of a collector's own, which zenklav uses for gauges read at scrape), with
+// _bucket, _sum and _count for histograms, and those of the Go and process collectors it
+// registers.
 func series(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{"up": "Prometheus (each scrape)"}
@@ -36,6 +38,10 @@ func series(t *testing.T) map[string]string {
 					if name := optsName(n); name != "" {
 						addSeries(out, name, kind, f.Path)
 					}
+				}
+			case *ast.CallExpr:
+				if name := descName(n); name != "" {
+					addSeries(out, name, "", f.Path)
 				}
 			case *ast.SelectorExpr:
 				if x, ok := n.X.(*ast.Ident); ok && x.Name == "collectors" {
@@ -85,6 +91,29 @@ func optsKind(e ast.Expr) string {
 		return ""
 	}
 	return map[string]string{"CounterOpts": "counter", "GaugeOpts": "gauge", "HistogramOpts": "histogram", "SummaryOpts": "summary"}[sel.Sel.Name]
+}
+
+// descName is the name a call prometheus.NewDesc("name", …) gives its metric, or "".
+func descName(call *ast.CallExpr) string {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != "NewDesc" || len(call.Args) == 0 {
+		return ""
+	}
+	if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "prometheus" {
+		return ""
+	}
+	return stringLit(call.Args[0])
+}
+
+// TestSeriesOfCollectors: the names of the gauges zenklav's own collectors read at scrape
+// time are known, as those of the Opts literals are.
+func TestSeriesOfCollectors(t *testing.T) {
+	known := series(t)
+	for _, name := range []string{"zenklav_consumer_lag_messages", "zenklav_klaviyo_limit_allowed_per_second", "zenklav_zendesk_rate_limit_remaining"} {
+		if _, ok := known[name]; !ok {
+			t.Errorf("%s, made with prometheus.NewDesc, is not among the series found", name)
+		}
+	}
 }
 
 // optsName is the full name an Opts literal gives its metric.

@@ -96,7 +96,7 @@ func (e *Emitter) deliver(ctx, sendCtx context.Context, r *route, pending []*out
 				p.d.Done()
 			}
 			e.metrics.latency.Observe(time.Since(p.d.Value.event.ReceivedAt).Seconds())
-			e.metrics.events.WithLabelValues("delivered").Inc()
+			e.metrics.events.WithLabelValues(r.id, "delivered").Inc()
 		case zenklav.Transient(err) && time.Since(p.d.Fetched) < e.cfg.RetryFor && ctx.Err() == nil:
 			e.cfg.Status.Failed(r.id, connstatus.Klaviyo, err)
 			p.lastErr = err
@@ -113,7 +113,7 @@ func (e *Emitter) deliver(ctx, sendCtx context.Context, r *route, pending []*out
 			if p.fail() {
 				dead = append(dead, failure{p.d, reason, err})
 			}
-			e.metrics.events.WithLabelValues("dead_letter").Inc()
+			e.metrics.events.WithLabelValues(r.id, "dead_letter").Inc()
 		}
 	}
 	if len(delivered) > 0 {

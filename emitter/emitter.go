@@ -6,6 +6,7 @@
 package emitter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -122,7 +123,8 @@ type route struct {
 }
 
 type metrics struct {
-	events          *prometheus.CounterVec // by result
+	events          *prometheus.CounterVec // by connection and result
+	parked          *prometheus.CounterVec // by connection
 	latency         prometheus.Histogram
 	retries         prometheus.Counter
 	profileFailures prometheus.Counter
@@ -147,6 +149,11 @@ func New(logger *slog.Logger, reg prometheus.Registerer, cfg Config, consumer *k
 		cfg.Status = noStatus{}
 	}
 	m := newMetrics(reg, &cfg.Lanes, consumer.DeadLetters())
+	if o := cfg.Lanes.Overflow; o != nil {
+		counted := *o
+		counted.Publisher = parkCounter{Publisher: o.Publisher, parked: m.parked}
+		cfg.Lanes.Overflow = &counted
+	}
 	e := &Emitter{
 		cfg: cfg, logger: logger, consumer: consumer, dlq: consumer.DeadLetters(),
 		routes: map[string]*route{}, profiles: map[string]*profiles{}, cache: newDirectoryCache(), book: newTicketBook(), metrics: m,
@@ -162,8 +169,12 @@ func newMetrics(reg prometheus.Registerer, lanes *kafka.LaneConfig, dlq *kafka.D
 	m := metrics{
 		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "zenklav_emitter_metrics_total",
-			Help: "Klaviyo metrics by result: delivered (accepted by Klaviyo), dead_letter (given up, in the DLQ).",
-		}, []string{"result"}),
+			Help: "Klaviyo metrics by connection and result: delivered (accepted by Klaviyo), dead_letter (given up, in the DLQ).",
+		}, []string{"connection", "result"}),
+		parked: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "zenklav_emitter_parked_events_total",
+			Help: "Ticket events of the connection parked in the parked topic: its lane was full and had finished nothing for a while (its Klaviyo failing).",
+		}, []string{"connection"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "zenklav_emitter_delivery_seconds",
 			Help:    "From the webhook's arrival to Klaviyo's acceptance of its metric.",
@@ -321,6 +332,25 @@ func (e *Emitter) deadLetter(ctx context.Context, failures []failure) error {
 	}
 	for _, f := range failures {
 		f.d.Done()
+	}
+	return nil
+}
+
+// parkCounter is the parked topic's publisher, counting each connection's events as Kafka
+// takes them. A parked message keeps its event's key, connection/ticket (ingest's), which
+// names the connection: only events routed to a connection's lane are parked.
+type parkCounter struct {
+	zenklav.Publisher
+	parked *prometheus.CounterVec
+}
+
+func (p parkCounter) Publish(ctx context.Context, msgs ...zenklav.Message) error {
+	if err := p.Publisher.Publish(ctx, msgs...); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		connection, _, _ := bytes.Cut(m.Key, []byte("/"))
+		p.parked.WithLabelValues(string(connection)).Inc()
 	}
 	return nil
 }

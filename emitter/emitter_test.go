@@ -339,12 +339,14 @@ func TestEmitterParksAFailingConnection(t *testing.T) {
 		"up":   {Connection: &zenklav.Connection{ID: "up", Zendesk: zenklav.ZendeskSettings{Brands: all}}, Klaviyo: up, Directory: zd},
 	})
 	dead := &kafka.DeadLetters{Publisher: producer, Topic: dlq, Role: "emitter", Logger: discard}
+	reg := prometheus.NewRegistry() // both emitters', each with its stage, as cmd/zenklav has them
 	run := func(topic, group string, lanes kafka.LaneConfig) (stop func()) {
 		consumer, err := kafka.NewConsumer(discard, kafka.ConsumerConfig{Brokers: brokers, Topic: topic, Group: group, DeadLetters: dead})
 		if err != nil {
 			t.Fatal(err)
 		}
-		em, err := emitter.New(discard, prometheus.NewRegistry(), emitter.Config{Routes: routes, Lanes: lanes, RetryFor: time.Hour}, consumer)
+		stage := prometheus.WrapRegistererWith(prometheus.Labels{"stage": group}, reg)
+		em, err := emitter.New(discard, stage, emitter.Config{Routes: routes, Lanes: lanes, RetryFor: time.Hour}, consumer)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,5 +421,47 @@ func TestEmitterParksAFailingConnection(t *testing.T) {
 	if dead := kafkatest.MessageCount(t, brokers, dlq); dead != 0 {
 		t.Errorf("%d dead letters, want none", dead)
 	}
+	// The metrics say it per connection: what each had delivered, over both emitters, and
+	// what the failing one had parked.
+	for conn, want := range map[string]float64{"down": 200, "up": 50} {
+		if got := sumOf(t, reg, "zenklav_emitter_metrics_total", map[string]string{"connection": conn, "result": "delivered"}); got != want {
+			t.Errorf("metrics delivered of %s = %v, want %v", conn, got, want)
+		}
+	}
+	if got := sumOf(t, reg, "zenklav_emitter_parked_events_total", map[string]string{"connection": "down"}); got != float64(parked) {
+		t.Errorf("events parked of the failing connection = %v, want the %d in the parked topic", got, parked)
+	}
+	if got := sumOf(t, reg, "zenklav_emitter_parked_events_total", map[string]string{"connection": "up"}); got != 0 {
+		t.Errorf("events parked of the healthy connection = %v, want none", got)
+	}
 	t.Logf("parked %d of the failing connection's 200 events", parked)
+}
+
+// sumOf is the sum of the counters of metric name in reg whose labels include want.
+func sumOf(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }

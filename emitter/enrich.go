@@ -106,7 +106,7 @@ func (e *Emitter) tryEnrich(ctx context.Context, r *route, batch []*delivery) ([
 			d.Done() // a brand this connection does not sync
 		case err != nil:
 			dead = append(dead, failure{d, err.Error(), err})
-			e.metrics.events.WithLabelValues("dead_letter").Add(float64(len(d.Value.ts)))
+			e.metrics.events.WithLabelValues(r.id, "dead_letter").Add(float64(len(d.Value.ts)))
 		default:
 			d.Value.left, d.Value.failed = len(ms), false
 			for _, m := range ms {

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -66,11 +67,16 @@ type ClientConfig struct {
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP call; DefaultTimeout when 0.
 	Timeout time.Duration
+	// Metrics, when set, count the client's requests and show its rate limits, labelled
+	// with Account: a name for the account that is no secret (zenklav gives a connection
+	// id). A later client of the same Account takes the earlier one's place in the gauges.
+	Metrics *Metrics
+	Account string
 }
 
 // String keeps the private key out of anything that prints a config with %v.
 func (c ClientConfig) String() string {
-	return fmt.Sprintf("{BaseURL:%s PrivateKey:[redacted] Token:%s Timeout:%s}", c.BaseURL, c.tokenState(), c.Timeout)
+	return fmt.Sprintf("{BaseURL:%s PrivateKey:[redacted] Token:%s Timeout:%s Account:%s}", c.BaseURL, c.tokenState(), c.Timeout, c.Account)
 }
 
 // tokenState says whether a Token function is set, without calling it.
@@ -91,6 +97,7 @@ func (c ClientConfig) LogValue() slog.Value {
 		slog.String("private_key", "[redacted]"),
 		slog.String("token", c.tokenState()),
 		slog.Duration("timeout", c.Timeout),
+		slog.String("account", c.Account),
 	)
 }
 
@@ -120,6 +127,9 @@ type Client struct {
 	http    *http.Client
 	timeout time.Duration
 	buckets map[string]*bucket // by path: the account's rate limits, one bucket per endpoint
+	shared  atomic.Int64       // ShareLimits's n
+	metrics *Metrics           // nil: none
+	account string             // the account's name in the metrics
 }
 
 // ShareLimits makes the client keep to 1/n of the account's rate limits, for when n
@@ -127,6 +137,7 @@ type Client struct {
 // every account's tickets): together they stay inside the limits. 1 is the whole limit.
 func (c *Client) ShareLimits(n int) {
 	n = max(n, 1)
+	c.shared.Store(int64(n))
 	for _, b := range c.buckets {
 		b.share(n)
 	}
@@ -149,7 +160,8 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 		return nil, zenklav.Errorf(zenklav.EINVALID, "new klaviyo client: timeout %s is negative", cfg.Timeout)
 	}
 	c := &Client{logger: logger, base: base, key: cfg.PrivateKey, token: cfg.Token, http: cfg.HTTPClient, timeout: cfg.Timeout,
-		buckets: make(map[string]*bucket, len(limitsByPath))}
+		buckets: make(map[string]*bucket, len(limitsByPath)), metrics: cfg.Metrics, account: cfg.Account}
+	c.shared.Store(1)
 	for path, l := range limitsByPath {
 		c.buckets[path] = newBucket(l)
 	}
@@ -159,6 +171,7 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	}
+	c.metrics.add(c)
 	return c, nil
 }
 
@@ -315,9 +328,14 @@ func (c *Client) post(ctx context.Context, op, path string, body any) error {
 // waits for the rate limit of the bucket named bucketKey first, and turns any other answer
 // into an error of the kind that says what to do next, with Klaviyo's error list.
 func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, query url.Values, payload []byte, limit int64) ([]byte, error) {
-	b := c.buckets[bucketKey]
-	if b != nil {
-		if err := b.wait(ctx); err != nil {
+	b, endpoint := c.buckets[bucketKey], bucketKey
+	if b == nil {
+		endpoint = "other" // every call names a bucket; this keeps the label's values bounded if one does not
+	} else {
+		start := time.Now()
+		err := b.wait(ctx)
+		c.metrics.waitedFor(c.account, endpoint, time.Since(start))
+		if err != nil {
 			return nil, zenklav.Wrap(zenklav.EUNAVAILABLE, err, "%s: wait for the rate limit", op)
 		}
 	}
@@ -345,6 +363,7 @@ func (c *Client) do(ctx context.Context, op, method, bucketKey, path string, que
 	}
 	req.Header.Set("User-Agent", "zenklav")
 	status, header, answer, err := apiclient.Send(c.http, c.logger, "klaviyo", op, req, c.timeout, limit)
+	c.metrics.sent(c.account, endpoint, apiclient.Outcome(status, err))
 	if err != nil {
 		return nil, err
 	}

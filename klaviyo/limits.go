@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zenklav/zenklav/internal/retry"
@@ -75,6 +76,8 @@ type bucket struct {
 	mu      sync.Mutex
 	ceiling rate.Limit
 	pause   time.Time // no request before this
+
+	used atomic.Bool // a request waited here: the metrics show the bucket
 }
 
 func newBucket(l Limit) *bucket {
@@ -102,6 +105,7 @@ func (b *bucket) share(n int) {
 // one whose slot lies beyond its deadline fails at once. A 429 that arrives while a request
 // waits in the limiter pauses it too: the pause is checked again once a token is granted.
 func (b *bucket) wait(ctx context.Context) error {
+	b.used.Store(true)
 	for {
 		if pause := b.paused(); pause > 0 {
 			// Like the limiter below, give up at once when the pause outlasts the caller's

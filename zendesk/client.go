@@ -47,11 +47,15 @@ type ClientConfig struct {
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP call (each page of a paginated list); DefaultTimeout when 0.
 	Timeout time.Duration
+	// Metrics, when set, count the client's requests and keep its account's rate limit,
+	// labelled with Connection: a name that is no secret (zenklav gives the connection's id).
+	Metrics    *Metrics
+	Connection string
 }
 
 // String keeps the API token out of anything that prints a config with %v.
 func (c ClientConfig) String() string {
-	return fmt.Sprintf("{BaseURL:%s Email:%s APIToken:[redacted] OAuth:%t Timeout:%s}", c.BaseURL, c.Email, c.Token != nil, c.Timeout)
+	return fmt.Sprintf("{BaseURL:%s Email:%s APIToken:[redacted] OAuth:%t Timeout:%s Connection:%s}", c.BaseURL, c.Email, c.Token != nil, c.Timeout, c.Connection)
 }
 
 // GoString keeps %#v from printing the token too.
@@ -65,6 +69,7 @@ func (c ClientConfig) LogValue() slog.Value {
 		slog.String("api_token", "[redacted]"),
 		slog.Bool("oauth", c.Token != nil),
 		slog.Duration("timeout", c.Timeout),
+		slog.String("connection", c.Connection),
 	)
 }
 
@@ -77,7 +82,9 @@ type Client struct {
 	bearer  func(context.Context) (string, error) // nil: Basic auth with user and token
 	http    *http.Client
 	timeout time.Duration
-	meCache // the API user's id, for HasComment
+	metrics *Metrics // nil: none
+	conn    string   // the connection's name in the metrics
+	meCache          // the API user's id, for HasComment
 }
 
 // NewClient returns a client for the account at cfg.BaseURL.
@@ -103,6 +110,8 @@ func NewClient(logger *slog.Logger, cfg ClientConfig) (*Client, error) {
 		bearer:  cfg.Token,
 		http:    cfg.HTTPClient,
 		timeout: cfg.Timeout,
+		metrics: cfg.Metrics,
+		conn:    cfg.Connection,
 	}
 	if c.http == nil {
 		c.http = &http.Client{}
@@ -250,6 +259,7 @@ func (c *Client) do(ctx context.Context, op, method, rawURL string, in any, head
 		req.Header[k] = v
 	}
 	status, respHeader, respBody, err := apiclient.Send(c.http, c.logger, "zendesk", op, req, c.timeout, maxBody+1)
+	c.metrics.answered(c.conn, apiclient.Outcome(status, err), respHeader)
 	if err != nil {
 		return nil, err
 	}

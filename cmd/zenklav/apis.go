@@ -33,6 +33,9 @@ type apiClients struct {
 	// share is how many processes deliver to every Klaviyo account at once (the emitter's
 	// replicas): each client keeps 1/share of its account's limits.
 	share int
+	// The clients' metrics: requests and rate limits, by connection.
+	klaviyoMetrics *klaviyo.Metrics
+	zendeskMetrics *zendesk.Metrics
 }
 
 // shareLimits makes every Klaviyo client, and each made later, keep 1/n of its account's
@@ -60,7 +63,8 @@ func (e *env) apis(ctx context.Context, who string) (*apiClients, error) {
 	if _, err := e.connections(ctx, who); err != nil {
 		return nil, err
 	}
-	e.clients = &apiClients{e: e, klaviyo: map[string]*klaviyo.Client{}, zendesk: map[string]zendeskClient{}}
+	e.clients = &apiClients{e: e, klaviyo: map[string]*klaviyo.Client{}, zendesk: map[string]zendeskClient{},
+		klaviyoMetrics: klaviyo.NewMetrics(e.registry), zendeskMetrics: zendesk.NewMetrics(e.registry, nil)}
 	return e.clients, nil
 }
 
@@ -96,6 +100,7 @@ func (a *apiClients) klaviyoOf(c *zenklav.Connection) *klaviyo.Client {
 	if kc := a.klaviyo[account]; kc != nil {
 		return kc
 	}
+	cfg.Metrics, cfg.Account = a.klaviyoMetrics, a.accountName(c)
 	kc, err := klaviyo.NewClient(a.e.logger, cfg)
 	if err != nil {
 		a.e.logger.Error("cannot make the connection's Klaviyo client", "connection", c.ID, "err", err)
@@ -104,6 +109,24 @@ func (a *apiClients) klaviyoOf(c *zenklav.Connection) *klaviyo.Client {
 	kc.ShareLimits(a.share)
 	a.klaviyo[account] = kc
 	return kc
+}
+
+// accountName names the connection's Klaviyo account in the metrics, with no secret: a
+// grant's account is its connection's; a private key's is the first in id order of the
+// connections that name the key now, so that every process names it alike (and a key of one
+// connection, the usual case, by that connection). It stays the account's name as long as
+// its client lives, connections added later notwithstanding.
+func (a *apiClients) accountName(c *zenklav.Connection) string {
+	if c.Klaviyo.OAuth != nil {
+		return c.ID
+	}
+	name := c.ID
+	for _, o := range a.e.conns.All() {
+		if o.ID < name && o.Klaviyo.OAuth == nil && o.Klaviyo.PrivateKey == c.Klaviyo.PrivateKey {
+			name = o.ID
+		}
+	}
+	return name
 }
 
 // zendeskOf is the client of the connection's Zendesk account; nil when it has no API
@@ -126,7 +149,9 @@ func (a *apiClients) zendeskOf(c *zenklav.Connection) *zendesk.Client {
 	if zc, ok := a.zendesk[c.ID]; ok && zc.from == from {
 		return zc.client
 	}
-	zc, err := a.e.zendeskClient(*c, 0)
+	cfg := a.e.zendeskConfig(*c, 0)
+	cfg.Metrics, cfg.Connection = a.zendeskMetrics, c.ID
+	zc, err := zendesk.NewClient(a.e.logger, cfg)
 	if err != nil {
 		a.e.logger.Error("cannot make the connection's Zendesk client", "connection", c.ID, "err", err)
 		return nil
@@ -138,6 +163,11 @@ func (a *apiClients) zendeskOf(c *zenklav.Connection) *zendesk.Client {
 // zendeskClient is a client of the connection's Zendesk account, by its API token or its
 // grant as the connections stand at each call; timeout 0 is the client's default.
 func (e *env) zendeskClient(c zenklav.Connection, timeout time.Duration) (*zendesk.Client, error) {
+	return zendesk.NewClient(e.logger, e.zendeskConfig(c, timeout))
+}
+
+// zendeskConfig is the configuration of zendeskClient.
+func (e *env) zendeskConfig(c zenklav.Connection, timeout time.Duration) zendesk.ClientConfig {
 	cfg := zendesk.ClientConfig{BaseURL: e.cfg.ZendeskURL(c.Zendesk.Subdomain), Timeout: timeout}
 	if c.Zendesk.OAuth != nil {
 		cfg.Token = e.grantToken(c.ID, "Zendesk", func(c *zenklav.Connection) *zenklav.OAuthToken { return c.Zendesk.OAuth })
@@ -145,7 +175,7 @@ func (e *env) zendeskClient(c zenklav.Connection, timeout time.Duration) (*zende
 	} else {
 		cfg.Email, cfg.APIToken = c.Zendesk.Email, c.Zendesk.APIToken.Reveal()
 	}
-	return zendesk.NewClient(e.logger, cfg)
+	return cfg
 }
 
 // grantToken is the access token of connection id's grant as the connections stand when it

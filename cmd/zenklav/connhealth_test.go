@@ -118,7 +118,17 @@ func TestConnectionHealth(t *testing.T) {
 	}
 	h.metricsSay(fmt.Sprintf(`zenklav_connection_errors_total{connection=%q,kind="klaviyo_unauthorized"} 1`, tenant),
 		fmt.Sprintf(`zenklav_connection_last_webhook_timestamp_seconds{connection=%q}`, tenant),
-		fmt.Sprintf(`zenklav_connection_last_delivery_timestamp_seconds{connection=%q}`, tenant))
+		fmt.Sprintf(`zenklav_connection_last_delivery_timestamp_seconds{connection=%q}`, tenant),
+		// The webhook's metric and the first test's were delivered, the second's refused.
+		fmt.Sprintf(`zenklav_emitter_metrics_total{connection=%q,result="delivered",stage="main"} 2`, tenant),
+		fmt.Sprintf(`zenklav_emitter_metrics_total{connection=%q,result="dead_letter",stage="main"} 1`, tenant),
+		fmt.Sprintf(`zenklav_klaviyo_requests_total{account=%q,endpoint="/api/events",outcome="ok"} 2`, tenant),
+		fmt.Sprintf(`zenklav_klaviyo_requests_total{account=%q,endpoint="/api/events",outcome="unauthorized"} 1`, tenant),
+		fmt.Sprintf(`zenklav_klaviyo_limit_allowed_per_second{account=%q,endpoint="/api/events"}`, tenant),
+		fmt.Sprintf(`zenklav_klaviyo_limit_share{account=%q} 1`, tenant),
+		fmt.Sprintf(`zenklav_zendesk_requests_total{connection=%q,outcome="ok"}`, tenant),
+		fmt.Sprintf(`zenklav_zendesk_rate_limit{connection=%q} %d`, tenant, zendesktest.DefaultRateLimit),
+		fmt.Sprintf(`zenklav_consumer_lag_messages{group=%q,topic="ticket-events.v1"}`, emitter.Group))
 }
 
 // healthClient asks zenklav's health API as an admin.
@@ -210,6 +220,11 @@ func (h *healthClient) metricsSay(lines ...string) {
 	for _, l := range lines {
 		if !strings.Contains(string(b), l) {
 			h.t.Errorf("/metrics has no %s", l)
+		}
+	}
+	for _, s := range h.secrets {
+		if strings.Contains(string(b), s) {
+			h.t.Errorf("/metrics shows a secret")
 		}
 	}
 }

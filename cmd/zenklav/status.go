@@ -24,7 +24,7 @@ func (e *env) connStatus() *connstatus.Recorder {
 	return e.status
 }
 
-// lagGroups are the consumer groups whose lag the health report shows, by group.
+// lagGroups are the consumer groups whose lag the health report and the lag metric show.
 var lagGroups = []connstatus.Group{
 	{Name: emitter.Group, Topic: schemas.TicketEventsTopic, Group: emitter.Group},
 	{Name: emitter.ParkedGroup, Topic: schemas.TicketEventsParkedTopic, Group: emitter.ParkedGroup},
@@ -59,15 +59,22 @@ func (e *env) serveStatus(ctx context.Context, role string, opts *backend.Option
 		return err
 	}
 	runners["connection-status"] = pub.Run
-	if opts.Ingest != nil {
-		opts.ConnectionHealth, err = e.connectionHealth(table, pub, opts.Ingest)
+	if opts.Ingest == nil {
+		return nil
 	}
+	src := connstatus.NewKafkaSource(logger, e.brokers, lagGroups, schemas.TicketEventsDLQTopic, schemas.SMSEventsDLQTopic)
+	// The api role exports the groups' lag, read as the health report reads it: a group's lag
+	// is the same whoever reads it, and the api answers while a role whose lag grows is down.
+	if err := e.registry.Register(connstatus.NewLagCollector(logger, src, nil)); err != nil {
+		return err
+	}
+	opts.ConnectionHealth, err = e.connectionHealth(table, pub, opts.Ingest, src)
 	return err
 }
 
 // connectionHealth is the api role's part: the webhooks tell the recorder, and with a
 // signing key (admin tokens) the health API reads every process's records.
-func (e *env) connectionHealth(table connstatus.Table, pub *connstatus.Publisher, in backend.Ingest) (*backend.ConnectionHealth, error) {
+func (e *env) connectionHealth(table connstatus.Table, pub *connstatus.Publisher, in backend.Ingest, src *connstatus.KafkaSource) (*backend.ConnectionHealth, error) {
 	h := &backend.ConnectionHealth{Status: e.status}
 	if len(e.cfg.JWTKeys) == 0 {
 		return h, nil // no admin token can be verified: no health API
@@ -78,8 +85,6 @@ func (e *env) connectionHealth(table connstatus.Table, pub *connstatus.Publisher
 	if err != nil {
 		return nil, err
 	}
-	src := connstatus.NewKafkaSource(e.logger.With("part", "connection-status"), e.brokers, lagGroups,
-		schemas.TicketEventsDLQTopic, schemas.SMSEventsDLQTopic)
 	reader, err := connstatus.NewReader(connstatus.ReaderConfig{Table: table, Local: pub, Connection: e.conns.ByID, Kafka: src})
 	if err != nil {
 		return nil, err

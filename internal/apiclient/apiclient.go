@@ -115,3 +115,37 @@ func Failure(op string, status int, kind string, apiErr error, retryAfter time.D
 	e.Response = response
 	return e
 }
+
+// The outcomes of a request, as the clients' request counters label them: a small set, the
+// same for every API, so that one query reads both.
+const (
+	OutcomeOK           = "ok"           // 2xx
+	OutcomeNotFound     = "not_found"    // 404
+	OutcomeThrottled    = "throttled"    // 429: a rate limit refused it
+	OutcomeUnauthorized = "unauthorized" // 401, 403: the credentials need fixing
+	OutcomeRefused      = "refused"      // another 4xx
+	OutcomeUnavailable  = "unavailable"  // 5xx, 408, or no answer at all
+)
+
+// Outcome sorts what Send returned into one of the outcomes: err is Send's (no answer),
+// status the answer's.
+func Outcome(status int, err error) string {
+	switch {
+	case err != nil:
+		return OutcomeUnavailable
+	case status >= 200 && status <= 299:
+		return OutcomeOK
+	case status == http.StatusNotFound:
+		return OutcomeNotFound
+	case status == http.StatusTooManyRequests:
+		return OutcomeThrottled
+	}
+	switch Kind(status) {
+	case zenklav.EUNAUTHORIZED:
+		return OutcomeUnauthorized
+	case zenklav.EUNAVAILABLE:
+		return OutcomeUnavailable
+	default:
+		return OutcomeRefused
+	}
+}

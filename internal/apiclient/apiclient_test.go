@@ -1,6 +1,7 @@
 package apiclient_test
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,5 +59,32 @@ func TestRetryAfter(t *testing.T) {
 		if got := apiclient.RetryAfter(tc.v, now); got != tc.want {
 			t.Errorf("RetryAfter(%q) = %s, want %s", tc.v, got, tc.want)
 		}
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		err    error
+		want   string
+	}{
+		{"created", http.StatusCreated, nil, apiclient.OutcomeOK},
+		{"accepted", http.StatusAccepted, nil, apiclient.OutcomeOK},
+		{"no answer", 0, errors.New("connection refused"), apiclient.OutcomeUnavailable},
+		{"not found", http.StatusNotFound, nil, apiclient.OutcomeNotFound},
+		{"rate limit", http.StatusTooManyRequests, nil, apiclient.OutcomeThrottled},
+		{"bad key", http.StatusUnauthorized, nil, apiclient.OutcomeUnauthorized},
+		{"no scope", http.StatusForbidden, nil, apiclient.OutcomeUnauthorized},
+		{"invalid", http.StatusBadRequest, nil, apiclient.OutcomeRefused},
+		{"conflict", http.StatusConflict, nil, apiclient.OutcomeRefused},
+		{"timeout", http.StatusRequestTimeout, nil, apiclient.OutcomeUnavailable},
+		{"down", http.StatusBadGateway, nil, apiclient.OutcomeUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := apiclient.Outcome(tc.status, tc.err); got != tc.want {
+				t.Errorf("Outcome(%d, %v) = %q, want %q", tc.status, tc.err, got, tc.want)
+			}
+		})
 	}
 }
