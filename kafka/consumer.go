@@ -64,6 +64,9 @@ const (
 type Consumer struct {
 	cfg    ConsumerConfig
 	logger *slog.Logger
+	// rc is the group reader's configuration; Run makes the reader, and RunLanes, which
+	// follows the group's generations itself (generation.go), never does.
+	rc     kafkago.ReaderConfig
 	reader *kafkago.Reader
 	// retry is the policy of a batch that failed transiently, of a commit, and of the wait
 	// for Kafka after a fetch failed.
@@ -113,7 +116,7 @@ func NewConsumer(logger *slog.Logger, cfg ConsumerConfig) (*Consumer, error) {
 	return &Consumer{
 		cfg:      cfg,
 		logger:   logger,
-		reader:   kafkago.NewReader(rc),
+		rc:       rc,
 		retry:    retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
 		kafka:    tracker.Part(cfg.Group + "/kafka"),
 		handling: tracker.Part(cfg.Group + "/handle"),
@@ -128,10 +131,11 @@ func NewConsumer(logger *slog.Logger, cfg ConsumerConfig) (*Consumer, error) {
 // up, commits what was handled, and closes the reader, which leaves the group so another
 // member takes the partitions over at once.
 func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
-	defer c.close()
 	if c.cfg.BatchSize < 1 || c.cfg.BatchWait <= 0 {
 		return errors.New("batches need a positive batch size and wait")
 	}
+	c.reader = kafkago.NewReader(c.rc) // joins the group
+	defer c.close()
 	// A permanent failure of the batch in flight must stop the fetch that waits beside it,
 	// or the consumer would sit on the failure until the next message arrives.
 	fetchCtx, stopFetch := context.WithCancel(ctx)
@@ -174,6 +178,9 @@ func (c *Consumer) Run(ctx context.Context, handle BatchHandler) error {
 }
 
 func (c *Consumer) close() {
+	if c.reader == nil {
+		return
+	}
 	if err := c.reader.Close(); err != nil {
 		c.logger.Warn("close kafka reader", "err", err)
 	}
@@ -183,7 +190,7 @@ func (c *Consumer) close() {
 // join included) since it was last asked: its partitions may have been another member's
 // in between. Only one goroutine may ask (kafka-go's Stats counts since the last call).
 func (c *Consumer) Rebalanced() bool {
-	return c.reader.Stats().Rebalances > 0
+	return c.reader != nil && c.reader.Stats().Rebalances > 0
 }
 
 // fill blocks for the first message, then takes more until the batch is full or BatchWait

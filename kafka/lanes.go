@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 // LaneConfig shapes RunLanes; zero values take the defaults.
@@ -34,7 +35,8 @@ type LaneConfig struct {
 	Linger time.Duration
 	// ShutdownGrace is how long, on shutdown, batches being handled may take to finish
 	// before their context ends (default 10 s); what they did not finish is handled again
-	// after a restart.
+	// after a restart. At a rebalance it is at most half the group's rebalance timeout, so
+	// the member rejoins in time.
 	ShutdownGrace time.Duration
 	// CommitInterval is how often the done prefix of each partition is committed (default
 	// 1 s).
@@ -104,18 +106,39 @@ type LaneHandler[T any] interface {
 
 // RunLanes consumes until ctx ends, handling messages out of order
 // in h's lanes and committing, per partition, the offsets up to the first message not yet
-// done. On the way out it stops fetching, lets the batches being handled finish (for up to
-// ShutdownGrace), commits what is done and leaves the group; queued deliveries are not
-// committed, so the next owner of their partitions handles them.
+// done. It follows the group's generations (generation.go): when one ends, by a rebalance or
+// on the way out, it stops fetching, lets the batches being handled finish (for up to
+// ShutdownGrace), commits what is done and drops what is queued, before its partitions go to
+// their next owner, which handles the queued messages.
 func RunLanes[T any](ctx context.Context, c *Consumer, cfg LaneConfig, h LaneHandler[T]) error {
 	if c.cfg.DeadLetters == nil {
 		return errors.New("lanes need a dead-letter topic for what they cannot route")
 	}
 	cfg.defaults()
-	r := &laneRunner[T]{c: c, cfg: cfg, h: h, offsets: newOffsets(c.cfg.Topic), lanes: map[string]*lane[T]{}}
-	return r.run(ctx)
+	group, err := c.group()
+	if err != nil {
+		return err
+	}
+	defer group.Close() // leaves the group
+	for {
+		gen, err := c.nextGeneration(ctx, group)
+		if err != nil {
+			return nil // only ctx ends the wait
+		}
+		r := &laneRunner[T]{c: c, cfg: cfg, h: h, offsets: newOffsets(c.cfg.Topic), lanes: map[string]*lane[T]{}}
+		done := make(chan struct{})
+		gen.Start(func(genCtx context.Context) {
+			defer close(done)
+			r.run(ctx, genCtx, gen)
+		})
+		<-done
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
 }
 
+// laneRunner is one generation's lanes.
 type laneRunner[T any] struct {
 	c       *Consumer
 	cfg     LaneConfig
@@ -125,11 +148,13 @@ type laneRunner[T any] struct {
 	workers sync.WaitGroup
 }
 
-func (r *laneRunner[T]) run(ctx context.Context) error {
-	defer r.c.close()
-	// The lanes and the committer stop when fetching does, whether ctx ended or Kafka failed.
+// run handles the generation gen until ctx or the generation (genCtx) ends.
+func (r *laneRunner[T]) run(ctx, genCtx context.Context, gen *kafkago.Generation) {
+	// The partition readers, the lanes and the committer stop when fetching does.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	defer context.AfterFunc(genCtx, stop)()
+	m := r.c.join(runCtx, gen)
 	// Batches being handled outlive runCtx by the grace, so a request under way is not cut
 	// off mid-flight.
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
@@ -137,20 +162,27 @@ func (r *laneRunner[T]) run(ctx context.Context) error {
 	committed := make(chan struct{})
 	go func() {
 		defer close(committed)
-		r.commitEvery(runCtx)
+		r.commitEvery(runCtx, m)
 	}()
 
-	err := r.fetch(runCtx, sendCtx)
+	r.fetch(runCtx, sendCtx, m)
 	stop()
-	r.drain(cancelSends)
+	m.leave()
+	grace := r.cfg.ShutdownGrace
+	if ctx.Err() == nil { // a rebalance: the group waits RebalanceTimeout for this member to rejoin
+		grace = min(grace, r.c.rc.RebalanceTimeout/2)
+	}
+	r.drain(cancelSends, grace)
 	<-committed
-	r.commit(context.WithoutCancel(ctx))
-	return err
+	r.commit(context.WithoutCancel(ctx), m)
+	for _, l := range r.lanes { // dropped: the partitions' next owner handles them
+		l.queued.Sub(float64(len(l.in)))
+	}
 }
 
 // drain waits for the lanes to finish the batches they handle, and ends those batches'
 // context if they take longer than the grace.
-func (r *laneRunner[T]) drain(cancelSends context.CancelFunc) {
+func (r *laneRunner[T]) drain(cancelSends context.CancelFunc, grace time.Duration) {
 	stopped := make(chan struct{})
 	go func() {
 		r.workers.Wait()
@@ -158,27 +190,26 @@ func (r *laneRunner[T]) drain(cancelSends context.CancelFunc) {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(r.cfg.ShutdownGrace):
-		r.c.logger.Warn("batches under way did not finish in time; their messages are handled again after a restart")
+	case <-time.After(grace):
+		r.c.logger.Warn("batches under way did not finish in time; their messages are handled again by the partitions' next owner")
 		cancelSends()
 		<-stopped
 	}
 }
 
-// fetch reads messages and hands each to its lane until ctx ends; Kafka's outages it waits
-// out (Consumer.fetch).
-func (r *laneRunner[T]) fetch(ctx, sendCtx context.Context) error {
+// fetch reads the generation's messages and hands each to its lane until ctx ends.
+func (r *laneRunner[T]) fetch(ctx, sendCtx context.Context, from *member) {
 	for {
-		m, err := r.c.fetch(ctx)
+		m, err := from.fetch(ctx)
 		if err != nil {
-			return nil // only ctx ends the fetch
+			return // only ctx ends the fetch
 		}
 		r.offsets.add(m)
 		d := &Delivery[T]{Msg: m, Fetched: time.Now(), offsets: r.offsets}
 		routed, err := r.h.Route(m)
 		if err != nil {
 			if r.c.cfg.DeadLetters.Write(ctx, DeadLetter{Msg: m, Reason: err.Error()}) != nil {
-				return nil // only ctx ends the retries
+				return // only ctx ends the retries
 			}
 			d.Done()
 			continue
@@ -189,7 +220,7 @@ func (r *laneRunner[T]) fetch(ctx, sendCtx context.Context) error {
 		}
 		d.Value, d.Weight = routed.Value, routed.Weight
 		if !r.enqueue(ctx, r.lane(ctx, sendCtx, routed.Lane), d) {
-			return nil
+			return
 		}
 	}
 }
@@ -251,7 +282,7 @@ func (r *laneRunner[T]) lane(ctx, sendCtx context.Context, name string) *lane[T]
 }
 
 // commitEvery commits done prefixes every CommitInterval until ctx ends.
-func (r *laneRunner[T]) commitEvery(ctx context.Context) {
+func (r *laneRunner[T]) commitEvery(ctx context.Context, m *member) {
 	t := time.NewTicker(r.cfg.CommitInterval)
 	defer t.Stop()
 	for {
@@ -259,16 +290,16 @@ func (r *laneRunner[T]) commitEvery(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.commit(ctx)
+			r.commit(ctx, m)
 		}
 	}
 }
 
-func (r *laneRunner[T]) commit(ctx context.Context) {
+func (r *laneRunner[T]) commit(ctx context.Context, m *member) {
 	msgs := r.offsets.committable()
 	// Done messages stay done; should the commit fail, the next one covers them, and at
 	// worst they are handled again, which every handler allows.
-	if r.c.commit(ctx, msgs) {
+	if m.commit(ctx, msgs) {
 		r.offsets.committed(msgs)
 	}
 }
