@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -51,11 +52,16 @@ const bulkEventsPath = "/api/event-bulk-create-jobs"
 // request an emitter may send it sends, with what has queued. Signed webhooks go to the two
 // api processes in turn. Once the two emitters have counted each other (their log's "emitter
 // replicas counted", replicas 2), Klaviyo refuses none of their requests (429) while they
-// use most of the account's limit between them. Then an emitter and a sink are stopped
-// (SIGTERM), started again, and the other emitter and sink killed (SIGKILL), each change a
-// rebalance of their groups. Every webhook accepted is once in ClickHouse and its metric once
-// in Klaviyo; no group's committed offset of ticket-events.v1 ever moves back (a member
-// that lost a partition does not commit it); every process's zenklav_part_up is 1 at the end.
+// use most of the account's limit between them. Meanwhile customers text the brand (Klaviyo's
+// inbound SMS webhooks) and agents answer on their SMS tickets (smsTraffic). Then an emitter,
+// a sink and an sms process are stopped (SIGTERM), started again, and the other emitter, sink
+// and sms process killed (SIGKILL), each change a rebalance of their groups. Every webhook
+// accepted is once in ClickHouse and its metric once in Klaviyo; every text is once on
+// Zendesk, on its customer's one SMS ticket, and every reply reached its customer once (or
+// the agent was told it may not have, after the kill); each sms process wrote texts before
+// it went, the one started too before the kill; no group's committed offset of
+// ticket-events.v1 or sms-events.v1 ever moves back (a member that lost a partition does not
+// commit it); every process's zenklav_part_up is 1 at the end.
 func TestReplicas(t *testing.T) {
 	var cluster *testenv.KafkaCluster
 	s := newStackOn(t, func(s *stack) {
@@ -64,6 +70,8 @@ func TestReplicas(t *testing.T) {
 	})
 	brokers := cluster.Brokers()
 	rs := &replicaSet{s: s}
+	s.enableSMS()
+	phones := s.smsCustomers(smsCustomerCount, 100)
 
 	// The first api makes the topics; the others start side by side.
 	api1 := rs.start("api", "api-1")
@@ -71,10 +79,10 @@ func TestReplicas(t *testing.T) {
 	start := api1.p.since
 	offsets := watchOffsets(t, brokers, schemas.TicketEventsTopic,
 		emitter.Group, sink.Group, sink.Group+sink.TicketRowsSuffix, sms.ReplyGroup)
+	smsOffsets := watchOffsets(t, brokers, schemas.SMSEventsTopic, sms.Group)
 	api2 := rs.start("api", "api-2")
 	sink1, sink2 := rs.start("sink", "sink-1"), rs.start("sink", "sink-2")
-	rs.start("sms", "sms-1")
-	rs.start("sms", "sms-2")
+	sms1, sms2 := rs.start("sms", "sms-1"), rs.start("sms", "sms-2")
 	em1, em2 := rs.start("emitter", "emitter-1"), rs.start("emitter", "emitter-2")
 	for _, m := range rs.members {
 		m.p.waitStarted(time.Minute)
@@ -86,43 +94,54 @@ func TestReplicas(t *testing.T) {
 	t.Logf("emitter-1 and emitter-2 counted 2 replicas at %s", rel(counted, start))
 
 	tr := s.sendWebhooksTo([]string{api1.addr, api2.addr}, replicasWebhooksPerSecond)
+	texting := s.sendSMS(tr, phones)
 	s.waitFlowing(tr, rs.alive)
 	flowing := time.Now()
 	time.Sleep(time.Until(counted.Add(settledFor)))
 
-	// An emitter and a sink stop as an operator stops them: they commit and leave.
+	// An emitter, a sink and an sms process stop as an operator stops them: they commit and
+	// leave.
 	stopped := time.Now()
+	work := []smsWork{workOf(sms1, "at its stop")}
 	em1.stop()
 	sink1.stop()
-	t.Logf("emitter-1 and sink-1 stopped (SIGTERM) at %s, in %s", rel(stopped, start), time.Since(stopped).Round(10*time.Millisecond))
+	sms1.stop()
+	t.Logf("emitter-1, sink-1 and sms-1 stopped (SIGTERM) at %s, in %s", rel(stopped, start), time.Since(stopped).Round(10*time.Millisecond))
 	alone := em2.waitCounted(1, stopped, rs.alive)
 	t.Logf("emitter-2 counted 1 replica %s after", alone.Sub(stopped).Round(10*time.Millisecond))
 	time.Sleep(time.Until(stopped.Add(afterChange)))
 
 	// They start again (new processes, new members): a rebalance that gives them partitions.
 	restarted := time.Now()
-	em3, sink3 := rs.start("emitter", "emitter-3"), rs.start("sink", "sink-3")
+	em3, sink3, sms3 := rs.start("emitter", "emitter-3"), rs.start("sink", "sink-3"), rs.start("sms", "sms-3")
 	em3.p.waitStarted(time.Minute)
 	sink3.p.waitStarted(time.Minute)
+	sms3.p.waitStarted(time.Minute)
 	recounted := maxTime(em2.waitCounted(2, restarted, rs.alive), em3.waitCounted(2, restarted, rs.alive))
-	t.Logf("emitter-3 and sink-3 started at %s; emitter-2 and emitter-3 counted 2 replicas %s after",
+	t.Logf("emitter-3, sink-3 and sms-3 started at %s; emitter-2 and emitter-3 counted 2 replicas %s after",
 		rel(restarted, start), recounted.Sub(restarted).Round(10*time.Millisecond))
 	time.Sleep(time.Until(recounted.Add(afterChange)))
 
-	// The other emitter and sink crash: their partitions wait out the session timeout.
+	// The other emitter, sink and sms process crash: their partitions wait out the session
+	// timeout.
 	killed := time.Now()
+	work = append(work, workOf(sms2, "at its kill"), workOf(sms3, "at sms-2's kill"))
 	em2.kill()
 	sink2.kill()
-	t.Logf("emitter-2 and sink-2 killed (SIGKILL) at %s", rel(killed, start))
+	sms2.kill()
+	t.Logf("emitter-2, sink-2 and sms-2 killed (SIGKILL) at %s", rel(killed, start))
 	alone = em3.waitCounted(1, killed, rs.alive)
 	t.Logf("emitter-3 counted 1 replica %s after", alone.Sub(killed).Round(10*time.Millisecond))
 	time.Sleep(time.Until(maxTime(alone, killed.Add(afterChange))))
 
+	texting.stop()
 	tr.stop(stopWithin)
 	t.Logf("webhooks: %s", tr.summary(time.Time{}, time.Now()))
 	tr.expectAnswers(t, time.Time{}, time.Now(), start, "2xx or 503 with Retry-After", accepted2xxOr503)
 	s.converge(tr, rs.alive)
 	converged := time.Now()
+	texting.expect(t)
+	expectSMSWork(t, append(work, workOf(sms3, "at the end")))
 
 	// Klaviyo's limit: nothing refused while the emitters had counted each other, and most
 	// of the limit used then (the load was enough to meet it).
@@ -184,6 +203,8 @@ func TestReplicas(t *testing.T) {
 	t.Logf("clickhouse: ticket_events holds %d rows (before FINAL) for %d events", rows, rows-dupRows)
 	offsets.stop()
 	offsets.report(t)
+	smsOffsets.stop()
+	smsOffsets.report(t)
 	rs.expectPartsUp(t, start)
 	for _, m := range rs.members {
 		m.stop()
@@ -505,7 +526,8 @@ func (w *offsetWatch) report(t *testing.T) {
 	}
 }
 
-// partsWatch scrapes a process's zenklav_part_up every second and notes each part seen 0.
+// partsWatch scrapes a process's zenklav_part_up every second and notes each part seen 0;
+// of an sms process, it keeps its last counts of texts and replies too.
 type partsWatch struct {
 	done     chan struct{}
 	endOnce  sync.Once
@@ -513,15 +535,19 @@ type partsWatch struct {
 	mu       sync.Mutex
 	down     map[string][2]time.Time // part → first and last scrape that said 0
 	last     map[string]float64
+	sms      map[string]float64 // "messages ticket_created", "replies sent"… as last scraped
 	scrapes  int
 	stopping bool
 }
 
-var partUpLine = regexp.MustCompile(`^zenklav_part_up\{part="([^"]+)"\} (\S+)$`)
+var (
+	partUpLine = regexp.MustCompile(`^zenklav_part_up\{part="([^"]+)"\} (\S+)$`)
+	smsLine    = regexp.MustCompile(`^zenklav_sms_(messages|replies)_total\{connection="[^"]*",result="([^"]+)"\} (\S+)$`)
+)
 
 func (w *partsWatch) watch(t *testing.T, m *member) {
 	w.done = make(chan struct{})
-	w.down, w.last = map[string][2]time.Time{}, map[string]float64{}
+	w.down, w.last, w.sms = map[string][2]time.Time{}, map[string]float64{}, map[string]float64{}
 	client := &http.Client{Timeout: 2 * time.Second}
 	w.wg.Go(func() {
 		for {
@@ -542,6 +568,9 @@ func (w *partsWatch) watch(t *testing.T, m *member) {
 			w.mu.Lock()
 			w.scrapes++
 			for _, line := range strings.Split(string(body), "\n") {
+				if sm := smsLine.FindStringSubmatch(line); sm != nil {
+					w.sms[sm[1]+" "+sm[2]], _ = strconv.ParseFloat(sm[3], 64)
+				}
 				sm := partUpLine.FindStringSubmatch(line)
 				if sm == nil {
 					continue
@@ -572,6 +601,13 @@ func (w *partsWatch) end() {
 		close(w.done)
 	})
 	w.wg.Wait()
+}
+
+// smsCounts is the process's texts and replies by result, as last scraped.
+func (w *partsWatch) smsCounts() map[string]float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.sms)
 }
 
 func (w *partsWatch) ended() bool {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/zenklav/zenklav"
+	"github.com/zenklav/zenklav/klaviyo/klaviyotest"
 	"github.com/zenklav/zenklav/zendesk"
 	"github.com/zenklav/zenklav/zendesk/zendesktest"
 )
@@ -33,11 +34,12 @@ const stopWithin = time.Minute
 // make its Opened Ticket and its Resolved Ticket. As Zendesk's deliveries, each webhook is
 // sent on its own, independent of the others: answered 503 (or anything but 2xx), it is sent
 // again after Retry-After; when the connection fails, after a short pause; until zenklav
-// accepts it.
+// accepts it. Webhooks of other kinds (an agent's reply, a customer's text) may join them
+// (send), delivered alike.
 type traffic struct {
 	s      *stack
-	urls   []string      // the api processes, sent to in turn
-	sends  atomic.Uint64 // requests so far: which url is next
+	addrs  []string      // the api processes, sent to in turn
+	sends  atomic.Uint64 // requests so far: which address is next
 	client *http.Client
 	beat   time.Duration
 	start  time.Time
@@ -56,10 +58,14 @@ type traffic struct {
 
 // hook is one webhook and what became of it.
 type hook struct {
-	eventID   string // "zd:" and Zendesk's event id: event_id in ClickHouse
-	ticket    int64
-	uniqueID  string // the Klaviyo unique_id of the metric it makes
-	body      []byte
+	eventID  string // "zd:" and Zendesk's event id: event_id in ClickHouse; "" for a text
+	ticket   int64
+	uniqueID string // the Klaviyo unique_id of the metric it makes; "" when it makes none
+	body     []byte
+	// text, when set, makes the hook Klaviyo's system webhook of a customer's text (to
+	// sms-events.v1, not ClickHouse), signed at each attempt as Klaviyo signs; body is then
+	// unused.
+	text      *klaviyotest.WebhookItem
 	firstSent time.Time
 	acked     time.Time // when zenklav first answered 2xx; zero until then
 }
@@ -100,12 +106,8 @@ func (s *stack) sendWebhooks(addr string, perSecond int) *traffic {
 // sendWebhooksTo is sendWebhooks to several zenklav processes, each request to the next of
 // addrs in turn, as a load balancer in front of the api's replicas sends them.
 func (s *stack) sendWebhooksTo(addrs []string, perSecond int) *traffic {
-	var urls []string
-	for _, addr := range addrs {
-		urls = append(urls, "http://"+addr+"/webhooks/zendesk/"+tenant)
-	}
 	tr := &traffic{
-		s: s, urls: urls,
+		s: s, addrs: addrs,
 		// A connection per request: an idle keep-alive connection the server closes just as
 		// a request goes out would fail that request, and the test would blame zenklav.
 		client:   &http.Client{Timeout: webhookTimeout, Transport: &http.Transport{DisableKeepAlives: true}},
@@ -210,20 +212,20 @@ func (tr *traffic) deliver(h *hook) {
 	}
 }
 
-// post sends h once, signed as Zendesk signs, and records the answer.
+// send delivers h besides the paced webhooks, as they are delivered, until zenklav accepts
+// it. Not after stop.
+func (tr *traffic) send(h *hook) {
+	tr.mu.Lock()
+	tr.hooks = append(tr.hooks, h)
+	tr.mu.Unlock()
+	tr.deliveries.Go(func() { tr.deliver(h) })
+}
+
+// post sends h once, signed as Zendesk (or Klaviyo, for a text) signs, and records the
+// answer.
 func (tr *traffic) post(h *hook) attempt {
 	a := attempt{hook: h, sent: time.Now()}
-	ts := zendesk.Timestamp(a.sent)
-	url := tr.urls[(tr.sends.Add(1)-1)%uint64(len(tr.urls))]
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(h.body))
-	if err != nil {
-		panic(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "Zendesk Webhook")
-	req.Header.Set(zendesk.HeaderWebhookID, zendesktest.WebhookID)
-	req.Header.Set(zendesk.HeaderSignatureTimestamp, ts)
-	req.Header.Set(zendesk.HeaderSignature, zendesk.Sign(secret, ts, h.body))
+	req := tr.request(h, tr.addrs[(tr.sends.Add(1)-1)%uint64(len(tr.addrs))], a.sent)
 	resp, err := tr.client.Do(req)
 	if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
@@ -241,6 +243,28 @@ func (tr *traffic) post(h *hook) attempt {
 	}
 	tr.attempts = append(tr.attempts, a)
 	return a
+}
+
+// request is h's POST to the api process at addr, signed at time at.
+func (tr *traffic) request(h *hook, addr string, at time.Time) *http.Request {
+	if h.text != nil {
+		req, err := tr.s.kl.WebhookRequest("http://"+addr+"/webhooks/klaviyo/"+tenant, klaviyoSecret, *h.text)
+		if err != nil {
+			panic(err) // the simulator's own item: cannot fail
+		}
+		return req
+	}
+	ts := zendesk.Timestamp(at)
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/zendesk/"+tenant, bytes.NewReader(h.body))
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Zendesk Webhook")
+	req.Header.Set(zendesk.HeaderWebhookID, zendesktest.WebhookID)
+	req.Header.Set(zendesk.HeaderSignatureTimestamp, ts)
+	req.Header.Set(zendesk.HeaderSignature, zendesk.Sign(secret, ts, h.body))
+	return req
 }
 
 // stop sends no new webhook, and waits until every one sent is accepted (for within at
