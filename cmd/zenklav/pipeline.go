@@ -45,8 +45,11 @@ func buildEmitter(ctx context.Context, e *env, _ *backend.Options, b *banner) (r
 	}, nil
 }
 
-// replicasLook is how often an emitter counts the emitter's replicas.
-const replicasLook = 10 * time.Second
+// replicasLook is how often an emitter counts the emitter's replicas: often, as until both
+// count a replica that joined, the two together may send twice an account's limits (a
+// rebalance lasts until the old members have finished their batches under way, a few
+// seconds); a count is two small requests to Kafka.
+const replicasLook = 2 * time.Second
 
 // shareKlaviyoLimits keeps every Klaviyo account's rate limits whole across the emitter's
 // replicas, with no server of their own: each replica counts the members of the emitter's
