@@ -241,29 +241,11 @@ func loadRetrying(t *testing.T, s *analytics.Store, d dataset, rec *recovery, be
 			return s.RecordMemberships(ctx, sn.tenant, sn.requester, sn.at, sn.kind, sn.names)
 		})
 	}
-	for i, b := range loadBatches(d) {
+	for i, b := range loadBatches(d, 300) {
 		before(i)
 		retry("insert events", func() error { return s.InsertTicketEvents(ctx, b) })
 		retry("fold events", func() error { return s.SummarizeTicketEvents(ctx, b) })
 	}
-}
-
-// loadBatches are load's batches: shuffled, and a third of the events again.
-func loadBatches(d dataset) [][]schemas.TicketEvent {
-	r := rand.New(rand.NewPCG(3, 4))
-	events := append([]schemas.TicketEvent(nil), d.events...)
-	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	var batches [][]schemas.TicketEvent
-	for off := 0; off < len(events); off += 300 {
-		batches = append(batches, events[off:min(off+300, len(events))])
-	}
-	var again []schemas.TicketEvent
-	for _, e := range events {
-		if r.IntN(3) == 0 {
-			again = append(again, e)
-		}
-	}
-	return append(batches, again)
 }
 
 func firstLineOf(s string) string {

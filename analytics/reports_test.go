@@ -165,20 +165,7 @@ func load(t *testing.T, s *analytics.Store, d dataset, fold bool) {
 			}
 		}
 	}
-	r := rand.New(rand.NewPCG(3, 4))
-	events := slices.Clone(d.events)
-	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	var batches [][]schemas.TicketEvent
-	for off := 0; off < len(events); off += 700 {
-		batches = append(batches, events[off:min(off+700, len(events))])
-	}
-	var again []schemas.TicketEvent
-	for _, e := range events {
-		if r.IntN(3) == 0 {
-			again = append(again, e)
-		}
-	}
-	for _, b := range append(batches, again) {
+	for _, b := range loadBatches(d, 700) {
 		if err := s.InsertTicketEvents(ctx, b); err != nil {
 			t.Fatal(err)
 		}
@@ -189,6 +176,24 @@ func load(t *testing.T, s *analytics.Store, d dataset, fold bool) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// loadBatches are the events in batches of size, shuffled, and a third of them again.
+func loadBatches(d dataset, size int) [][]schemas.TicketEvent {
+	r := rand.New(rand.NewPCG(3, 4))
+	events := slices.Clone(d.events)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	var batches [][]schemas.TicketEvent
+	for off := 0; off < len(events); off += size {
+		batches = append(batches, events[off:min(off+size, len(events))])
+	}
+	var again []schemas.TicketEvent
+	for _, e := range events {
+		if r.IntN(3) == 0 {
+			again = append(again, e)
+		}
+	}
+	return append(batches, again)
 }
 
 // ticket is what the expected answers know of one ticket, from its events.

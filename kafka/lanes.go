@@ -120,6 +120,9 @@ func RunLanes[T any](ctx context.Context, c *Consumer, cfg LaneConfig, h LaneHan
 		return err
 	}
 	defer group.Close() // leaves the group
+	// On the way out the group is closed while the last generation drains: the member then
+	// leaves once it is done, rather than first rejoin (a rebalance more for the others).
+	defer context.AfterFunc(ctx, func() { group.Close() })()
 	for {
 		gen, err := c.nextGeneration(ctx, group)
 		if err != nil {

@@ -3,7 +3,6 @@ package kafka_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,27 +16,7 @@ import (
 // are, the producer refuses at once instead of queueing behind them, so resends cannot make a
 // stalled partition's queue grow without end.
 func TestProducerBoundsWhatIsUnderWay(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn // accepted, never answered
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	p := kafka.NewProducer(slog.New(slog.DiscardHandler), []string{ln.Addr().String()})
+	p := kafka.NewProducer(slog.New(slog.DiscardHandler), []string{kafka.FrozenAddr(t)})
 	defer p.Close()
 	msgs := make([]zenklav.Message, kafka.MaxPending+1) // bigger than the bound, and first: let through
 	for i := range msgs {
@@ -50,7 +29,7 @@ func TestProducerBoundsWhatIsUnderWay(t *testing.T) {
 		t.Fatalf("a write to a frozen broker: %v after %s, want EUNAVAILABLE when the caller's context ends", err, time.Since(start))
 	}
 	start = time.Now()
-	err = p.Publish(context.Background(), zenklav.Message{Topic: "frozen", Value: []byte("one more")})
+	err := p.Publish(context.Background(), zenklav.Message{Topic: "frozen", Value: []byte("one more")})
 	if zenklav.ErrorCode(err) != zenklav.EUNAVAILABLE || !strings.Contains(err.Error(), "still being written") {
 		t.Fatalf("a write behind %d under way: %v, want a refusal", kafka.MaxPending, err)
 	}
